@@ -1,0 +1,91 @@
+//! The HTTP API (axum): one resource per file, all calling the [`Broker`].
+//!
+//! Every error is `{"error": {"code", "message"}}` with a fitting status; see [`ApiError`].
+//! Request bodies go through [`JsonBody`], which checks the content type, the size and the
+//! JSON before a handler runs.
+
+mod body;
+mod health;
+mod inbox;
+mod publish;
+mod queues;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+
+use crate::broker::Broker;
+use crate::error::{Error, ErrorKind};
+
+pub use body::JsonBody;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub broker: Broker,
+    /// Counts connected sockets, for `/metrics`.
+    pub sockets: std::sync::Arc<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// The API's routes. `max_body_bytes` bounds every request body.
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{queue}", get(queues::detail))
+        .route("/v1/queues/{queue}/messages", post(publish::to_queue))
+        .route("/v1/messages", post(publish::batch))
+        .route("/v1/queues/{queue}/kick", post(queues::kick))
+        .route("/v1/queues/{queue}/clients/{client}/messages", get(inbox::peek))
+        .route("/v1/queues/{queue}/clients/{client}/acks", post(inbox::ack))
+        .route("/v1/queues/{queue}/clients/{client}", delete(inbox::unsubscribe))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::new(
+        ErrorKind::NotFound,
+        "not_found",
+        "no such route; see the README for the API reference",
+    ))
+}
+
+/// An [`Error`] as an HTTP response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        Self(err)
+    }
+}
+
+/// The HTTP status of each kind of error.
+fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Malformed => StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::Limit => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status(self.0.kind());
+        if status.is_server_error() {
+            tracing::warn!(code = self.0.code(), message = self.0.message(), "request failed");
+        }
+        (status, axum::Json(json!({ "error": self.0 }))).into_response()
+    }
+}

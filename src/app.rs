@@ -1,0 +1,156 @@
+//! [`Application`]: builds queuehub from a [`Config`] (store, broker, HTTP API, socket.io),
+//! binds every listen address, and runs until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{self, ApiState};
+use crate::broker::Broker;
+use crate::config::{Config, Storage};
+use crate::socket;
+use crate::store::Store;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::memory::MemoryStore;
+
+/// How long an HTTP API request may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long shutdown waits for connections to finish before it stops waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A built server: bound, with its store loaded, not yet serving.
+pub struct Application {
+    listeners: Vec<TcpListener>,
+    addresses: Vec<SocketAddr>,
+    router: Router,
+    broker: Broker,
+    io: SocketIo,
+}
+
+/// Opens the store the configuration names.
+fn open_store(storage: &Storage) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match storage {
+        Storage::Embedded(dir) => Arc::new(
+            EmbeddedStore::open(dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+        ),
+        Storage::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+impl Application {
+    /// Opens the store, rebuilds the broker's indexes, and binds every listen address
+    /// (port 0 picks a free port; see [`Application::addresses`]).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = open_store(&config.storage)?;
+        let broker = Broker::open(store, config.broker.clone())
+            .await
+            .context("cannot load the store")?;
+        let (socket_layer, io) = socket::layer(broker.clone());
+        let sockets_io = io.clone();
+        let state = ApiState {
+            broker: broker.clone(),
+            sockets: Arc::new(move || sockets_io.sockets().len()),
+        };
+        let api = api::router(state, config.max_body_bytes).layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+        let mut router = api.layer(socket_layer).layer(TraceLayer::new_for_http());
+        if config.cors_permissive {
+            router = router.layer(CorsLayer::permissive());
+        }
+
+        let mut listeners = Vec::new();
+        let mut addresses = Vec::new();
+        for address in &config.listen {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            addresses.push(listener.local_addr()?);
+            listeners.push(listener);
+        }
+        Ok(Self {
+            listeners,
+            addresses,
+            router,
+            broker,
+            io,
+        })
+    }
+
+    /// The bound addresses, in the order of the configuration.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Serves on every address until `shutdown` completes, then shuts down gracefully: stop
+    /// accepting, close sockets, finish in-flight commits.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+        for listener in self.listeners {
+            let mut stop = stop_rx.clone();
+            let server = axum::serve(listener, self.router.clone())
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                });
+            servers.push(tokio::spawn(async move { server.await }));
+        }
+        for address in &self.addresses {
+            tracing::info!("queuehub listening on http://{address}");
+        }
+
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets and finishing commits");
+        let _ = stop_tx.send(true);
+        self.io.close().await;
+        for server in servers {
+            match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(err))) => tracing::error!(error = %err, "server failed"),
+                Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
+                Err(_) => tracing::warn!("connections still open after the grace period"),
+            }
+        }
+        self.broker.close().await;
+        tracing::info!("queuehub stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

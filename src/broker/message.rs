@@ -1,0 +1,178 @@
+//! Message shapes the broker hands out: [`NewMessage`] (what a publisher sends), [`Envelope`]
+//! (what a subscriber receives) and [`Delivery`] (an envelope addressed to one client).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::names::{ClientId, EventName, MessageId, QueueName};
+use crate::store::{MessageMeta, Receipt};
+
+/// Where a published message came from: `http`, or the publishing socket's client id.
+pub const SOURCE_HTTP: &str = "http";
+
+/// A message to publish, validated by the transport that received it.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub queue: QueueName,
+    pub event: EventName,
+    pub payload: Value,
+    /// A publisher-chosen id makes the publish idempotent; `None` generates a UUID v7.
+    pub id: Option<MessageId>,
+    pub source: String,
+}
+
+/// What a subscriber receives: the socket.io event is `event`, and this is its one argument.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub id: MessageId,
+    pub queue: QueueName,
+    pub event: EventName,
+    pub payload: SharedPayload,
+    pub client_id: ClientId,
+    /// RFC 3339, UTC, milliseconds.
+    pub published_at: String,
+    pub source: String,
+    /// How many times this message has been sent to this client, this one included.
+    pub attempt: u32,
+}
+
+impl Envelope {
+    pub(crate) fn new(meta: &MessageMeta, payload: SharedPayload, client: &ClientId, attempt: u32) -> Self {
+        Self {
+            id: meta.id.clone(),
+            queue: meta.queue.clone(),
+            event: meta.event.clone(),
+            payload,
+            client_id: client.clone(),
+            published_at: format_ms(meta.published_at_ms),
+            source: meta.source.clone(),
+            attempt,
+        }
+    }
+}
+
+/// A live push: `envelope` for every connected socket of `envelope.client_id` on that queue.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub envelope: Envelope,
+}
+
+/// The answer to a publish.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Published {
+    pub id: MessageId,
+    pub queue: QueueName,
+    pub event: EventName,
+    pub published_at: String,
+    /// How many client inboxes the message entered (0: it waits for the first subscriber).
+    pub recipients: usize,
+    /// True when this id had been published to this queue before and nothing new was stored.
+    /// Not part of the JSON: a replay answers exactly what the first publish answered.
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
+impl Published {
+    pub(crate) fn from_receipt(receipt: &Receipt, duplicate: bool) -> Self {
+        Self {
+            id: receipt.id.clone(),
+            queue: receipt.queue.clone(),
+            event: receipt.event.clone(),
+            published_at: format_ms(receipt.published_at_ms),
+            recipients: receipt.recipients,
+            duplicate,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Formats epoch milliseconds as RFC 3339 (`2026-11-22T08:00:00.123Z`).
+pub fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A payload parsed once and shared by every envelope that carries it.
+pub type SharedPayload = Arc<Value>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        assert_eq!(format_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
+
+/// A publish request as both transports receive it (HTTP body, socket.io `publish` event).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishRequest {
+    /// Required unless the transport names the queue (as the HTTP route does).
+    #[serde(default)]
+    pub queue: Option<QueueName>,
+    pub event: EventName,
+    /// Any JSON value; missing means `null`.
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default)]
+    pub id: Option<MessageId>,
+    #[serde(default)]
+    pub delay_ms: Option<Value>,
+    #[serde(default)]
+    pub deliver_at: Option<Value>,
+    #[serde(default)]
+    pub ttl_ms: Option<Value>,
+}
+
+impl PublishRequest {
+    /// Checks the request and turns it into a [`NewMessage`]. `route_queue` is the queue the
+    /// transport's route names, if any; the body may repeat it but not contradict it.
+    pub fn into_message(
+        self,
+        route_queue: Option<&QueueName>,
+        source: String,
+    ) -> Result<NewMessage, crate::error::Error> {
+        use crate::error::Error;
+        let queue = match (route_queue, self.queue) {
+            (Some(route), Some(body)) if route != &body => {
+                return Err(Error::invalid_field(format!(
+                    "the body names queue '{body}' but the route names '{route}'"
+                )));
+            }
+            (Some(route), _) => route.clone(),
+            (None, Some(body)) => body,
+            (None, None) => return Err(Error::invalid_field("missing field `queue`")),
+        };
+        for (field, value) in [
+            ("delayMs", &self.delay_ms),
+            ("deliverAt", &self.deliver_at),
+            ("ttlMs", &self.ttl_ms),
+        ] {
+            if value.as_ref().is_some_and(|v| !v.is_null()) {
+                return Err(Error::unsupported(format!(
+                    "'{field}' (delayed delivery and TTL) is not supported by this version yet"
+                )));
+            }
+        }
+        Ok(NewMessage {
+            queue,
+            event: self.event,
+            payload: self.payload,
+            id: self.id,
+            source,
+        })
+    }
+}

@@ -1,0 +1,448 @@
+//! The broker: publish, fan-out, inboxes, catch-up and acks, the same for every transport.
+//!
+//! [`Broker`] is a cheap `Clone` handle. HTTP handlers (`api/`) and socket.io handlers
+//! (`socket/`) call it and never touch the store or the index directly, so both transports
+//! behave the same by construction.
+//!
+//! How a mutation flows (publish, subscribe, unsubscribe, ack):
+//! 1. validate input (names were validated by the transport already);
+//! 2. lock the index, apply the change, collect the store ops, queue them to the
+//!    group-commit [`writer`] while still holding the lock, unlock;
+//! 3. await the writer's answer: `Ok` means the change is on disk;
+//! 4. the writer hands live deliveries to the fan-out task, which gives them to the
+//!    [`Outbox`] (implemented by `socket/`) in publish order.
+//!
+//! Lock strategy: one `std::sync::Mutex` around the index. Every critical section is short
+//! and synchronous (map updates, no I/O), and the lock is never held across an `.await`;
+//! payloads are read from the store outside it.
+
+pub mod message;
+mod state;
+pub mod stats;
+mod writer;
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::names::{ClientId, EventName, MessageId, QueueName};
+use crate::store::{Op, Store, StoreError, SubscriptionRecord};
+
+pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
+use state::{InboxFilter, State};
+use writer::Batch;
+
+/// Where live deliveries go; implemented by the socket.io layer.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Pushes `delivery` to every connected socket of its client on its queue. Best effort:
+    /// the message stays in the inbox until acked, whether or not this reaches anyone.
+    async fn deliver(&self, delivery: Delivery);
+
+    /// Tells the sockets of `client` that its subscription to `queue` has ended.
+    async fn subscription_ended(&self, client: &ClientId, queue: &QueueName);
+
+    /// How many sockets of `client` are connected and subscribed to `queue`.
+    fn connected(&self, client: &ClientId, queue: &QueueName) -> usize;
+}
+
+/// Limits and windows of the broker.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Largest payload accepted, in bytes of its JSON text.
+    pub max_payload_bytes: usize,
+    /// Most messages in one batch publish or one ack.
+    pub max_batch: usize,
+    /// How long a publisher-chosen id is remembered after its publish.
+    pub dedupe_window: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            max_batch: 1000,
+            dedupe_window: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// The message broker. See the module docs for how a mutation flows.
+#[derive(Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+/// What the writer, the fan-out task and the handle share.
+pub(crate) struct Shared {
+    // std Mutex: see the module docs; never held across an `.await`.
+    core: Mutex<Core>,
+    store: Arc<dyn Store>,
+    config: BrokerConfig,
+    outbox: OnceLock<Arc<dyn Outbox>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The index and the switch that decides whether mutations are accepted.
+pub(crate) struct Core {
+    index: State,
+    /// `None` once the broker is closing.
+    writer: Option<mpsc::UnboundedSender<Batch>>,
+    /// True while the index is rebuilt after a failed commit.
+    rebuilding: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock would be a bug; the index is still the best we have.
+        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A catch-up in progress: pages through a client's inbox in publish order, up to the last
+/// message that existed when it started.
+pub struct CatchUp {
+    filter: InboxFilter,
+    after: u64,
+    upto: u64,
+    remaining: usize,
+}
+
+/// How many messages one catch-up page holds.
+pub const CATCH_UP_PAGE: usize = 256;
+
+impl Broker {
+    /// Opens the broker on `store`, rebuilding the index from it, and starts the writer.
+    pub async fn open(store: Arc<dyn Store>, config: BrokerConfig) -> Result<Self, StoreError> {
+        let snapshot = store.load().await?;
+        let index = State::from_snapshot(snapshot);
+        tracing::info!(
+            engine = store.engine(),
+            messages = index.stored_messages(),
+            queues = index.queues.len(),
+            "store loaded"
+        );
+        let (batch_tx, batch_rx) = mpsc::unbounded_channel();
+        let (fanout_tx, fanout_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                index,
+                writer: Some(batch_tx),
+                rebuilding: false,
+            }),
+            store,
+            config,
+            outbox: OnceLock::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let writer = tokio::spawn(writer::run(Arc::clone(&shared), batch_rx, fanout_tx));
+        let fanout = tokio::spawn(fan_out(Arc::clone(&shared), fanout_rx));
+        shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([writer, fanout]);
+        Ok(Self { shared })
+    }
+
+    /// Connects the live-delivery side. Only the first call has an effect.
+    pub fn set_outbox(&self, outbox: Arc<dyn Outbox>) {
+        let _ = self.shared.outbox.set(outbox);
+    }
+
+    /// The broker's limits.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.shared.config
+    }
+
+    /// Applies `mutate` to the index and waits until its ops are durable.
+    async fn mutate<T>(
+        &self,
+        mutate: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<(T, Vec<Delivery>), Error>,
+    ) -> Result<T, Error> {
+        let (done_tx, done_rx) = oneshot::channel();
+        let value = {
+            let mut core = self.shared.lock();
+            if core.rebuilding {
+                return Err(Error::unavailable(
+                    "the store is recovering from a failed commit; try again",
+                ));
+            }
+            let Some(writer) = core.writer.clone() else {
+                return Err(Error::shutting_down());
+            };
+            let mut ops = Vec::new();
+            let (value, deliveries) = mutate(&mut core.index, &mut ops)?;
+            let batch = Batch {
+                ops,
+                deliveries,
+                done: done_tx,
+            };
+            writer.send(batch).map_err(|_| Error::shutting_down())?;
+            value
+        };
+        done_rx.await.map_err(|_| Error::shutting_down())??;
+        Ok(value)
+    }
+
+    /// Publishes `messages` as one atomic batch: all are stored (one commit) or none.
+    /// A message whose id was already published to its queue returns the first receipt.
+    pub async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, Error> {
+        let config = &self.shared.config;
+        if messages.is_empty() {
+            return Err(Error::invalid_field("a batch must hold at least one message"));
+        }
+        if messages.len() > config.max_batch {
+            return Err(Error::limit(
+                "batch_too_large",
+                format!(
+                    "a batch holds at most {} messages; this one has {}",
+                    config.max_batch,
+                    messages.len()
+                ),
+            ));
+        }
+        let mut prepared = Vec::with_capacity(messages.len());
+        for message in messages {
+            let text = message.payload.to_string();
+            if text.len() > config.max_payload_bytes {
+                return Err(Error::payload_too_large(text.len(), config.max_payload_bytes));
+            }
+            prepared.push((message, text));
+        }
+        let now = message::now_ms();
+        let cutoff = now.saturating_sub(config.dedupe_window.as_millis() as u64);
+        self.mutate(|index, ops| {
+            index.expire_receipts(cutoff, ops);
+            let mut answers = Vec::with_capacity(prepared.len());
+            let mut deliveries = Vec::new();
+            for (message, text) in prepared {
+                let outcome = index.publish(&message, text, now, ops);
+                answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
+                let Some(meta) = outcome.meta else { continue };
+                let payload = Arc::new(message.payload);
+                for client in outcome.recipients {
+                    deliveries.push(Delivery {
+                        envelope: Envelope::new(&meta, Arc::clone(&payload), &client, 1),
+                    });
+                }
+            }
+            Ok((answers, deliveries))
+        })
+        .await
+    }
+
+    /// Subscribes `client` to each of `queues` (durably). A new subscriber of a queue takes
+    /// the messages waiting there. Returns how many messages wait in those inboxes.
+    pub async fn subscribe(
+        &self,
+        client: &ClientId,
+        queues: &[QueueName],
+        record: SubscriptionRecord,
+    ) -> Result<usize, Error> {
+        if queues.is_empty() {
+            return Err(Error::invalid_field("subscribe needs 'queue' or 'queues'"));
+        }
+        self.mutate(|index, ops| {
+            let pending = queues
+                .iter()
+                .map(|queue| index.subscribe(client, queue, record.clone(), ops))
+                .sum();
+            Ok((pending, Vec::new()))
+        })
+        .await
+    }
+
+    /// Ends `client`'s subscription to `queue` and drops its inbox; returns how many messages
+    /// were dropped. Connected sockets of the client stop receiving that queue.
+    pub async fn unsubscribe(&self, client: &ClientId, queue: &QueueName) -> Result<usize, Error> {
+        let dropped = self
+            .mutate(|index, ops| Ok((index.unsubscribe(client, queue, ops)?, Vec::new())))
+            .await?;
+        if let Some(outbox) = self.shared.outbox.get() {
+            outbox.subscription_ended(client, queue).await;
+        }
+        Ok(dropped)
+    }
+
+    /// Acknowledges `ids` for `client` (in `queue`, or in all its queues): removes them from
+    /// its inbox. Returns, per id, whether it was removed; unknown or repeated ids are `false`.
+    pub async fn ack(
+        &self,
+        client: &ClientId,
+        queue: Option<&QueueName>,
+        ids: &[MessageId],
+    ) -> Result<Vec<bool>, Error> {
+        if ids.len() > self.shared.config.max_batch {
+            return Err(Error::limit(
+                "batch_too_large",
+                format!("at most {} ids per ack", self.shared.config.max_batch),
+            ));
+        }
+        self.mutate(|index, ops| Ok((index.ack(client, queue, ids, ops)?, Vec::new())))
+            .await
+    }
+
+    /// Starts a catch-up of `client`'s inbox (one queue or all, one event or all), at most
+    /// `limit` messages. Fails with `not_subscribed` if there is nothing to catch up from.
+    pub fn catch_up(
+        &self,
+        client: ClientId,
+        queue: Option<QueueName>,
+        event: Option<EventName>,
+        limit: Option<usize>,
+    ) -> Result<CatchUp, Error> {
+        let core = self.shared.lock();
+        core.index.subscribed_queues(&client, queue.as_ref())?;
+        Ok(CatchUp {
+            filter: InboxFilter {
+                client,
+                queue,
+                event,
+            },
+            after: 0,
+            upto: core.index.last_seq(),
+            remaining: limit.unwrap_or(usize::MAX),
+        })
+    }
+
+    /// The next page of a catch-up, in publish order; empty when it is complete. Each
+    /// envelope's `attempt` counts this send.
+    pub async fn next_page(&self, catch_up: &mut CatchUp) -> Result<Vec<Envelope>, Error> {
+        while catch_up.remaining > 0 {
+            let max = CATCH_UP_PAGE.min(catch_up.remaining);
+            let entries = self.shared.lock().index.inbox_page(
+                &catch_up.filter,
+                catch_up.after,
+                catch_up.upto,
+                max,
+                true,
+            )?;
+            let Some((last, _)) = entries.last() else {
+                return Ok(Vec::new());
+            };
+            catch_up.after = last.seq;
+            let page = self.read_envelopes(&catch_up.filter.client, entries).await?;
+            catch_up.remaining -= page.len();
+            if !page.is_empty() {
+                return Ok(page);
+            }
+            // Every message of this page was acked meanwhile: read on.
+        }
+        Ok(Vec::new())
+    }
+
+    /// The oldest `limit` messages of `client`'s inbox in `queue`, without acking or counting
+    /// a delivery.
+    pub async fn peek(
+        &self,
+        queue: &QueueName,
+        client: &ClientId,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        let filter = InboxFilter {
+            client: client.clone(),
+            queue: Some(queue.clone()),
+            event: None,
+        };
+        let entries = {
+            let mut core = self.shared.lock();
+            let upto = core.index.last_seq();
+            core.index.inbox_page(&filter, 0, upto, limit, false)?
+        };
+        self.read_envelopes(client, entries).await
+    }
+
+    async fn read_envelopes(
+        &self,
+        client: &ClientId,
+        entries: Vec<(Arc<crate::store::MessageMeta>, u32)>,
+    ) -> Result<Vec<Envelope>, Error> {
+        let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
+        let payloads = self
+            .shared
+            .store
+            .payloads(seqs)
+            .await
+            .map_err(|e| Error::unavailable(e.to_string()))?;
+        Ok(state::envelopes(client, entries, payloads))
+    }
+
+    /// Moves up to `limit` messages waiting in `<queue>.dead` back into `queue` (beanstalkd's
+    /// kick): each is published to `queue` again with its id, event and payload. Returns how
+    /// many moved.
+    pub async fn kick(&self, queue: &QueueName, limit: usize) -> Result<usize, Error> {
+        let dead = queue.dead_letter().ok_or_else(|| {
+            Error::invalid_name(format!("queue '{queue}' is too long to have a dead-letter queue"))
+        })?;
+        let metas = self.shared.lock().index.waiting_page(&dead, limit);
+        if metas.is_empty() {
+            return Ok(0);
+        }
+        let seqs = metas.iter().map(|m| m.seq).collect();
+        let payloads = self
+            .shared
+            .store
+            .payloads(seqs)
+            .await
+            .map_err(|e| Error::unavailable(e.to_string()))?;
+        let now = message::now_ms();
+        self.mutate(|index, ops| {
+            let mut moved = 0;
+            let mut deliveries = Vec::new();
+            for (meta, payload) in metas.iter().zip(payloads) {
+                let Some(text) = payload else { continue };
+                let Ok(value) = serde_json::from_str(&text) else { continue };
+                if !index.take_waiting(&dead, meta.seq, ops) {
+                    continue;
+                }
+                let message = NewMessage {
+                    queue: queue.clone(),
+                    event: meta.event.clone(),
+                    payload: value,
+                    id: None,
+                    source: meta.source.clone(),
+                };
+                let outcome = index.publish(&message, text, now, ops);
+                moved += 1;
+                let Some(new_meta) = outcome.meta else { continue };
+                let payload = Arc::new(message.payload);
+                for client in outcome.recipients {
+                    deliveries.push(Delivery {
+                        envelope: Envelope::new(&new_meta, Arc::clone(&payload), &client, 1),
+                    });
+                }
+            }
+            Ok((moved, deliveries))
+        })
+        .await
+    }
+
+    /// Stops taking new work, commits everything queued, and waits for the writer and the
+    /// fan-out task to finish. Mutations after this fail with `shutting_down`.
+    pub async fn close(&self) {
+        self.shared.lock().writer = None;
+        let tasks = std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "broker task failed");
+            }
+        }
+    }
+}
+
+/// Gives committed deliveries to the outbox in commit order; ends after the writer.
+async fn fan_out(shared: Arc<Shared>, mut deliveries: mpsc::UnboundedReceiver<Vec<Delivery>>) {
+    while let Some(batch) = deliveries.recv().await {
+        let Some(outbox) = shared.outbox.get() else {
+            continue;
+        };
+        for delivery in batch {
+            outbox.deliver(delivery).await;
+        }
+    }
+}

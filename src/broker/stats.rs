@@ -1,0 +1,136 @@
+//! Read-only views of the broker for stats and metrics: what `GET /v1/queues` and
+//! `GET /metrics` show. Nothing here changes state.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::names::{ClientId, QueueName};
+use crate::store::{Counters, SubscriptionRecord};
+
+use super::Broker;
+
+/// One queue at a glance.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueSummary {
+    pub queue: QueueName,
+    pub subscribers: usize,
+    /// Messages waiting for a first subscriber.
+    pub waiting: usize,
+    /// Unacked messages per subscribed client.
+    pub pending: BTreeMap<ClientId, usize>,
+    pub published: u64,
+    pub acked: u64,
+    pub expired: u64,
+}
+
+/// One subscriber of a queue, in detail.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriberDetail {
+    pub client_id: ClientId,
+    pub pending: usize,
+    /// Whether at least one socket of this client is connected and subscribed to the queue.
+    pub connected: bool,
+    pub sockets: usize,
+    /// The event filter, if any.
+    pub events: Option<Vec<crate::names::EventName>>,
+}
+
+/// One queue in detail.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDetail {
+    pub queue: QueueName,
+    pub waiting: usize,
+    pub published: u64,
+    pub acked: u64,
+    pub expired: u64,
+    pub subscribers: Vec<SubscriberDetail>,
+}
+
+/// Totals for `/metrics`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub stored_messages: usize,
+    pub queues: usize,
+}
+
+fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary {
+    let Counters {
+        published,
+        acked,
+        expired,
+    } = state.counters;
+    QueueSummary {
+        queue: queue.clone(),
+        subscribers: state.subscribers.len(),
+        waiting: state.waiting.len(),
+        pending: state
+            .subscribers
+            .iter()
+            .map(|(client, s)| (client.clone(), s.inbox.len()))
+            .collect(),
+        published,
+        acked,
+        expired,
+    }
+}
+
+impl Broker {
+    /// Every queue that has been published to or subscribed to, by name.
+    pub fn queues(&self) -> Vec<QueueSummary> {
+        let core = self.shared.lock();
+        core.index
+            .queues
+            .iter()
+            .map(|(name, state)| summary(name, state))
+            .collect()
+    }
+
+    /// One queue with its subscribers and whether they are connected; `unknown_queue` if it
+    /// has never been used.
+    pub fn queue(&self, queue: &QueueName) -> Result<QueueDetail, Error> {
+        let outbox = self.shared.outbox.get();
+        let core = self.shared.lock();
+        let state = core
+            .index
+            .queues
+            .get(queue)
+            .ok_or_else(|| Error::unknown_queue(queue))?;
+        let subscribers = state
+            .subscribers
+            .iter()
+            .map(|(client, s)| {
+                let sockets = outbox.map_or(0, |o| o.connected(client, queue));
+                let SubscriptionRecord { events } = &s.record;
+                SubscriberDetail {
+                    client_id: client.clone(),
+                    pending: s.inbox.len(),
+                    connected: sockets > 0,
+                    sockets,
+                    events: events.clone(),
+                }
+            })
+            .collect();
+        Ok(QueueDetail {
+            queue: queue.clone(),
+            waiting: state.waiting.len(),
+            published: state.counters.published,
+            acked: state.counters.acked,
+            expired: state.counters.expired,
+            subscribers,
+        })
+    }
+
+    /// Store-wide totals.
+    pub fn totals(&self) -> Totals {
+        let core = self.shared.lock();
+        Totals {
+            stored_messages: core.index.stored_messages(),
+            queues: core.index.queues.len(),
+        }
+    }
+}

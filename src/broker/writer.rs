@@ -1,0 +1,109 @@
+//! The group-commit writer: one task that turns many concurrent mutations into few durable
+//! commits.
+//!
+//! Callers change the in-memory index under the state lock and, still holding it, queue a
+//! [`Batch`] of store ops here; so batches arrive in the order the index changed. The writer
+//! takes every batch that is waiting (up to [`MAX_BATCHES_PER_COMMIT`]), commits them as one
+//! store transaction (one fsync for all of them), then answers each caller and hands the live
+//! deliveries to the fan-out task. Persist first, then fan out: nobody is told about a message
+//! before it is durable.
+//!
+//! If a commit fails, nothing of it reached the store, but the index already shows it. The
+//! writer then marks the state as rebuilding (new mutations fail fast with
+//! `store_unavailable`), fails every batch still queued, and rebuilds the index from the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+use crate::store::Op;
+
+use super::message::Delivery;
+use super::state::State;
+use super::Shared;
+
+/// At most this many queued batches share one commit.
+pub(crate) const MAX_BATCHES_PER_COMMIT: usize = 4096;
+
+/// Store ops of one mutation, the live deliveries to make once they are durable, and the
+/// caller waiting for the outcome.
+pub(crate) struct Batch {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) done: oneshot::Sender<Result<(), Error>>,
+}
+
+/// Runs until every sender is gone (the broker is closing) and the queue is empty.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut batches: mpsc::UnboundedReceiver<Batch>,
+    fanout: mpsc::UnboundedSender<Vec<Delivery>>,
+) {
+    let mut pending = Vec::new();
+    while batches
+        .recv_many(&mut pending, MAX_BATCHES_PER_COMMIT)
+        .await
+        > 0
+    {
+        let ops: Vec<Op> = pending.iter_mut().flat_map(|b| b.ops.drain(..)).collect();
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            shared.store.commit(ops).await
+        };
+        match result {
+            Ok(()) => {
+                for batch in pending.drain(..) {
+                    if !batch.deliveries.is_empty() {
+                        // The fan-out task ends only after this writer: a send cannot fail
+                        // while it runs, and if it did, the messages are still in the inboxes.
+                        let _ = fanout.send(batch.deliveries);
+                    }
+                    let _ = batch.done.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "commit failed; rebuilding the index from the store");
+                let error = Error::unavailable(format!("the store could not commit: {err}"));
+                fail_all(&mut pending, &error);
+                recover(&shared, &mut batches, &error).await;
+            }
+        }
+    }
+}
+
+fn fail_all(pending: &mut Vec<Batch>, error: &Error) {
+    for batch in pending.drain(..) {
+        let _ = batch.done.send(Err(error.clone()));
+    }
+}
+
+/// Fails what is queued and replaces the index with what the store really holds.
+async fn recover(shared: &Shared, batches: &mut mpsc::UnboundedReceiver<Batch>, error: &Error) {
+    shared.lock().rebuilding = true;
+    // No new batch can arrive now: mutations check `rebuilding` under the same lock.
+    let mut queued = Vec::new();
+    while let Ok(batch) = batches.try_recv() {
+        queued.push(batch);
+    }
+    fail_all(&mut queued, error);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match shared.store.load().await {
+            Ok(snapshot) => {
+                let mut core = shared.lock();
+                core.index = State::from_snapshot(snapshot);
+                core.rebuilding = false;
+                tracing::info!("index rebuilt from the store; accepting writes again");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the store; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

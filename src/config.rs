@@ -1,0 +1,211 @@
+//! [`Config`]: every setting in one struct, read from command-line flags, `QUEUEHUB_*`
+//! environment variables and an optional TOML file, in that order of precedence (a flag beats
+//! its variable, which beats the file, which beats the default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::broker::BrokerConfig;
+
+/// Where messages are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded redb engine, in this directory (durable).
+    Embedded(PathBuf),
+    /// In memory only: everything is lost when the process ends.
+    Memory,
+}
+
+/// The resolved configuration of a queuehub server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Every address serves everything (HTTP API and socket.io).
+    pub listen: Vec<SocketAddr>,
+    pub storage: Storage,
+    pub broker: BrokerConfig,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Allow any origin (for browser pages served elsewhere).
+    pub cors_permissive: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 3000))],
+            storage: Storage::Embedded(PathBuf::from("data")),
+            broker: BrokerConfig::default(),
+            max_body_bytes: 16 * 1024 * 1024,
+            cors_permissive: false,
+        }
+    }
+}
+
+/// queuehub: a durable message-queue server that speaks socket.io.
+#[derive(Parser, Debug, Default)]
+#[command(version, about)]
+pub struct Cli {
+    /// Address to serve on; repeat (or separate with commas) to serve on several.
+    #[arg(long, env = "QUEUEHUB_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<SocketAddr>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, env = "QUEUEHUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep everything in memory: nothing is written to disk, nothing survives a restart.
+    #[arg(long, env = "QUEUEHUB_MEMORY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub memory: Option<bool>,
+    /// A TOML file with any of these settings (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "QUEUEHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A named preset of settings (the classroom preset `caps` arrives with issue 3).
+    #[arg(long, env = "QUEUEHUB_PRESET")]
+    pub preset: Option<String>,
+    /// API key required on HTTP writes (secured mode arrives with issue 5).
+    #[arg(long, env = "QUEUEHUB_API_KEY")]
+    pub api_key: Vec<String>,
+    /// Secret that signs socket tokens (secured mode arrives with issue 5).
+    #[arg(long, env = "QUEUEHUB_TOKEN_SECRET")]
+    pub token_secret: Option<String>,
+    /// Largest message payload, in bytes of JSON [default: 1048576].
+    #[arg(long, env = "QUEUEHUB_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// Largest HTTP request body, in bytes [default: 16777216].
+    #[arg(long, env = "QUEUEHUB_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Allow cross-origin requests from any origin.
+    #[arg(long, env = "QUEUEHUB_CORS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub cors: Option<bool>,
+}
+
+/// The TOML file: the same settings as the flags, all optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Vec<SocketAddr>>,
+    data_dir: Option<PathBuf>,
+    memory: Option<bool>,
+    preset: Option<String>,
+    api_key: Option<Vec<String>>,
+    token_secret: Option<String>,
+    max_payload_bytes: Option<usize>,
+    max_body_bytes: Option<usize>,
+    cors: Option<bool>,
+    dedupe_window_secs: Option<u64>,
+}
+
+impl Config {
+    /// Resolves flags and environment (already in `cli`) over the optional file and defaults.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        if cli.preset.is_some() || file.preset.is_some() {
+            bail!("presets are not available yet: the classroom preset (`--preset caps`) arrives with issue 3");
+        }
+        if !cli.api_key.is_empty()
+            || cli.token_secret.is_some()
+            || file.api_key.is_some()
+            || file.token_secret.is_some()
+        {
+            bail!("secured mode (--api-key, --token-secret) is not available yet; it arrives with issue 5");
+        }
+        let defaults = Config::default();
+        let listen = if cli.listen.is_empty() {
+            file.listen.unwrap_or(defaults.listen)
+        } else {
+            cli.listen
+        };
+        if listen.is_empty() {
+            bail!("no address to listen on");
+        }
+        let storage = if cli.memory.or(file.memory).unwrap_or(false) {
+            Storage::Memory
+        } else {
+            Storage::Embedded(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")))
+        };
+        let mut broker = defaults.broker;
+        if let Some(max) = cli.max_payload_bytes.or(file.max_payload_bytes) {
+            broker.max_payload_bytes = max;
+        }
+        if let Some(secs) = file.dedupe_window_secs {
+            broker.dedupe_window = Duration::from_secs(secs);
+        }
+        Ok(Config {
+            listen,
+            storage,
+            broker,
+            max_body_bytes: cli
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(defaults.max_body_bytes),
+            cors_permissive: cli.cors.or(file.cors).unwrap_or(false),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_give_the_documented_defaults() {
+        let config = Config::from_cli(Cli::default()).unwrap();
+        assert_eq!(config.listen, vec!["127.0.0.1:3000".parse().unwrap()]);
+        assert_eq!(config.storage, Storage::Embedded(PathBuf::from("data")));
+        assert_eq!(config.broker.max_payload_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn listen_is_repeatable() {
+        let cli = Cli::try_parse_from([
+            "queuehub",
+            "--listen",
+            "127.0.0.1:3000",
+            "--listen",
+            "127.0.0.1:3001",
+        ])
+        .unwrap();
+        let config = Config::from_cli(cli).unwrap();
+        assert_eq!(config.listen.len(), 2);
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queuehub.toml");
+        std::fs::write(&path, "listen = [\"127.0.0.1:4000\"]\nmemory = true\nmax_payload_bytes = 10\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "queuehub",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-payload-bytes",
+            "20",
+        ])
+        .unwrap();
+        let config = Config::from_cli(cli).unwrap();
+        assert_eq!(config.listen, vec!["127.0.0.1:4000".parse().unwrap()]);
+        assert_eq!(config.storage, Storage::Memory);
+        assert_eq!(config.broker.max_payload_bytes, 20);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lisen = []\n").unwrap();
+        let cli = Cli::try_parse_from(["queuehub", "--config", path.to_str().unwrap()]).unwrap();
+        assert!(Config::from_cli(cli).is_err());
+    }
+}

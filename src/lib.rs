@@ -1,0 +1,27 @@
+//! queuehub: a durable message-queue server that speaks socket.io.
+//!
+//! Anything that can send an HTTP POST publishes a message `{queue, event, payload}`;
+//! socket.io clients subscribe to queues as a durable `clientId`, receive messages live,
+//! catch up on what they missed (`getAll`) and acknowledge each message (`received`).
+//!
+//! Layout (see ARCHITECTURE.md for the invariants):
+//! - [`config`]: one [`config::Config`] from flags, `QUEUEHUB_*` variables and a TOML file;
+//! - [`app`]: builds everything and runs until a shutdown signal;
+//! - [`broker`]: publish, fan-out, inboxes, catch-up, acks: the only place with queue logic;
+//! - [`store`]: the storage trait and its engines (embedded redb, memory);
+//! - [`api`]: the HTTP API (only place that knows HTTP);
+//! - [`socket`]: the socket.io API (only place that knows socket.io);
+//! - [`names`], [`error`]: validated names and the error type shared by all layers.
+
+pub mod api;
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod socket;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

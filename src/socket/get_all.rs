@@ -1,0 +1,73 @@
+//! `getAll {clientId, queue?, event?, limit?}`: re-sends the client's inbox to this socket in
+//! publish order, each message as its event with the envelope; ack `{ok, count}` after the
+//! last one.
+//!
+//! Catch-up streams page by page ([`crate::broker::CATCH_UP_PAGE`] messages read from the
+//! store at a time) and waits whenever the socket's buffer is full, so an inbox of any size
+//! goes out completely with bounded memory. It runs beside the socket's other events, so
+//! acks sent while it streams are handled at once.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::reply::{Reply, emit_paced};
+use super::session::{Session, parse};
+use crate::broker::CatchUp;
+use crate::error::Error;
+use crate::names::{ClientId, EventName, QueueName};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetAll {
+    client_id: Option<ClientId>,
+    queue: Option<QueueName>,
+    event: Option<EventName>,
+    limit: Option<usize>,
+}
+
+fn start(session: &Session, data: Value) -> Result<CatchUp, Error> {
+    let request: GetAll = parse(data)?;
+    let client = session.client(request.client_id)?;
+    if request.limit == Some(0) {
+        return Err(Error::invalid_field("limit must be at least 1"));
+    }
+    session
+        .broker
+        .catch_up(client, request.queue, request.event, request.limit)
+}
+
+/// Sends every page; returns how many messages went out.
+async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error> {
+    let mut count = 0;
+    loop {
+        let page = session.broker.next_page(&mut catch_up).await?;
+        if page.is_empty() {
+            return Ok(count);
+        }
+        for envelope in &page {
+            if emit_paced(&session.socket, envelope.event.as_str(), envelope)
+                .await
+                .is_err()
+            {
+                // The socket is gone; the messages stay in the inbox for the next catch-up.
+                return Ok(count);
+            }
+            count += 1;
+        }
+    }
+}
+
+/// Handles one `getAll` event: checks it in order with the socket's other events, then
+/// streams in the background.
+pub async fn handle(session: &std::sync::Arc<Session>, data: Value, reply: Reply) {
+    match start(session, data) {
+        Err(err) => reply.send(Err(err)).await,
+        Ok(catch_up) => {
+            let session = std::sync::Arc::clone(session);
+            tokio::spawn(async move {
+                let result = stream(&session, catch_up).await;
+                reply.send(result.map(|count| json!({ "count": count }))).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! A socket's session: its identity, its queue of events, and the task that handles them in
+//! the order they arrived.
+
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use socketioxide::extract::{Event, SocketRef, TryData};
+use tokio::sync::{mpsc, oneshot};
+
+use super::reply::{AckHandle, Reply};
+use super::{get_all, publish, received, subscribe, unsubscribe};
+use crate::broker::Broker;
+use crate::error::{Error, from_json_error};
+use crate::names::ClientId;
+
+/// Events one socket may have waiting to be handled; more are refused with `rate_limited`.
+const QUEUE_LENGTH: usize = 256;
+
+/// The client events queuehub handles.
+const EVENTS: [&str; 5] = ["subscribe", "unsubscribe", "getAll", "received", "publish"];
+
+/// One event waiting to be handled.
+struct Command {
+    data: Result<Value, String>,
+    reply: Reply,
+}
+
+/// What a handler knows about the socket it serves.
+pub struct Session {
+    pub socket: SocketRef,
+    pub broker: Broker,
+    /// The client id given at connect (`auth: {clientId}` or `?clientId=`), used when an
+    /// event omits `clientId`.
+    pub client: Option<ClientId>,
+}
+
+impl Session {
+    /// The event's `clientId`, else the one given at connect.
+    pub fn client(&self, given: Option<ClientId>) -> Result<ClientId, Error> {
+        given
+            .or_else(|| self.client.clone())
+            .ok_or_else(|| Error::invalid_field("missing field `clientId`"))
+    }
+}
+
+/// Parses an event's payload into `T`; a payload that is not an object is an `invalid_field`.
+pub fn parse<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
+    if !data.is_object() {
+        return Err(Error::invalid_field("the event's payload must be a JSON object"));
+    }
+    serde_json::from_value(data).map_err(|e| from_json_error(&e))
+}
+
+/// The client id a socket gave at connect, from `auth: {clientId}` or the query string.
+fn connect_client(socket: &SocketRef, auth: Option<Value>) -> Option<ClientId> {
+    let from_auth = auth
+        .as_ref()
+        .and_then(|a| a.get("clientId"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let from_query = || {
+        socket.req_parts().uri.query().and_then(|query| {
+            query.split('&').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                (key == "clientId").then(|| value.to_owned())
+            })
+        })
+    };
+    ClientId::parse(from_auth.or_else(from_query)?).ok()
+}
+
+/// Registers the event handlers of a new socket and starts its session task. Everything
+/// here is synchronous: the handlers exist before the first event can arrive.
+pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
+    let client = connect_client(&socket, auth);
+    tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
+    let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
+
+    for event in EVENTS {
+        let tx = tx.clone();
+        socket.on(
+            event,
+            move |socket: SocketRef, TryData(data): TryData<Value>, ack: AckHandle| {
+                enqueue(&tx, event.to_owned(), socket, data.map_err(|e| e.to_string()), ack);
+                std::future::ready(())
+            },
+        );
+    }
+    socket.on_fallback(
+        move |socket: SocketRef, Event(event): Event, ack: AckHandle| async move {
+            let reply = Reply { event: event.clone(), socket, ack };
+            let known = EVENTS.join(", ");
+            reply
+                .send(Err(Error::invalid_field(format!(
+                    "unknown event '{event}'; queuehub handles {known}"
+                ))
+                .with_code("unknown_event")))
+                .await;
+        },
+    );
+
+    let (closed_tx, closed_rx) = oneshot::channel::<()>();
+    let closed_tx = Arc::new(Mutex::new(Some(closed_tx)));
+    socket.on_disconnect(move |socket: SocketRef| {
+        tracing::info!(sid = %socket.id, "socket disconnected");
+        if let Some(tx) = closed_tx.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(());
+        }
+        std::future::ready(())
+    });
+
+    let session = Arc::new(Session { socket, broker, client });
+    tokio::spawn(run(session, rx, closed_rx));
+}
+
+/// Puts one event on the session's queue, or refuses it at once if the queue is full.
+fn enqueue(
+    tx: &mpsc::Sender<Command>,
+    event: String,
+    socket: SocketRef,
+    data: Result<Value, String>,
+    ack: AckHandle,
+) {
+    let reply = Reply { event, socket, ack };
+    if let Err(mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command)) =
+        tx.try_send(Command { data, reply })
+    {
+        tokio::spawn(command.reply.send(Err(Error::limit(
+            "rate_limited",
+            format!("more than {QUEUE_LENGTH} events are waiting on this socket; slow down"),
+        ))));
+    }
+}
+
+/// Handles the socket's events one after another until it disconnects.
+async fn run(
+    session: Arc<Session>,
+    mut commands: mpsc::Receiver<Command>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    loop {
+        let command = tokio::select! {
+            command = commands.recv() => command,
+            _ = &mut closed => None,
+        };
+        let Some(Command { data, reply }) = command else {
+            return;
+        };
+        let data = match data {
+            Ok(data) => data,
+            Err(err) => {
+                reply
+                    .send(Err(Error::invalid_field(format!("unreadable payload: {err}"))))
+                    .await;
+                continue;
+            }
+        };
+        match reply.event.as_str() {
+            "subscribe" => subscribe::handle(&session, data, reply).await,
+            "unsubscribe" => unsubscribe::handle(&session, data, reply).await,
+            "getAll" => get_all::handle(&session, data, reply).await,
+            "received" => received::handle(&session, data, reply).await,
+            "publish" => publish::handle(&session, data, reply).await,
+            _ => {}
+        }
+    }
+}

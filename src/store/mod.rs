@@ -1,0 +1,165 @@
+//! Durable storage behind one trait, [`Store`], with two engines: [`embedded::EmbeddedStore`]
+//! (redb, the default) and [`memory::MemoryStore`] (`--memory`, nothing on disk).
+//!
+//! The store is the source of truth; the broker keeps in-memory indexes that it rebuilds from
+//! [`Store::load`] at start and after a failed commit. The store knows nothing of queue
+//! semantics: it applies batches of [`Op`]s atomically and reads payloads back by sequence
+//! number. No storage-engine type appears in this module's signatures, so a Redis engine can
+//! implement the same trait (MULTI/EXEC for [`Store::commit`], scans for [`Store::load`]).
+//!
+//! Layout (the same in every engine):
+//! - messages: `seq → {meta, payload}`: each payload is stored exactly once;
+//! - inbox entries: `(clientId, queue, seq)`: one per subscriber that has not acked;
+//! - waiting entries: `(queue, seq)`: messages published while the queue had no subscriber;
+//! - subscriptions: `(clientId, queue) → options`;
+//! - dedupe receipts: `(queue, id) → receipt`, for idempotent publish;
+//! - counters: `queue → published/acked/expired`.
+
+pub mod embedded;
+pub mod memory;
+
+#[cfg(test)]
+mod conformance;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::names::{ClientId, EventName, MessageId, QueueName};
+
+/// The engine failed. The batch that failed was not applied at all.
+#[derive(Debug, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    /// Wraps any engine error.
+    pub fn from_engine(err: impl std::fmt::Display) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// Everything about a message except its payload; small enough to keep in memory for all
+/// stored messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    /// Position in the global publish order; never reused while the message exists.
+    pub seq: u64,
+    pub id: MessageId,
+    pub queue: QueueName,
+    pub event: EventName,
+    /// Milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+    /// `http`, or the publishing socket's client id.
+    pub source: String,
+}
+
+/// A message as stored: its meta and its payload as JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub meta: MessageMeta,
+    pub payload: String,
+}
+
+/// A subscription's options as stored; the broker gives them meaning.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRecord {
+    /// Only these events enter the inbox; `None` means every event.
+    #[serde(default)]
+    pub events: Option<Vec<EventName>>,
+}
+
+/// The answer to a publish, kept so that a repeated publish of the same id returns it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub id: MessageId,
+    pub queue: QueueName,
+    pub event: EventName,
+    pub published_at_ms: u64,
+    pub recipients: usize,
+}
+
+/// Lifetime counters of a queue, shown in stats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub published: u64,
+    pub acked: u64,
+    pub expired: u64,
+}
+
+/// One change to the store. A batch of ops is applied atomically by [`Store::commit`].
+/// Removing something that is not there is not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    PutMessage(StoredMessage),
+    DeleteMessage(u64),
+    PutSubscription {
+        client: ClientId,
+        queue: QueueName,
+        record: SubscriptionRecord,
+    },
+    DeleteSubscription {
+        client: ClientId,
+        queue: QueueName,
+    },
+    AddToInbox {
+        client: ClientId,
+        queue: QueueName,
+        seq: u64,
+    },
+    RemoveFromInbox {
+        client: ClientId,
+        queue: QueueName,
+        seq: u64,
+    },
+    AddWaiting {
+        queue: QueueName,
+        seq: u64,
+    },
+    RemoveWaiting {
+        queue: QueueName,
+        seq: u64,
+    },
+    PutReceipt(Receipt),
+    DeleteReceipt {
+        queue: QueueName,
+        id: MessageId,
+    },
+    PutCounters {
+        queue: QueueName,
+        counters: Counters,
+    },
+}
+
+/// Everything but payloads, read at start to rebuild the broker's indexes. Lists are in key
+/// order: messages and entries by `seq` within their owner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub messages: Vec<MessageMeta>,
+    pub subscriptions: Vec<(ClientId, QueueName, SubscriptionRecord)>,
+    pub inbox: Vec<(ClientId, QueueName, u64)>,
+    pub waiting: Vec<(QueueName, u64)>,
+    pub receipts: Vec<Receipt>,
+    pub counters: Vec<(QueueName, Counters)>,
+}
+
+/// A durable store of messages, inboxes and subscriptions.
+///
+/// Contract, checked by the conformance suite for every engine:
+/// - [`commit`](Store::commit) applies a whole batch or nothing, and when it returns `Ok` the
+///   batch survives a crash (for engines that are durable at all);
+/// - [`load`](Store::load) returns exactly what committed batches left;
+/// - [`payloads`](Store::payloads) returns `None` for a sequence number that is not stored.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies `ops` atomically.
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError>;
+
+    /// Reads everything but payloads.
+    async fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Reads the payloads of `seqs`, in the same order.
+    async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError>;
+
+    /// A short name for logs: `embedded` or `memory`.
+    fn engine(&self) -> &'static str;
+}
