@@ -105,8 +105,8 @@ impl Application {
         let mut servers = Vec::new();
         for listener in self.listeners {
             let mut stop = stop_rx.clone();
-            let server = axum::serve(listener, self.router.clone())
-                .with_graceful_shutdown(async move {
+            let server =
+                axum::serve(listener, self.router.clone()).with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 });
             servers.push(tokio::spawn(async move { server.await }));

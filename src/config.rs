@@ -106,14 +106,18 @@ impl Config {
             None => FileConfig::default(),
         };
         if cli.preset.is_some() || file.preset.is_some() {
-            bail!("presets are not available yet: the classroom preset (`--preset caps`) arrives with issue 3");
+            bail!(
+                "presets are not available yet: the classroom preset (`--preset caps`) arrives with issue 3"
+            );
         }
         if !cli.api_key.is_empty()
             || cli.token_secret.is_some()
             || file.api_key.is_some()
             || file.token_secret.is_some()
         {
-            bail!("secured mode (--api-key, --token-secret) is not available yet; it arrives with issue 5");
+            bail!(
+                "secured mode (--api-key, --token-secret) is not available yet; it arrives with issue 5"
+            );
         }
         let defaults = Config::default();
         let listen = if cli.listen.is_empty() {
@@ -127,7 +131,11 @@ impl Config {
         let storage = if cli.memory.or(file.memory).unwrap_or(false) {
             Storage::Memory
         } else {
-            Storage::Embedded(cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")))
+            Storage::Embedded(
+                cli.data_dir
+                    .or(file.data_dir)
+                    .unwrap_or_else(|| PathBuf::from("data")),
+            )
         };
         let mut broker = defaults.broker;
         if let Some(max) = cli.max_payload_bytes.or(file.max_payload_bytes) {
@@ -185,7 +193,11 @@ mod tests {
     fn flags_beat_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("queuehub.toml");
-        std::fs::write(&path, "listen = [\"127.0.0.1:4000\"]\nmemory = true\nmax_payload_bytes = 10\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = [\"127.0.0.1:4000\"]\nmemory = true\nmax_payload_bytes = 10\n",
+        )
+        .unwrap();
         let cli = Cli::try_parse_from([
             "queuehub",
             "--config",

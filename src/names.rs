@@ -36,13 +36,17 @@ fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
         )));
     }
     if raw.chars().any(char::is_control) {
-        return Err(Error::invalid_name(format!("{what} must not contain control characters")));
+        return Err(Error::invalid_name(format!(
+            "{what} must not contain control characters"
+        )));
     }
     if raw.contains('/') {
         return Err(Error::invalid_name(format!("{what} must not contain '/'")));
     }
     if raw.trim().is_empty() {
-        return Err(Error::invalid_name(format!("{what} must not be only whitespace")));
+        return Err(Error::invalid_name(format!(
+            "{what} must not be only whitespace"
+        )));
     }
     Ok(())
 }
@@ -169,7 +173,14 @@ mod tests {
 
     #[test]
     fn ordinary_names_are_accepted() {
-        for name in ["orders", "acme-widgets", "1-800-flowers", "bg_building", "a b", "ü"] {
+        for name in [
+            "orders",
+            "acme-widgets",
+            "1-800-flowers",
+            "bg_building",
+            "a b",
+            "ü",
+        ] {
             assert_eq!(QueueName::parse(name).unwrap().as_str(), name);
         }
     }

@@ -27,13 +27,19 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut out = String::new();
     let totals = state.broker.totals();
     let queues = state.broker.queues();
-    let _ = writeln!(out, "# HELP queuehub_stored_messages Messages stored (each payload once).");
+    let _ = writeln!(
+        out,
+        "# HELP queuehub_stored_messages Messages stored (each payload once)."
+    );
     let _ = writeln!(out, "# TYPE queuehub_stored_messages gauge");
     let _ = writeln!(out, "queuehub_stored_messages {}", totals.stored_messages);
     let _ = writeln!(out, "# HELP queuehub_queues Queues known.");
     let _ = writeln!(out, "# TYPE queuehub_queues gauge");
     let _ = writeln!(out, "queuehub_queues {}", totals.queues);
-    let _ = writeln!(out, "# HELP queuehub_sockets_connected Connected socket.io sockets.");
+    let _ = writeln!(
+        out,
+        "# HELP queuehub_sockets_connected Connected socket.io sockets."
+    );
     let _ = writeln!(out, "# TYPE queuehub_sockets_connected gauge");
     let _ = writeln!(out, "queuehub_sockets_connected {}", (state.sockets)());
     for (name, help, value) in [
@@ -52,10 +58,18 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             );
         }
     }
-    let _ = writeln!(out, "# HELP queuehub_waiting Messages waiting for a first subscriber.");
+    let _ = writeln!(
+        out,
+        "# HELP queuehub_waiting Messages waiting for a first subscriber."
+    );
     let _ = writeln!(out, "# TYPE queuehub_waiting gauge");
     for q in &queues {
-        let _ = writeln!(out, "queuehub_waiting{{queue=\"{}\"}} {}", label(q.queue.as_str()), q.waiting);
+        let _ = writeln!(
+            out,
+            "queuehub_waiting{{queue=\"{}\"}} {}",
+            label(q.queue.as_str()),
+            q.waiting
+        );
     }
     let _ = writeln!(out, "# HELP queuehub_pending Unacked messages per inbox.");
     let _ = writeln!(out, "# TYPE queuehub_pending gauge");

@@ -37,7 +37,9 @@ pub async fn peek(
             })?,
     };
     let messages = state.broker.peek(&queue, &client, limit).await?;
-    Ok(Json(json!({ "queue": queue, "clientId": client, "messages": messages })))
+    Ok(Json(
+        json!({ "queue": queue, "clientId": client, "messages": messages }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -61,7 +63,9 @@ pub async fn ack(
         .zip(&removed)
         .map(|(id, removed)| json!({ "id": id, "removed": removed }))
         .collect();
-    Ok(Json(json!({ "ok": true, "removed": count, "results": results })))
+    Ok(Json(
+        json!({ "ok": true, "removed": count, "results": results }),
+    ))
 }
 
 /// `DELETE .../clients/{client}`: ends the subscription and drops its inbox.
@@ -70,5 +74,7 @@ pub async fn unsubscribe(
     Names((queue, client)): Names<(QueueName, ClientId)>,
 ) -> Result<Json<Value>, ApiError> {
     let dropped = state.broker.unsubscribe(&client, &queue).await?;
-    Ok(Json(json!({ "ok": true, "queue": queue, "clientId": client, "dropped": dropped })))
+    Ok(Json(
+        json!({ "ok": true, "queue": queue, "clientId": client, "dropped": dropped }),
+    ))
 }

@@ -38,9 +38,15 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/queues/{queue}/messages", post(publish::to_queue))
         .route("/v1/messages", post(publish::batch))
         .route("/v1/queues/{queue}/kick", post(queues::kick))
-        .route("/v1/queues/{queue}/clients/{client}/messages", get(inbox::peek))
+        .route(
+            "/v1/queues/{queue}/clients/{client}/messages",
+            get(inbox::peek),
+        )
         .route("/v1/queues/{queue}/clients/{client}/acks", post(inbox::ack))
-        .route("/v1/queues/{queue}/clients/{client}", delete(inbox::unsubscribe))
+        .route(
+            "/v1/queues/{queue}/clients/{client}",
+            delete(inbox::unsubscribe),
+        )
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
@@ -84,7 +90,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status(self.0.kind());
         if status.is_server_error() {
-            tracing::warn!(code = self.0.code(), message = self.0.message(), "request failed");
+            tracing::warn!(
+                code = self.0.code(),
+                message = self.0.message(),
+                "request failed"
+            );
         }
         (status, axum::Json(json!({ "error": self.0 }))).into_response()
     }

@@ -9,8 +9,8 @@ use super::body::Names;
 use axum::body::Bytes;
 
 use super::{ApiError, ApiState};
-use crate::error::from_json_error;
 use crate::broker::stats::{QueueDetail, QueueSummary};
+use crate::error::from_json_error;
 use crate::names::QueueName;
 
 /// Every queue with subscribers, waiting and pending counts, and lifetime counters.

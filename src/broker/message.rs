@@ -41,7 +41,12 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub(crate) fn new(meta: &MessageMeta, payload: SharedPayload, client: &ClientId, attempt: u32) -> Self {
+    pub(crate) fn new(
+        meta: &MessageMeta,
+        payload: SharedPayload,
+        client: &ClientId,
+        attempt: u32,
+    ) -> Self {
         Self {
             id: meta.id.clone(),
             queue: meta.queue.clone(),

@@ -99,7 +99,9 @@ pub(crate) struct Core {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Core> {
         // A panic while holding the lock would be a bug; the index is still the best we have.
-        self.core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -194,7 +196,9 @@ impl Broker {
     pub async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, Error> {
         let config = &self.shared.config;
         if messages.is_empty() {
-            return Err(Error::invalid_field("a batch must hold at least one message"));
+            return Err(Error::invalid_field(
+                "a batch must hold at least one message",
+            ));
         }
         if messages.len() > config.max_batch {
             return Err(Error::limit(
@@ -210,18 +214,22 @@ impl Broker {
         for message in messages {
             let text = message.payload.to_string();
             if text.len() > config.max_payload_bytes {
-                return Err(Error::payload_too_large(text.len(), config.max_payload_bytes));
+                return Err(Error::payload_too_large(
+                    text.len(),
+                    config.max_payload_bytes,
+                ));
             }
             prepared.push((message, text));
         }
         let now = message::now_ms();
         let cutoff = now.saturating_sub(config.dedupe_window.as_millis() as u64);
+        let online = self.online();
         self.mutate(|index, ops| {
             index.expire_receipts(cutoff, ops);
             let mut answers = Vec::with_capacity(prepared.len());
             let mut deliveries = Vec::new();
             for (message, text) in prepared {
-                let outcome = index.publish(&message, text, now, ops);
+                let outcome = index.publish(&message, text, now, &online, ops);
                 answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
                 let Some(meta) = outcome.meta else { continue };
                 let payload = Arc::new(message.payload);
@@ -326,7 +334,9 @@ impl Broker {
                 return Ok(Vec::new());
             };
             catch_up.after = last.seq;
-            let page = self.read_envelopes(&catch_up.filter.client, entries).await?;
+            let page = self
+                .read_envelopes(&catch_up.filter.client, entries)
+                .await?;
             catch_up.remaining -= page.len();
             if !page.is_empty() {
                 return Ok(page);
@@ -377,7 +387,9 @@ impl Broker {
     /// many moved.
     pub async fn kick(&self, queue: &QueueName, limit: usize) -> Result<usize, Error> {
         let dead = queue.dead_letter().ok_or_else(|| {
-            Error::invalid_name(format!("queue '{queue}' is too long to have a dead-letter queue"))
+            Error::invalid_name(format!(
+                "queue '{queue}' is too long to have a dead-letter queue"
+            ))
         })?;
         let metas = self.shared.lock().index.waiting_page(&dead, limit);
         if metas.is_empty() {
@@ -391,12 +403,15 @@ impl Broker {
             .await
             .map_err(|e| Error::unavailable(e.to_string()))?;
         let now = message::now_ms();
+        let online = self.online();
         self.mutate(|index, ops| {
             let mut moved = 0;
             let mut deliveries = Vec::new();
             for (meta, payload) in metas.iter().zip(payloads) {
                 let Some(text) = payload else { continue };
-                let Ok(value) = serde_json::from_str(&text) else { continue };
+                let Ok(value) = serde_json::from_str(&text) else {
+                    continue;
+                };
                 if !index.take_waiting(&dead, meta.seq, ops) {
                     continue;
                 }
@@ -407,9 +422,11 @@ impl Broker {
                     id: None,
                     source: meta.source.clone(),
                 };
-                let outcome = index.publish(&message, text, now, ops);
+                let outcome = index.publish(&message, text, now, &online, ops);
                 moved += 1;
-                let Some(new_meta) = outcome.meta else { continue };
+                let Some(new_meta) = outcome.meta else {
+                    continue;
+                };
                 let payload = Arc::new(message.payload);
                 for client in outcome.recipients {
                     deliveries.push(Delivery {
@@ -422,11 +439,18 @@ impl Broker {
         .await
     }
 
+    /// Whether a client has a socket connected to a queue, as the outbox sees it.
+    fn online(&self) -> impl Fn(&ClientId, &QueueName) -> bool + use<'_> {
+        let outbox = self.shared.outbox.get();
+        move |client, queue| outbox.is_some_and(|o| o.connected(client, queue) > 0)
+    }
+
     /// Stops taking new work, commits everything queued, and waits for the writer and the
     /// fan-out task to finish. Mutations after this fail with `shutting_down`.
     pub async fn close(&self) {
         self.shared.lock().writer = None;
-        let tasks = std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             if let Err(err) = task.await {
                 tracing::error!(error = %err, "broker task failed");

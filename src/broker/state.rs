@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::names::{ClientId, EventName, MessageId, QueueName};
-use crate::store::{Counters, MessageMeta, Op, Receipt, Snapshot, StoredMessage, SubscriptionRecord};
+use crate::store::{
+    Counters, MessageMeta, Op, Receipt, Snapshot, StoredMessage, SubscriptionRecord,
+};
 
 use super::message::{Envelope, NewMessage, SharedPayload};
 
@@ -106,7 +108,11 @@ impl State {
             );
         }
         for (client, queue, record) in snapshot.subscriptions {
-            state.clients.entry(client.clone()).or_default().insert(queue.clone());
+            state
+                .clients
+                .entry(client.clone())
+                .or_default()
+                .insert(queue.clone());
             state.queues.entry(queue).or_default().subscribers.insert(
                 client,
                 Subscriber {
@@ -147,12 +153,15 @@ impl State {
 
     /// Publishes one message: it enters the inbox of every subscriber whose event filter
     /// accepts it, or waits for the first subscriber if there is none. A publisher-chosen id
-    /// already seen on this queue returns the first receipt and changes nothing.
+    /// already seen on this queue returns the first receipt and changes nothing. `online`
+    /// tells which subscribers have a socket connected: for them the live push counts as the
+    /// first delivery attempt.
     pub(crate) fn publish(
         &mut self,
         message: &NewMessage,
         payload_text: String,
         now_ms: u64,
+        online: &dyn Fn(&ClientId, &QueueName) -> bool,
         ops: &mut Vec<Op>,
     ) -> PublishOutcome {
         if let Some(id) = &message.id
@@ -179,7 +188,9 @@ impl State {
         let mut recipients = Vec::new();
         for (client, subscriber) in &mut queue.subscribers {
             if subscriber.accepts(&meta.event) {
-                subscriber.inbox.insert(seq, 1);
+                subscriber
+                    .inbox
+                    .insert(seq, u32::from(online(client, &meta.queue)));
                 recipients.push(client.clone());
                 ops.push(Op::AddToInbox {
                     client: client.clone(),
@@ -470,6 +481,9 @@ impl State {
         count_delivery: bool,
     ) -> Result<Vec<(Arc<MessageMeta>, u32)>, Error> {
         let queues = self.subscribed_queues(&filter.client, filter.queue.as_ref())?;
+        if after >= upto {
+            return Ok(Vec::new());
+        }
         let mut page: Vec<(u64, QueueName)> = Vec::new();
         for queue_name in &queues {
             let Some(subscriber) = self
@@ -485,7 +499,10 @@ impl State {
                     break;
                 }
                 let matches = match &filter.event {
-                    Some(event) => self.messages.get(&seq).is_some_and(|e| &e.meta.event == event),
+                    Some(event) => self
+                        .messages
+                        .get(&seq)
+                        .is_some_and(|e| &e.meta.event == event),
                     None => true,
                 };
                 if matches {

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::store::Op;
 
+use super::Shared;
 use super::message::Delivery;
 use super::state::State;
-use super::Shared;
 
 /// At most this many queued batches share one commit.
 pub(crate) const MAX_BATCHES_PER_COMMIT: usize = 4096;

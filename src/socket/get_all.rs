@@ -66,7 +66,9 @@ pub async fn handle(session: &std::sync::Arc<Session>, data: Value, reply: Reply
             let session = std::sync::Arc::clone(session);
             tokio::spawn(async move {
                 let result = stream(&session, catch_up).await;
-                reply.send(result.map(|count| json!({ "count": count }))).await;
+                reply
+                    .send(result.map(|count| json!({ "count": count })))
+                    .await;
             });
         }
     }

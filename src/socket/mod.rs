@@ -23,9 +23,9 @@ mod unsubscribe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
 
 use crate::broker::{Broker, Delivery, Outbox};
 use crate::names::{ClientId, QueueName};
@@ -47,10 +47,13 @@ pub fn layer(broker: Broker) -> (SocketIoLayer, SocketIo) {
         .max_payload(broker.config().max_payload_bytes as u64 + 64 * 1024)
         .build_layer();
     broker.set_outbox(Arc::new(SocketOutbox { io: io.clone() }));
-    io.ns("/", move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
-        session::start(socket, broker.clone(), auth.ok());
-        std::future::ready(())
-    });
+    io.ns(
+        "/",
+        move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+            session::start(socket, broker.clone(), auth.ok());
+            std::future::ready(())
+        },
+    );
     (layer, io)
 }
 
@@ -65,7 +68,12 @@ impl Outbox for SocketOutbox {
         let envelope = &delivery.envelope;
         let room = room(&envelope.client_id, &envelope.queue);
         // Best effort by design: the message stays in the inbox until acked.
-        if let Err(err) = self.io.to(room).emit(envelope.event.as_str(), envelope).await {
+        if let Err(err) = self
+            .io
+            .to(room)
+            .emit(envelope.event.as_str(), envelope)
+            .await
+        {
             tracing::debug!(error = %err, "live push failed; the message waits in the inbox");
         }
     }

@@ -47,7 +47,9 @@ impl Session {
 /// Parses an event's payload into `T`; a payload that is not an object is an `invalid_field`.
 pub fn parse<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
     if !data.is_object() {
-        return Err(Error::invalid_field("the event's payload must be a JSON object"));
+        return Err(Error::invalid_field(
+            "the event's payload must be a JSON object",
+        ));
     }
     serde_json::from_value(data).map_err(|e| from_json_error(&e))
 }
@@ -82,14 +84,24 @@ pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
         socket.on(
             event,
             move |socket: SocketRef, TryData(data): TryData<Value>, ack: AckHandle| {
-                enqueue(&tx, event.to_owned(), socket, data.map_err(|e| e.to_string()), ack);
+                enqueue(
+                    &tx,
+                    event.to_owned(),
+                    socket,
+                    data.map_err(|e| e.to_string()),
+                    ack,
+                );
                 std::future::ready(())
             },
         );
     }
     socket.on_fallback(
         move |socket: SocketRef, Event(event): Event, ack: AckHandle| async move {
-            let reply = Reply { event: event.clone(), socket, ack };
+            let reply = Reply {
+                event: event.clone(),
+                socket,
+                ack,
+            };
             let known = EVENTS.join(", ");
             reply
                 .send(Err(Error::invalid_field(format!(
@@ -110,7 +122,11 @@ pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
         std::future::ready(())
     });
 
-    let session = Arc::new(Session { socket, broker, client });
+    let session = Arc::new(Session {
+        socket,
+        broker,
+        client,
+    });
     tokio::spawn(run(session, rx, closed_rx));
 }
 
@@ -123,8 +139,9 @@ fn enqueue(
     ack: AckHandle,
 ) {
     let reply = Reply { event, socket, ack };
-    if let Err(mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command)) =
-        tx.try_send(Command { data, reply })
+    if let Err(
+        mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
+    ) = tx.try_send(Command { data, reply })
     {
         tokio::spawn(command.reply.send(Err(Error::limit(
             "rate_limited",
@@ -151,7 +168,9 @@ async fn run(
             Ok(data) => data,
             Err(err) => {
                 reply
-                    .send(Err(Error::invalid_field(format!("unreadable payload: {err}"))))
+                    .send(Err(Error::invalid_field(format!(
+                        "unreadable payload: {err}"
+                    ))))
                     .await;
                 continue;
             }

@@ -42,10 +42,15 @@ impl Subscribe {
             }
         }
         if self.ordered == Some(true) {
-            return Err(Error::unsupported("ordered subscriptions are not supported by this version yet"));
+            return Err(Error::unsupported(
+                "ordered subscriptions are not supported by this version yet",
+            ));
         }
         let work_options = [&self.prefetch, &self.ack_timeout_ms, &self.max_deliveries];
-        if work_options.iter().any(|o| o.as_ref().is_some_and(|v| !v.is_null())) {
+        if work_options
+            .iter()
+            .any(|o| o.as_ref().is_some_and(|v| !v.is_null()))
+        {
             return Err(Error::unsupported(
                 "prefetch, ackTimeoutMs and maxDeliveries belong to work mode, which this version does not support yet",
             ));

@@ -35,7 +35,10 @@ impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir`, creating the directory if needed.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError(format!("cannot create data dir {}: {e}", data_dir.display()))
+            StoreError(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join(FILE_NAME);
         let db = Database::create(&path)
@@ -107,7 +110,11 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 meta.remove(seq)?;
                 payloads.remove(seq)?;
             }
-            Op::PutSubscription { client, queue, record } => {
+            Op::PutSubscription {
+                client,
+                queue,
+                record,
+            } => {
                 let key = (client.as_str(), queue.as_str());
                 subscriptions.insert(key, json(to_json(&record))?.as_str())?;
             }
@@ -175,7 +182,9 @@ fn read_snapshot(db: &Database) -> Result<Snapshot, redb::Error> {
     for row in txn.open_table(WAITING)?.iter()? {
         let (key, _) = row?;
         let (queue, seq) = key.value();
-        snapshot.waiting.push((parse_name(queue).map_err(corrupt)?, seq));
+        snapshot
+            .waiting
+            .push((parse_name(queue).map_err(corrupt)?, seq));
     }
     for row in txn.open_table(RECEIPTS)?.iter()? {
         let (_, value) = row?;

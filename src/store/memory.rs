@@ -7,7 +7,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Counters, Op, Receipt, Snapshot, Store, StoreError, StoredMessage, SubscriptionRecord};
+use super::{
+    Counters, Op, Receipt, Snapshot, Store, StoreError, StoredMessage, SubscriptionRecord,
+};
 use crate::names::{ClientId, MessageId, QueueName};
 
 /// An in-memory [`Store`]; nothing survives a restart.
@@ -44,7 +46,11 @@ impl Tables {
             Op::DeleteMessage(seq) => {
                 self.messages.remove(&seq);
             }
-            Op::PutSubscription { client, queue, record } => {
+            Op::PutSubscription {
+                client,
+                queue,
+                record,
+            } => {
                 self.subscriptions.insert((client, queue), record);
             }
             Op::DeleteSubscription { client, queue } => {

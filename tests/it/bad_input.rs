@@ -1,0 +1,310 @@
+//! Bad input of every kind gets a clear error with a stable code, changes nothing, and never
+//! stops the server from serving everyone else.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Http, SocketClient, TestApp, spawn_app, unique};
+
+async fn raw_post(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.url))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+#[tokio::test]
+async fn bad_http_publishes_get_clear_errors_and_store_nothing() {
+    let app = spawn_app().await;
+    let queue = unique("q");
+    let path = format!("/v1/queues/{queue}/messages");
+    let long = "x".repeat(129);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "application/json",
+            "{not json".into(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "text/plain",
+            r#"{"event":"e"}"#.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "application/json",
+            r#"{"payload":1}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":42}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"connect"}"#.into(),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            format!(r#"{{"event":"{long}"}}"#),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            r#"{"event":"a/b"}"#.into(),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","id":7}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","id":""}"#.into(),
+            422,
+            "invalid_name",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","queue":"other"}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","delayMs":1000}"#.into(),
+            501,
+            "not_supported",
+        ),
+        ("application/json", "[]".into(), 422, "invalid_field"),
+    ];
+    for (content_type, body, status, expected) in cases {
+        let (got, answer) = raw_post(&app, &path, content_type, body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert_eq!(code(&answer), expected, "{body}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (status, _) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 404, "no bad publish created the queue");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_names_in_the_path_are_refused() {
+    let app = spawn_app().await;
+    let long = "q".repeat(200);
+    let (status, body) = app
+        .post(
+            &format!("/v1/queues/{long}/messages"),
+            json!({"event": "e"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(code(&body), "invalid_name");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_payload_over_the_limit_is_413_and_a_huge_body_too() {
+    let app = spawn_app_small_limits().await;
+    let queue = unique("q");
+    let big = "x".repeat(2_000);
+    let (status, body) = app
+        .post(
+            &format!("/v1/queues/{queue}/messages"),
+            json!({"event": "e", "payload": big}),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(code(&body), "payload_too_large");
+    let huge = format!(r#"{{"event":"e","payload":"{}"}}"#, "y".repeat(100_000));
+    let (status, body) = raw_post(
+        &app,
+        &format!("/v1/queues/{queue}/messages"),
+        "application/json",
+        huge,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(code(&body), "body_too_large");
+    let (status, _) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+async fn spawn_app_small_limits() -> TestApp {
+    crate::helpers::spawn_app_with(|config| {
+        config.broker.max_payload_bytes = 1_000;
+        config.max_body_bytes = 50_000;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn unknown_routes_queues_and_clients_are_404() {
+    let app = spawn_app().await;
+    let (status, body) = app.get("/v1/nothing").await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, body) = app.get(&format!("/v1/queues/{}", unique("none"))).await;
+    assert_eq!((status, code(&body)), (404, "unknown_queue"));
+    let queue = unique("q");
+    app.publish(&queue, "e", json!(1)).await;
+    let (status, body) = app
+        .get(&format!("/v1/queues/{queue}/clients/ghost/messages"))
+        .await;
+    assert_eq!((status, code(&body)), (404, "not_subscribed"));
+    let (status, body) = app
+        .post(
+            &format!("/v1/queues/{queue}/clients/ghost/acks"),
+            json!({"ids": ["x"]}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (404, "not_subscribed"));
+    let (status, body) = app
+        .get(&format!(
+            "/v1/queues/{queue}/clients/ghost/messages?limit=abc"
+        ))
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_socket_events_are_answered_in_the_ack_and_change_nothing() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let socket = SocketClient::connect(&app.url).await;
+    let cases = [
+        ("subscribe", json!({"queue": queue}), "invalid_field"),
+        ("subscribe", json!({"clientId": client}), "invalid_field"),
+        (
+            "subscribe",
+            json!({"clientId": 5, "queue": queue}),
+            "invalid_field",
+        ),
+        (
+            "subscribe",
+            json!({"clientId": "a/b", "queue": queue}),
+            "invalid_name",
+        ),
+        (
+            "subscribe",
+            json!({"clientId": client, "queue": queue, "mode": "work"}),
+            "not_supported",
+        ),
+        (
+            "subscribe",
+            json!({"clientId": client, "queue": queue, "mode": "nonsense"}),
+            "invalid_field",
+        ),
+        ("subscribe", json!("not an object"), "invalid_field"),
+        ("getAll", json!({"clientId": client}), "not_subscribed"),
+        (
+            "received",
+            json!({"clientId": client, "id": "x"}),
+            "not_subscribed",
+        ),
+        ("received", json!({"clientId": client}), "invalid_field"),
+        (
+            "unsubscribe",
+            json!({"clientId": client, "queue": queue}),
+            "not_subscribed",
+        ),
+        (
+            "publish",
+            json!({"queue": queue, "event": "disconnect"}),
+            "invalid_name",
+        ),
+        ("publish", json!({"queue": queue}), "invalid_field"),
+        ("no-such-event", json!({}), "unknown_event"),
+    ];
+    for (event, data, expected) in cases {
+        let ack = socket.call(event, data.clone()).await;
+        assert_eq!(ack["ok"], false, "{event} {data}: {ack}");
+        assert_eq!(ack["error"]["code"], expected, "{event} {data}: {ack}");
+    }
+    let (status, _) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 404, "no bad event created anything");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_event_without_a_callback_gets_mq_error() {
+    let app = spawn_app().await;
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket
+        .emit("getAll", json!({"clientId": "never-subscribed"}))
+        .await;
+    let received = socket.next().await;
+    assert_eq!(received.event, "mq:error");
+    assert_eq!(received.data["code"], "not_subscribed");
+    assert_eq!(received.data["event"], "getAll");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_input_on_one_socket_does_not_disturb_another() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let mut good = SocketClient::connect(&app.url).await;
+    good.subscribe(&client, &queue).await;
+    let bad = SocketClient::connect(&app.url).await;
+    for data in [
+        json!(null),
+        json!(12),
+        json!([1, 2]),
+        json!({"clientId": {"x": 1}}),
+        json!("x".repeat(10_000)),
+    ] {
+        for event in ["subscribe", "getAll", "received", "publish", "unsubscribe"] {
+            bad.emit(event, data.clone()).await;
+        }
+    }
+    let receipt = app.publish(&queue, "e", json!("still here")).await;
+    let got = good.take("e", 1).await;
+    assert_eq!(got[0]["id"], receipt["id"]);
+    let ack = bad
+        .call(
+            "publish",
+            json!({"queue": queue, "event": "e", "payload": 2}),
+        )
+        .await;
+    assert_eq!(
+        ack["ok"], true,
+        "the bad socket is still connected and served: {ack}"
+    );
+    let _ = good.drain(Duration::from_millis(100)).await;
+    app.stop().await;
+}

@@ -1,0 +1,406 @@
+//! Fan-out, the mailbox rule, live push, catch-up and acks over socket.io.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Http, SocketClient, spawn_app, unique};
+
+#[tokio::test]
+async fn a_message_fans_out_to_every_subscribed_client() {
+    let app = spawn_app().await;
+    let queue = unique("news");
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let mut a = SocketClient::connect(&app.url).await;
+    let mut b = SocketClient::connect(&app.url).await;
+    a.subscribe(&alice, &queue).await;
+    b.subscribe(&bob, &queue).await;
+
+    let receipt = app
+        .publish(&queue, "headline", json!({"title": "hello"}))
+        .await;
+    assert_eq!(receipt["recipients"], 2);
+
+    for (socket, client) in [(&mut a, &alice), (&mut b, &bob)] {
+        let got = socket.take("headline", 1).await;
+        assert_eq!(got[0]["id"], receipt["id"]);
+        assert_eq!(got[0]["clientId"], client.as_str());
+    }
+    assert_eq!(app.pending(&queue, &alice).await, 1);
+    assert_eq!(app.pending(&queue, &bob).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_to_a_queue_nobody_subscribes_waits_for_the_first_subscriber() {
+    let app = spawn_app().await;
+    let store = unique("acme-widgets");
+    let first = app
+        .publish(&store, "delivered", json!({"orderId": 1}))
+        .await;
+    let second = app
+        .publish(&store, "delivered", json!({"orderId": 2}))
+        .await;
+    assert_eq!(first["recipients"], 0);
+
+    let mut vendor = SocketClient::connect(&app.url).await;
+    let ack = vendor.subscribe(&store, &store).await;
+    assert_eq!(ack["pending"], 2);
+    let ack = vendor.call("getAll", json!({"clientId": store})).await;
+    assert_eq!(ack["ok"], true);
+    let got = vendor.take("delivered", 2).await;
+    assert_eq!(got[0]["id"], first["id"]);
+    assert_eq!(got[1]["id"], second["id"]);
+    assert_eq!(got[1]["payload"], json!({"orderId": 2}));
+
+    // A second subscriber arriving later finds nothing waiting: the first one took it all.
+    let late = SocketClient::connect(&app.url).await;
+    let ack = late.subscribe(&unique("late"), &store).await;
+    assert_eq!(ack["pending"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_connected_subscriber_receives_the_full_envelope_live() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("orders"), unique("driver"));
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    let receipt = app.publish(&queue, "pickup", json!({"orderId": 7})).await;
+    let envelope = socket.take("pickup", 1).await.remove(0);
+    assert_eq!(envelope["id"], receipt["id"]);
+    assert_eq!(envelope["queue"], queue.as_str());
+    assert_eq!(envelope["event"], "pickup");
+    assert_eq!(envelope["payload"], json!({"orderId": 7}));
+    assert_eq!(envelope["clientId"], client.as_str());
+    assert_eq!(envelope["publishedAt"], receipt["publishedAt"]);
+    assert_eq!(envelope["source"], "http");
+    assert_eq!(envelope["attempt"], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_socket_of_a_client_receives_live_pushes() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let mut one = SocketClient::connect(&app.url).await;
+    let mut two = SocketClient::connect(&app.url).await;
+    one.subscribe(&client, &queue).await;
+    two.subscribe(&client, &queue).await;
+    let receipt = app.publish(&queue, "e", json!(1)).await;
+    assert_eq!(receipt["recipients"], 1, "one client, one inbox entry");
+    assert_eq!(one.take("e", 1).await[0]["id"], receipt["id"]);
+    assert_eq!(two.take("e", 1).await[0]["id"], receipt["id"]);
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(detail["subscribers"][0]["connected"], true);
+    assert_eq!(detail["subscribers"][0]["sockets"], 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_was_away_catches_up_and_acks() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("orders"), unique("acme"));
+    let socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    socket.disconnect().await;
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(detail["subscribers"][0]["connected"], false);
+
+    let sent: Vec<Value> = {
+        let mut sent = Vec::new();
+        for n in 0..3 {
+            sent.push(app.publish(&queue, "delivered", json!({"n": n})).await["id"].clone());
+        }
+        sent
+    };
+    assert_eq!(app.pending(&queue, &client).await, 3);
+
+    let mut back = SocketClient::connect(&app.url).await;
+    back.subscribe(&client, &queue).await;
+    let ack = back.call("getAll", json!({"clientId": client})).await;
+    assert_eq!(ack, json!({"ok": true, "count": 3}));
+    let got = back.take("delivered", 3).await;
+    let ids: Vec<Value> = got.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, sent, "catch-up is in publish order");
+    assert!(got.iter().all(|e| e["attempt"] == 1));
+
+    for id in &ids {
+        assert_eq!(
+            back.ack(&client, id).await,
+            json!({"ok": true, "removed": true})
+        );
+    }
+    assert_eq!(app.pending(&queue, &client).await, 0);
+    assert!(app.inbox_ids(&queue, &client).await.is_empty());
+    let (_, stats) = app.get("/v1/queues").await;
+    let row = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == queue.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["acked"], 3);
+
+    // Nothing is left to catch up on.
+    let ack = back.call("getAll", json!({"clientId": client})).await;
+    assert_eq!(ack, json!({"ok": true, "count": 0}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn acks_are_idempotent_and_unknown_ids_are_not_errors() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    let id = app.publish(&queue, "e", json!(1)).await["id"].clone();
+    socket.take("e", 1).await;
+    assert_eq!(
+        socket.ack(&client, &id).await,
+        json!({"ok": true, "removed": true})
+    );
+    assert_eq!(
+        socket.ack(&client, &id).await,
+        json!({"ok": true, "removed": false})
+    );
+    assert_eq!(
+        socket.ack(&client, &json!("no-such-id")).await,
+        json!({"ok": true, "removed": false})
+    );
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["acked"], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn acking_a_batch_of_ids_reports_each() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    let a = app.publish(&queue, "e", json!(1)).await["id"].clone();
+    let b = app.publish(&queue, "e", json!(2)).await["id"].clone();
+    let ack = socket
+        .call(
+            "received",
+            json!({"clientId": client, "ids": [a, "unknown", b]}),
+        )
+        .await;
+    assert_eq!(ack["removed"], 2, "{ack}");
+    assert_eq!(ack["results"][1]["removed"], false);
+    assert_eq!(app.pending(&queue, &client).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn http_acks_remove_from_the_inbox_like_socket_acks() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    let id = app.publish(&queue, "e", json!(1)).await["id"].clone();
+    assert_eq!(
+        app.inbox_ids(&queue, &client).await,
+        vec![id.as_str().unwrap().to_owned()]
+    );
+    let path = format!("/v1/queues/{queue}/clients/{client}/acks");
+    let (status, body) = app.post(&path, json!({"ids": [id]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["removed"], 1);
+    let (_, again) = app.post(&path, json!({"ids": [id]})).await;
+    assert_eq!(again["removed"], 0);
+    assert!(app.inbox_ids(&queue, &client).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn get_all_can_be_narrowed_to_one_queue_one_event_or_a_limit() {
+    let app = spawn_app().await;
+    let (orders, alerts, client) = (unique("orders"), unique("alerts"), unique("c"));
+    let mut socket = SocketClient::connect(&app.url).await;
+    let ack = socket
+        .call(
+            "subscribe",
+            json!({"clientId": client, "queues": [orders, alerts]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    app.publish(&orders, "pickup", json!(1)).await;
+    app.publish(&orders, "delivered", json!(2)).await;
+    app.publish(&alerts, "pickup", json!(3)).await;
+    socket.drain(Duration::from_millis(300)).await;
+
+    let ack = socket
+        .call("getAll", json!({"clientId": client, "queue": orders}))
+        .await;
+    assert_eq!(ack["count"], 2);
+    let got = socket.take("pickup", 1).await;
+    assert_eq!(got[0]["payload"], 1);
+    assert_eq!(socket.take("delivered", 1).await[0]["payload"], 2);
+
+    let ack = socket
+        .call("getAll", json!({"clientId": client, "event": "pickup"}))
+        .await;
+    assert_eq!(ack["count"], 2);
+    let got = socket.take("pickup", 2).await;
+    assert_eq!(
+        (got[0]["payload"].clone(), got[1]["payload"].clone()),
+        (json!(1), json!(3))
+    );
+
+    let ack = socket
+        .call("getAll", json!({"clientId": client, "limit": 1}))
+        .await;
+    assert_eq!(ack["count"], 1);
+    assert_eq!(socket.take("pickup", 1).await[0]["payload"], 1);
+    let extra = socket.drain(Duration::from_millis(200)).await;
+    assert!(extra.is_empty(), "limit 1 sends one message: {extra:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn catch_up_counts_attempts() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    app.publish(&queue, "e", json!(1)).await;
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    socket.call("getAll", json!({"clientId": client})).await;
+    socket.call("getAll", json!({"clientId": client})).await;
+    let got = socket.take("e", 2).await;
+    assert_eq!(
+        (got[0]["attempt"].clone(), got[1]["attempt"].clone()),
+        (json!(1), json!(2))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_from_one_socket_are_applied_in_the_order_sent() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    for n in 0..3 {
+        app.publish(&queue, "e", json!(n)).await;
+    }
+    let mut socket = SocketClient::connect(&app.url).await;
+    // No waiting between the two: getAll must see the subscription.
+    socket
+        .emit("subscribe", json!({"clientId": client, "queue": queue}))
+        .await;
+    let ack = socket.call("getAll", json!({"clientId": client})).await;
+    assert_eq!(ack, json!({"ok": true, "count": 3}));
+    assert_eq!(socket.take("e", 3).await.len(), 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unsubscribing_drops_the_inbox_and_stops_live_pushes() {
+    let app = spawn_app().await;
+    let (queue, client, other) = (unique("q"), unique("c"), unique("other"));
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    let watcher = SocketClient::connect(&app.url).await;
+    watcher.subscribe(&other, &queue).await;
+    app.publish(&queue, "e", json!(1)).await;
+    socket.take("e", 1).await;
+    let ack = socket
+        .call("unsubscribe", json!({"clientId": client, "queue": queue}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["dropped"], 1);
+
+    app.publish(&queue, "e", json!(2)).await;
+    let late = socket.drain(Duration::from_millis(300)).await;
+    assert!(late.is_empty(), "no push after unsubscribe: {late:?}");
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    let subscribers = detail["subscribers"].as_array().unwrap();
+    assert_eq!(subscribers.len(), 1);
+    assert_eq!(subscribers[0]["clientId"], other.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unsubscribing_over_http_drops_the_inbox() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    app.publish(&queue, "e", json!(1)).await;
+    let response = app
+        .http
+        .delete(format!("{}/v1/queues/{queue}/clients/{client}", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert!(detail["subscribers"].as_array().unwrap().is_empty());
+    let (_, totals) = app.get("/v1/queues").await;
+    assert_eq!(
+        totals["queues"][0]["waiting"], 0,
+        "a dropped message does not come back as waiting"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_can_publish_and_its_client_id_is_the_source() {
+    let app = spawn_app().await;
+    let (queue, reader) = (unique("q"), unique("reader"));
+    let mut listener = SocketClient::connect(&app.url).await;
+    listener.subscribe(&reader, &queue).await;
+    let publisher =
+        SocketClient::connect_with_auth(&app.url, Some(json!({"clientId": "vendor-1"}))).await;
+    let ack = publisher
+        .call(
+            "publish",
+            json!({"queue": queue, "event": "pickup", "payload": {"orderId": 9}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["recipients"], 1);
+    let got = listener.take("pickup", 1).await.remove(0);
+    assert_eq!(got["id"], ack["id"]);
+    assert_eq!(got["source"], "vendor-1");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_id_given_at_connect_can_be_left_out_of_events() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    app.publish(&queue, "e", json!(1)).await;
+    let mut socket =
+        SocketClient::connect_with_auth(&app.url, Some(json!({"clientId": client}))).await;
+    let ack = socket.call("subscribe", json!({"queue": queue})).await;
+    assert_eq!(ack["clientId"], client.as_str());
+    assert_eq!(socket.call("getAll", json!({})).await["count"], 1);
+    let id = socket.take("e", 1).await[0]["id"].clone();
+    assert_eq!(
+        socket.call("received", json!({"id": id})).await["removed"],
+        true
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_filter_keeps_other_events_out_of_the_inbox() {
+    let app = spawn_app().await;
+    let (queue, picky, all) = (unique("q"), unique("picky"), unique("all"));
+    let socket = SocketClient::connect(&app.url).await;
+    let ack = socket
+        .call(
+            "subscribe",
+            json!({"clientId": picky, "queue": queue, "events": ["delivered"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+    socket.subscribe(&all, &queue).await;
+    app.publish(&queue, "pickup", json!(1)).await;
+    app.publish(&queue, "delivered", json!(2)).await;
+    assert_eq!(app.pending(&queue, &picky).await, 1);
+    assert_eq!(app.pending(&queue, &all).await, 2);
+    app.stop().await;
+}

@@ -1,0 +1,158 @@
+//! What survives: restarts, kill -9 under concurrent publishes, acks across restarts. These
+//! run the real binary as a child process.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, unique};
+
+#[tokio::test]
+async fn messages_subscriptions_and_acks_survive_a_restart() {
+    let (_dir, path) = data_dir();
+    let (queue, client) = (unique("orders"), unique("acme"));
+    let server = ServerProcess::start(&path).await;
+    let socket = SocketClient::connect(&server.url).await;
+    socket.subscribe(&client, &queue).await;
+    let acked = server.publish(&queue, "delivered", json!({"n": 1})).await["id"].clone();
+    let kept = server.publish(&queue, "delivered", json!({"n": 2})).await["id"].clone();
+    assert_eq!(socket.ack(&client, &acked).await["removed"], true);
+    let waiting = unique("nobody-yet");
+    server.publish(&waiting, "e", json!("waits")).await;
+    socket.disconnect().await;
+    server.terminate();
+
+    let server = ServerProcess::start(&path).await;
+    assert_eq!(
+        server.inbox_ids(&queue, &client).await,
+        vec![kept.as_str().unwrap().to_owned()]
+    );
+    let (_, stats) = server.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(
+        (stats["published"].clone(), stats["acked"].clone()),
+        (json!(2), json!(1))
+    );
+    let (_, stats) = server.get(&format!("/v1/queues/{waiting}")).await;
+    assert_eq!(stats["waiting"], 1);
+
+    let mut socket = SocketClient::connect(&server.url).await;
+    socket.subscribe(&client, &queue).await;
+    assert_eq!(
+        socket.call("getAll", json!({"clientId": client})).await["count"],
+        1
+    );
+    let got = socket.take("delivered", 1).await;
+    assert_eq!(got[0]["id"], kept);
+    assert_eq!(got[0]["payload"], json!({"n": 2}));
+}
+
+#[tokio::test]
+async fn a_repeated_id_is_still_recognised_after_a_restart() {
+    let (_dir, path) = data_dir();
+    let queue = unique("q");
+    let server = ServerProcess::start(&path).await;
+    let body = json!({"event": "e", "payload": 1, "id": "once"});
+    let (_, first) = server
+        .post(&format!("/v1/queues/{queue}/messages"), body.clone())
+        .await;
+    server.terminate();
+    let server = ServerProcess::start(&path).await;
+    let (status, again) = server
+        .post(&format!("/v1/queues/{queue}/messages"), body)
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(first, again);
+    let (_, stats) = server.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_publish_survives_kill_9_during_concurrent_publishes() {
+    let (_dir, path) = data_dir();
+    let queue = unique("crash");
+    let server = ServerProcess::start(&path).await;
+    let url = Arc::new(server.url.clone());
+    let http = reqwest::Client::new();
+
+    // Eight publishers publish as fast as they can; each remembers what was answered 201.
+    let mut publishers = Vec::new();
+    for worker in 0..8 {
+        let (url, http, queue) = (Arc::clone(&url), http.clone(), queue.clone());
+        publishers.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            for n in 0..100_000 {
+                let result = http
+                    .post(format!("{url}/v1/queues/{queue}/messages"))
+                    .json(&json!({"event": "e", "payload": {"worker": worker, "n": n}}))
+                    .send()
+                    .await;
+                let Ok(response) = result else { break };
+                if response.status().as_u16() != 201 {
+                    break;
+                }
+                let Ok(body) = response.json::<serde_json::Value>().await else {
+                    break;
+                };
+                answered.push(body["id"].as_str().unwrap().to_owned());
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    server.kill_9();
+    let mut answered = Vec::new();
+    for publisher in publishers {
+        answered.extend(publisher.await.unwrap());
+    }
+    assert!(
+        answered.len() > 100,
+        "the load was real: {} publishes answered",
+        answered.len()
+    );
+
+    let server = ServerProcess::start(&path).await;
+    let (_, stats) = server.get(&format!("/v1/queues/{queue}")).await;
+    let waiting = stats["waiting"].as_u64().unwrap() as usize;
+    assert!(
+        waiting >= answered.len(),
+        "{waiting} stored < {} answered",
+        answered.len()
+    );
+
+    // Every answered id is there: take them all into one inbox and read it back.
+    let client = unique("auditor");
+    let socket = SocketClient::connect(&server.url).await;
+    socket.subscribe(&client, &queue).await;
+    let mut stored = std::collections::HashSet::new();
+    loop {
+        let (_, page) = server
+            .get(&format!(
+                "/v1/queues/{queue}/clients/{client}/messages?limit=1000"
+            ))
+            .await;
+        let ids: Vec<String> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        let (status, _) = server
+            .post(
+                &format!("/v1/queues/{queue}/clients/{client}/acks"),
+                json!({"ids": ids}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        stored.extend(ids);
+    }
+    let lost: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered publishes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+}

@@ -1,0 +1,368 @@
+//! Test helpers: [`spawn_app`] (the server in-process on port 0 with a temp data dir),
+//! [`ServerProcess`] (the real binary, for restarts and kill -9), and [`SocketClient`] (a
+//! rust_socketio client that records every event it receives).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use queuehub::config::Storage;
+use queuehub::{Application, Config};
+use rust_socketio::Payload;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running in-process server.
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    _data_dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts queuehub on `127.0.0.1:0` with the embedded store in a fresh temp dir.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a chance to change the configuration first.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        storage: Storage::Embedded(data_dir.path().to_path_buf()),
+        ..Config::default()
+    };
+    change(&mut config);
+    let app = Application::build(config).await.expect("server builds");
+    let url = format!("http://{}", app.addresses()[0]);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        url,
+        http: reqwest::Client::new(),
+        _data_dir: data_dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+/// Helpers for the HTTP API, shared by [`TestApp`] and [`ServerProcess`].
+pub trait Http {
+    fn base(&self) -> &str;
+    fn client(&self) -> &reqwest::Client;
+
+    /// POSTs JSON to `path`; returns the status and the JSON body.
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client()
+            .post(format!("{}{}", self.base(), path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `path`; returns the status and the JSON body.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client()
+            .get(format!("{}{}", self.base(), path))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Publishes `payload` as `event` to `queue`; panics unless answered 201.
+    async fn publish(&self, queue: &str, event: &str, payload: Value) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/v1/queues/{queue}/messages"),
+                json!({ "event": event, "payload": payload }),
+            )
+            .await;
+        assert_eq!(status, 201, "publish answered {status}: {body}");
+        body
+    }
+
+    /// The client's pending count on `queue`, from `GET /v1/queues/{queue}`.
+    async fn pending(&self, queue: &str, client: &str) -> u64 {
+        let (status, body) = self.get(&format!("/v1/queues/{queue}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["subscribers"]
+            .as_array()
+            .and_then(|subs| subs.iter().find(|s| s["clientId"] == client))
+            .and_then(|s| s["pending"].as_u64())
+            .unwrap_or_else(|| panic!("{client} is not subscribed to {queue}: {body}"))
+    }
+
+    /// The ids in the client's inbox, oldest first, via the peek route.
+    async fn inbox_ids(&self, queue: &str, client: &str) -> Vec<String> {
+        let (status, body) = self
+            .get(&format!(
+                "/v1/queues/{queue}/clients/{client}/messages?limit=1000"
+            ))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+}
+
+impl Http for TestApp {
+    fn base(&self) -> &str {
+        &self.url
+    }
+    fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// The real `queuehub` binary as a child process, for restarts and kill -9.
+pub struct ServerProcess {
+    pub url: String,
+    http: reqwest::Client,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts the binary on a free port with the embedded store in `data_dir`, and waits
+    /// until it serves.
+    pub async fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_queuehub"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent && let Some(at) = line.find("listening on ") {
+                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                    sent = true;
+                }
+            }
+        });
+        let url = rx.recv_timeout(WAIT).expect("server reports its address");
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            child,
+        }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// Stops the process with SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "queuehub exited with {exit}");
+    }
+}
+
+impl Http for ServerProcess {
+    fn base(&self) -> &str {
+        &self.url
+    }
+    fn client(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh temp dir for a [`ServerProcess`].
+pub fn data_dir() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+/// An event a [`SocketClient`] received: its name and its first argument.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub event: String,
+    pub data: Value,
+}
+
+/// A rust_socketio client that records every event it receives, in order.
+pub struct SocketClient {
+    client: Client,
+    events: mpsc::UnboundedReceiver<Received>,
+}
+
+fn first_arg(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if !values.is_empty() => values.swap_remove(0),
+        _ => Value::Null,
+    }
+}
+
+impl SocketClient {
+    /// Connects to namespace `/` and waits until the namespace is joined.
+    pub async fn connect(url: &str) -> Self {
+        Self::connect_with_auth(url, None).await
+    }
+
+    /// Connects with a handshake `auth` payload.
+    pub async fn connect_with_auth(url: &str, auth: Option<Value>) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (connected_tx, connected_rx) = mpsc::unbounded_channel::<()>();
+        let mut builder = ClientBuilder::new(url)
+            .namespace("/")
+            .reconnect(false)
+            .on(rust_socketio::Event::Connect, move |_, _| {
+                let _ = connected_tx.send(());
+                async {}.boxed()
+            })
+            .on_any(move |event, payload, _| {
+                let _ = tx.send(Received {
+                    event: event.as_str().to_owned(),
+                    data: first_arg(payload),
+                });
+                async {}.boxed()
+            });
+        if let Some(auth) = auth {
+            builder = builder.auth(auth);
+        }
+        let client = builder.connect().await.expect("socket connects");
+        let mut connected_rx = connected_rx;
+        tokio::time::timeout(WAIT, connected_rx.recv())
+            .await
+            .expect("namespace joined in time");
+        Self { client, events }
+    }
+
+    /// Emits `event` with `data` and waits for the server's ack.
+    pub async fn call(&self, event: &str, data: Value) -> Value {
+        let (tx, rx) = oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        self.client
+            .emit_with_ack(event, data, WAIT, move |payload, _| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    // rust_socketio hands an ack's arguments over as one array.
+                    let answer = match first_arg(payload) {
+                        Value::Array(mut args) if args.len() == 1 => args.remove(0),
+                        other => other,
+                    };
+                    let _ = tx.send(answer);
+                }
+                async {}.boxed()
+            })
+            .await
+            .expect("emit");
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no ack for {event} in time"))
+            .expect("ack")
+    }
+
+    /// Emits `event` without asking for an ack.
+    pub async fn emit(&self, event: &str, data: Value) {
+        self.client.emit(event, data).await.expect("emit");
+    }
+
+    /// The next event received, whatever its name; panics after [`WAIT`].
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("an event arrives in time")
+            .expect("client open")
+    }
+
+    /// The next `n` events named `event`, skipping none: any other event fails the test.
+    pub async fn take(&mut self, event: &str, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let received = self.next().await;
+            assert_eq!(received.event, event, "unexpected event: {received:?}");
+            out.push(received.data);
+        }
+        out
+    }
+
+    /// Waits `quiet` and returns whatever events arrived meanwhile.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Received> {
+        tokio::time::sleep(quiet).await;
+        let mut out = Vec::new();
+        while let Ok(received) = self.events.try_recv() {
+            out.push(received);
+        }
+        out
+    }
+
+    /// Subscribes as `client` to `queue`; returns the ack.
+    pub async fn subscribe(&self, client: &str, queue: &str) -> Value {
+        let ack = self
+            .call("subscribe", json!({ "clientId": client, "queue": queue }))
+            .await;
+        assert_eq!(ack["ok"], true, "subscribe refused: {ack}");
+        ack
+    }
+
+    /// Acks `id` as `client`; returns the ack.
+    pub async fn ack(&self, client: &str, id: &Value) -> Value {
+        self.call("received", json!({ "clientId": client, "id": id }))
+            .await
+    }
+
+    /// Disconnects.
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+/// A unique name for this test run, so tests never share queues or clients.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real server on port 0 with a temporary data directory, real HTTP
+//! (reqwest) and real socket.io clients (rust_socketio).
+
+mod bad_input;
+mod catch_up;
+mod delivery;
+mod durability;
+mod helpers;
+mod publish;

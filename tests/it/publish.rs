@@ -1,0 +1,117 @@
+//! Publishing over HTTP: receipts, idempotency, batches.
+
+use serde_json::json;
+
+use crate::helpers::{Http, spawn_app, unique};
+
+#[tokio::test]
+async fn publish_answers_201_with_a_receipt() {
+    let app = spawn_app().await;
+    let queue = unique("orders");
+    let receipt = app
+        .publish(&queue, "delivered", json!({"orderId": 1}))
+        .await;
+    assert_eq!(receipt["queue"], queue.as_str());
+    assert_eq!(receipt["event"], "delivered");
+    assert_eq!(receipt["recipients"], 0);
+    assert!(receipt["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        receipt["publishedAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn publishing_the_same_id_again_returns_the_first_receipt_and_stores_nothing_new() {
+    let app = spawn_app().await;
+    let queue = unique("orders");
+    let body = json!({"event": "delivered", "payload": {"n": 1}, "id": "order-42"});
+    let path = format!("/v1/queues/{queue}/messages");
+    let (first_status, first) = app.post(&path, body.clone()).await;
+    let (second_status, second) = app
+        .post(
+            &path,
+            json!({"event": "delivered", "payload": {"n": 2}, "id": "order-42"}),
+        )
+        .await;
+    assert_eq!((first_status, second_status), (201, 201));
+    assert_eq!(first, second);
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["published"], 1);
+    assert_eq!(stats["waiting"], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_id_on_another_queue_is_another_message() {
+    let app = spawn_app().await;
+    let (a, b) = (unique("a"), unique("b"));
+    for queue in [&a, &b] {
+        let (status, _) = app
+            .post(
+                &format!("/v1/queues/{queue}/messages"),
+                json!({"event": "e", "id": "same"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    for queue in [&a, &b] {
+        let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+        assert_eq!(stats["published"], 1, "{queue}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_array_publishes_a_batch_in_order() {
+    let app = spawn_app().await;
+    let queue = unique("batch");
+    let batch: Vec<_> = (0..5)
+        .map(|n| json!({"queue": queue, "event": "tick", "payload": n}))
+        .collect();
+    let (status, receipts) = app.post("/v1/messages", json!(batch)).await;
+    assert_eq!(status, 201, "{receipts}");
+    assert_eq!(receipts.as_array().unwrap().len(), 5);
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_message_stores_nothing() {
+    let app = spawn_app().await;
+    let queue = unique("batch");
+    let batch = json!([
+        {"queue": queue, "event": "tick", "payload": 1},
+        {"queue": queue, "event": "connect", "payload": 2},
+    ]);
+    let (status, body) = app.post("/v1/messages", batch).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("message 1:"),
+        "{body}"
+    );
+    let (status, _) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 404, "nothing of the batch may exist");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_single_object_on_the_batch_route_publishes_one_message() {
+    let app = spawn_app().await;
+    let queue = unique("single");
+    let (status, receipt) = app
+        .post(
+            "/v1/messages",
+            json!({"queue": queue, "event": "tick", "payload": null}),
+        )
+        .await;
+    assert_eq!(status, 201, "{receipt}");
+    assert_eq!(receipt["queue"], queue.as_str());
+    app.stop().await;
+}
