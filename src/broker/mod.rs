@@ -21,6 +21,9 @@ mod state;
 pub mod stats;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 

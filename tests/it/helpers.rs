@@ -151,6 +151,8 @@ impl Http for TestApp {
 /// The real `queuehub` binary as a child process, for restarts and kill -9.
 pub struct ServerProcess {
     pub url: String,
+    /// Every address it listens on.
+    pub urls: Vec<String>,
     http: reqwest::Client,
     child: Child,
 }
@@ -159,9 +161,30 @@ impl ServerProcess {
     /// Starts the binary on a free port with the embedded store in `data_dir`, and waits
     /// until it serves.
     pub async fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_queuehub"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+        let data_dir = data_dir.to_str().expect("utf-8 path");
+        Self::start_with(
+            &["--listen", "127.0.0.1:0", "--data-dir", data_dir],
+            &[],
+            1,
+            None,
+        )
+    }
+
+    /// Starts the binary with `args` and `envs` (in `cwd`, if given), and waits until it
+    /// reports `addresses` listening addresses; `url` is the first.
+    pub fn start_with(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        addresses: usize,
+        cwd: Option<&Path>,
+    ) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_queuehub"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
+            .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -171,17 +194,18 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !sent && let Some(at) = line.find("listening on ") {
+                if let Some(at) = line.find("listening on ") {
                     let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
-                    sent = true;
                 }
             }
         });
-        let url = rx.recv_timeout(WAIT).expect("server reports its address");
+        let urls: Vec<String> = (0..addresses)
+            .map(|_| rx.recv_timeout(WAIT).expect("server reports its address"))
+            .collect();
         Self {
-            url,
+            url: urls[0].clone(),
+            urls,
             http: reqwest::Client::new(),
             child,
         }

@@ -6,4 +6,5 @@ mod catch_up;
 mod delivery;
 mod durability;
 mod helpers;
+mod operation;
 mod publish;

@@ -1,0 +1,159 @@
+//! Broker behaviour that needs a store failing on demand: a failed commit changes nothing,
+//! is reported as `store_unavailable`, and the broker recovers by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::*;
+use crate::store::memory::MemoryStore;
+use crate::store::{Snapshot, Store, StoreError};
+
+/// A memory store whose commits fail while `failing` is set.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError("disk full".into()));
+        }
+        self.inner.commit(ops).await
+    }
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.inner.load().await
+    }
+    async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError> {
+        self.inner.payloads(seqs).await
+    }
+    fn engine(&self) -> &'static str {
+        "flaky"
+    }
+}
+
+fn message(queue: &QueueName, n: i32) -> NewMessage {
+    NewMessage {
+        queue: queue.clone(),
+        event: EventName::parse("e").unwrap(),
+        payload: json!(n),
+        id: None,
+        source: SOURCE_HTTP.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_changes_nothing_and_the_broker_recovers() {
+    let store = Arc::new(FlakyStore::default());
+    let broker = Broker::open(store.clone(), BrokerConfig::default())
+        .await
+        .unwrap();
+    let queue = QueueName::parse("orders").unwrap();
+    let client = ClientId::parse("acme").unwrap();
+    broker
+        .subscribe(
+            &client,
+            std::slice::from_ref(&queue),
+            SubscriptionRecord::default(),
+        )
+        .await
+        .unwrap();
+    broker.publish(vec![message(&queue, 1)]).await.unwrap();
+
+    store.failing.store(true, Ordering::SeqCst);
+    let err = broker
+        .publish(vec![message(&queue, 2), message(&queue, 3)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "store_unavailable");
+    store.failing.store(false, Ordering::SeqCst);
+
+    // The index is rebuilt from the store in the background; then writes work again.
+    let mut published = None;
+    for _ in 0..100 {
+        match broker.publish(vec![message(&queue, 4)]).await {
+            Ok(p) => {
+                published = Some(p);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), "store_unavailable");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    assert!(published.is_some(), "the broker accepts writes again");
+    let summary = &broker.queues()[0];
+    assert_eq!(
+        summary.pending[&client], 2,
+        "messages 1 and 4, not the failed 2 and 3"
+    );
+    assert_eq!(summary.published, 2);
+    let peeked = broker.peek(&queue, &client, 10).await.unwrap();
+    let payloads: Vec<_> = peeked.iter().map(|e| (*e.payload).clone()).collect();
+    assert_eq!(payloads, vec![json!(1), json!(4)]);
+    broker.close().await;
+}
+
+#[tokio::test]
+async fn after_close_mutations_are_refused_as_shutting_down() {
+    let broker = Broker::open(Arc::new(MemoryStore::new()), BrokerConfig::default())
+        .await
+        .unwrap();
+    broker.close().await;
+    let queue = QueueName::parse("q").unwrap();
+    let err = broker.publish(vec![message(&queue, 1)]).await.unwrap_err();
+    assert_eq!(err.code(), "shutting_down");
+}
+
+#[tokio::test]
+async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
+    let store = Arc::new(MemoryStore::new());
+    let broker = Broker::open(store.clone(), BrokerConfig::default())
+        .await
+        .unwrap();
+    let queue = QueueName::parse("q").unwrap();
+    let (a, b) = (ClientId::parse("a").unwrap(), ClientId::parse("b").unwrap());
+    for client in [&a, &b] {
+        broker
+            .subscribe(
+                client,
+                std::slice::from_ref(&queue),
+                SubscriptionRecord::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let id = broker.publish(vec![message(&queue, 1)]).await.unwrap()[0]
+        .id
+        .clone();
+    assert_eq!(
+        store.load().await.unwrap().messages.len(),
+        1,
+        "stored once for two inboxes"
+    );
+    broker
+        .ack(&a, None, std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load().await.unwrap().messages.len(),
+        1,
+        "b still references it"
+    );
+    broker
+        .ack(&b, None, std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    assert!(
+        store.load().await.unwrap().messages.is_empty(),
+        "no inbox references it any more"
+    );
+    broker.close().await;
+}
