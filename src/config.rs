@@ -213,6 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn flags_of_later_features_stop_the_server_instead_of_being_ignored() {
+        for args in [
+            ["queuehub", "--preset", "caps"],
+            ["queuehub", "--api-key", "k"],
+            ["queuehub", "--token-secret", "s"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert!(Config::from_cli(cli).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");

@@ -298,6 +298,15 @@ impl Broker {
             .await
     }
 
+    /// The queues `client` is subscribed to (none if it has no subscription).
+    pub fn subscriptions(&self, client: &ClientId) -> Vec<QueueName> {
+        self.shared
+            .lock()
+            .index
+            .subscribed_queues(client, None)
+            .unwrap_or_default()
+    }
+
     /// Starts a catch-up of `client`'s inbox (one queue or all, one event or all), at most
     /// `limit` messages. Fails with `not_subscribed` if there is nothing to catch up from.
     pub fn catch_up(

@@ -157,3 +157,74 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
     );
     broker.close().await;
 }
+
+async fn publish_with_id(broker: &Broker, queue: &QueueName, id: &str) -> Published {
+    let mut m = message(queue, 1);
+    m.id = Some(MessageId::parse(id).unwrap());
+    broker.publish(vec![m]).await.unwrap().remove(0)
+}
+
+#[tokio::test]
+async fn a_repeated_id_is_recognised_after_the_message_is_acked_within_the_window() {
+    let broker = Broker::open(Arc::new(MemoryStore::new()), BrokerConfig::default())
+        .await
+        .unwrap();
+    let queue = QueueName::parse("q").unwrap();
+    let client = ClientId::parse("c").unwrap();
+    broker
+        .subscribe(
+            &client,
+            std::slice::from_ref(&queue),
+            SubscriptionRecord::default(),
+        )
+        .await
+        .unwrap();
+    let first = publish_with_id(&broker, &queue, "x").await;
+    broker
+        .ack(&client, None, std::slice::from_ref(&first.id))
+        .await
+        .unwrap();
+    let again = publish_with_id(&broker, &queue, "x").await;
+    assert!(again.duplicate);
+    assert_eq!(again.published_at, first.published_at);
+    assert_eq!(
+        broker.queues()[0].pending[&client],
+        0,
+        "nothing new was stored"
+    );
+    broker.close().await;
+}
+
+#[tokio::test]
+async fn after_the_dedupe_window_an_acked_id_is_a_new_message() {
+    let config = BrokerConfig {
+        dedupe_window: Duration::ZERO,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::open(Arc::new(MemoryStore::new()), config)
+        .await
+        .unwrap();
+    let queue = QueueName::parse("q").unwrap();
+    let client = ClientId::parse("c").unwrap();
+    broker
+        .subscribe(
+            &client,
+            std::slice::from_ref(&queue),
+            SubscriptionRecord::default(),
+        )
+        .await
+        .unwrap();
+    let first = publish_with_id(&broker, &queue, "x").await;
+    // Still stored: still a duplicate, whatever the window.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(publish_with_id(&broker, &queue, "x").await.duplicate);
+    broker
+        .ack(&client, None, std::slice::from_ref(&first.id))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = publish_with_id(&broker, &queue, "x").await;
+    assert!(!again.duplicate);
+    assert_eq!(broker.queues()[0].pending[&client], 1);
+    broker.close().await;
+}

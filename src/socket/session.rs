@@ -77,6 +77,16 @@ fn connect_client(socket: &SocketRef, auth: Option<Value>) -> Option<ClientId> {
 pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
     let client = connect_client(&socket, auth);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
+    // A socket that names its client at connect is one of that client's sockets: it receives
+    // the live pushes of the client's existing subscriptions without subscribing again.
+    if let Some(client) = &client {
+        let rooms: Vec<String> = broker
+            .subscriptions(client)
+            .iter()
+            .map(|queue| super::room(client, queue))
+            .collect();
+        socket.join(rooms);
+    }
     let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
 
     for event in EVENTS {

@@ -404,3 +404,82 @@ async fn an_event_filter_keeps_other_events_out_of_the_inbox() {
     assert_eq!(app.pending(&queue, &all).await, 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_no_filter_accepts_waits_for_a_subscriber_that_wants_it() {
+    let app = spawn_app().await;
+    let (queue, picky, later) = (unique("q"), unique("picky"), unique("later"));
+    let socket = SocketClient::connect(&app.url).await;
+    let ack = socket
+        .call(
+            "subscribe",
+            json!({"clientId": picky, "queue": queue, "events": ["delivered"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+    let receipt = app.publish(&queue, "pickup", json!(1)).await;
+    assert_eq!(receipt["recipients"], 0);
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(detail["waiting"], 1, "not dropped: {detail}");
+    let ack = socket.subscribe(&later, &queue).await;
+    assert_eq!(ack["pending"], 1);
+    assert_eq!(
+        app.inbox_ids(&queue, &later).await,
+        vec![receipt["id"].as_str().unwrap().to_owned()]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn kick_moves_dead_letters_back_into_the_queue() {
+    let app = spawn_app().await;
+    let (queue, worker) = (unique("jobs"), unique("worker"));
+    let dead = format!("{queue}.dead");
+    for n in 0..3 {
+        app.publish(&dead, "build", json!({"n": n})).await;
+    }
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&worker, &queue).await;
+    let (status, body) = app
+        .post(&format!("/v1/queues/{queue}/kick"), json!({"limit": 2}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kicked"], 2);
+    let got = socket.take("build", 2).await;
+    assert_eq!(
+        (
+            got[0]["payload"]["n"].clone(),
+            got[1]["payload"]["n"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    assert_eq!(got[0]["queue"], queue.as_str());
+    let (_, stats) = app.get(&format!("/v1/queues/{dead}")).await;
+    assert_eq!(stats["waiting"], 1);
+    let (_, body) = app
+        .post(&format!("/v1/queues/{queue}/kick"), json!({}))
+        .await;
+    assert_eq!(body["kicked"], 1);
+    let (_, body) = app
+        .post(&format!("/v1/queues/{queue}/kick"), json!({}))
+        .await;
+    assert_eq!(body["kicked"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_names_its_client_at_connect_receives_its_subscriptions_live() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let first = SocketClient::connect(&app.url).await;
+    first.subscribe(&client, &queue).await;
+    first.disconnect().await;
+
+    let mut back =
+        SocketClient::connect_with_auth(&app.url, Some(json!({"clientId": client}))).await;
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(detail["subscribers"][0]["connected"], true, "{detail}");
+    let receipt = app.publish(&queue, "e", json!(1)).await;
+    assert_eq!(back.take("e", 1).await[0]["id"], receipt["id"]);
+    app.stop().await;
+}
