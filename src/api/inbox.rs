@@ -55,7 +55,11 @@ pub async fn ack(
     Names((queue, client)): Names<(QueueName, ClientId)>,
     JsonBody(body): JsonBody<AckBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let removed = state.broker.ack(&client, Some(&queue), &body.ids).await?;
+    let removed = state
+        .broker
+        .ack(&client, Some(&queue), &body.ids)?
+        .committed()
+        .await?;
     let count = removed.iter().filter(|r| **r).count();
     let results: Vec<Value> = body
         .ids
@@ -73,7 +77,11 @@ pub async fn unsubscribe(
     State(state): State<ApiState>,
     Names((queue, client)): Names<(QueueName, ClientId)>,
 ) -> Result<Json<Value>, ApiError> {
-    let dropped = state.broker.unsubscribe(&client, &queue).await?;
+    let dropped = state
+        .broker
+        .unsubscribe(&client, &queue)?
+        .committed()
+        .await?;
     Ok(Json(
         json!({ "ok": true, "queue": queue, "clientId": client, "dropped": dropped }),
     ))

@@ -49,7 +49,7 @@ pub async fn to_queue(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
     let message = parse(body, Some(&queue))?;
-    let published = state.broker.publish(vec![message]).await?;
+    let published = state.broker.publish(vec![message])?.committed().await?;
     let body = serde_json::to_value(&published[0]).unwrap_or_default();
     Ok(created(&published, body))
 }
@@ -61,7 +61,11 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     match body {
         OneOrMany::One(value) => {
-            let published = state.broker.publish(vec![parse(value, None)?]).await?;
+            let published = state
+                .broker
+                .publish(vec![parse(value, None)?])?
+                .committed()
+                .await?;
             let body = serde_json::to_value(&published[0]).unwrap_or_default();
             Ok(created(&published, body))
         }
@@ -77,7 +81,7 @@ pub async fn batch(
                 })?;
                 messages.push(message);
             }
-            let published = state.broker.publish(messages).await?;
+            let published = state.broker.publish(messages)?.committed().await?;
             let body = serde_json::to_value(&published).unwrap_or_default();
             Ok(created(&published, body))
         }

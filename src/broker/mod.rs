@@ -8,7 +8,8 @@
 //! 1. validate input (names were validated by the transport already);
 //! 2. lock the index, apply the change, collect the store ops, queue them to the
 //!    group-commit [`writer`] while still holding the lock, unlock;
-//! 3. await the writer's answer: `Ok` means the change is on disk;
+//! 3. return a [`Pending`]: later mutations already see the change; awaiting
+//!    [`Pending::committed`] waits for the writer's answer, and `Ok` means it is on disk;
 //! 4. the writer hands live deliveries to the fan-out task, which gives them to the
 //!    [`Outbox`] (implemented by `socket/`) in publish order.
 //!
@@ -108,6 +109,31 @@ impl Shared {
     }
 }
 
+/// A mutation that is already applied (later events see it) and queued for commit.
+/// [`Pending::committed`] resolves once it is on disk; until then nobody has been told.
+#[must_use = "a mutation is durable only once `committed` resolves"]
+pub struct Pending<T> {
+    value: T,
+    done: oneshot::Receiver<Result<(), Error>>,
+}
+
+impl<T> Pending<T> {
+    /// Transforms the result that will be returned once committed.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Pending<U> {
+        Pending {
+            value: f(self.value),
+            done: self.done,
+        }
+    }
+
+    /// Waits until the mutation is durable and returns its result, or the commit's error
+    /// (then nothing of it was kept).
+    pub async fn committed(self) -> Result<T, Error> {
+        self.done.await.map_err(|_| Error::shutting_down())??;
+        Ok(self.value)
+    }
+}
+
 /// A catch-up in progress: pages through a client's inbox in publish order, up to the last
 /// message that existed when it started.
 pub struct CatchUp {
@@ -164,39 +190,39 @@ impl Broker {
         &self.shared.config
     }
 
-    /// Applies `mutate` to the index and waits until its ops are durable.
-    async fn mutate<T>(
+    /// Applies `mutate` to the index now and queues its ops for commit. The returned
+    /// [`Pending`] resolves when they are durable.
+    fn mutate<T>(
         &self,
         mutate: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<(T, Vec<Delivery>), Error>,
-    ) -> Result<T, Error> {
+    ) -> Result<Pending<T>, Error> {
         let (done_tx, done_rx) = oneshot::channel();
-        let value = {
-            let mut core = self.shared.lock();
-            if core.rebuilding {
-                return Err(Error::unavailable(
-                    "the store is recovering from a failed commit; try again",
-                ));
-            }
-            let Some(writer) = core.writer.clone() else {
-                return Err(Error::shutting_down());
-            };
-            let mut ops = Vec::new();
-            let (value, deliveries) = mutate(&mut core.index, &mut ops)?;
-            let batch = Batch {
-                ops,
-                deliveries,
-                done: done_tx,
-            };
-            writer.send(batch).map_err(|_| Error::shutting_down())?;
-            value
+        let mut core = self.shared.lock();
+        if core.rebuilding {
+            return Err(Error::unavailable(
+                "the store is recovering from a failed commit; try again",
+            ));
+        }
+        let Some(writer) = core.writer.clone() else {
+            return Err(Error::shutting_down());
         };
-        done_rx.await.map_err(|_| Error::shutting_down())??;
-        Ok(value)
+        let mut ops = Vec::new();
+        let (value, deliveries) = mutate(&mut core.index, &mut ops)?;
+        let batch = Batch {
+            ops,
+            deliveries,
+            done: done_tx,
+        };
+        writer.send(batch).map_err(|_| Error::shutting_down())?;
+        Ok(Pending {
+            value,
+            done: done_rx,
+        })
     }
 
     /// Publishes `messages` as one atomic batch: all are stored (one commit) or none.
     /// A message whose id was already published to its queue returns the first receipt.
-    pub async fn publish(&self, messages: Vec<NewMessage>) -> Result<Vec<Published>, Error> {
+    pub fn publish(&self, messages: Vec<NewMessage>) -> Result<Pending<Vec<Published>>, Error> {
         let config = &self.shared.config;
         if messages.is_empty() {
             return Err(Error::invalid_field(
@@ -244,17 +270,16 @@ impl Broker {
             }
             Ok((answers, deliveries))
         })
-        .await
     }
 
     /// Subscribes `client` to each of `queues` (durably). A new subscriber of a queue takes
     /// the messages waiting there. Returns how many messages wait in those inboxes.
-    pub async fn subscribe(
+    pub fn subscribe(
         &self,
         client: &ClientId,
         queues: &[QueueName],
         record: SubscriptionRecord,
-    ) -> Result<usize, Error> {
+    ) -> Result<Pending<usize>, Error> {
         if queues.is_empty() {
             return Err(Error::invalid_field("subscribe needs 'queue' or 'queues'"));
         }
@@ -265,29 +290,34 @@ impl Broker {
                 .sum();
             Ok((pending, Vec::new()))
         })
-        .await
     }
 
     /// Ends `client`'s subscription to `queue` and drops its inbox; returns how many messages
     /// were dropped. Connected sockets of the client stop receiving that queue.
-    pub async fn unsubscribe(&self, client: &ClientId, queue: &QueueName) -> Result<usize, Error> {
-        let dropped = self
-            .mutate(|index, ops| Ok((index.unsubscribe(client, queue, ops)?, Vec::new())))
-            .await?;
+    pub fn unsubscribe(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+    ) -> Result<Pending<usize>, Error> {
+        let pending =
+            self.mutate(|index, ops| Ok((index.unsubscribe(client, queue, ops)?, Vec::new())))?;
+        // The index no longer routes this queue to the client, so no new push can follow;
+        // the sockets leave its room now.
         if let Some(outbox) = self.shared.outbox.get() {
-            outbox.subscription_ended(client, queue).await;
+            let (outbox, client, queue) = (Arc::clone(outbox), client.clone(), queue.clone());
+            tokio::spawn(async move { outbox.subscription_ended(&client, &queue).await });
         }
-        Ok(dropped)
+        Ok(pending)
     }
 
     /// Acknowledges `ids` for `client` (in `queue`, or in all its queues): removes them from
     /// its inbox. Returns, per id, whether it was removed; unknown or repeated ids are `false`.
-    pub async fn ack(
+    pub fn ack(
         &self,
         client: &ClientId,
         queue: Option<&QueueName>,
         ids: &[MessageId],
-    ) -> Result<Vec<bool>, Error> {
+    ) -> Result<Pending<Vec<bool>>, Error> {
         if ids.len() > self.shared.config.max_batch {
             return Err(Error::limit(
                 "batch_too_large",
@@ -295,7 +325,6 @@ impl Broker {
             ));
         }
         self.mutate(|index, ops| Ok((index.ack(client, queue, ids, ops)?, Vec::new())))
-            .await
     }
 
     /// The queues `client` is subscribed to (none if it has no subscription).
@@ -447,7 +476,8 @@ impl Broker {
                 }
             }
             Ok((moved, deliveries))
-        })
+        })?
+        .committed()
         .await
     }
 

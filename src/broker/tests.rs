@@ -38,6 +38,17 @@ impl Store for FlakyStore {
     }
 }
 
+/// Applies a mutation and waits for its commit: the sync and the async error, as one.
+trait CommittedNow<T> {
+    async fn committed_now(self) -> Result<T, Error>;
+}
+
+impl<T> CommittedNow<T> for Result<Pending<T>, Error> {
+    async fn committed_now(self) -> Result<T, Error> {
+        self?.committed().await
+    }
+}
+
 fn message(queue: &QueueName, n: i32) -> NewMessage {
     NewMessage {
         queue: queue.clone(),
@@ -62,13 +73,19 @@ async fn a_failed_commit_changes_nothing_and_the_broker_recovers() {
             std::slice::from_ref(&queue),
             SubscriptionRecord::default(),
         )
+        .committed_now()
         .await
         .unwrap();
-    broker.publish(vec![message(&queue, 1)]).await.unwrap();
+    broker
+        .publish(vec![message(&queue, 1)])
+        .committed_now()
+        .await
+        .unwrap();
 
     store.failing.store(true, Ordering::SeqCst);
     let err = broker
         .publish(vec![message(&queue, 2), message(&queue, 3)])
+        .committed_now()
         .await
         .unwrap_err();
     assert_eq!(err.code(), "store_unavailable");
@@ -77,7 +94,11 @@ async fn a_failed_commit_changes_nothing_and_the_broker_recovers() {
     // The index is rebuilt from the store in the background; then writes work again.
     let mut published = None;
     for _ in 0..100 {
-        match broker.publish(vec![message(&queue, 4)]).await {
+        match broker
+            .publish(vec![message(&queue, 4)])
+            .committed_now()
+            .await
+        {
             Ok(p) => {
                 published = Some(p);
                 break;
@@ -108,7 +129,11 @@ async fn after_close_mutations_are_refused_as_shutting_down() {
         .unwrap();
     broker.close().await;
     let queue = QueueName::parse("q").unwrap();
-    let err = broker.publish(vec![message(&queue, 1)]).await.unwrap_err();
+    let err = broker
+        .publish(vec![message(&queue, 1)])
+        .committed_now()
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "shutting_down");
 }
 
@@ -127,10 +152,15 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
                 std::slice::from_ref(&queue),
                 SubscriptionRecord::default(),
             )
+            .committed_now()
             .await
             .unwrap();
     }
-    let id = broker.publish(vec![message(&queue, 1)]).await.unwrap()[0]
+    let id = broker
+        .publish(vec![message(&queue, 1)])
+        .committed_now()
+        .await
+        .unwrap()[0]
         .id
         .clone();
     assert_eq!(
@@ -140,6 +170,7 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
     );
     broker
         .ack(&a, None, std::slice::from_ref(&id))
+        .committed_now()
         .await
         .unwrap();
     assert_eq!(
@@ -149,6 +180,7 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
     );
     broker
         .ack(&b, None, std::slice::from_ref(&id))
+        .committed_now()
         .await
         .unwrap();
     assert!(
@@ -161,7 +193,12 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
 async fn publish_with_id(broker: &Broker, queue: &QueueName, id: &str) -> Published {
     let mut m = message(queue, 1);
     m.id = Some(MessageId::parse(id).unwrap());
-    broker.publish(vec![m]).await.unwrap().remove(0)
+    broker
+        .publish(vec![m])
+        .committed_now()
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 #[tokio::test]
@@ -177,11 +214,13 @@ async fn a_repeated_id_is_recognised_after_the_message_is_acked_within_the_windo
             std::slice::from_ref(&queue),
             SubscriptionRecord::default(),
         )
+        .committed_now()
         .await
         .unwrap();
     let first = publish_with_id(&broker, &queue, "x").await;
     broker
         .ack(&client, None, std::slice::from_ref(&first.id))
+        .committed_now()
         .await
         .unwrap();
     let again = publish_with_id(&broker, &queue, "x").await;
@@ -212,6 +251,7 @@ async fn after_the_dedupe_window_an_acked_id_is_a_new_message() {
             std::slice::from_ref(&queue),
             SubscriptionRecord::default(),
         )
+        .committed_now()
         .await
         .unwrap();
     let first = publish_with_id(&broker, &queue, "x").await;
@@ -220,6 +260,7 @@ async fn after_the_dedupe_window_an_acked_id_is_a_new_message() {
     assert!(publish_with_id(&broker, &queue, "x").await.duplicate);
     broker
         .ack(&client, None, std::slice::from_ref(&first.id))
+        .committed_now()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;

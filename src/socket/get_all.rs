@@ -59,9 +59,9 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
 /// streams in the background.
-pub async fn handle(session: &std::sync::Arc<Session>, data: Value, reply: Reply) {
+pub fn handle(session: &std::sync::Arc<Session>, data: Value, reply: Reply) {
     match start(session, data) {
-        Err(err) => reply.send(Err(err)).await,
+        Err(err) => reply.when_committed(Err(err)),
         Ok(catch_up) => {
             let session = std::sync::Arc::clone(session);
             tokio::spawn(async move {

@@ -6,11 +6,12 @@ use serde_json::Value;
 
 use super::reply::Reply;
 use super::session::{Session, parse};
+use crate::broker::Pending;
 use crate::broker::message::PublishRequest;
 use crate::error::Error;
 use crate::names::ClientId;
 
-async fn publish(session: &Session, data: Value) -> Result<Value, Error> {
+fn publish(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
     let given_client = data
         .get("clientId")
         .and_then(Value::as_str)
@@ -20,11 +21,15 @@ async fn publish(session: &Session, data: Value) -> Result<Value, Error> {
         .or_else(|| session.client.clone())
         .map_or_else(|| session.socket.id.to_string(), String::from);
     let message = request.into_message(None, source)?;
-    let published = session.broker.publish(vec![message]).await?;
-    serde_json::to_value(&published[0]).map_err(|e| Error::invalid_field(e.to_string()))
+    Ok(session.broker.publish(vec![message])?.map(|published| {
+        published
+            .first()
+            .and_then(|p| serde_json::to_value(p).ok())
+            .unwrap_or_default()
+    }))
 }
 
-/// Handles one `publish` event.
-pub async fn handle(session: &Session, data: Value, reply: Reply) {
-    reply.send(publish(session, data).await).await;
+/// Publishes now (in order with the socket's other events); answers once it is durable.
+pub fn handle(session: &Session, data: Value, reply: Reply) {
+    reply.when_committed(publish(session, data));
 }

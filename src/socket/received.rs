@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::reply::Reply;
 use super::session::{Session, parse};
+use crate::broker::Pending;
 use crate::error::Error;
 use crate::names::{ClientId, MessageId, QueueName};
 
@@ -19,31 +20,30 @@ struct Received {
     queue: Option<QueueName>,
 }
 
-async fn received(session: &Session, data: Value) -> Result<Value, Error> {
+fn received(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
     let request: Received = parse(data)?;
     let client = session.client(request.client_id)?;
     let queue = request.queue.as_ref();
     match (request.id, request.ids) {
-        (Some(id), None) => {
-            let removed = session.broker.ack(&client, queue, &[id]).await?;
-            Ok(json!({ "removed": removed.first().copied().unwrap_or(false) }))
-        }
-        (None, Some(ids)) => {
-            let removed = session.broker.ack(&client, queue, &ids).await?;
+        (Some(id), None) => Ok(session
+            .broker
+            .ack(&client, queue, &[id])?
+            .map(|removed| json!({ "removed": removed.first().copied().unwrap_or(false) }))),
+        (None, Some(ids)) => Ok(session.broker.ack(&client, queue, &ids)?.map(|removed| {
             let results: Vec<Value> = ids
                 .iter()
                 .zip(&removed)
                 .map(|(id, removed)| json!({ "id": id, "removed": removed }))
                 .collect();
             let count = removed.iter().filter(|r| **r).count();
-            Ok(json!({ "removed": count, "results": results }))
-        }
+            json!({ "removed": count, "results": results })
+        })),
         (Some(_), Some(_)) => Err(Error::invalid_field("send either 'id' or 'ids', not both")),
         (None, None) => Err(Error::invalid_field("missing field `id` (or `ids`)")),
     }
 }
 
-/// Handles one `received` event.
-pub async fn handle(session: &Session, data: Value, reply: Reply) {
-    reply.send(received(session, data).await).await;
+/// Applies the ack now (the socket's next events see it); answers once it is durable.
+pub fn handle(session: &Session, data: Value, reply: Reply) {
+    reply.when_committed(received(session, data));
 }

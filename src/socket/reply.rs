@@ -17,6 +17,7 @@ use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError};
 
+use crate::broker::Pending;
 use crate::error::Error;
 
 /// The event a failed event without ack callback is answered with.
@@ -73,6 +74,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Answers in the background once `pending` is durable (or at once if the event was
+    /// refused), so that the socket's next events are handled meanwhile and their commits
+    /// can share one fsync.
+    pub fn when_committed(self, pending: Result<Pending<Value>, Error>) {
+        tokio::spawn(async move {
+            let result = match pending {
+                Ok(pending) => pending.committed().await,
+                Err(err) => Err(err),
+            };
+            self.send(result).await;
+        });
+    }
+
     /// Answers the event: `Ok(fields)` becomes `{ok: true, ...fields}`.
     pub async fn send(self, result: Result<Value, Error>) {
         match result {

@@ -15,7 +15,8 @@ use crate::error::{Error, from_json_error};
 use crate::names::ClientId;
 
 /// Events one socket may have waiting to be handled; more are refused with `rate_limited`.
-const QUEUE_LENGTH: usize = 256;
+/// Handling an event does not wait for its commit, so the queue drains at memory speed.
+const QUEUE_LENGTH: usize = 1024;
 
 /// The client events queuehub handles.
 const EVENTS: [&str; 5] = ["subscribe", "unsubscribe", "getAll", "received", "publish"];
@@ -185,12 +186,15 @@ async fn run(
                 continue;
             }
         };
+        // Each handler applies its event to the broker before returning, and answers in the
+        // background once the change is durable: events take effect in the order sent, while
+        // their commits overlap.
         match reply.event.as_str() {
-            "subscribe" => subscribe::handle(&session, data, reply).await,
-            "unsubscribe" => unsubscribe::handle(&session, data, reply).await,
-            "getAll" => get_all::handle(&session, data, reply).await,
-            "received" => received::handle(&session, data, reply).await,
-            "publish" => publish::handle(&session, data, reply).await,
+            "subscribe" => subscribe::handle(&session, data, reply),
+            "unsubscribe" => unsubscribe::handle(&session, data, reply),
+            "getAll" => get_all::handle(&session, data, reply),
+            "received" => received::handle(&session, data, reply),
+            "publish" => publish::handle(&session, data, reply),
             _ => {}
         }
     }

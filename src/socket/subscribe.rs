@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::reply::Reply;
 use super::room;
 use super::session::{Session, parse};
+use crate::broker::Pending;
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
 use crate::store::SubscriptionRecord;
@@ -70,7 +71,7 @@ impl Subscribe {
     }
 }
 
-async fn subscribe(session: &Session, data: Value) -> Result<Value, Error> {
+fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<String>), Error> {
     let mut request: Subscribe = parse(data)?;
     request.check_options()?;
     let client = session.client(request.client_id.take())?;
@@ -78,23 +79,39 @@ async fn subscribe(session: &Session, data: Value) -> Result<Value, Error> {
     let record = SubscriptionRecord {
         events: request.events.take(),
     };
-    // Join first: a message committed between the subscribe and the join is pushed live
-    // rather than only waiting in the inbox.
+    // Join first: a message committed right after the subscribe is pushed live rather than
+    // only waiting in the inbox.
     let rooms: Vec<String> = queues.iter().map(|q| room(&client, q)).collect();
     session.socket.join(rooms.clone());
-    match session.broker.subscribe(&client, &queues, record).await {
-        Ok(pending) => {
-            tracing::info!(client = %client, queues = ?queues.iter().map(QueueName::as_str).collect::<Vec<_>>(), pending, "subscribed");
-            Ok(json!({ "clientId": client, "queues": queues, "pending": pending }))
-        }
+    let pending = match session.broker.subscribe(&client, &queues, record) {
+        Ok(pending) => pending,
         Err(err) => {
             session.socket.leave(rooms);
-            Err(err)
+            return Err(err);
         }
-    }
+    };
+    let pending = pending.map(|pending| {
+        let names: Vec<&str> = queues.iter().map(QueueName::as_str).collect();
+        tracing::info!(client = %client, queues = ?names, pending, "subscribed");
+        json!({ "clientId": client, "queues": queues, "pending": pending })
+    });
+    Ok((pending, rooms))
 }
 
-/// Handles one `subscribe` event.
-pub async fn handle(session: &Session, data: Value, reply: Reply) {
-    reply.send(subscribe(session, data).await).await;
+/// Subscribes now (a `getAll` right after sees it); answers once it is durable. If the
+/// commit fails, the socket leaves the rooms it joined.
+pub fn handle(session: &Session, data: Value, reply: Reply) {
+    match subscribe(session, data) {
+        Err(err) => reply.when_committed(Err(err)),
+        Ok((pending, rooms)) => {
+            let socket = session.socket.clone();
+            tokio::spawn(async move {
+                let result = pending.committed().await;
+                if result.is_err() {
+                    socket.leave(rooms);
+                }
+                reply.send(result).await;
+            });
+        }
+    }
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::reply::Reply;
 use super::session::{Session, parse};
+use crate::broker::Pending;
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 
@@ -16,15 +17,17 @@ struct Unsubscribe {
     queue: QueueName,
 }
 
-async fn unsubscribe(session: &Session, data: Value) -> Result<Value, Error> {
+fn unsubscribe(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
     let request: Unsubscribe = parse(data)?;
     let client = session.client(request.client_id)?;
-    let dropped = session.broker.unsubscribe(&client, &request.queue).await?;
-    tracing::info!(client = %client, queue = %request.queue, dropped, "unsubscribed");
-    Ok(json!({ "clientId": client, "queue": request.queue, "dropped": dropped }))
+    let pending = session.broker.unsubscribe(&client, &request.queue)?;
+    Ok(pending.map(|dropped| {
+        tracing::info!(client = %client, queue = %request.queue, dropped, "unsubscribed");
+        json!({ "clientId": client, "queue": request.queue, "dropped": dropped })
+    }))
 }
 
-/// Handles one `unsubscribe` event.
-pub async fn handle(session: &Session, data: Value, reply: Reply) {
-    reply.send(unsubscribe(session, data).await).await;
+/// Unsubscribes now; answers once it is durable.
+pub fn handle(session: &Session, data: Value, reply: Reply) {
+    reply.when_committed(unsubscribe(session, data));
 }

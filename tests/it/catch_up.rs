@@ -40,3 +40,49 @@ async fn get_all_streams_a_100k_inbox_completely_and_in_order() {
     assert_eq!(app.pending(&queue, &client).await, INBOX as u64);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_can_ack_each_caught_up_message_as_fast_as_it_arrives() {
+    const MESSAGES: usize = 5_000;
+    let app = spawn_app().await;
+    let (queue, client) = (unique("bulk"), unique("acker"));
+    let batch: Vec<_> = (0..MESSAGES)
+        .map(|n| json!({"queue": queue, "event": "item", "payload": n}))
+        .collect();
+    let mut reader = SocketClient::connect(&app.url).await;
+    reader.subscribe(&client, &queue).await;
+    for chunk in batch.chunks(1000) {
+        let (status, _) = app.post("/v1/messages", json!(chunk)).await;
+        assert_eq!(status, 201);
+    }
+    reader.take("item", MESSAGES).await; // the live pushes
+    reader.emit("getAll", json!({"clientId": client})).await;
+    // Ack every message the moment it arrives, without waiting for answers: each ack is a
+    // durable write, and none may be refused or lost.
+    for _ in 0..MESSAGES {
+        let received = reader.next().await;
+        assert_eq!(received.event, "item", "{received:?}");
+        reader
+            .emit(
+                "received",
+                json!({"clientId": client, "id": received.data["id"]}),
+            )
+            .await;
+    }
+    let mut pending = u64::MAX;
+    for _ in 0..100 {
+        pending = app.pending(&queue, &client).await;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending, 0, "every ack took effect");
+    let errors = reader.drain(std::time::Duration::from_millis(100)).await;
+    assert!(
+        errors.is_empty(),
+        "no ack was refused: {:?}",
+        errors.first()
+    );
+    app.stop().await;
+}
