@@ -36,6 +36,7 @@ use crate::error::Error;
 use crate::names::{ClientId, EventName, MessageId, QueueName};
 use crate::store::{Op, Store, StoreError, SubscriptionRecord};
 
+pub use crate::store::SubscriptionRecord as SubscriptionOptions;
 pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use state::{InboxFilter, State};
 use writer::Batch;
@@ -260,13 +261,7 @@ impl Broker {
             for (message, text) in prepared {
                 let outcome = index.publish(&message, text, now, &online, ops);
                 answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
-                let Some(meta) = outcome.meta else { continue };
-                let payload = Arc::new(message.payload);
-                for client in outcome.recipients {
-                    deliveries.push(Delivery {
-                        envelope: Envelope::new(&meta, Arc::clone(&payload), &client, 1),
-                    });
-                }
+                deliveries.extend(outcome.deliveries(message.payload));
             }
             Ok((answers, deliveries))
         })

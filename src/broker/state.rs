@@ -16,7 +16,7 @@ use crate::store::{
     Counters, MessageMeta, Op, Receipt, Snapshot, StoredMessage, SubscriptionRecord,
 };
 
-use super::message::{Envelope, NewMessage, SharedPayload};
+use super::message::{Delivery, Envelope, NewMessage, SharedPayload};
 
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
 /// list) still reference it. At zero references the message is deleted.
@@ -67,6 +67,22 @@ pub(crate) struct PublishOutcome {
     pub(crate) recipients: Vec<ClientId>,
     /// The new message; `None` for a duplicate.
     pub(crate) meta: Option<Arc<MessageMeta>>,
+}
+
+impl PublishOutcome {
+    /// The live pushes of a new message, one per recipient, sharing one parsed payload.
+    pub(crate) fn deliveries(&self, payload: serde_json::Value) -> Vec<Delivery> {
+        let Some(meta) = &self.meta else {
+            return Vec::new();
+        };
+        let payload: SharedPayload = Arc::new(payload);
+        self.recipients
+            .iter()
+            .map(|client| Delivery {
+                envelope: Envelope::new(meta, Arc::clone(&payload), client, 1),
+            })
+            .collect()
+    }
 }
 
 /// Which part of an inbox a catch-up or a peek reads.

@@ -7,10 +7,9 @@ use serde_json::{Value, json};
 use super::reply::Reply;
 use super::room;
 use super::session::{Session, parse};
-use crate::broker::Pending;
+use crate::broker::{Pending, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
-use crate::store::SubscriptionRecord;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -76,7 +75,7 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
     request.check_options()?;
     let client = session.client(request.client_id.take())?;
     let queues = request.queues()?;
-    let record = SubscriptionRecord {
+    let record = SubscriptionOptions {
         events: request.events.take(),
     };
     // Join first: a message committed right after the subscribe is pushed live rather than
