@@ -57,16 +57,18 @@ impl Application {
         let broker = Broker::open(store, config.broker.clone())
             .await
             .context("cannot load the store")?;
-        let (socket_layer, io) = socket::layer(broker.clone());
+        let (socket_layer, io) = socket::layer(broker.clone(), config.dialect.clone());
         let sockets_io = io.clone();
         let state = ApiState {
             broker: broker.clone(),
-            sockets: Arc::new(move || sockets_io.sockets().len()),
+            sockets: Arc::new(move || socket::connected_sockets(&sockets_io)),
         };
-        let api = api::router(state, config.max_body_bytes).layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
+        let api = api::router(state, config.max_body_bytes, &config.http_routes).layer(
+            TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ),
+        );
         let mut router = api.layer(socket_layer).layer(TraceLayer::new_for_http());
         if config.cors_permissive {
             router = router.layer(CorsLayer::permissive());

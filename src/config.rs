@@ -10,7 +10,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use crate::broker::BrokerConfig;
+use crate::compat::{self, Dialect, HttpRoute};
 
 /// Where messages are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +35,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Allow any origin (for browser pages served elsewhere).
     pub cors_permissive: bool,
+    /// A lab's dialect (from a preset), if any.
+    pub dialect: Option<Arc<Dialect>>,
+    /// HTTP routes of a lab's API server (from a preset).
+    pub http_routes: Vec<HttpRoute>,
 }
 
 impl Default for Config {
@@ -42,6 +49,8 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             max_body_bytes: 16 * 1024 * 1024,
             cors_permissive: false,
+            dialect: None,
+            http_routes: Vec::new(),
         }
     }
 }
@@ -62,7 +71,8 @@ pub struct Cli {
     /// A TOML file with any of these settings (keys as the flags, with `_` for `-`).
     #[arg(long, env = "QUEUEHUB_CONFIG")]
     pub config: Option<PathBuf>,
-    /// A named preset of settings (the classroom preset `caps` arrives with issue 3).
+    /// A preset: a built-in name (`caps`, the classroom lab) or a TOML file with the same keys
+    /// as `--config`; flags, variables and `--config` override it.
     #[arg(long, env = "QUEUEHUB_PRESET")]
     pub preset: Option<String>,
     /// API key required on HTTP writes (secured mode arrives with issue 5).
@@ -82,10 +92,13 @@ pub struct Cli {
     pub cors: Option<bool>,
 }
 
-/// The TOML file: the same settings as the flags, all optional.
+/// The TOML file (and a preset): the same settings as the flags, all optional, plus a lab's
+/// dialect and HTTP routes.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    compat: Option<Dialect>,
+    http_routes: Option<Vec<HttpRoute>>,
     listen: Option<Vec<SocketAddr>>,
     data_dir: Option<PathBuf>,
     memory: Option<bool>,
@@ -98,18 +111,52 @@ struct FileConfig {
     dedupe_window_secs: Option<u64>,
 }
 
+impl FileConfig {
+    /// This file's settings, with `lower`'s where this one has none.
+    fn over(self, lower: FileConfig) -> FileConfig {
+        FileConfig {
+            compat: self.compat.or(lower.compat),
+            http_routes: self.http_routes.or(lower.http_routes),
+            listen: self.listen.or(lower.listen),
+            data_dir: self.data_dir.or(lower.data_dir),
+            memory: self.memory.or(lower.memory),
+            preset: self.preset.or(lower.preset),
+            api_key: self.api_key.or(lower.api_key),
+            token_secret: self.token_secret.or(lower.token_secret),
+            max_payload_bytes: self.max_payload_bytes.or(lower.max_payload_bytes),
+            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            cors: self.cors.or(lower.cors),
+            dedupe_window_secs: self.dedupe_window_secs.or(lower.dedupe_window_secs),
+        }
+    }
+}
+
+/// Reads a preset: a built-in name or a file.
+fn read_preset(preset: &str) -> anyhow::Result<FileConfig> {
+    let file: FileConfig = match compat::builtin_preset(preset) {
+        Some(text) => toml::from_str(text).with_context(|| format!("built-in preset {preset}"))?,
+        None if Path::new(preset).is_file() => read_file(Path::new(preset))?,
+        None => bail!("unknown preset {preset:?}: use `caps` or the path of a preset file"),
+    };
+    if file.preset.is_some() {
+        bail!("preset {preset:?} names another preset; presets do not nest");
+    }
+    Ok(file)
+}
+
 impl Config {
-    /// Resolves flags and environment (already in `cli`) over the optional file and defaults.
+    /// Resolves flags and environment (already in `cli`) over the optional file, the optional
+    /// preset, and the defaults.
     pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
         let file = match &cli.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        if cli.preset.is_some() || file.preset.is_some() {
-            bail!(
-                "presets are not available yet: the classroom preset (`--preset caps`) arrives with issue 3"
-            );
-        }
+        let preset = cli.preset.clone().or_else(|| file.preset.clone());
+        let file = match preset {
+            Some(preset) => file.over(read_preset(&preset)?),
+            None => file,
+        };
         if !cli.api_key.is_empty()
             || cli.token_secret.is_some()
             || file.api_key.is_some()
@@ -144,7 +191,22 @@ impl Config {
         if let Some(secs) = file.dedupe_window_secs {
             broker.dedupe_window = Duration::from_secs(secs);
         }
+        let dialect = match file.compat {
+            Some(dialect) => {
+                dialect
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("invalid [compat] table: {e}"))?;
+                Some(Arc::new(dialect))
+            }
+            None => None,
+        };
+        let http_routes = file.http_routes.unwrap_or_default();
+        for route in &http_routes {
+            check_lab_route(&route.path)?;
+        }
         Ok(Config {
+            dialect,
+            http_routes,
             listen,
             storage,
             broker,
@@ -155,6 +217,24 @@ impl Config {
             cors_permissive: cli.cors.or(file.cors).unwrap_or(false),
         })
     }
+}
+
+/// Paths queuehub serves itself; a lab route may not take them over.
+const RESERVED_PATHS: [&str; 5] = ["/v1", "/socket.io", "/healthz", "/metrics", "/dashboard"];
+
+/// A preset's HTTP route must be a path of its own.
+fn check_lab_route(path: &str) -> anyhow::Result<()> {
+    if !path.starts_with('/') || path.contains("//") || path.contains('*') {
+        bail!("lab route {path:?} must be a path like /delivery/{{store}}/{{code}}");
+    }
+    let first = path.split('/').nth(1).unwrap_or_default();
+    if RESERVED_PATHS
+        .iter()
+        .any(|reserved| reserved[1..] == *first)
+    {
+        bail!("lab route {path:?} would hide queuehub's own {first:?} routes");
+    }
+    Ok(())
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -213,9 +293,34 @@ mod tests {
     }
 
     #[test]
+    fn the_caps_preset_serves_the_labs_ports_with_its_dialect() {
+        let cli = Cli::try_parse_from(["queuehub", "--preset", "caps"]).unwrap();
+        let config = Config::from_cli(cli).unwrap();
+        assert_eq!(config.listen.len(), 3);
+        assert!(config.cors_permissive);
+        assert_eq!(config.http_routes.len(), 2);
+        let dialect = config.dialect.unwrap();
+        assert_eq!(dialect.namespaces, vec!["/", "/caps"]);
+    }
+
+    #[test]
+    fn flags_beat_the_preset() {
+        let cli = Cli::try_parse_from(["queuehub", "--preset", "caps", "--listen", "127.0.0.1:0"])
+            .unwrap();
+        let config = Config::from_cli(cli).unwrap();
+        assert_eq!(config.listen, vec!["127.0.0.1:0".parse().unwrap()]);
+        assert!(config.dialect.is_some());
+    }
+
+    #[test]
+    fn an_unknown_preset_is_refused() {
+        let cli = Cli::try_parse_from(["queuehub", "--preset", "no-such-lab"]).unwrap();
+        assert!(Config::from_cli(cli).is_err());
+    }
+
+    #[test]
     fn flags_of_later_features_stop_the_server_instead_of_being_ignored() {
         for args in [
-            ["queuehub", "--preset", "caps"],
             ["queuehub", "--api-key", "k"],
             ["queuehub", "--token-secret", "s"],
         ] {

@@ -11,11 +11,13 @@
 //! - [`store`]: the storage trait and its engines (embedded redb, memory);
 //! - [`api`]: the HTTP API (only place that knows HTTP);
 //! - [`socket`]: the socket.io API (only place that knows socket.io);
+//! - [`compat`]: the classroom preset: a lab's event and field aliases and routing, as data;
 //! - [`names`], [`error`]: validated names and the error type shared by all layers.
 
 pub mod api;
 pub mod app;
 pub mod broker;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod names;

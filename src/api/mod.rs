@@ -7,6 +7,7 @@
 mod body;
 mod health;
 mod inbox;
+mod lab;
 mod publish;
 mod queues;
 
@@ -18,6 +19,7 @@ use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use crate::broker::Broker;
+use crate::compat::HttpRoute;
 use crate::error::{Error, ErrorKind};
 
 pub use body::JsonBody;
@@ -30,9 +32,10 @@ pub struct ApiState {
     pub sockets: std::sync::Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
-/// The API's routes. `max_body_bytes` bounds every request body.
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+/// The API's routes, plus a preset's lab routes. `max_body_bytes` bounds every request body.
+pub fn router(state: ApiState, max_body_bytes: usize, lab_routes: &[HttpRoute]) -> Router {
     Router::new()
+        .merge(lab::routes(lab_routes))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{queue}", get(queues::detail))
         .route("/v1/queues/{queue}/messages", post(publish::to_queue))

@@ -32,7 +32,7 @@ fn parse(value: Value, route: Option<&QueueName>) -> Result<crate::broker::NewMe
     request.into_message(route, SOURCE_HTTP.to_owned())
 }
 
-fn created(published: &[Published], body: Value) -> Response {
+pub(super) fn created(published: &[Published], body: Value) -> Response {
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if !published.is_empty() && published.iter().all(|p| p.duplicate) {
         response

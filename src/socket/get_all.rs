@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::reply::{Reply, emit_paced};
+use super::room;
 use super::session::{Session, parse};
-use crate::broker::CatchUp;
+use crate::broker::{CatchUp, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
 
@@ -25,11 +26,40 @@ struct GetAll {
     limit: Option<usize>,
 }
 
+/// In a lab dialect where each client names its own mailbox, a `getAll` as X makes this
+/// socket one of X's sockets: it subscribes X to its queue if needed and joins its room, so
+/// live messages follow the catch-up.
+fn join_own_queue(session: &Session, client: &ClientId) -> Result<(), Error> {
+    let queue = QueueName::parse(client.as_str())?;
+    session.socket.join(room(client, &queue));
+    if session.broker.subscriptions(client).contains(&queue) {
+        return Ok(());
+    }
+    let pending = session.broker.subscribe(
+        client,
+        std::slice::from_ref(&queue),
+        SubscriptionOptions::default(),
+    )?;
+    tokio::spawn(async move {
+        if let Err(err) = pending.committed().await {
+            tracing::warn!(
+                code = err.code(),
+                "implicit subscribe was not committed: {}",
+                err.message()
+            );
+        }
+    });
+    Ok(())
+}
+
 fn start(session: &Session, data: Value) -> Result<CatchUp, Error> {
     let request: GetAll = parse(data)?;
     let client = session.client(request.client_id)?;
     if request.limit == Some(0) {
         return Err(Error::invalid_field("limit must be at least 1"));
+    }
+    if request.queue.is_none() && session.dialect.as_ref().is_some_and(|d| d.queue_per_client) {
+        join_own_queue(session, &client)?;
     }
     session
         .broker
@@ -45,10 +75,14 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
             return Ok(count);
         }
         for envelope in &page {
-            if emit_paced(&session.socket, envelope.event.as_str(), envelope)
-                .await
-                .is_err()
-            {
+            let event = envelope.event.as_str();
+            let sent = match &session.dialect {
+                Some(dialect) => {
+                    emit_paced(&session.socket, event, &dialect.envelope(envelope)).await
+                }
+                None => emit_paced(&session.socket, event, envelope).await,
+            };
+            if sent.is_err() {
                 // The socket is gone; the messages stay in the inbox for the next catch-up.
                 return Ok(count);
             }

@@ -7,6 +7,10 @@
 //! session's queue, in arrival order, and one task per socket handles the queue in order
 //! (a `getAll` right after a `subscribe` sees the subscription).
 //!
+//! Namespaces: `/` speaks queuehub's own events. A lab [`Dialect`] (the classroom preset)
+//! adds its namespaces (and may take over `/` too): there, lab event names and fields are
+//! translated into queuehub's, lab events publish, and envelopes are dressed for lab code.
+//!
 //! Live delivery: a socket that subscribes as client `C` to queue `Q` joins the room
 //! [`room`]`(C, Q)`; the broker's fan-out emits each committed message to that room
 //! ([`SocketOutbox`]). Emitting never waits: a socket whose buffer is full misses the live
@@ -28,6 +32,7 @@ use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::layer::SocketIoLayer;
 
 use crate::broker::{Broker, Delivery, Outbox};
+use crate::compat::Dialect;
 use crate::names::{ClientId, QueueName};
 
 /// Packets a socket may have waiting to be written before emits to it fail.
@@ -39,27 +44,66 @@ pub fn room(client: &ClientId, queue: &QueueName) -> String {
     format!("{queue}\u{0}{client}")
 }
 
-/// Builds the socket.io layer with the queue namespace `/` and connects the broker's live
-/// deliveries to it.
-pub fn layer(broker: Broker) -> (SocketIoLayer, SocketIo) {
+/// A namespace queuehub serves, and the lab dialect it speaks, if any.
+#[derive(Clone)]
+struct Namespace {
+    path: String,
+    dialect: Option<Arc<Dialect>>,
+}
+
+/// The namespaces to serve: `/` always; a dialect adds its own (and may speak on `/` too).
+fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
+    let mut namespaces = vec![Namespace {
+        path: "/".into(),
+        dialect: None,
+    }];
+    for path in dialect.map_or(&[][..], |d| d.namespaces.as_slice()) {
+        match namespaces.iter_mut().find(|n| &n.path == path) {
+            Some(existing) => existing.dialect = dialect.cloned(),
+            None => namespaces.push(Namespace {
+                path: path.clone(),
+                dialect: dialect.cloned(),
+            }),
+        }
+    }
+    namespaces
+}
+
+/// Builds the socket.io layer with queuehub's namespaces (`/`, plus those of a lab dialect)
+/// and connects the broker's live deliveries to it.
+pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
         .max_payload(broker.config().max_payload_bytes as u64 + 64 * 1024)
         .build_layer();
-    broker.set_outbox(Arc::new(SocketOutbox { io: io.clone() }));
-    io.ns(
-        "/",
-        move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
-            session::start(socket, broker.clone(), auth.ok());
-            std::future::ready(())
-        },
-    );
+    let namespaces = namespaces(dialect.as_ref());
+    for namespace in &namespaces {
+        let broker = broker.clone();
+        let dialect = namespace.dialect.clone();
+        io.ns(
+            namespace.path.clone(),
+            move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+                session::start(socket, broker.clone(), auth.ok(), dialect.clone());
+                std::future::ready(())
+            },
+        );
+    }
+    broker.set_outbox(Arc::new(SocketOutbox {
+        io: io.clone(),
+        namespaces,
+    }));
     (layer, io)
 }
 
-/// Delivers committed messages to the rooms of their clients.
+/// How many sockets are connected, over every namespace.
+pub fn connected_sockets(io: &SocketIo) -> usize {
+    io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
+}
+
+/// Delivers committed messages to the rooms of their clients, in every namespace.
 pub struct SocketOutbox {
     io: SocketIo,
+    namespaces: Vec<Namespace>,
 }
 
 #[async_trait]
@@ -67,25 +111,43 @@ impl Outbox for SocketOutbox {
     async fn deliver(&self, delivery: Delivery) {
         let envelope = &delivery.envelope;
         let room = room(&envelope.client_id, &envelope.queue);
-        // Best effort by design: the message stays in the inbox until acked.
-        if let Err(err) = self
-            .io
-            .to(room)
-            .emit(envelope.event.as_str(), envelope)
-            .await
-        {
-            tracing::debug!(error = %err, "live push failed; the message waits in the inbox");
+        for namespace in &self.namespaces {
+            let Some(operators) = self.io.of(&namespace.path) else {
+                continue;
+            };
+            let operators = operators.to(room.clone());
+            // Best effort by design: the message stays in the inbox until acked.
+            let result = match &namespace.dialect {
+                Some(dialect) => {
+                    let data = dialect.envelope(envelope);
+                    operators.emit(envelope.event.as_str(), &data).await
+                }
+                None => operators.emit(envelope.event.as_str(), envelope).await,
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "live push failed; the message waits in the inbox");
+            }
         }
     }
 
     async fn subscription_ended(&self, client: &ClientId, queue: &QueueName) {
         let room = room(client, queue);
-        if let Err(err) = self.io.within(room.clone()).leave(room).await {
-            tracing::warn!(error = %err, "could not remove sockets from an ended subscription");
+        for namespace in &self.namespaces {
+            let Some(operators) = self.io.of(&namespace.path) else {
+                continue;
+            };
+            if let Err(err) = operators.within(room.clone()).leave(room.clone()).await {
+                tracing::warn!(error = %err, "could not remove sockets from an ended subscription");
+            }
         }
     }
 
     fn connected(&self, client: &ClientId, queue: &QueueName) -> usize {
-        self.io.within(room(client, queue)).sockets().len()
+        let room = room(client, queue);
+        self.namespaces
+            .iter()
+            .filter_map(|n| self.io.of(&n.path))
+            .map(|operators| operators.within(room.clone()).sockets().len())
+            .sum()
     }
 }

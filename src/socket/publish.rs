@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::reply::Reply;
 use super::session::{Session, parse};
-use crate::broker::Pending;
 use crate::broker::message::PublishRequest;
+use crate::broker::{NewMessage, Pending};
 use crate::error::Error;
 use crate::names::ClientId;
 
@@ -17,16 +17,50 @@ fn publish(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
         .and_then(Value::as_str)
         .and_then(|c| ClientId::parse(c).ok());
     let request: PublishRequest = parse(data)?;
-    let source = given_client
-        .or_else(|| session.client.clone())
-        .map_or_else(|| session.socket.id.to_string(), String::from);
+    let source = source(session, given_client);
     let message = request.into_message(None, source)?;
-    Ok(session.broker.publish(vec![message])?.map(|published| {
-        published
-            .first()
-            .and_then(|p| serde_json::to_value(p).ok())
-            .unwrap_or_default()
-    }))
+    Ok(session.broker.publish(vec![message])?.map(render))
+}
+
+/// The `source` of a message this socket publishes.
+fn source(session: &Session, given: Option<ClientId>) -> String {
+    given
+        .or_else(|| session.client.clone())
+        .map_or_else(|| session.socket.id.to_string(), String::from)
+}
+
+fn render(published: Vec<crate::broker::Published>) -> Value {
+    published
+        .first()
+        .and_then(|p| serde_json::to_value(p).ok())
+        .unwrap_or_default()
+}
+
+/// A lab event (the classroom preset's `app_events`): its data becomes a message on the
+/// queue the dialect's routing rule names.
+fn app_event(session: &Session, index: usize, data: Value) -> Result<Pending<Value>, Error> {
+    let dialect = session
+        .dialect
+        .as_ref()
+        .ok_or_else(|| Error::invalid_field("this namespace has no lab events"))?;
+    let app = dialect
+        .app_events
+        .get(index)
+        .ok_or_else(|| Error::invalid_field("unknown lab event"))?;
+    let (queue, payload) = dialect.app_message(app, data)?;
+    let message = NewMessage {
+        queue,
+        event: app.event.clone(),
+        payload,
+        id: None,
+        source: source(session, None),
+    };
+    Ok(session.broker.publish(vec![message])?.map(render))
+}
+
+/// Publishes a lab event now; answers (if asked) once it is durable.
+pub fn handle_app_event(session: &Session, index: usize, data: Value, reply: Reply) {
+    reply.when_committed(app_event(session, index, data));
 }
 
 /// Publishes now (in order with the socket's other events); answers once it is durable.

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::reply::{AckHandle, Reply};
 use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::Broker;
+use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
 use crate::error::{Error, from_json_error};
 use crate::names::ClientId;
 
@@ -18,11 +19,9 @@ use crate::names::ClientId;
 /// Handling an event does not wait for its commit, so the queue drains at memory speed.
 const QUEUE_LENGTH: usize = 1024;
 
-/// The client events queuehub handles.
-const EVENTS: [&str; 5] = ["subscribe", "unsubscribe", "getAll", "received", "publish"];
-
 /// One event waiting to be handled.
 struct Command {
+    kind: EventKind,
     data: Result<Value, String>,
     reply: Reply,
 }
@@ -34,6 +33,8 @@ pub struct Session {
     /// The client id given at connect (`auth: {clientId}` or `?clientId=`), used when an
     /// event omits `clientId`.
     pub client: Option<ClientId>,
+    /// The lab dialect of this socket's namespace, if any.
+    pub dialect: Option<Arc<Dialect>>,
 }
 
 impl Session {
@@ -75,7 +76,12 @@ fn connect_client(socket: &SocketRef, auth: Option<Value>) -> Option<ClientId> {
 
 /// Registers the event handlers of a new socket and starts its session task. Everything
 /// here is synchronous: the handlers exist before the first event can arrive.
-pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
+pub fn start(
+    socket: SocketRef,
+    broker: Broker,
+    auth: Option<Value>,
+    dialect: Option<Arc<Dialect>>,
+) {
     let client = connect_client(&socket, auth);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
     // A socket that names its client at connect is one of that client's sockets: it receives
@@ -90,18 +96,26 @@ pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
     }
     let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
 
-    for event in EVENTS {
+    let events = match &dialect {
+        Some(dialect) => dialect.events(),
+        None => NATIVE_EVENTS
+            .iter()
+            .map(|e| (e.to_string(), EventKind::Native(e)))
+            .collect(),
+    };
+    let known: Vec<String> = events.iter().map(|(name, _)| name.clone()).collect();
+    for (event, kind) in events {
         let tx = tx.clone();
+        let name = event.clone();
         socket.on(
             event,
             move |socket: SocketRef, TryData(data): TryData<Value>, ack: AckHandle| {
-                enqueue(
-                    &tx,
-                    event.to_owned(),
+                let reply = Reply {
+                    event: name.clone(),
                     socket,
-                    data.map_err(|e| e.to_string()),
                     ack,
-                );
+                };
+                enqueue(&tx, kind, data.map_err(|e| e.to_string()), reply);
                 std::future::ready(())
             },
         );
@@ -113,7 +127,7 @@ pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
                 socket,
                 ack,
             };
-            let known = EVENTS.join(", ");
+            let known = known.join(", ");
             reply
                 .send(Err(Error::invalid_field(format!(
                     "unknown event '{event}'; queuehub handles {known}"
@@ -137,22 +151,16 @@ pub fn start(socket: SocketRef, broker: Broker, auth: Option<Value>) {
         socket,
         broker,
         client,
+        dialect,
     });
     tokio::spawn(run(session, rx, closed_rx));
 }
 
 /// Puts one event on the session's queue, or refuses it at once if the queue is full.
-fn enqueue(
-    tx: &mpsc::Sender<Command>,
-    event: String,
-    socket: SocketRef,
-    data: Result<Value, String>,
-    ack: AckHandle,
-) {
-    let reply = Reply { event, socket, ack };
+fn enqueue(tx: &mpsc::Sender<Command>, kind: EventKind, data: Result<Value, String>, reply: Reply) {
     if let Err(
         mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
-    ) = tx.try_send(Command { data, reply })
+    ) = tx.try_send(Command { kind, data, reply })
     {
         tokio::spawn(command.reply.send(Err(Error::limit(
             "rate_limited",
@@ -172,7 +180,7 @@ async fn run(
             command = commands.recv() => command,
             _ = &mut closed => None,
         };
-        let Some(Command { data, reply }) = command else {
+        let Some(Command { kind, data, reply }) = command else {
             return;
         };
         let data = match data {
@@ -189,7 +197,18 @@ async fn run(
         // Each handler applies its event to the broker before returning, and answers in the
         // background once the change is durable: events take effect in the order sent, while
         // their commits overlap.
-        match reply.event.as_str() {
+        let native = match kind {
+            EventKind::Native(native) => native,
+            EventKind::App(index) => {
+                publish::handle_app_event(&session, index, data, reply);
+                continue;
+            }
+        };
+        let data = match &session.dialect {
+            Some(dialect) => dialect.translate(native, data),
+            None => data,
+        };
+        match native {
             "subscribe" => subscribe::handle(&session, data, reply),
             "unsubscribe" => unsubscribe::handle(&session, data, reply),
             "getAll" => get_all::handle(&session, data, reply),

@@ -33,6 +33,23 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Starts queuehub in-process from command-line arguments (as the binary would parse them),
+/// on `127.0.0.1:0` with a fresh temp data dir.
+pub async fn spawn_app_with_args(args: &[&str]) -> TestApp {
+    use clap::Parser;
+    let mut all = vec!["queuehub"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    let cli = queuehub::config::Cli::try_parse_from(all).expect("arguments parse");
+    let config = Config::from_cli(cli).expect("configuration resolves");
+    spawn_app_with(move |c| {
+        c.dialect = config.dialect;
+        c.http_routes = config.http_routes;
+        c.cors_permissive = config.cors_permissive;
+    })
+    .await
+}
+
 /// Like [`spawn_app`], with a chance to change the configuration first.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
@@ -280,10 +297,15 @@ impl SocketClient {
 
     /// Connects with a handshake `auth` payload.
     pub async fn connect_with_auth(url: &str, auth: Option<Value>) -> Self {
+        Self::connect_to(url, "/", auth).await
+    }
+
+    /// Connects to `namespace`, with an optional handshake `auth` payload.
+    pub async fn connect_to(url: &str, namespace: &str, auth: Option<Value>) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let (connected_tx, connected_rx) = mpsc::unbounded_channel::<()>();
         let mut builder = ClientBuilder::new(url)
-            .namespace("/")
+            .namespace(namespace)
             .reconnect(false)
             .on(rust_socketio::Event::Connect, move |_, _| {
                 let _ = connected_tx.send(());

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod catch_up;
+mod classroom;
 mod delivery;
 mod durability;
 mod helpers;
