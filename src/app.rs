@@ -11,6 +11,7 @@ use axum::Router;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -36,6 +37,7 @@ pub struct Application {
     router: Router,
     broker: Broker,
     io: SocketIo,
+    dashboard: JoinHandle<()>,
 }
 
 /// Opens the store the configuration names.
@@ -57,7 +59,11 @@ impl Application {
         let broker = Broker::open(store, config.broker.clone())
             .await
             .context("cannot load the store")?;
-        let (socket_layer, io) = socket::layer(broker.clone(), config.dialect.clone());
+        let socket::SocketApi {
+            layer: socket_layer,
+            io,
+            dashboard,
+        } = socket::layer(broker.clone(), config.dialect.clone());
         let sockets_io = io.clone();
         let state = ApiState {
             broker: broker.clone(),
@@ -89,6 +95,7 @@ impl Application {
             router,
             broker,
             io,
+            dashboard,
         })
     }
 
@@ -130,6 +137,9 @@ impl Application {
             }
         }
         self.broker.close().await;
+        if let Err(err) = self.dashboard.await {
+            tracing::error!(error = %err, "dashboard task failed");
+        }
         tracing::info!("queuehub stopped");
         Ok(())
     }

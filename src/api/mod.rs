@@ -5,6 +5,7 @@
 //! JSON before a handler runs.
 
 mod body;
+mod dashboard;
 mod health;
 mod inbox;
 mod lab;
@@ -36,6 +37,7 @@ pub struct ApiState {
 pub fn router(state: ApiState, max_body_bytes: usize, lab_routes: &[HttpRoute]) -> Router {
     Router::new()
         .merge(lab::routes(lab_routes))
+        .merge(dashboard::routes())
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{queue}", get(queues::detail))
         .route("/v1/queues/{queue}/messages", post(publish::to_queue))

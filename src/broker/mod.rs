@@ -17,6 +17,7 @@
 //! and synchronous (map updates, no I/O), and the lock is never held across an `.await`;
 //! payloads are read from the store outside it.
 
+mod activity;
 pub mod message;
 mod state;
 pub mod stats;
@@ -29,17 +30,18 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::names::{ClientId, EventName, MessageId, QueueName};
-use crate::store::{Op, Store, StoreError, SubscriptionRecord};
+use crate::store::{Store, StoreError, SubscriptionRecord};
 
 pub use crate::store::SubscriptionRecord as SubscriptionOptions;
+pub use activity::{Activity, ActivityKind};
 pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use state::{InboxFilter, State};
-use writer::Batch;
+use writer::{Batch, Effects};
 
 /// Where live deliveries go; implemented by the socket.io layer.
 #[async_trait]
@@ -90,6 +92,10 @@ pub(crate) struct Shared {
     config: BrokerConfig,
     outbox: OnceLock<Arc<dyn Outbox>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Committed activity, for watchers.
+    activity: broadcast::Sender<Activity>,
+    /// Becomes true when the broker closes.
+    closing: watch::Sender<bool>,
 }
 
 /// The index and the switch that decides whether mutations are accepted.
@@ -144,6 +150,9 @@ pub struct CatchUp {
     remaining: usize,
 }
 
+/// How much activity a slow watcher may fall behind before it loses the oldest.
+const ACTIVITY_BACKLOG: usize = 1024;
+
 /// How many messages one catch-up page holds.
 pub const CATCH_UP_PAGE: usize = 256;
 
@@ -170,6 +179,8 @@ impl Broker {
             config,
             outbox: OnceLock::new(),
             tasks: Mutex::new(Vec::new()),
+            activity: broadcast::channel(ACTIVITY_BACKLOG).0,
+            closing: watch::channel(false).0,
         });
         let writer = tokio::spawn(writer::run(Arc::clone(&shared), batch_rx, fanout_tx));
         let fanout = tokio::spawn(fan_out(Arc::clone(&shared), fanout_rx));
@@ -195,7 +206,7 @@ impl Broker {
     /// [`Pending`] resolves when they are durable.
     fn mutate<T>(
         &self,
-        mutate: impl FnOnce(&mut State, &mut Vec<Op>) -> Result<(T, Vec<Delivery>), Error>,
+        mutate: impl FnOnce(&mut State, &mut Effects) -> Result<T, Error>,
     ) -> Result<Pending<T>, Error> {
         let (done_tx, done_rx) = oneshot::channel();
         let mut core = self.shared.lock();
@@ -207,11 +218,10 @@ impl Broker {
         let Some(writer) = core.writer.clone() else {
             return Err(Error::shutting_down());
         };
-        let mut ops = Vec::new();
-        let (value, deliveries) = mutate(&mut core.index, &mut ops)?;
+        let mut effects = Effects::default();
+        let value = mutate(&mut core.index, &mut effects)?;
         let batch = Batch {
-            ops,
-            deliveries,
+            effects,
             done: done_tx,
         };
         writer.send(batch).map_err(|_| Error::shutting_down())?;
@@ -254,16 +264,15 @@ impl Broker {
         let now = message::now_ms();
         let cutoff = now.saturating_sub(config.dedupe_window.as_millis() as u64);
         let online = self.online();
-        self.mutate(|index, ops| {
-            index.expire_receipts(cutoff, ops);
+        self.mutate(|index, effects| {
+            index.expire_receipts(cutoff, &mut effects.ops);
             let mut answers = Vec::with_capacity(prepared.len());
-            let mut deliveries = Vec::new();
             for (message, text) in prepared {
-                let outcome = index.publish(&message, text, now, &online, ops);
+                let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
-                deliveries.extend(outcome.deliveries(message.payload));
+                effects.published(&outcome, message.payload);
             }
-            Ok((answers, deliveries))
+            Ok(answers)
         })
     }
 
@@ -278,12 +287,18 @@ impl Broker {
         if queues.is_empty() {
             return Err(Error::invalid_field("subscribe needs 'queue' or 'queues'"));
         }
-        self.mutate(|index, ops| {
+        self.mutate(|index, effects| {
             let pending = queues
                 .iter()
-                .map(|queue| index.subscribe(client, queue, record.clone(), ops))
+                .map(|queue| index.subscribe(client, queue, record.clone(), &mut effects.ops))
                 .sum();
-            Ok((pending, Vec::new()))
+            effects
+                .activity
+                .push(Activity::new(ActivityKind::Subscribed {
+                    client: client.clone(),
+                    queues: queues.to_vec(),
+                }));
+            Ok(pending)
         })
     }
 
@@ -294,8 +309,16 @@ impl Broker {
         client: &ClientId,
         queue: &QueueName,
     ) -> Result<Pending<usize>, Error> {
-        let pending =
-            self.mutate(|index, ops| Ok((index.unsubscribe(client, queue, ops)?, Vec::new())))?;
+        let pending = self.mutate(|index, effects| {
+            let dropped = index.unsubscribe(client, queue, &mut effects.ops)?;
+            effects
+                .activity
+                .push(Activity::new(ActivityKind::Unsubscribed {
+                    client: client.clone(),
+                    queue: queue.clone(),
+                }));
+            Ok(dropped)
+        })?;
         // The index no longer routes this queue to the client, so no new push can follow;
         // the sockets leave its room now.
         if let Some(outbox) = self.shared.outbox.get() {
@@ -319,7 +342,17 @@ impl Broker {
                 format!("at most {} ids per ack", self.shared.config.max_batch),
             ));
         }
-        self.mutate(|index, ops| Ok((index.ack(client, queue, ids, ops)?, Vec::new())))
+        self.mutate(|index, effects| {
+            let removed = index.ack(client, queue, ids, &mut effects.ops)?;
+            let count = removed.iter().filter(|r| **r).count();
+            if count > 0 {
+                effects.activity.push(Activity::new(ActivityKind::Acked {
+                    client: client.clone(),
+                    removed: count,
+                }));
+            }
+            Ok(removed)
+        })
     }
 
     /// The queues `client` is subscribed to (none if it has no subscription).
@@ -440,15 +473,14 @@ impl Broker {
             .map_err(|e| Error::unavailable(e.to_string()))?;
         let now = message::now_ms();
         let online = self.online();
-        self.mutate(|index, ops| {
+        self.mutate(|index, effects| {
             let mut moved = 0;
-            let mut deliveries = Vec::new();
             for (meta, payload) in metas.iter().zip(payloads) {
                 let Some(text) = payload else { continue };
                 let Ok(value) = serde_json::from_str(&text) else {
                     continue;
                 };
-                if !index.take_waiting(&dead, meta.seq, ops) {
+                if !index.take_waiting(&dead, meta.seq, &mut effects.ops) {
                     continue;
                 }
                 let message = NewMessage {
@@ -458,19 +490,11 @@ impl Broker {
                     id: None,
                     source: meta.source.clone(),
                 };
-                let outcome = index.publish(&message, text, now, &online, ops);
+                let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 moved += 1;
-                let Some(new_meta) = outcome.meta else {
-                    continue;
-                };
-                let payload = Arc::new(message.payload);
-                for client in outcome.recipients {
-                    deliveries.push(Delivery {
-                        envelope: Envelope::new(&new_meta, Arc::clone(&payload), &client, 1),
-                    });
-                }
+                effects.published(&outcome, message.payload);
             }
-            Ok((moved, deliveries))
+            Ok(moved)
         })?
         .committed()
         .await
@@ -482,10 +506,27 @@ impl Broker {
         move |client, queue| outbox.is_some_and(|o| o.connected(client, queue) > 0)
     }
 
+    /// Follows what happens from now on (committed changes, and what transports announce).
+    pub fn watch(&self) -> broadcast::Receiver<Activity> {
+        self.shared.activity.subscribe()
+    }
+
+    /// Announces something a transport saw (a socket connecting, say) to watchers.
+    pub fn announce(&self, kind: ActivityKind) {
+        let _ = self.shared.activity.send(Activity::new(kind));
+    }
+
+    /// Completes once the broker starts closing.
+    pub async fn closed(&self) {
+        let mut closing = self.shared.closing.subscribe();
+        let _ = closing.wait_for(|closing| *closing).await;
+    }
+
     /// Stops taking new work, commits everything queued, and waits for the writer and the
     /// fan-out task to finish. Mutations after this fail with `shutting_down`.
     pub async fn close(&self) {
         self.shared.lock().writer = None;
+        self.shared.closing.send_replace(true);
         let tasks =
             std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {

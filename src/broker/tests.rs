@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::*;
 use crate::store::memory::MemoryStore;
-use crate::store::{Snapshot, Store, StoreError};
+use crate::store::{Op, Snapshot, Store, StoreError};
 
 /// A memory store whose commits fail while `failing` is set.
 #[derive(Default)]

@@ -21,17 +21,42 @@ use crate::error::Error;
 use crate::store::Op;
 
 use super::Shared;
+use super::activity::{Activity, ActivityKind};
 use super::message::Delivery;
-use super::state::State;
+use super::state::{PublishOutcome, State};
 
 /// At most this many queued batches share one commit.
 pub(crate) const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
-/// Store ops of one mutation, the live deliveries to make once they are durable, and the
-/// caller waiting for the outcome.
-pub(crate) struct Batch {
+/// What one mutation changes: its store ops, and what to announce once they are durable.
+#[derive(Default)]
+pub(crate) struct Effects {
     pub(crate) ops: Vec<Op>,
+    /// Live pushes to make after the commit.
     pub(crate) deliveries: Vec<Delivery>,
+    /// What to tell activity watchers (the dashboard) after the commit.
+    pub(crate) activity: Vec<Activity>,
+}
+
+impl Effects {
+    /// Records a publish: its live pushes and its activity (nothing for a duplicate).
+    pub(crate) fn published(&mut self, outcome: &PublishOutcome, payload: serde_json::Value) {
+        if outcome.duplicate {
+            return;
+        }
+        self.deliveries.extend(outcome.deliveries(payload));
+        self.activity.push(Activity::new(ActivityKind::Published {
+            queue: outcome.receipt.queue.clone(),
+            event: outcome.receipt.event.clone(),
+            id: outcome.receipt.id.clone(),
+            recipients: outcome.receipt.recipients,
+        }));
+    }
+}
+
+/// One mutation's effects and the caller waiting for the outcome.
+pub(crate) struct Batch {
+    pub(crate) effects: Effects,
     pub(crate) done: oneshot::Sender<Result<(), Error>>,
 }
 
@@ -47,7 +72,10 @@ pub(crate) async fn run(
         .await
         > 0
     {
-        let ops: Vec<Op> = pending.iter_mut().flat_map(|b| b.ops.drain(..)).collect();
+        let ops: Vec<Op> = pending
+            .iter_mut()
+            .flat_map(|b| b.effects.ops.drain(..))
+            .collect();
         let result = if ops.is_empty() {
             Ok(())
         } else {
@@ -56,10 +84,19 @@ pub(crate) async fn run(
         match result {
             Ok(()) => {
                 for batch in pending.drain(..) {
-                    if !batch.deliveries.is_empty() {
+                    let Effects {
+                        deliveries,
+                        activity,
+                        ..
+                    } = batch.effects;
+                    if !deliveries.is_empty() {
                         // The fan-out task ends only after this writer: a send cannot fail
                         // while it runs, and if it did, the messages are still in the inboxes.
-                        let _ = fanout.send(batch.deliveries);
+                        let _ = fanout.send(deliveries);
+                    }
+                    for activity in activity {
+                        // No watcher is not an error.
+                        let _ = shared.activity.send(activity);
                     }
                     let _ = batch.done.send(Ok(()));
                 }

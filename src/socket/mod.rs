@@ -16,6 +16,7 @@
 //! ([`SocketOutbox`]). Emitting never waits: a socket whose buffer is full misses the live
 //! push, and the message waits in its inbox for the next `getAll`.
 
+pub mod dashboard;
 mod get_all;
 mod publish;
 mod received;
@@ -69,9 +70,17 @@ fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
     namespaces
 }
 
-/// Builds the socket.io layer with queuehub's namespaces (`/`, plus those of a lab dialect)
-/// and connects the broker's live deliveries to it.
-pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>) -> (SocketIoLayer, SocketIo) {
+/// queuehub's socket.io side, ready to be layered onto the HTTP router.
+pub struct SocketApi {
+    pub layer: SocketIoLayer,
+    pub io: SocketIo,
+    /// The task that feeds the dashboard; it ends when the broker closes.
+    pub dashboard: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the socket.io layer with queuehub's namespaces (`/`, those of a lab dialect, and
+/// `/dashboard`) and connects the broker's live deliveries to it.
+pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>) -> SocketApi {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
         .max_payload(broker.config().max_payload_bytes as u64 + 64 * 1024)
@@ -92,7 +101,12 @@ pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>) -> (SocketIoLayer, S
         io: io.clone(),
         namespaces,
     }));
-    (layer, io)
+    let dashboard = dashboard::start(&io, broker);
+    SocketApi {
+        layer,
+        io,
+        dashboard,
+    }
 }
 
 /// How many sockets are connected, over every namespace.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::reply::{AckHandle, Reply};
 use super::{get_all, publish, received, subscribe, unsubscribe};
-use crate::broker::Broker;
+use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
 use crate::error::{Error, from_json_error};
 use crate::names::ClientId;
@@ -137,10 +137,17 @@ pub fn start(
         },
     );
 
+    broker.announce(ActivityKind::Connected {
+        client: client.clone(),
+    });
     let (closed_tx, closed_rx) = oneshot::channel::<()>();
     let closed_tx = Arc::new(Mutex::new(Some(closed_tx)));
+    let (gone_broker, gone_client) = (broker.clone(), client.clone());
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
+        gone_broker.announce(ActivityKind::Disconnected {
+            client: gone_client.clone(),
+        });
         if let Some(tx) = closed_tx.lock().ok().and_then(|mut t| t.take()) {
             let _ = tx.send(());
         }

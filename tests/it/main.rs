@@ -4,6 +4,7 @@
 mod bad_input;
 mod catch_up;
 mod classroom;
+mod dashboard;
 mod delivery;
 mod durability;
 mod helpers;

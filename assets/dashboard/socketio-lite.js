@@ -1,0 +1,1 @@
+// minimal socket.io client

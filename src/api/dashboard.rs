@@ -1,0 +1,51 @@
+//! `GET /dashboard`: the live dashboard page and its files, built into the binary (no build
+//! step, nothing to install). The page talks to the `/dashboard` socket.io namespace.
+
+use axum::Router;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::ApiState;
+
+/// The page's files: (path, content type, content).
+const FILES: [(&str, &str, &str); 4] = [
+    (
+        "/dashboard",
+        "text/html; charset=utf-8",
+        include_str!("../../assets/dashboard/index.html"),
+    ),
+    (
+        "/dashboard/dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/dashboard.js"),
+    ),
+    (
+        "/dashboard/socketio-lite.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../assets/dashboard/socketio-lite.js"),
+    ),
+    (
+        "/dashboard/dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("../../assets/dashboard/dashboard.css"),
+    ),
+];
+
+/// Routes for the dashboard's files.
+pub fn routes() -> Router<ApiState> {
+    let mut router = Router::new();
+    for (path, content_type, body) in FILES {
+        router = router.route(
+            path,
+            get(move || async move {
+                (
+                    [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+                    body,
+                )
+                    .into_response()
+            }),
+        );
+    }
+    router
+}

@@ -1,0 +1,66 @@
+//! [`Activity`]: what happened in the broker, for watchers such as the dashboard. Only
+//! committed changes are announced; a watcher that falls behind loses the oldest entries
+//! (it should then re-read the state), never slowing the broker down.
+
+use serde::Serialize;
+
+use crate::names::{ClientId, EventName, MessageId, QueueName};
+
+use super::message::{format_ms, now_ms};
+
+/// One thing that happened, and when.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activity {
+    /// RFC 3339.
+    pub at: String,
+    #[serde(flatten)]
+    pub kind: ActivityKind,
+}
+
+impl Activity {
+    /// An activity that happens now.
+    pub fn new(kind: ActivityKind) -> Self {
+        Self {
+            at: format_ms(now_ms()),
+            kind,
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, Serialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum ActivityKind {
+    /// A message was stored and entered `recipients` inboxes (0: it waits).
+    Published {
+        queue: QueueName,
+        event: EventName,
+        id: MessageId,
+        recipients: usize,
+    },
+    /// A client acked `removed` messages.
+    Acked {
+        client: ClientId,
+        removed: usize,
+    },
+    Subscribed {
+        client: ClientId,
+        queues: Vec<QueueName>,
+    },
+    Unsubscribed {
+        client: ClientId,
+        queue: QueueName,
+    },
+    /// A socket connected (with the client id it gave, if any).
+    Connected {
+        client: Option<ClientId>,
+    },
+    Disconnected {
+        client: Option<ClientId>,
+    },
+}
