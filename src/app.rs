@@ -69,12 +69,10 @@ impl Application {
             broker: broker.clone(),
             sockets: Arc::new(move || socket::connected_sockets(&sockets_io)),
         };
-        let api = api::router(state, config.max_body_bytes, &config.http_routes).layer(
-            TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                REQUEST_TIMEOUT,
-            ),
-        );
+        let api = api::router(state, &config).layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
         let mut router = api.layer(socket_layer).layer(TraceLayer::new_for_http());
         if config.cors_permissive {
             router = router.layer(CorsLayer::permissive());

@@ -39,6 +39,9 @@ pub struct Config {
     pub dialect: Option<Arc<Dialect>>,
     /// HTTP routes of a lab's API server (from a preset).
     pub http_routes: Vec<HttpRoute>,
+    /// Serve the dashboard's files from this directory instead of the built-in copies
+    /// (for working on the page without rebuilding).
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             cors_permissive: false,
             dialect: None,
             http_routes: Vec::new(),
+            dashboard_dir: None,
         }
     }
 }
@@ -87,6 +91,10 @@ pub struct Cli {
     /// Largest HTTP request body, in bytes [default: 16777216].
     #[arg(long, env = "QUEUEHUB_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Serve the dashboard page's files from this directory (to work on the page without
+    /// rebuilding); by default the copies built into the binary are served.
+    #[arg(long, env = "QUEUEHUB_DASHBOARD_DIR")]
+    pub dashboard_dir: Option<PathBuf>,
     /// Allow cross-origin requests from any origin.
     #[arg(long, env = "QUEUEHUB_CORS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
     pub cors: Option<bool>,
@@ -205,6 +213,7 @@ impl Config {
             check_lab_route(&route.path)?;
         }
         Ok(Config {
+            dashboard_dir: cli.dashboard_dir,
             dialect,
             http_routes,
             listen,

@@ -2,6 +2,9 @@
 //! step, nothing to install). The page talks to the `/dashboard` socket.io namespace.
 
 use axum::Router;
+use std::path::Path;
+
+use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -32,13 +35,26 @@ const FILES: [(&str, &str, &str); 4] = [
     ),
 ];
 
-/// Routes for the dashboard's files.
-pub fn routes() -> Router<ApiState> {
+/// Routes for the dashboard's files: the built-in copies, or those in `dir`.
+pub fn routes(dir: Option<&Path>) -> Router<ApiState> {
     let mut router = Router::new();
-    for (path, content_type, body) in FILES {
+    for (path, content_type, built_in) in FILES {
+        let on_disk = dir.map(|dir| {
+            let name = path.strip_prefix("/dashboard/").unwrap_or("index.html");
+            dir.join(name)
+        });
         router = router.route(
             path,
             get(move || async move {
+                let body = match &on_disk {
+                    Some(file) => match tokio::fs::read_to_string(file).await {
+                        Ok(text) => text,
+                        Err(err) => {
+                            return (StatusCode::NOT_FOUND, err.to_string()).into_response();
+                        }
+                    },
+                    None => built_in.to_owned(),
+                };
                 (
                     [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
                     body,

@@ -20,7 +20,7 @@ use axum::routing::{delete, get, post};
 use serde_json::json;
 
 use crate::broker::Broker;
-use crate::compat::HttpRoute;
+use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 
 pub use body::JsonBody;
@@ -33,11 +33,12 @@ pub struct ApiState {
     pub sockets: std::sync::Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
-/// The API's routes, plus a preset's lab routes. `max_body_bytes` bounds every request body.
-pub fn router(state: ApiState, max_body_bytes: usize, lab_routes: &[HttpRoute]) -> Router {
+/// The API's routes, a preset's lab routes and the dashboard page.
+pub fn router(state: ApiState, config: &Config) -> Router {
+    let max_body_bytes = config.max_body_bytes;
     Router::new()
-        .merge(lab::routes(lab_routes))
-        .merge(dashboard::routes())
+        .merge(lab::routes(&config.http_routes))
+        .merge(dashboard::routes(config.dashboard_dir.as_deref()))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{queue}", get(queues::detail))
         .route("/v1/queues/{queue}/messages", post(publish::to_queue))
