@@ -178,3 +178,20 @@ async fn without_the_preset_lab_routes_and_namespaces_do_not_exist() {
     assert_eq!(ack["error"]["code"], "unknown_event");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_preset_allows_the_labs_browser_page_from_any_origin() {
+    let app = spawn_app_with_args(&["--preset", "caps"]).await;
+    let response = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/pickup", app.url))
+        .header("origin", "http://localhost:8080")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    app.stop().await;
+}
