@@ -21,8 +21,10 @@ pub enum ErrorKind {
     TooLarge,
     /// The request body is not JSON.
     UnsupportedMediaType,
-    /// A configured limit (inbox length, batch size, rate) was hit.
+    /// A configured limit (batch size, rate) was hit.
     Limit,
+    /// A configured capacity (inbox length) is used up.
+    Full,
     /// The store could not commit; nothing was changed.
     Unavailable,
     /// The server is shutting down and takes no new work.

@@ -48,13 +48,7 @@ async fn publish_to(
         Some(serde_json::from_slice(&body).map_err(|e| ApiError(from_json_error(&e)))?)
     };
     let (queue, payload) = route.message(&params, body)?;
-    let message = NewMessage {
-        queue,
-        event: route.event.clone(),
-        payload,
-        id: None,
-        source: SOURCE_HTTP.to_owned(),
-    };
+    let message = NewMessage::new(queue, route.event.clone(), payload, SOURCE_HTTP);
     let published = state.broker.publish(vec![message])?.committed().await?;
     let body = serde_json::to_value(&published[0]).unwrap_or_default();
     Ok(publish::created(&published, body))

@@ -56,6 +56,21 @@ pub enum ActivityKind {
         client: ClientId,
         queue: QueueName,
     },
+    /// A delayed message became deliverable and entered `recipients` inboxes.
+    Due {
+        queue: QueueName,
+        id: MessageId,
+        recipients: usize,
+    },
+    /// Messages whose TTL ran out left every inbox.
+    Expired {
+        messages: usize,
+    },
+    /// A publish to `queue` was refused by a limit (`code` says which).
+    Rejected {
+        queue: QueueName,
+        code: String,
+    },
     /// A socket connected (with the client id it gave, if any).
     Connected {
         client: Option<ClientId>,

@@ -22,6 +22,30 @@ pub struct NewMessage {
     /// A publisher-chosen id makes the publish idempotent; `None` generates a UUID v7.
     pub id: Option<MessageId>,
     pub source: String,
+    /// Not deliverable before this time (ms since the epoch); `None` or past: at once.
+    pub deliver_at_ms: Option<u64>,
+    /// Leaves every inbox this long after the publish; `None`: never.
+    pub ttl_ms: Option<u64>,
+}
+
+impl NewMessage {
+    /// A message for immediate delivery, without id, delay or TTL.
+    pub fn new(
+        queue: QueueName,
+        event: EventName,
+        payload: Value,
+        source: impl Into<String>,
+    ) -> Self {
+        Self {
+            queue,
+            event,
+            payload,
+            id: None,
+            source: source.into(),
+            deliver_at_ms: None,
+            ttl_ms: None,
+        }
+    }
 }
 
 /// What a subscriber receives: the socket.io event is `event`, and this is its one argument.
@@ -76,6 +100,9 @@ pub struct Published {
     pub published_at: String,
     /// How many client inboxes the message entered (0: it waits for the first subscriber).
     pub recipients: usize,
+    /// For a delayed message: when it becomes deliverable (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliver_at: Option<String>,
     /// True when this id had been published to this queue before and nothing new was stored.
     /// Not part of the JSON: a replay answers exactly what the first publish answered.
     #[serde(skip)]
@@ -90,6 +117,7 @@ impl Published {
             event: receipt.event.clone(),
             published_at: format_ms(receipt.published_at_ms),
             recipients: receipt.recipients,
+            deliver_at: receipt.deliver_at_ms.map(format_ms),
             duplicate,
         }
     }
@@ -161,16 +189,23 @@ impl PublishRequest {
             (None, Some(body)) => body,
             (None, None) => return Err(Error::invalid_field("missing field `queue`")),
         };
-        for (field, value) in [
-            ("delayMs", &self.delay_ms),
-            ("deliverAt", &self.deliver_at),
-            ("ttlMs", &self.ttl_ms),
-        ] {
-            if value.as_ref().is_some_and(|v| !v.is_null()) {
-                return Err(Error::unsupported(format!(
-                    "'{field}' (delayed delivery and TTL) is not supported by this version yet"
-                )));
+        let delay_ms = millis("delayMs", self.delay_ms.as_ref(), MAX_DELAY_MS)?;
+        let deliver_at_ms = match (delay_ms, self.deliver_at.as_ref()) {
+            (Some(_), Some(v)) if !v.is_null() => {
+                return Err(Error::invalid_field(
+                    "send either 'delayMs' or 'deliverAt', not both",
+                ));
             }
+            (Some(delay), _) => Some(now_ms().saturating_add(delay)),
+            (None, Some(at)) => instant("deliverAt", at)?,
+            (None, None) => None,
+        };
+        if deliver_at_ms.is_some_and(|at| at > now_ms().saturating_add(MAX_DELAY_MS)) {
+            return Err(Error::invalid_field("'deliverAt' is more than a year away"));
+        }
+        let ttl_ms = millis("ttlMs", self.ttl_ms.as_ref(), u64::MAX)?;
+        if ttl_ms == Some(0) {
+            return Err(Error::invalid_field("'ttlMs' must be at least 1"));
         }
         Ok(NewMessage {
             queue,
@@ -178,6 +213,49 @@ impl PublishRequest {
             payload: self.payload,
             id: self.id,
             source,
+            deliver_at_ms,
+            ttl_ms,
         })
+    }
+}
+
+/// The longest delay accepted: a year.
+const MAX_DELAY_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+
+/// A whole number of milliseconds from `0` to `max`; `null` or absent is `None`.
+fn millis(
+    field: &str,
+    value: Option<&Value>,
+    max: u64,
+) -> Result<Option<u64>, crate::error::Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().filter(|n| *n <= max).map(Some).ok_or_else(|| {
+            crate::error::Error::invalid_field(format!(
+                "'{field}' must be a whole number of milliseconds from 0 to {max}"
+            ))
+        }),
+    }
+}
+
+/// A point in time: milliseconds since the epoch, or an RFC 3339 string.
+fn instant(field: &str, value: &Value) -> Result<Option<u64>, crate::error::Error> {
+    let invalid = || {
+        crate::error::Error::invalid_field(format!(
+            "'{field}' must be milliseconds since the epoch or an RFC 3339 time like 2026-11-22T08:00:00Z"
+        ))
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => n.as_u64().map(Some).ok_or_else(invalid),
+        Value::String(text) => {
+            let time = humantime::parse_rfc3339_weak(text).map_err(|_| invalid())?;
+            let ms = time
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| invalid())?
+                .as_millis() as u64;
+            Ok(Some(ms))
+        }
+        _ => Err(invalid()),
     }
 }

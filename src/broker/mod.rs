@@ -21,6 +21,7 @@ mod activity;
 pub mod message;
 mod state;
 pub mod stats;
+mod timer;
 mod writer;
 
 #[cfg(test)]
@@ -30,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
@@ -66,6 +67,9 @@ pub struct BrokerConfig {
     pub max_batch: usize,
     /// How long a publisher-chosen id is remembered after its publish.
     pub dedupe_window: Duration,
+    /// Most unacked messages one subscription's inbox may hold; a publish that would go over
+    /// is refused with `inbox_full` (HTTP 507).
+    pub max_inbox: usize,
 }
 
 impl Default for BrokerConfig {
@@ -74,6 +78,7 @@ impl Default for BrokerConfig {
             max_payload_bytes: 1024 * 1024,
             max_batch: 1000,
             dedupe_window: Duration::from_secs(24 * 60 * 60),
+            max_inbox: 1_000_000,
         }
     }
 }
@@ -96,6 +101,8 @@ pub(crate) struct Shared {
     activity: broadcast::Sender<Activity>,
     /// Becomes true when the broker closes.
     closing: watch::Sender<bool>,
+    /// Wakes the timer when a sooner deadline (delay or TTL) may have arrived.
+    timer: Notify,
 }
 
 /// The index and the switch that decides whether mutations are accepted.
@@ -181,15 +188,19 @@ impl Broker {
             tasks: Mutex::new(Vec::new()),
             activity: broadcast::channel(ACTIVITY_BACKLOG).0,
             closing: watch::channel(false).0,
+            timer: Notify::new(),
         });
         let writer = tokio::spawn(writer::run(Arc::clone(&shared), batch_rx, fanout_tx));
         let fanout = tokio::spawn(fan_out(Arc::clone(&shared), fanout_rx));
-        shared
+        let broker = Self { shared };
+        let timer = tokio::spawn(timer::run(broker.clone()));
+        broker
+            .shared
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend([writer, fanout]);
-        Ok(Self { shared })
+            .extend([writer, fanout, timer]);
+        Ok(broker)
     }
 
     /// Connects the live-delivery side. Only the first call has an effect.
@@ -254,6 +265,7 @@ impl Broker {
         for message in messages {
             let text = message.payload.to_string();
             if text.len() > config.max_payload_bytes {
+                self.count_rejected(&message.queue, "payload_too_large");
                 return Err(Error::payload_too_large(
                     text.len(),
                     config.max_payload_bytes,
@@ -261,10 +273,26 @@ impl Broker {
             }
             prepared.push((message, text));
         }
+        // Limits are checked before anything changes, so a refused batch changes nothing.
+        // (Publishes racing this check may take an inbox a few messages over the limit.)
+        for (message, _) in &prepared {
+            let checked = self
+                .shared
+                .lock()
+                .index
+                .check_limits(message, config.max_inbox);
+            if let Err(err) = checked {
+                self.count_rejected(&message.queue, err.code());
+                return Err(err);
+            }
+        }
+        let timed = prepared
+            .iter()
+            .any(|(m, _)| m.deliver_at_ms.is_some() || m.ttl_ms.is_some());
         let now = message::now_ms();
         let cutoff = now.saturating_sub(config.dedupe_window.as_millis() as u64);
         let online = self.online();
-        self.mutate(|index, effects| {
+        let result = self.mutate(|index, effects| {
             index.expire_receipts(cutoff, &mut effects.ops);
             let mut answers = Vec::with_capacity(prepared.len());
             for (message, text) in prepared {
@@ -273,7 +301,29 @@ impl Broker {
                 effects.published(&outcome, message.payload);
             }
             Ok(answers)
-        })
+        });
+        if timed {
+            self.shared.timer.notify_one();
+        }
+        result
+    }
+
+    /// Counts a publish that a limit refused (in the queue's `rejected` counter, durably, in
+    /// the background) and tells watchers.
+    fn count_rejected(&self, queue: &QueueName, code: &'static str) {
+        let counted = self.mutate(|index, effects| {
+            index.count_rejected(queue, &mut effects.ops);
+            effects.activity.push(Activity::new(ActivityKind::Rejected {
+                queue: queue.clone(),
+                code: code.to_owned(),
+            }));
+            Ok(())
+        });
+        if let Ok(pending) = counted {
+            tokio::spawn(async move {
+                let _ = pending.committed().await;
+            });
+        }
     }
 
     /// Subscribes `client` to each of `queues` (durably). A new subscriber of a queue takes
@@ -394,9 +444,9 @@ impl Broker {
             let max = CATCH_UP_PAGE.min(catch_up.remaining);
             let entries = self.shared.lock().index.inbox_page(
                 &catch_up.filter,
-                catch_up.after,
-                catch_up.upto,
+                (catch_up.after, catch_up.upto),
                 max,
+                message::now_ms(),
                 true,
             )?;
             let Some((last, _)) = entries.last() else {
@@ -431,7 +481,8 @@ impl Broker {
         let entries = {
             let mut core = self.shared.lock();
             let upto = core.index.last_seq();
-            core.index.inbox_page(&filter, 0, upto, limit, false)?
+            core.index
+                .inbox_page(&filter, (0, upto), limit, message::now_ms(), false)?
         };
         self.read_envelopes(client, entries).await
     }
@@ -483,13 +534,12 @@ impl Broker {
                 if !index.take_waiting(&dead, meta.seq, &mut effects.ops) {
                     continue;
                 }
-                let message = NewMessage {
-                    queue: queue.clone(),
-                    event: meta.event.clone(),
-                    payload: value,
-                    id: None,
-                    source: meta.source.clone(),
-                };
+                let message = NewMessage::new(
+                    queue.clone(),
+                    meta.event.clone(),
+                    value,
+                    meta.source.clone(),
+                );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 moved += 1;
                 effects.published(&outcome, message.payload);

@@ -19,11 +19,16 @@ pub struct QueueSummary {
     pub subscribers: usize,
     /// Messages waiting for a first subscriber.
     pub waiting: usize,
+    /// Delayed messages not due yet.
+    pub scheduled: usize,
     /// Unacked messages per subscribed client.
     pub pending: BTreeMap<ClientId, usize>,
     pub published: u64,
     pub acked: u64,
+    /// Inbox entries (and waiting messages) whose TTL ran out.
     pub expired: u64,
+    /// Publishes a limit refused.
+    pub rejected: u64,
 }
 
 /// One subscriber of a queue, in detail.
@@ -45,9 +50,11 @@ pub struct SubscriberDetail {
 pub struct QueueDetail {
     pub queue: QueueName,
     pub waiting: usize,
+    pub scheduled: usize,
     pub published: u64,
     pub acked: u64,
     pub expired: u64,
+    pub rejected: u64,
     pub subscribers: Vec<SubscriberDetail>,
 }
 
@@ -63,11 +70,13 @@ fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary 
         published,
         acked,
         expired,
+        rejected,
     } = state.counters;
     QueueSummary {
         queue: queue.clone(),
         subscribers: state.subscribers.len(),
         waiting: state.waiting.len(),
+        scheduled: state.scheduled,
         pending: state
             .subscribers
             .iter()
@@ -76,6 +85,7 @@ fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary 
         published,
         acked,
         expired,
+        rejected,
     }
 }
 
@@ -118,9 +128,11 @@ impl Broker {
         Ok(QueueDetail {
             queue: queue.clone(),
             waiting: state.waiting.len(),
+            scheduled: state.scheduled,
             published: state.counters.published,
             acked: state.counters.acked,
             expired: state.counters.expired,
+            rejected: state.counters.rejected,
             subscribers,
         })
     }

@@ -50,13 +50,12 @@ impl<T> CommittedNow<T> for Result<Pending<T>, Error> {
 }
 
 fn message(queue: &QueueName, n: i32) -> NewMessage {
-    NewMessage {
-        queue: queue.clone(),
-        event: EventName::parse("e").unwrap(),
-        payload: json!(n),
-        id: None,
-        source: SOURCE_HTTP.into(),
-    }
+    NewMessage::new(
+        queue.clone(),
+        EventName::parse("e").unwrap(),
+        json!(n),
+        SOURCE_HTTP,
+    )
 }
 
 #[tokio::test]

@@ -379,6 +379,8 @@ mod tests {
             event: EventName::parse("delivered").unwrap(),
             published_at_ms: 0,
             source: "http".into(),
+            deliver_at_ms: None,
+            expires_at_ms: None,
         };
         let client = crate::names::ClientId::parse("acme").unwrap();
         let payload = Arc::new(json!({"orderId": "o1", "queue": "not this"}));

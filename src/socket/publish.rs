@@ -48,13 +48,7 @@ fn app_event(session: &Session, index: usize, data: Value) -> Result<Pending<Val
         .get(index)
         .ok_or_else(|| Error::invalid_field("unknown lab event"))?;
     let (queue, payload) = dialect.app_message(app, data)?;
-    let message = NewMessage {
-        queue,
-        event: app.event.clone(),
-        payload,
-        id: None,
-        source: source(session, None),
-    };
+    let message = NewMessage::new(queue, app.event.clone(), payload, source(session, None));
     Ok(session.broker.publish(vec![message])?.map(render))
 }
 

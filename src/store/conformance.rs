@@ -22,6 +22,8 @@ fn message(seq: u64, queue: &str) -> StoredMessage {
             event: name("delivered"),
             published_at_ms: 1_000 + seq,
             source: "http".into(),
+            deliver_at_ms: None,
+            expires_at_ms: Some(99_999),
         },
         payload: format!("{{\"n\":{seq}}}"),
     }
@@ -58,6 +60,7 @@ async fn committed_state_loads_back(store: &dyn Store) {
                 event: name("delivered"),
                 published_at_ms: 1001,
                 recipients: 1,
+                deliver_at_ms: None,
             }),
             Op::PutCounters {
                 queue: name("orders"),
@@ -65,6 +68,7 @@ async fn committed_state_loads_back(store: &dyn Store) {
                     published: 2,
                     acked: 0,
                     expired: 0,
+                    rejected: 3,
                 },
             },
         ])

@@ -51,6 +51,12 @@ pub struct MessageMeta {
     pub published_at_ms: u64,
     /// `http`, or the publishing socket's client id.
     pub source: String,
+    /// Not deliverable before this time (ms since the epoch); `None`: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<u64>,
+    /// Leaves every inbox at this time (ms since the epoch); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// A message as stored: its meta and its payload as JSON text.
@@ -76,6 +82,9 @@ pub struct Receipt {
     pub event: EventName,
     pub published_at_ms: u64,
     pub recipients: usize,
+    /// For a delayed message: when it becomes deliverable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_at_ms: Option<u64>,
 }
 
 /// Lifetime counters of a queue, shown in stats.
@@ -83,7 +92,12 @@ pub struct Receipt {
 pub struct Counters {
     pub published: u64,
     pub acked: u64,
+    /// Inbox entries (and waiting messages) removed because their TTL ran out.
+    #[serde(default)]
     pub expired: u64,
+    /// Publishes refused by a limit (payload size, inbox length).
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 /// One change to the store. A batch of ops is applied atomically by [`Store::commit`].

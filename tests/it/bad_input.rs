@@ -100,9 +100,33 @@ async fn bad_http_publishes_get_clear_errors_and_store_nothing() {
         ),
         (
             "application/json",
-            r#"{"event":"e","delayMs":1000}"#.into(),
-            501,
-            "not_supported",
+            r#"{"event":"e","delayMs":-5}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","delayMs":"soon"}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","deliverAt":"tomorrow"}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","delayMs":10,"deliverAt":1}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            "application/json",
+            r#"{"event":"e","ttlMs":0}"#.into(),
+            422,
+            "invalid_field",
         ),
         ("application/json", "[]".into(), 422, "invalid_field"),
     ];

@@ -10,3 +10,4 @@ mod durability;
 mod helpers;
 mod operation;
 mod publish;
+mod timing;

@@ -18,6 +18,10 @@ use crate::store::{
 
 use super::message::{Delivery, Envelope, NewMessage, SharedPayload};
 
+mod timing;
+
+pub(crate) use timing::expired;
+
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
 /// list) still reference it. At zero references the message is deleted.
 struct Entry {
@@ -49,6 +53,8 @@ pub(crate) struct QueueState {
     /// Stored messages of this queue by id, for acks and idempotent publish.
     ids: HashMap<MessageId, u64>,
     pub(crate) counters: Counters,
+    /// Delayed messages of this queue that are not due yet.
+    pub(crate) scheduled: usize,
 }
 
 /// Receipts of publishes with publisher-chosen ids, kept for the dedupe window.
@@ -72,17 +78,25 @@ pub(crate) struct PublishOutcome {
 impl PublishOutcome {
     /// The live pushes of a new message, one per recipient, sharing one parsed payload.
     pub(crate) fn deliveries(&self, payload: serde_json::Value) -> Vec<Delivery> {
-        let Some(meta) = &self.meta else {
-            return Vec::new();
-        };
-        let payload: SharedPayload = Arc::new(payload);
-        self.recipients
-            .iter()
-            .map(|client| Delivery {
-                envelope: Envelope::new(meta, Arc::clone(&payload), client, 1),
-            })
-            .collect()
+        match &self.meta {
+            Some(meta) => deliveries(meta, &self.recipients, Arc::new(payload)),
+            None => Vec::new(),
+        }
     }
+}
+
+/// The live pushes of `meta` to `recipients`, sharing one parsed payload.
+pub(crate) fn deliveries(
+    meta: &MessageMeta,
+    recipients: &[ClientId],
+    payload: SharedPayload,
+) -> Vec<Delivery> {
+    recipients
+        .iter()
+        .map(|client| Delivery {
+            envelope: Envelope::new(meta, Arc::clone(&payload), client, 1),
+        })
+        .collect()
 }
 
 /// Which part of an inbox a catch-up or a peek reads.
@@ -102,6 +116,10 @@ pub(crate) struct State {
     /// The queues each client is subscribed to.
     clients: HashMap<ClientId, BTreeSet<QueueName>>,
     receipts: Receipts,
+    /// Delayed messages by due time: `(deliver_at_ms, seq)`.
+    scheduled: BTreeSet<(u64, u64)>,
+    /// Messages with a TTL by expiry time: `(expires_at_ms, seq)`.
+    expiring: BTreeSet<(u64, u64)>,
 }
 
 impl State {
@@ -159,6 +177,7 @@ impl State {
         for (queue, counters) in snapshot.counters {
             state.queues.entry(queue).or_default().counters = counters;
         }
+        state.rebuild_timers();
         let mut receipts: Vec<Receipt> = snapshot.receipts;
         receipts.sort_by_key(|r| r.published_at_ms);
         for receipt in receipts {
@@ -168,10 +187,11 @@ impl State {
     }
 
     /// Publishes one message: it enters the inbox of every subscriber whose event filter
-    /// accepts it, or waits for the first subscriber if there is none. A publisher-chosen id
-    /// already seen on this queue returns the first receipt and changes nothing. `online`
-    /// tells which subscribers have a socket connected: for them the live push counts as the
-    /// first delivery attempt.
+    /// accepts it, or waits for the first subscriber if there is none; a delayed message is
+    /// scheduled instead and routed when it is due ([`State::release_due`]). A
+    /// publisher-chosen id already seen on this queue returns the first receipt and changes
+    /// nothing. `online` tells which subscribers have a socket connected: for them the live
+    /// push counts as the first delivery attempt.
     pub(crate) fn publish(
         &mut self,
         message: &NewMessage,
@@ -187,6 +207,7 @@ impl State {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let deliver_at_ms = message.deliver_at_ms.filter(|at| *at > now_ms);
         let meta = Arc::new(MessageMeta {
             seq,
             id: message.id.clone().unwrap_or_else(MessageId::generate),
@@ -194,13 +215,72 @@ impl State {
             event: message.event.clone(),
             published_at_ms: now_ms,
             source: message.source.clone(),
+            deliver_at_ms,
+            expires_at_ms: message.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
         });
         ops.push(Op::PutMessage(StoredMessage {
             meta: (*meta).clone(),
             payload: payload_text,
         }));
+        self.messages.insert(
+            seq,
+            Entry {
+                meta: Arc::clone(&meta),
+                refs: 0,
+            },
+        );
+        self.queues
+            .entry(meta.queue.clone())
+            .or_default()
+            .ids
+            .insert(meta.id.clone(), seq);
+        if let Some(expires_at) = meta.expires_at_ms {
+            self.expiring.insert((expires_at, seq));
+        }
+        let recipients = match deliver_at_ms {
+            Some(due) => {
+                self.schedule(&meta, due);
+                Vec::new()
+            }
+            None => self.route(&meta, online, ops),
+        };
+        let queue = self.queues.entry(meta.queue.clone()).or_default();
+        queue.counters.published += 1;
+        ops.push(Op::PutCounters {
+            queue: meta.queue.clone(),
+            counters: queue.counters,
+        });
 
-        let queue = self.queues.entry(message.queue.clone()).or_default();
+        let receipt = Receipt {
+            id: meta.id.clone(),
+            queue: meta.queue.clone(),
+            event: meta.event.clone(),
+            published_at_ms: now_ms,
+            recipients: recipients.len(),
+            deliver_at_ms,
+        };
+        if message.id.is_some() {
+            self.receipts.insert(receipt.clone());
+            ops.push(Op::PutReceipt(receipt.clone()));
+        }
+        PublishOutcome {
+            receipt,
+            duplicate: false,
+            recipients,
+            meta: Some(meta),
+        }
+    }
+
+    /// Puts a stored message where it can be delivered: into the inbox of every subscriber
+    /// whose filter accepts it, else into the queue's waiting list. Returns the recipients.
+    fn route(
+        &mut self,
+        meta: &Arc<MessageMeta>,
+        online: &dyn Fn(&ClientId, &QueueName) -> bool,
+        ops: &mut Vec<Op>,
+    ) -> Vec<ClientId> {
+        let seq = meta.seq;
+        let queue = self.queues.entry(meta.queue.clone()).or_default();
         let mut recipients = Vec::new();
         for (client, subscriber) in &mut queue.subscribers {
             if subscriber.accepts(&meta.event) {
@@ -225,37 +305,46 @@ impl State {
         } else {
             recipients.len() as u32
         };
-        queue.ids.insert(meta.id.clone(), seq);
-        queue.counters.published += 1;
-        ops.push(Op::PutCounters {
-            queue: meta.queue.clone(),
-            counters: queue.counters,
-        });
-        self.messages.insert(
-            seq,
-            Entry {
-                meta: Arc::clone(&meta),
-                refs,
-            },
-        );
+        if let Some(entry) = self.messages.get_mut(&seq) {
+            entry.refs += refs;
+        }
+        recipients
+    }
 
-        let receipt = Receipt {
-            id: meta.id.clone(),
-            queue: meta.queue.clone(),
-            event: meta.event.clone(),
-            published_at_ms: now_ms,
-            recipients: recipients.len(),
+    /// Refuses a publish that a limit forbids, before anything changes: an inbox it would
+    /// enter already holds `max_inbox` messages.
+    pub(crate) fn check_limits(&self, message: &NewMessage, max_inbox: usize) -> Result<(), Error> {
+        let Some(queue) = self.queues.get(&message.queue) else {
+            return Ok(());
         };
-        if message.id.is_some() {
-            self.receipts.insert(receipt.clone());
-            ops.push(Op::PutReceipt(receipt.clone()));
+        let full = queue
+            .subscribers
+            .iter()
+            .find(|(_, s)| s.accepts(&message.event) && s.inbox.len() >= max_inbox);
+        match full {
+            Some((client, _)) => Err(Error::new(
+                crate::error::ErrorKind::Full,
+                "inbox_full",
+                format!(
+                    "the inbox of client '{client}' on queue '{}' holds {max_inbox} messages, the limit; it must ack some first",
+                    message.queue
+                ),
+            )),
+            None => Ok(()),
         }
-        PublishOutcome {
-            receipt,
-            duplicate: false,
-            recipients,
-            meta: Some(meta),
-        }
+    }
+
+    /// Counts a publish that a limit refused, on a queue that exists (a refused publish
+    /// never creates one).
+    pub(crate) fn count_rejected(&mut self, queue: &QueueName, ops: &mut Vec<Op>) {
+        let Some(state) = self.queues.get_mut(queue) else {
+            return;
+        };
+        state.counters.rejected += 1;
+        ops.push(Op::PutCounters {
+            queue: queue.clone(),
+            counters: state.counters,
+        });
     }
 
     fn duplicate(&self, queue: &QueueName, id: &MessageId) -> Option<PublishOutcome> {
@@ -268,6 +357,7 @@ impl State {
                 event: meta.event.clone(),
                 published_at_ms: meta.published_at_ms,
                 recipients: 0,
+                deliver_at_ms: meta.deliver_at_ms,
             })
         };
         let receipt = self
@@ -392,7 +482,7 @@ impl State {
                 queue: queue_name.clone(),
                 seq,
             });
-            self.release(seq, ops);
+            self.drop_ref(seq, ops);
         }
         Ok(subscriber.inbox.len())
     }
@@ -430,7 +520,7 @@ impl State {
                         queue: queue_name.clone(),
                         seq,
                     });
-                    self.release(seq, ops);
+                    self.drop_ref(seq, ops);
                     hit = true;
                 }
             }
@@ -448,7 +538,7 @@ impl State {
     }
 
     /// Drops one reference to message `seq`, deleting it when nothing references it any more.
-    fn release(&mut self, seq: u64, ops: &mut Vec<Op>) {
+    fn drop_ref(&mut self, seq: u64, ops: &mut Vec<Op>) {
         let Some(entry) = self.messages.get_mut(&seq) else {
             return;
         };
@@ -486,14 +576,15 @@ impl State {
     }
 
     /// Up to `max` inbox entries matching `filter` with `after < seq <= upto`, in publish
-    /// order. With `count_delivery`, each returned entry's attempt counter goes up by one
+    /// order, leaving out messages whose TTL has run out at `now` (the timer removes them
+    /// soon). With `count_delivery`, each returned entry's attempt counter goes up by one
     /// (catch-up sends it); otherwise it is a peek.
     pub(crate) fn inbox_page(
         &mut self,
         filter: &InboxFilter,
-        after: u64,
-        upto: u64,
+        (after, upto): (u64, u64),
         max: usize,
+        now: u64,
         count_delivery: bool,
     ) -> Result<Vec<(Arc<MessageMeta>, u32)>, Error> {
         let queues = self.subscribed_queues(&filter.client, filter.queue.as_ref())?;
@@ -514,13 +605,13 @@ impl State {
                 if taken == max {
                     break;
                 }
-                let matches = match &filter.event {
-                    Some(event) => self
-                        .messages
-                        .get(&seq)
-                        .is_some_and(|e| &e.meta.event == event),
-                    None => true,
-                };
+                let matches = self.messages.get(&seq).is_some_and(|e| {
+                    !expired(&e.meta, now)
+                        && filter
+                            .event
+                            .as_ref()
+                            .is_none_or(|event| &e.meta.event == event)
+                });
                 if matches {
                     page.push((seq, queue_name.clone()));
                     taken += 1;
@@ -577,7 +668,7 @@ impl State {
                 queue: queue.clone(),
                 seq,
             });
-            self.release(seq, ops);
+            self.drop_ref(seq, ops);
         }
         taken
     }

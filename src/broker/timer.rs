@@ -1,0 +1,101 @@
+//! The broker's one timer: it sleeps until the earliest deadline in the index (a delayed
+//! message becoming due, or a TTL running out), handles everything due, and sleeps again.
+//! A publish with a delay or TTL wakes it early in case its deadline is sooner. No polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::message::{SharedPayload, now_ms};
+use super::state::deliveries;
+use super::{Activity, ActivityKind, Broker};
+use crate::error::Error;
+
+/// Delayed messages made deliverable per commit.
+const DUE_PER_COMMIT: usize = 256;
+
+/// How long to wait before trying again after the store failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Runs until the broker closes.
+pub(super) async fn run(broker: Broker) {
+    let closed = broker.closed();
+    tokio::pin!(closed);
+    loop {
+        let next = broker.shared.lock().index.next_deadline();
+        let wait = match next {
+            Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = &mut closed => return,
+            _ = broker.shared.timer.notified() => continue,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if let Err(err) = tick(&broker).await {
+            tracing::warn!(code = err.code(), "timer: {}; retrying", err.message());
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = tokio::time::sleep(RETRY) => {}
+            }
+        }
+    }
+}
+
+/// Expires what ran out and delivers what is due, as of now.
+async fn tick(broker: &Broker) -> Result<(), Error> {
+    let now = now_ms();
+    broker
+        .mutate(|index, effects| {
+            let messages = index.expire_due(now, &mut effects.ops);
+            if messages > 0 {
+                effects
+                    .activity
+                    .push(Activity::new(ActivityKind::Expired { messages }));
+            }
+            Ok(())
+        })?
+        .committed()
+        .await?;
+    loop {
+        let due = broker.shared.lock().index.due(now, DUE_PER_COMMIT);
+        if due.is_empty() {
+            return Ok(());
+        }
+        let seqs = due.iter().map(|m| m.seq).collect();
+        let payloads = broker
+            .shared
+            .store
+            .payloads(seqs)
+            .await
+            .map_err(|e| Error::unavailable(e.to_string()))?;
+        let online = broker.online();
+        let count = due.len();
+        broker
+            .mutate(|index, effects| {
+                for (meta, payload) in due.iter().zip(payloads) {
+                    let Some(recipients) = index.wake(meta, &online, &mut effects.ops) else {
+                        continue;
+                    };
+                    let payload: Option<SharedPayload> = payload
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .map(Arc::new);
+                    if let Some(payload) = payload {
+                        effects
+                            .deliveries
+                            .extend(deliveries(meta, &recipients, payload));
+                    }
+                    effects.activity.push(Activity::new(ActivityKind::Due {
+                        queue: meta.queue.clone(),
+                        id: meta.id.clone(),
+                        recipients: recipients.len(),
+                    }));
+                }
+                Ok(())
+            })?
+            .committed()
+            .await?;
+        if count < DUE_PER_COMMIT {
+            return Ok(());
+        }
+    }
+}

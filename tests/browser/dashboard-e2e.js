@@ -1,0 +1,487 @@
+#!/usr/bin/env node
+/*
+ * End-to-end test of queuehub's live dashboard in a real, headless browser.
+ *
+ *   node dashboard-e2e.js http://127.0.0.1:3000 [--screenshot PATH]
+ *
+ * Launches Debian's chromium (/usr/bin/chromium) through playwright-core, opens /dashboard,
+ * and drives queuehub from the side the way a classroom would: a socket.io-client subscriber
+ * (namespace "/"), publishes over HTTP, acks over HTTP, and the page's own publish form. Every
+ * check waits at most 10 s for the page to show the expected state in its DOM.
+ *
+ * With --screenshot PATH it also sets up a small scene (a few queues, clients online and
+ * offline, some messages pending or waiting) and saves a 1280x800 screenshot of the page.
+ *
+ * Exit status 0 only when every check passed; the last line is
+ * "dashboard e2e: N passed, M failed".
+ */
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+const { io } = require('socket.io-client');
+
+const WAIT_MS = 10_000; // every wait is bounded by this
+const RUN_LIMIT_MS = 180_000; // the whole run, as a last resort
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+// ---- arguments ----------------------------------------------------------------------------
+
+function usage(message) {
+  if (message) console.error('dashboard-e2e: ' + message);
+  console.error('usage: node dashboard-e2e.js SERVER_URL [--screenshot PATH]');
+  process.exit(2);
+}
+
+const argv = process.argv.slice(2);
+let base = null;
+let screenshotPath = null;
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--screenshot') {
+    screenshotPath = argv[++i];
+    if (!screenshotPath) usage('--screenshot needs a path');
+  } else if (argv[i].startsWith('--screenshot=')) {
+    screenshotPath = argv[i].slice('--screenshot='.length);
+  } else if (!base) {
+    base = argv[i];
+  } else {
+    usage('unexpected argument ' + argv[i]);
+  }
+}
+if (!base) usage('no server URL');
+base = base.replace(/\/+$/, '');
+if (screenshotPath) screenshotPath = path.resolve(screenshotPath);
+
+// Names unique to this run, so a reused server does not confuse the checks.
+const run = Math.random().toString(36).slice(2, 6);
+const QUEUE = 'e2e-orders-' + run;
+const CLIENT = 'e2e-store-' + run;
+const FORM_QUEUE = 'e2e-form-' + run;
+
+// ---- tiny test runner ---------------------------------------------------------------------
+
+let passed = 0;
+let failed = 0;
+
+async function check(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+    return true;
+  } catch (err) {
+    failed++;
+    console.log(`FAIL ${name}: ${String((err && err.message) || err).split('\n')[0]}`);
+    return false;
+  }
+}
+
+function finish(code) {
+  console.log(`dashboard e2e: ${passed} passed, ${failed} failed`);
+  process.exit(code === undefined ? (failed > 0 || passed === 0 ? 1 : 0) : code);
+}
+
+// ---- HTTP and socket.io helpers -----------------------------------------------------------
+
+async function http(method, route, body) {
+  const response = await fetch(base + route, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    /* leave null */
+  }
+  return { status: response.status, json, text };
+}
+
+const q = encodeURIComponent;
+
+async function publish(queue, event, payload) {
+  const r = await http('POST', `/v1/queues/${q(queue)}/messages`, { event, payload });
+  if (r.status !== 201 || !r.json || !r.json.id) {
+    throw new Error(`publish to ${queue}: HTTP ${r.status} ${r.text}`);
+  }
+  return r.json;
+}
+
+async function ack(queue, client, ids) {
+  const r = await http('POST', `/v1/queues/${q(queue)}/clients/${q(client)}/acks`, { ids });
+  if (r.status !== 200) throw new Error(`ack: HTTP ${r.status} ${r.text}`);
+  return r.json;
+}
+
+const sockets = [];
+
+// A socket.io-client 4 subscriber (namespace "/"), like the Node client example.
+// With { auth: true } it names its client at connect (so the feed can say who connected).
+async function subscriber(clientId, queue, { auth = false } = {}) {
+  const socket = io(base, {
+    transports: ['websocket'],
+    reconnection: false,
+    timeout: WAIT_MS,
+    auth: auth ? { clientId } : undefined,
+  });
+  sockets.push(socket);
+  socket.received = [];
+  socket.onAny((event, envelope) => socket.received.push({ event, envelope }));
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('connect_error', reject);
+  });
+  const answer = await socket.timeout(WAIT_MS).emitWithAck('subscribe', { clientId, queue });
+  if (!answer || answer.ok !== true) throw new Error('subscribe refused: ' + JSON.stringify(answer));
+  return socket;
+}
+
+function closeSocket(socket) {
+  socket.disconnect();
+  const at = sockets.indexOf(socket);
+  if (at !== -1) sockets.splice(at, 1);
+}
+
+// ---- DOM waits ----------------------------------------------------------------------------
+
+let page;
+
+// Waits until fn(arg), run in the page, returns something truthy; the message says what we
+// waited for and what the page showed instead.
+async function waitFor(what, fn, arg, describe) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout: WAIT_MS, polling: 50 });
+  } catch (err) {
+    let seen = '';
+    if (describe) {
+      try {
+        seen = ' (page shows: ' + (await page.evaluate(describe, arg)) + ')';
+      } catch (e) {
+        /* the page is gone */
+      }
+    }
+    throw new Error(`waited ${WAIT_MS / 1000} s for ${what}${seen}`);
+  }
+}
+
+// The number shown for a client's pending count in a queue's card, or null.
+function pendingShown([queue, client]) {
+  const card = document.querySelector(`[data-queue="${CSS.escape(queue)}"]`);
+  const row = card && card.querySelector(`[data-client="${CSS.escape(client)}"]`);
+  const num = row && row.querySelector('.pending');
+  return num ? num.textContent.trim() + ' / data-value ' + num.dataset.value : 'no such client row';
+}
+
+async function waitPending(queue, client, n) {
+  await waitFor(
+    `${client}'s pending count in ${queue} to show ${n}`,
+    ([queue, client, n]) => {
+      const card = document.querySelector(`[data-queue="${CSS.escape(queue)}"]`);
+      const row = card && card.querySelector(`[data-client="${CSS.escape(client)}"]`);
+      const num = row && row.querySelector('.pending');
+      return num && num.textContent.trim() === String(n) && num.dataset.value === String(n);
+    },
+    [queue, client, n],
+    pendingShown,
+  );
+}
+
+async function waitConnected(queue, client, connected) {
+  await waitFor(
+    `${client} in ${queue} to show ${connected ? 'online' : 'offline'}`,
+    ([queue, client, connected]) => {
+      const card = document.querySelector(`[data-queue="${CSS.escape(queue)}"]`);
+      const row = card && card.querySelector(`[data-client="${CSS.escape(client)}"]`);
+      const badge = row && row.querySelector('.badge');
+      return row && row.dataset.connected === String(connected) &&
+        badge.textContent.toLowerCase().includes(connected ? 'online' : 'offline');
+    },
+    [queue, client, connected],
+    ([queue, client]) => {
+      const row = document.querySelector(`[data-queue="${CSS.escape(queue)}"] [data-client="${CSS.escape(client)}"]`);
+      return row ? `data-connected=${row.dataset.connected}, badge "${row.querySelector('.badge').textContent}"` : 'no such client row';
+    },
+  );
+}
+
+async function waitQueueNumber(queue, field, n) {
+  await waitFor(
+    `${queue}'s ${field} count to show ${n}`,
+    ([queue, field, n]) => {
+      const num = document.querySelector(`[data-queue="${CSS.escape(queue)}"] .num.${field}`);
+      return num && num.textContent.trim() === String(n) && num.dataset.value === String(n);
+    },
+    [queue, field, n],
+    ([queue, field]) => {
+      const num = document.querySelector(`[data-queue="${CSS.escape(queue)}"] .num.${field}`);
+      return num ? num.textContent : 'no such queue card';
+    },
+  );
+}
+
+// ---- the run ------------------------------------------------------------------------------
+
+let context = null;
+let userDataDir = null;
+
+async function cleanup() {
+  for (const socket of sockets.splice(0)) socket.disconnect();
+  if (context) await context.close().catch(() => {});
+  context = null;
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+  userDataDir = null;
+}
+
+const watchdog = setTimeout(async () => {
+  console.log(`FAIL the whole run took longer than ${RUN_LIMIT_MS / 1000} s`);
+  failed++;
+  await cleanup().catch(() => {});
+  finish(1);
+}, RUN_LIMIT_MS);
+
+async function main() {
+  const pageErrors = [];
+
+  const launched = await check('chromium starts', async () => {
+    if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}`);
+    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qh-dashboard-e2e-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1280, height: 800 },
+      timeout: 30_000,
+    });
+    page = context.pages()[0] || (await context.newPage());
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('console', (msg) => {
+      // Chromium logs every HTTP error answer; the 422 is the one the form test provokes.
+      if (msg.type() === 'error' && !/status of 422\b/.test(msg.text())) {
+        pageErrors.push('console: ' + msg.text());
+      }
+    });
+  });
+  if (!launched) return;
+
+  const loaded = await check('the page loads and goes live', async () => {
+    const response = await page.goto(base + '/dashboard', { timeout: WAIT_MS });
+    if (!response || response.status() !== 200) {
+      throw new Error('GET /dashboard answered ' + (response && response.status()));
+    }
+    if (!(await page.$('#conn')) || !(await page.$('#queues'))) {
+      throw new Error('/dashboard is not the current page (no #conn or #queues): was the ' +
+        'binary built before assets/dashboard/ changed? Rebuild it.');
+    }
+    await waitFor(
+      'the connection indicator to say live and a first snapshot',
+      () => document.querySelector('#conn')?.dataset.state === 'live' &&
+        document.querySelector('#queues')?.dataset.ready === 'true',
+      null,
+      () => `#conn=${document.querySelector('#conn')?.dataset.state}, ready=${document.querySelector('#queues')?.dataset.ready}`,
+    );
+  });
+  if (!loaded) return;
+
+  let sub = null;
+  await check('a socket.io subscriber appears online with 0 pending', async () => {
+    sub = await subscriber(CLIENT, QUEUE);
+    await waitConnected(QUEUE, CLIENT, true);
+    await waitPending(QUEUE, CLIENT, 0);
+  });
+
+  let receipt = null;
+  await check('an HTTP publish shows the client 1 pending', async () => {
+    receipt = await publish(QUEUE, 'delivered', { orderId: 1, customer: 'Ada' });
+    if (receipt.recipients !== 1) throw new Error('recipients ' + receipt.recipients + ', expected 1');
+    await waitPending(QUEUE, CLIENT, 1);
+    await waitQueueNumber(QUEUE, 'published', 1);
+  });
+
+  await check('the activity feed shows the publish', async () => {
+    if (!receipt) throw new Error('nothing was published');
+    await waitFor(
+      'a "published" feed row for the message',
+      ([id, queue]) => {
+        const row = document.querySelector(`#feed > li[data-kind="published"][data-id="${CSS.escape(id)}"]`);
+        return row && row.dataset.queue === queue && row.textContent.includes(queue) &&
+          row.textContent.includes('delivered');
+      },
+      [receipt.id, QUEUE],
+      () => [...document.querySelectorAll('#feed > li')].slice(0, 5).map((li) => li.textContent).join(' | ') || 'an empty feed',
+    );
+  });
+
+  await check('the subscriber got the message live', async () => {
+    const deadline = Date.now() + WAIT_MS;
+    while (!sub || !sub.received.some((m) => m.envelope && m.envelope.id === receipt.id)) {
+      if (Date.now() > deadline) throw new Error('no delivery of ' + (receipt && receipt.id));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+
+  await check('an HTTP ack brings the pending count back to 0', async () => {
+    const answer = await ack(QUEUE, CLIENT, [receipt.id]);
+    if (answer.removed !== 1) throw new Error('ack removed ' + answer.removed);
+    await waitPending(QUEUE, CLIENT, 0);
+    await waitQueueNumber(QUEUE, 'acked', 1);
+    await waitFor(
+      'an "acked" feed row for the client',
+      (client) => !!document.querySelector(`#feed > li[data-kind="acked"][data-client="${CSS.escape(client)}"]`),
+      CLIENT,
+    );
+  });
+
+  await check('the publish form publishes to a subscribed queue (pending 0 -> 1)', async () => {
+    await page.fill('#publish-queue', QUEUE);
+    await page.fill('#publish-event', 'in-transit');
+    await page.fill('#publish-payload', '{"orderId": 2, "via": "form"}');
+    await page.click('#publish-submit');
+    await waitFor(
+      'the form to report success',
+      () => document.querySelector('#publish-result')?.dataset.state === 'ok',
+      null,
+      () => document.querySelector('#publish-result')?.textContent,
+    );
+    const line = await page.textContent('#publish-result');
+    if (!line.includes(QUEUE) || !/1 inbox\b/.test(line)) throw new Error('result line says: ' + line);
+    await waitPending(QUEUE, CLIENT, 1);
+    const id = await page.getAttribute('#publish-result', 'data-id');
+    if (!sub.received.length || !id) throw new Error('no id on the result line');
+  });
+
+  await check('the publish form creates a queue whose message waits (waiting 1)', async () => {
+    await page.fill('#publish-queue', FORM_QUEUE);
+    await page.fill('#publish-event', 'pickup');
+    await page.fill('#publish-payload', '{"orderId": 3}');
+    await page.press('#publish-payload', 'Tab');
+    await page.click('#publish-submit');
+    await waitQueueNumber(FORM_QUEUE, 'waiting', 1);
+    const line = await page.textContent('#publish-result');
+    if (!/waits/.test(line)) throw new Error('result line says: ' + line);
+  });
+
+  await check('the publish form reports bad JSON and server errors', async () => {
+    await page.fill('#publish-queue', FORM_QUEUE);
+    await page.fill('#publish-event', 'pickup');
+    await page.fill('#publish-payload', '{oops');
+    await page.click('#publish-submit');
+    await waitFor('a JSON error line',
+      () => document.querySelector('#publish-result')?.dataset.state === 'error' &&
+        /JSON/.test(document.querySelector('#publish-result').textContent));
+    // "connect" is an event name socket.io reserves: queuehub answers 422 invalid_name.
+    await page.fill('#publish-event', 'connect');
+    await page.fill('#publish-payload', '{}');
+    await page.click('#publish-submit');
+    await waitFor('an invalid_name error line',
+      () => document.querySelector('#publish-result')?.dataset.state === 'error' &&
+        /invalid_name/.test(document.querySelector('#publish-result').textContent),
+      null,
+      () => document.querySelector('#publish-result')?.textContent);
+    await waitQueueNumber(FORM_QUEUE, 'waiting', 1); // nothing was published
+  });
+
+  await check('a subscriber that disconnects shows offline, keeping its pending count', async () => {
+    closeSocket(sub);
+    await waitConnected(QUEUE, CLIENT, false);
+    await waitPending(QUEUE, CLIENT, 1);
+    await waitFor(
+      'a "disconnected" feed row',
+      () => !!document.querySelector('#feed > li[data-kind="disconnected"]'),
+    );
+  });
+
+  await check('the feed is newest first and capped at 50 rows', async () => {
+    const burst = [];
+    for (let i = 0; i < 30; i++) burst.push(publish(FORM_QUEUE, 'burst', { i }));
+    const receipts = await Promise.all(burst);
+    for (let i = 0; i < 30; i++) await publish(FORM_QUEUE, 'burst', { i: 30 + i });
+    await waitQueueNumber(FORM_QUEUE, 'waiting', 61);
+    const rows = await page.$$eval('#feed > li', (lis) => lis.length);
+    if (rows > 50) throw new Error(rows + ' rows in the feed');
+    const last = await publish(FORM_QUEUE, 'last-one', null);
+    await waitFor('the newest publish at the top of the feed',
+      (id) => document.querySelector('#feed > li')?.dataset.id === id, last.id,
+      () => document.querySelector('#feed > li')?.textContent);
+    if (receipts.length !== 30) throw new Error('burst failed');
+  });
+
+  await check('no errors in the page', async () => {
+    if (pageErrors.length) throw new Error(pageErrors.join(' | '));
+  });
+
+  if (screenshotPath) {
+    await check('screenshot of a busy classroom', async () => {
+      await scene();
+      await new Promise((r) => setTimeout(r, 1500)); // let the flashes fade
+      fs.mkdirSync(path.dirname(screenshotPath), { recursive: true });
+      await page.screenshot({ path: screenshotPath, fullPage: false });
+      console.log('     saved ' + screenshotPath);
+    });
+  }
+}
+
+// A few queues with clients online and offline and messages pending or waiting, like the
+// CAPS lab in the middle of a session.
+async function scene() {
+  const order = (n, store) => ({ store, orderId: 'A' + n, customer: 'Ada Lovelace', address: 'Leeds' });
+  // Messages for a queue nobody subscribes to yet wait there.
+  for (let n = 1; n <= 4; n++) await publish('orders', 'created', order(n, 'nobody-yet'));
+  // A store that was online and went away, with deliveries piling up.
+  closeSocket(await subscriber('1-800-flowers', '1-800-flowers', { auth: true }));
+  for (let n = 1; n <= 3; n++) await publish('1-800-flowers', 'delivered', order(n, '1-800-flowers'));
+  // A work queue with one worker online and one offline.
+  closeSocket(await subscriber('worker-2', 'bg_building', { auth: true }));
+  await subscriber('worker-1', 'bg_building', { auth: true });
+  for (let n = 1; n <= 2; n++) await publish('bg_building', 'build', { job: n });
+  // The driver online with two sockets, all its pickups acked.
+  await subscriber('driver', 'driver', { auth: true });
+  await subscriber('driver', 'driver', { auth: true });
+  const pickups = [];
+  for (let n = 1; n <= 4; n++) pickups.push(await publish('driver', 'pickup', order(n, 'acme-widgets')));
+  await ack('driver', 'driver', pickups.map((r) => r.id));
+  // A store comes online, gets an order in transit and acks it...
+  await subscriber('acme-widgets', 'acme-widgets', { auth: true });
+  const inTransit = await publish('acme-widgets', 'in-transit', order(1, 'acme-widgets'));
+  await ack('acme-widgets', 'acme-widgets', [inTransit.id]);
+  // ...and the teacher publishes its delivery through the page's own form: it stays pending.
+  await page.fill('#publish-queue', 'acme-widgets');
+  await page.fill('#publish-event', 'delivered');
+  await page.fill('#publish-payload', '{"orderId": "A1", "customer": "Ada"}');
+  await page.click('#publish-submit');
+  await waitFor('the form to report success',
+    () => document.querySelector('#publish-result')?.dataset.state === 'ok');
+  // Activity arrives in order, so once the form's publish is in the feed the page has seen
+  // everything before it (the snapshot follows within 250 ms).
+  const id = await page.getAttribute('#publish-result', 'data-id');
+  await waitFor('the form\'s publish in the feed',
+    (id) => document.querySelector('#feed > li')?.dataset.id === id, id);
+  await waitConnected('acme-widgets', 'acme-widgets', true);
+  await waitConnected('1-800-flowers', '1-800-flowers', false);
+}
+
+main()
+  .catch((err) => {
+    failed++;
+    console.log('FAIL unexpected: ' + ((err && err.stack) || err));
+  })
+  .finally(async () => {
+    clearTimeout(watchdog);
+    await cleanup().catch(() => {});
+    finish();
+  });
