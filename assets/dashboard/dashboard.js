@@ -1,1 +1,451 @@
-// dashboard
+/*
+ * queuehub's live dashboard.
+ *
+ * It joins the read-only socket.io namespace /dashboard (see socketio-lite.js) and shows:
+ *   - every queue: messages waiting for a first subscriber, published/acked counters (and,
+ *     when not 0, scheduled/expired/refused), and each subscribed client with an
+ *     online/offline badge and its pending (unacked) count;
+ *   - a live activity feed: publishes, acks, subscribes, connects and disconnects, delayed
+ *     messages coming due, expiries and refused publishes;
+ *   - a form that publishes a test message over HTTP (POST /v1/queues/{queue}/messages).
+ *
+ * The server sends a full `snapshot` on connect and again (at most every 250 ms) while
+ * anything changes, so the numbers always come from the latest snapshot; `activity` events
+ * only feed the activity list.
+ *
+ * Stable hooks for tests: [data-queue="<name>"] on each queue card, with .waiting, .published,
+ * .acked numbers inside, and [data-client="<id>"] rows (data-connected="true|false") with a
+ * .pending number; every number has its value in data-value. Feed rows are
+ * #feed > li[data-kind] (with data-queue, data-client, data-id where they apply).
+ */
+(function () {
+  'use strict';
+
+  const FEED_LIMIT = 50; // rows kept in the activity feed
+  const numberFormat = new Intl.NumberFormat('en-US');
+  const compactFormat = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 });
+
+  const $ = (id) => document.getElementById(id);
+  const queuesBox = $('queues');
+  const feed = $('feed');
+
+  // ---- small DOM helpers (textContent only: names are user input, never HTML) ------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // Sets a big number; when it changed (not on first render) the number flashes, so a class
+  // sees where a message just went.
+  function setNumber(node, value) {
+    const text = String(value);
+    if (node.dataset.value === text) return;
+    const first = node.dataset.value === undefined;
+    node.dataset.value = text;
+    // Up to 99,999 exactly; above that "123.4K" (the exact value is in the tooltip).
+    const shown = value >= 100000 ? compactFormat.format(value) : numberFormat.format(value);
+    node.textContent = shown;
+    node.title = value >= 100000 ? numberFormat.format(value) : '';
+    node.dataset.len = String(Math.min(shown.length, 6)); // long numbers get a smaller font
+    if (!first) flash(node);
+  }
+
+  function flash(node) {
+    node.classList.remove('bump');
+    void node.offsetWidth; // restart the CSS animation
+    node.classList.add('bump');
+  }
+
+  function clock(at) {
+    const date = at ? new Date(at) : new Date();
+    if (Number.isNaN(date.getTime())) return '';
+    return date.toLocaleTimeString('en-GB', { hour12: false });
+  }
+
+  function plural(n, one, many) {
+    return numberFormat.format(n) + ' ' + (n === 1 ? one : many || one + 's');
+  }
+
+  // ---- the connection indicator -----------------------------------------------------------
+
+  let retryTimer = null;
+
+  function showConnection(state, text) {
+    $('conn').dataset.state = state;
+    $('conn-text').textContent = text;
+    document.body.classList.toggle('offline', state !== 'live');
+  }
+
+  function showRetry(delay) {
+    clearInterval(retryTimer);
+    const until = Date.now() + delay;
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      showConnection('offline', left > 0 ? 'offline · retry in ' + left + ' s' : 'reconnecting…');
+      if (left === 0) clearInterval(retryTimer);
+    };
+    tick();
+    retryTimer = setInterval(tick, 250);
+  }
+
+  // ---- queues ----------------------------------------------------------------------------
+
+  const cards = new Map(); // queue name -> card element
+
+  function stat(kind, label) {
+    const box = el('div', 'stat stat-' + kind);
+    box.append(el('span', 'num ' + kind), el('span', 'label', label));
+    return box;
+  }
+
+  function makeCard(name) {
+    const card = el('article', 'queue');
+    card.dataset.queue = name;
+
+    const head = el('header', 'queue-head');
+    const title = el('h3', 'queue-name', name);
+    title.title = 'Click to publish to ' + name;
+    title.addEventListener('click', () => {
+      $('publish-queue').value = name;
+      $('publish-event').focus();
+    });
+    head.append(title);
+
+    const stats = el('div', 'stats');
+    stats.append(stat('waiting', 'waiting'), stat('published', 'published'), stat('acked', 'acked'));
+
+    // Rarer counters, on one line, each shown only when it is not 0: delayed messages not due
+    // yet, messages whose TTL ran out, publishes a limit refused.
+    const extras = el('div', 'extras');
+    [['scheduled', 'scheduled'], ['expired', 'expired'], ['rejected', 'refused']].forEach(([kind, label]) => {
+      const item = el('span', 'extra extra-' + kind);
+      item.append(el('b', 'num ' + kind), document.createTextNode(' ' + label));
+      extras.append(item);
+    });
+
+    const subs = el('ul', 'subscribers');
+    const none = el('p', 'no-subscribers', 'No subscriber yet: new messages wait here for the first one.');
+
+    card.append(head, stats, extras, subs, none);
+    return card;
+  }
+
+  function makeClientRow(clientId) {
+    const row = el('li', 'client');
+    row.dataset.client = clientId;
+    const who = el('span', 'who');
+    const status = el('span', 'status');
+    status.append(el('span', 'badge'), el('span', 'filter'));
+    who.append(el('span', 'client-id', clientId), status);
+    const pending = el('span', 'pending-box');
+    pending.append(el('span', 'num pending'), el('span', 'label', 'pending'));
+    row.append(who, pending);
+    return row;
+  }
+
+  function updateClientRow(row, sub) {
+    const online = !!sub.connected;
+    row.dataset.connected = String(online);
+    const badge = row.querySelector('.badge');
+    badge.textContent = online ? (sub.sockets > 1 ? 'online ×' + sub.sockets : 'online') : 'offline';
+    badge.title = online ? plural(sub.sockets, 'socket') + ' connected' : 'no socket connected';
+    const filter = row.querySelector('.filter');
+    filter.textContent = Array.isArray(sub.events) && sub.events.length ? 'only ' + sub.events.join(', ') : '';
+    const pending = row.querySelector('.pending');
+    setNumber(pending, sub.pending);
+    row.classList.toggle('has-pending', sub.pending > 0);
+  }
+
+  function updateCard(card, q) {
+    setNumber(card.querySelector('.waiting'), q.waiting);
+    setNumber(card.querySelector('.published'), q.published);
+    setNumber(card.querySelector('.acked'), q.acked);
+    card.querySelector('.stat-waiting').classList.toggle('hot', q.waiting > 0);
+    let anyExtra = false;
+    ['scheduled', 'expired', 'rejected'].forEach((kind) => {
+      const value = Number(q[kind]) || 0; // absent from older servers: 0
+      setNumber(card.querySelector('.num.' + kind), value);
+      card.querySelector('.extra-' + kind).hidden = value === 0;
+      anyExtra = anyExtra || value > 0;
+    });
+    card.querySelector('.extras').hidden = !anyExtra;
+
+    const list = card.querySelector('.subscribers');
+    const rows = new Map();
+    list.querySelectorAll(':scope > li').forEach((row) => rows.set(row.dataset.client, row));
+    const subscribers = (q.subscribers || []).slice()
+      .sort((a, b) => a.clientId.localeCompare(b.clientId));
+    subscribers.forEach((sub, index) => {
+      let row = rows.get(sub.clientId);
+      if (!row) row = makeClientRow(sub.clientId);
+      rows.delete(sub.clientId);
+      updateClientRow(row, sub);
+      if (list.children[index] !== row) list.insertBefore(row, list.children[index] || null);
+    });
+    rows.forEach((row) => row.remove());
+    card.querySelector('.no-subscribers').hidden = subscribers.length > 0;
+    card.classList.toggle('orphan', subscribers.length === 0);
+  }
+
+  function renderSnapshot(snapshot) {
+    const queues = (snapshot.queues || []).slice().sort((a, b) => a.queue.localeCompare(b.queue));
+    nameWhoWentOffline(queues);
+    const seen = new Set();
+    queues.forEach((q, index) => {
+      seen.add(q.queue);
+      let card = cards.get(q.queue);
+      if (!card) {
+        card = makeCard(q.queue);
+        cards.set(q.queue, card);
+      }
+      updateCard(card, q);
+      if (queuesBox.children[index] !== card) queuesBox.insertBefore(card, queuesBox.children[index] || null);
+    });
+    cards.forEach((card, name) => {
+      if (!seen.has(name)) {
+        card.remove();
+        cards.delete(name);
+      }
+    });
+
+    $('no-queues').hidden = queues.length > 0;
+    setNumber($('total-queues'), queues.length);
+    setNumber($('total-stored'), snapshot.storedMessages || 0);
+    setNumber($('total-sockets'), snapshot.sockets || 0);
+    queuesBox.dataset.ready = 'true';
+
+    // Offer the known queues in the publish form.
+    const names = $('queue-names');
+    names.replaceChildren(...queues.map((q) => {
+      const option = document.createElement('option');
+      option.value = q.queue;
+      return option;
+    }));
+  }
+
+  // ---- who went offline ------------------------------------------------------------------
+
+  // A `disconnected` activity names the client only if the socket gave its id at connect; a
+  // socket that named its client in `subscribe` disconnects as "a socket". The next snapshot
+  // shows which clients went offline, so the feed row is completed from it.
+  let wasOnline = new Set(); // client ids online (on some queue) in the previous snapshot
+  let unnamedDisconnects = []; // feed rows "a socket disconnected" waiting for a name
+
+  function nameWhoWentOffline(queues) {
+    const online = new Set();
+    queues.forEach((q) => (q.subscribers || []).forEach((sub) => {
+      if (sub.connected) online.add(sub.clientId);
+    }));
+    const gone = [...wasOnline].filter((id) => !online.has(id)).sort();
+    wasOnline = online;
+
+    const now = Date.now();
+    unnamedDisconnects = unnamedDisconnects.filter((r) => r.isConnected && now - r.since < 2000);
+    if (!gone.length || !unnamedDisconnects.length) return;
+    const row = unnamedDisconnects.shift();
+    const what = row.querySelector('.what');
+    what.replaceChildren();
+    gone.forEach((id, i) => {
+      if (i > 0) what.append(document.createTextNode(', '));
+      what.append(el('b', 'nm nm-client', id));
+    });
+    what.append(document.createTextNode(' went offline'));
+    row.dataset.client = gone.join(' ');
+  }
+
+  // ---- the activity feed -----------------------------------------------------------------
+
+  // One line of the feed: what happened, as short words with the names in bold.
+  function describe(a) {
+    const parts = [];
+    const name = (text, cls) => parts.push(el('b', cls || 'nm', text));
+    const word = (text) => parts.push(document.createTextNode(' ' + text + ' '));
+    const client = (id) => (id ? name(id, 'nm nm-client') : word('a socket'));
+
+    switch (a.kind) {
+      case 'published':
+        name(a.event, 'nm nm-event');
+        word('→');
+        name(a.queue, 'nm nm-queue');
+        // "· 2 inboxes": it entered two clients' inboxes; "· waiting": nobody subscribes to
+        // that queue yet, so it waits for the first subscriber.
+        parts.push(el('span', 'detail', a.deliverAt
+          ? '· due ' + clock(a.deliverAt)
+          : a.recipients > 0 ? '· ' + plural(a.recipients, 'inbox', 'inboxes') : '· waiting'));
+        return { tag: 'publish', parts };
+      case 'due': // a delayed message became deliverable
+        word('a delayed message →');
+        name(a.queue, 'nm nm-queue');
+        parts.push(el('span', 'detail', a.recipients > 0
+          ? '· ' + plural(a.recipients, 'inbox', 'inboxes') : '· waiting'));
+        return { tag: 'due', parts };
+      case 'expired': // TTLs ran out
+        word(plural(a.messages, 'message') + ' expired (TTL ran out)');
+        return { tag: 'expired', parts };
+      case 'rejected': // a limit refused a publish
+        word('a publish to');
+        name(a.queue, 'nm nm-queue');
+        word('was refused:');
+        parts.push(el('b', 'nm nm-code', a.code));
+        return { tag: 'refused', parts };
+      case 'acked':
+        client(a.client);
+        word('acked ' + plural(a.removed, 'message'));
+        return { tag: 'ack', parts };
+      case 'subscribed':
+        client(a.client);
+        word('subscribed to');
+        (a.queues || []).forEach((q, i) => {
+          if (i > 0) parts.push(document.createTextNode(', '));
+          name(q, 'nm nm-queue');
+        });
+        return { tag: 'subscribe', parts };
+      case 'unsubscribed':
+        client(a.client);
+        word('left');
+        name(a.queue, 'nm nm-queue');
+        return { tag: 'leave', parts };
+      case 'connected':
+        client(a.client);
+        word(a.client ? 'connected' : 'connected (no client id yet)');
+        return { tag: 'online', parts };
+      case 'disconnected':
+        client(a.client);
+        word('disconnected');
+        return { tag: 'offline', parts };
+      default: { // a kind this page does not know yet: show its fields
+        const rest = Object.assign({}, a);
+        delete rest.at;
+        delete rest.kind;
+        word(JSON.stringify(rest));
+        return { tag: a.kind || '?', parts };
+      }
+    }
+  }
+
+  // The left column of a feed row: what kind of thing happened, and when.
+  function stamp(tag, at) {
+    const box = el('span', 'stamp');
+    const time = el('time', 'when', clock(at));
+    if (at) time.dateTime = at;
+    box.append(el('span', 'tag tag-' + tag, tag === 'note' ? 'info' : tag), time);
+    return box;
+  }
+
+  function addActivity(a) {
+    if (!a || typeof a !== 'object') return;
+    const row = el('li', 'act');
+    row.dataset.kind = a.kind;
+    if (a.queue) row.dataset.queue = a.queue;
+    if (a.client) row.dataset.client = a.client;
+    if (a.id) row.dataset.id = a.id;
+
+    const { tag, parts } = describe(a);
+    const what = el('span', 'what');
+    what.append(...parts);
+    row.append(stamp(tag, a.at), what);
+
+    feed.prepend(row);
+    while (feed.children.length > FEED_LIMIT) feed.lastElementChild.remove();
+    $('feed-empty').hidden = true;
+    if (a.kind === 'disconnected' && !a.client) {
+      row.since = Date.now();
+      unnamedDisconnects.push(row);
+    }
+  }
+
+  function addNote(text) {
+    const row = el('li', 'act note');
+    row.dataset.kind = 'note';
+    row.append(stamp('note', null), el('span', 'what', text));
+    feed.prepend(row);
+    while (feed.children.length > FEED_LIMIT) feed.lastElementChild.remove();
+    $('feed-empty').hidden = true;
+  }
+
+  // ---- the publish form ------------------------------------------------------------------
+
+  function showResult(state, text, id) {
+    const line = $('publish-result');
+    line.dataset.state = state;
+    line.textContent = text;
+    if (id) line.dataset.id = id;
+    else delete line.dataset.id;
+  }
+
+  async function publish(event) {
+    event.preventDefault();
+    const queue = $('publish-queue').value.trim();
+    const name = $('publish-event').value.trim();
+    const raw = $('publish-payload').value.trim();
+    if (!queue) return showResult('error', '✗ Type a queue name.');
+    if (!name) return showResult('error', '✗ Type an event name.');
+
+    const body = { event: name };
+    if (raw) {
+      try {
+        body.payload = JSON.parse(raw);
+      } catch (err) {
+        return showResult('error', '✗ The payload is not valid JSON: ' + err.message);
+      }
+    }
+
+    const button = $('publish-submit');
+    button.disabled = true;
+    showResult('busy', 'Publishing…');
+    try {
+      const response = await fetch('/v1/queues/' + encodeURIComponent(queue) + '/messages', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      let answer = null;
+      try {
+        answer = await response.json();
+      } catch (err) {
+        /* not JSON: reported below */
+      }
+      if (response.ok && answer && answer.id) {
+        const where = answer.recipients > 0
+          ? 'into ' + plural(answer.recipients, 'inbox', 'inboxes')
+          : 'it waits for a first subscriber';
+        showResult('ok', '✓ Published ' + answer.event + ' → ' + answer.queue + ': ' + where + '.', answer.id);
+      } else if (answer && answer.error) {
+        showResult('error', '✗ ' + response.status + ' ' + answer.error.code + ': ' + answer.error.message);
+      } else {
+        showResult('error', '✗ HTTP ' + response.status + ' ' + response.statusText);
+      }
+    } catch (err) {
+      showResult('error', '✗ Could not reach queuehub: ' + err.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  $('publish-form').addEventListener('submit', publish);
+
+  // ---- wire it up ------------------------------------------------------------------------
+
+  const socket = window.liteSocket('/dashboard');
+  let everConnected = false;
+
+  socket.on('connect', () => {
+    clearInterval(retryTimer);
+    showConnection('live', 'live');
+    if (everConnected) addNote('Reconnected to queuehub.');
+    everConnected = true;
+  });
+  socket.on('disconnect', (reason) => {
+    showConnection('offline', 'offline');
+    addNote('Lost the connection to queuehub (' + reason + '); numbers may be out of date.');
+  });
+  socket.on('reconnect_attempt', (info) => showRetry(info.delay));
+  socket.on('snapshot', renderSnapshot);
+  socket.on('activity', addActivity);
+
+  // For debugging in the browser console (and trying the page with made-up data).
+  window.queuehubDashboard = { socket, renderSnapshot, addActivity };
+})();

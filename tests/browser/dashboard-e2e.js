@@ -400,9 +400,14 @@ async function main() {
     closeSocket(sub);
     await waitConnected(QUEUE, CLIENT, false);
     await waitPending(QUEUE, CLIENT, 1);
+    // The subscriber named its client in `subscribe`, not at connect: the server reports "a
+    // socket" disconnected and the page names the client from the next snapshot.
     await waitFor(
-      'a "disconnected" feed row',
-      () => !!document.querySelector('#feed > li[data-kind="disconnected"]'),
+      'a "disconnected" feed row naming the client',
+      (client) => [...document.querySelectorAll('#feed > li[data-kind="disconnected"]')]
+        .some((li) => li.textContent.includes(client)),
+      CLIENT,
+      () => [...document.querySelectorAll('#feed > li')].slice(0, 5).map((li) => li.textContent).join(' | '),
     );
   });
 

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Runs the dashboard's end-to-end test in a headless browser against a real queuehub: installs
+# Debian's chromium if it is missing and the test's npm packages, starts the given binary on a
+# free loopback port with a temporary data dir, runs tests/browser/dashboard-e2e.js (which opens
+# /dashboard in chromium and drives queuehub with a socket.io subscriber and HTTP), and stops
+# the server. Exits non-zero if anything failed.
+#
+#   .ci/browser-e2e.sh path/to/queuehub [--screenshot PATH]
+#
+# The page under test is the one built into the binary (assets/dashboard/ at build time), so
+# build the binary after changing the page. Extra arguments go to dashboard-e2e.js.
+# Environment: E2E_PORT=N serves on 127.0.0.1:N (checked to be free) instead of a port the
+# kernel picks.
+set -euo pipefail
+
+start_dir="$PWD"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+bin="${1:-}"
+if [[ -z "$bin" || ! -x "$bin" ]]; then
+  echo "browser-e2e: no queuehub binary at '${bin}' (usage: .ci/browser-e2e.sh path/to/queuehub [--screenshot PATH])" >&2
+  exit 2
+fi
+bin="$(cd "$start_dir" && cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+shift
+extra=("$@")
+# A relative screenshot path is relative to where the script was started, not tests/browser.
+for i in "${!extra[@]}"; do
+  if [[ "${extra[$i]}" == "--screenshot" && -n "${extra[$((i + 1))]:-}" && "${extra[$((i + 1))]}" != /* ]]; then
+    extra[i + 1]="$start_dir/${extra[$((i + 1))]}"
+  fi
+done
+
+work="$(mktemp -d)"
+server_pid=""
+
+cleanup() {
+  local rc=$?
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill "$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [[ $rc -ne 0 && -s "$work/server.log" ]]; then
+    echo "--- last lines of the queuehub log ---" >&2
+    tail -n 40 "$work/server.log" >&2 || true
+  fi
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== browser"
+if [[ ! -x /usr/bin/chromium ]]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium
+fi
+/usr/bin/chromium --version 2>/dev/null || true
+
+echo "== installing the test's npm packages"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+# A free loopback port: E2E_PORT if set (it must be free), else one the kernel picks (a tiny
+# race with other programs is possible, so the health wait also checks our process is alive).
+free_port() {
+  node -e '
+    const net = require("net");
+    const want = Number(process.argv[1] || 0);
+    const s = net.createServer();
+    s.once("error", (e) => { console.error(`browser-e2e: port ${want} is not free: ${e.message}`); process.exit(1); });
+    s.listen(want, "127.0.0.1", () => { console.log(s.address().port); s.close(); });
+  ' "$@"
+}
+port="$(free_port "${E2E_PORT:-0}")"
+url="http://127.0.0.1:$port"
+
+echo "== starting $bin on $url"
+mkdir -p "$work/data"
+# Only our flags: no QUEUEHUB_* variable from the environment (such as QUEUEHUB_DASHBOARD_DIR,
+# which would serve the page from disk instead of the copy built into the binary).
+mapfile -t queuehub_vars < <(compgen -e | grep '^QUEUEHUB_' || true)
+for var in "${queuehub_vars[@]}"; do
+  unset "$var"
+done
+"$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
+server_pid=$!
+
+deadline=$((SECONDS + 30))
+until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "browser-e2e: queuehub exited before it became healthy" >&2
+    exit 1
+  fi
+  if ((SECONDS >= deadline)); then
+    echo "browser-e2e: $url/healthz did not answer within 30 s" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+echo "   healthy"
+
+echo "== dashboard e2e"
+status=0
+(cd tests/browser && timeout 300 node dashboard-e2e.js "$url" "${extra[@]}") || status=$?
+
+if ! kill -0 "$server_pid" 2>/dev/null; then
+  echo "browser-e2e: queuehub died during the run" >&2
+  status=1
+fi
+exit "$status"
