@@ -36,12 +36,15 @@ impl Activity {
     rename_all_fields = "camelCase"
 )]
 pub enum ActivityKind {
-    /// A message was stored and entered `recipients` inboxes (0: it waits).
+    /// A message was stored and entered `recipients` inboxes (0: it waits for a first
+    /// subscriber, or, with `deliver_at`, for its time).
     Published {
         queue: QueueName,
         event: EventName,
         id: MessageId,
         recipients: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        deliver_at: Option<String>,
     },
     /// A client acked `removed` messages.
     Acked {

@@ -22,7 +22,7 @@ use crate::store::Op;
 
 use super::Shared;
 use super::activity::{Activity, ActivityKind};
-use super::message::Delivery;
+use super::message::{Delivery, format_ms};
 use super::state::{PublishOutcome, State};
 
 /// At most this many queued batches share one commit.
@@ -50,6 +50,7 @@ impl Effects {
             event: outcome.receipt.event.clone(),
             id: outcome.receipt.id.clone(),
             recipients: outcome.receipt.recipients,
+            deliver_at: outcome.receipt.deliver_at_ms.map(format_ms),
         }));
     }
 }

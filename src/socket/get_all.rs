@@ -5,10 +5,14 @@
 //! Catch-up streams page by page ([`crate::broker::CATCH_UP_PAGE`] messages read from the
 //! store at a time) and waits whenever the socket's buffer is full, so an inbox of any size
 //! goes out completely with bounded memory. It runs beside the socket's other events, so
-//! acks sent while it streams are handled at once.
+//! acks sent while it streams are handled at once; a socket's catch-ups run one after
+//! another, in the order asked.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::reply::{Reply, emit_paced};
 use super::room;
@@ -91,19 +95,34 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
     }
 }
 
+/// A catch-up waiting its turn, and the reply to send when it is done.
+pub type Job = (CatchUp, Reply);
+
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
-/// streams in the background.
-pub fn handle(session: &std::sync::Arc<Session>, data: Value, reply: Reply) {
+/// queues the streaming to the socket's catch-up task.
+pub fn handle(
+    session: &Session,
+    data: Value,
+    reply: Reply,
+    catch_ups: &mpsc::UnboundedSender<Job>,
+) {
     match start(session, data) {
         Err(err) => reply.when_committed(Err(err)),
         Ok(catch_up) => {
-            let session = std::sync::Arc::clone(session);
-            tokio::spawn(async move {
-                let result = stream(&session, catch_up).await;
-                reply
-                    .send(result.map(|count| json!({ "count": count })))
-                    .await;
-            });
+            if let Err(mpsc::error::SendError((_, reply))) = catch_ups.send((catch_up, reply)) {
+                reply.when_committed(Err(Error::shutting_down()));
+            }
         }
+    }
+}
+
+/// Streams a socket's catch-ups one after another, in the order they were asked for, beside
+/// its other events. Ends when the socket's session ends (the sender is dropped).
+pub async fn run(session: Arc<Session>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some((catch_up, reply)) = jobs.recv().await {
+        let result = stream(&session, catch_up).await;
+        reply
+            .send(result.map(|count| json!({ "count": count })))
+            .await;
     }
 }

@@ -182,6 +182,8 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
     mut closed: oneshot::Receiver<()>,
 ) {
+    let (catch_ups, jobs) = mpsc::unbounded_channel();
+    tokio::spawn(get_all::run(Arc::clone(&session), jobs));
     loop {
         let command = tokio::select! {
             command = commands.recv() => command,
@@ -218,7 +220,7 @@ async fn run(
         match native {
             "subscribe" => subscribe::handle(&session, data, reply),
             "unsubscribe" => unsubscribe::handle(&session, data, reply),
-            "getAll" => get_all::handle(&session, data, reply),
+            "getAll" => get_all::handle(&session, data, reply, &catch_ups),
             "received" => received::handle(&session, data, reply),
             "publish" => publish::handle(&session, data, reply),
             _ => {}

@@ -483,3 +483,37 @@ async fn a_socket_that_names_its_client_at_connect_receives_its_subscriptions_li
     assert_eq!(back.take("e", 1).await[0]["id"], receipt["id"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_sockets_catch_ups_stream_one_after_another_in_the_order_asked() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    // More than a socket's buffer holds, so that a stream has to wait for room.
+    const EACH: usize = 2000;
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    socket.disconnect().await;
+    for chunk in 0..(2 * EACH / 1000) {
+        let batch: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|n| json!({"queue": queue, "event": if n % 2 == 0 { "a" } else { "b" }, "payload": n}))
+            .collect();
+        app.post("/v1/messages", json!(batch)).await;
+    }
+    let mut socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    socket
+        .emit("getAll", json!({"clientId": client, "event": "a"}))
+        .await;
+    socket
+        .emit("getAll", json!({"clientId": client, "event": "b"}))
+        .await;
+    let events: Vec<String> = socket
+        .take_any(2 * EACH)
+        .await
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    let first_b = events.iter().position(|e| e == "b");
+    assert_eq!(first_b, Some(EACH), "every 'a' before any 'b'");
+    app.stop().await;
+}

@@ -377,6 +377,15 @@ impl SocketClient {
         out
     }
 
+    /// The next `n` events, whatever their names.
+    pub async fn take_any(&mut self, n: usize) -> Vec<Received> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.next().await);
+        }
+        out
+    }
+
     /// Waits `quiet` and returns whatever events arrived meanwhile.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Received> {
         tokio::time::sleep(quiet).await;
