@@ -490,7 +490,7 @@ async fn a_sockets_catch_ups_stream_one_after_another_in_the_order_asked() {
     let (queue, client) = (unique("q"), unique("c"));
     // More than a socket's buffer holds, so that a stream has to wait for room.
     const EACH: usize = 2000;
-    let mut socket = SocketClient::connect(&app.url).await;
+    let socket = SocketClient::connect(&app.url).await;
     socket.subscribe(&client, &queue).await;
     socket.disconnect().await;
     for chunk in 0..(2 * EACH / 1000) {
