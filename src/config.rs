@@ -88,6 +88,9 @@ pub struct Cli {
     /// Largest message payload, in bytes of JSON [default: 1048576].
     #[arg(long, env = "QUEUEHUB_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Most unacked messages one subscription's inbox may hold [default: 1000000].
+    #[arg(long, env = "QUEUEHUB_MAX_INBOX")]
+    pub max_inbox: Option<usize>,
     /// Largest HTTP request body, in bytes [default: 16777216].
     #[arg(long, env = "QUEUEHUB_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -114,6 +117,7 @@ struct FileConfig {
     api_key: Option<Vec<String>>,
     token_secret: Option<String>,
     max_payload_bytes: Option<usize>,
+    max_inbox: Option<usize>,
     max_body_bytes: Option<usize>,
     cors: Option<bool>,
     dedupe_window_secs: Option<u64>,
@@ -132,6 +136,7 @@ impl FileConfig {
             api_key: self.api_key.or(lower.api_key),
             token_secret: self.token_secret.or(lower.token_secret),
             max_payload_bytes: self.max_payload_bytes.or(lower.max_payload_bytes),
+            max_inbox: self.max_inbox.or(lower.max_inbox),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             cors: self.cors.or(lower.cors),
             dedupe_window_secs: self.dedupe_window_secs.or(lower.dedupe_window_secs),
@@ -195,6 +200,9 @@ impl Config {
         let mut broker = defaults.broker;
         if let Some(max) = cli.max_payload_bytes.or(file.max_payload_bytes) {
             broker.max_payload_bytes = max;
+        }
+        if let Some(max) = cli.max_inbox.or(file.max_inbox) {
+            broker.max_inbox = max;
         }
         if let Some(secs) = file.dedupe_window_secs {
             broker.dedupe_window = Duration::from_secs(secs);
@@ -293,12 +301,15 @@ mod tests {
             path.to_str().unwrap(),
             "--max-payload-bytes",
             "20",
+            "--max-inbox",
+            "7",
         ])
         .unwrap();
         let config = Config::from_cli(cli).unwrap();
         assert_eq!(config.listen, vec!["127.0.0.1:4000".parse().unwrap()]);
         assert_eq!(config.storage, Storage::Memory);
         assert_eq!(config.broker.max_payload_bytes, 20);
+        assert_eq!(config.broker.max_inbox, 7);
     }
 
     #[test]
