@@ -18,6 +18,7 @@
 //! payloads are read from the store outside it.
 
 mod activity;
+mod dispatch;
 pub mod message;
 mod state;
 pub mod stats;
@@ -56,6 +57,10 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// How many sockets of `client` are connected and subscribed to `queue`.
     fn connected(&self, client: &ClientId, queue: &QueueName) -> usize;
+
+    /// Sends a work-mode message to one worker; `false` if it cannot take it now (gone, or
+    /// its buffer is full). Never waits.
+    fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool;
 }
 
 /// Limits and windows of the broker.
@@ -103,6 +108,8 @@ pub(crate) struct Shared {
     closing: watch::Sender<bool>,
     /// Wakes the timer when a sooner deadline (delay or TTL) may have arrived.
     timer: Notify,
+    /// Asks the dispatcher to look at a work subscription.
+    dispatch: mpsc::UnboundedSender<dispatch::Request>,
 }
 
 /// The index and the switch that decides whether mutations are accepted.
@@ -176,6 +183,7 @@ impl Broker {
         );
         let (batch_tx, batch_rx) = mpsc::unbounded_channel();
         let (fanout_tx, fanout_rx) = mpsc::unbounded_channel();
+        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 index,
@@ -189,17 +197,19 @@ impl Broker {
             activity: broadcast::channel(ACTIVITY_BACKLOG).0,
             closing: watch::channel(false).0,
             timer: Notify::new(),
+            dispatch: dispatch_tx,
         });
         let writer = tokio::spawn(writer::run(Arc::clone(&shared), batch_rx, fanout_tx));
         let fanout = tokio::spawn(fan_out(Arc::clone(&shared), fanout_rx));
         let broker = Self { shared };
         let timer = tokio::spawn(timer::run(broker.clone()));
+        let dispatcher = tokio::spawn(dispatch::run(broker.clone(), dispatch_rx));
         broker
             .shared
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend([writer, fanout, timer]);
+            .extend([writer, fanout, timer, dispatcher]);
         Ok(broker)
     }
 
@@ -394,6 +404,13 @@ impl Broker {
         }
         self.mutate(|index, effects| {
             let removed = index.ack(client, queue, ids, &mut effects.ops)?;
+            // Acks make room for work-mode workers.
+            effects.dispatch.extend(
+                index
+                    .work_queues(client)
+                    .into_iter()
+                    .map(|queue| (client.clone(), queue)),
+            );
             let count = removed.iter().filter(|r| **r).count();
             if count > 0 {
                 effects.activity.push(Activity::new(ActivityKind::Acked {
@@ -403,6 +420,40 @@ impl Broker {
             }
             Ok(removed)
         })
+    }
+
+    /// Makes `consumer` (a socket) a worker of `client`'s work-mode subscription to `queue`,
+    /// with room for `prefetch` unacked messages; it is given messages at once.
+    pub fn attach(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        consumer: String,
+        prefetch: usize,
+    ) -> Result<(), Error> {
+        self.shared
+            .lock()
+            .index
+            .attach(client, queue, consumer, prefetch)?;
+        self.request_dispatch(client.clone(), queue.clone());
+        Ok(())
+    }
+
+    /// Removes worker `consumer` (its socket left); what it held goes to other workers.
+    pub fn detach(&self, consumer: &str) {
+        let touched = self.shared.lock().index.detach(consumer);
+        for (client, queue) in touched {
+            self.request_dispatch(client, queue);
+        }
+    }
+
+    fn request_dispatch(&self, client: ClientId, queue: QueueName) {
+        let _ = self.shared.dispatch.send((client, queue));
+    }
+
+    /// Whether `client`'s subscription to `queue` is in work mode.
+    pub fn is_work(&self, client: &ClientId, queue: &QueueName) -> bool {
+        self.shared.lock().index.is_work(client, queue)
     }
 
     /// The queues `client` is subscribed to (none if it has no subscription).
@@ -425,11 +476,20 @@ impl Broker {
     ) -> Result<CatchUp, Error> {
         let core = self.shared.lock();
         core.index.subscribed_queues(&client, queue.as_ref())?;
+        if let Some(queue) = &queue
+            && core.index.is_work(&client, queue)
+        {
+            return Err(Error::invalid_field(format!(
+                "'{client}' takes '{queue}' in work mode: its messages go to one worker each, so getAll does not re-send them (peek over HTTP to look)"
+            ))
+            .with_code("work_mode"));
+        }
         Ok(CatchUp {
             filter: InboxFilter {
                 client,
                 queue,
                 event,
+                skip_work: true,
             },
             after: 0,
             upto: core.index.last_seq(),
@@ -477,6 +537,7 @@ impl Broker {
             client: client.clone(),
             queue: Some(queue.clone()),
             event: None,
+            skip_work: false,
         };
         let entries = {
             let mut core = self.shared.lock();

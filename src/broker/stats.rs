@@ -29,6 +29,8 @@ pub struct QueueSummary {
     pub expired: u64,
     /// Publishes a limit refused.
     pub rejected: u64,
+    /// Messages moved to the dead-letter queue after too many deliveries.
+    pub dead_lettered: u64,
 }
 
 /// One subscriber of a queue, in detail.
@@ -42,6 +44,13 @@ pub struct SubscriberDetail {
     pub sockets: usize,
     /// The event filter, if any.
     pub events: Option<Vec<crate::names::EventName>>,
+    /// `broadcast` or `work`.
+    pub mode: crate::store::Mode,
+    /// Work mode: worker sockets attached, and messages in flight to them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
 }
 
 /// One queue in detail.
@@ -55,6 +64,7 @@ pub struct QueueDetail {
     pub acked: u64,
     pub expired: u64,
     pub rejected: u64,
+    pub dead_lettered: u64,
     pub subscribers: Vec<SubscriberDetail>,
 }
 
@@ -71,6 +81,7 @@ fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary 
         acked,
         expired,
         rejected,
+        dead_lettered,
     } = state.counters;
     QueueSummary {
         queue: queue.clone(),
@@ -86,6 +97,7 @@ fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary 
         acked,
         expired,
         rejected,
+        dead_lettered,
     }
 }
 
@@ -115,13 +127,16 @@ impl Broker {
             .iter()
             .map(|(client, s)| {
                 let sockets = outbox.map_or(0, |o| o.connected(client, queue));
-                let SubscriptionRecord { events } = &s.record;
+                let SubscriptionRecord { events, mode, .. } = &s.record;
                 SubscriberDetail {
                     client_id: client.clone(),
                     pending: s.inbox.len(),
                     connected: sockets > 0,
                     sockets,
                     events: events.clone(),
+                    mode: *mode,
+                    workers: s.workers.as_ref().map(|w| w.count()),
+                    in_flight: s.workers.as_ref().map(|w| w.in_flight()),
                 }
             })
             .collect();
@@ -133,6 +148,7 @@ impl Broker {
             acked: state.counters.acked,
             expired: state.counters.expired,
             rejected: state.counters.rejected,
+            dead_lettered: state.counters.dead_lettered,
             subscribers,
         })
     }

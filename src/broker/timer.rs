@@ -46,6 +46,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
     let now = now_ms();
     broker
         .mutate(|index, effects| {
+            effects.dispatch.extend(index.expire_inflight(now));
             let messages = index.expire_due(now, &mut effects.ops);
             if messages > 0 {
                 effects
@@ -73,9 +74,15 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
         broker
             .mutate(|index, effects| {
                 for (meta, payload) in due.iter().zip(payloads) {
-                    let Some(recipients) = index.wake(meta, &online, &mut effects.ops) else {
+                    let Some((recipients, workers)) = index.wake(meta, &online, &mut effects.ops)
+                    else {
                         continue;
                     };
+                    effects.dispatch.extend(
+                        workers
+                            .iter()
+                            .map(|client| (client.clone(), meta.queue.clone())),
+                    );
                     let payload: Option<SharedPayload> = payload
                         .and_then(|text| serde_json::from_str(&text).ok())
                         .map(Arc::new);
@@ -87,7 +94,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
                     effects.activity.push(Activity::new(ActivityKind::Due {
                         queue: meta.queue.clone(),
                         id: meta.id.clone(),
-                        recipients: recipients.len(),
+                        recipients: recipients.len() + workers.len(),
                     }));
                 }
                 Ok(())

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
+use crate::names::{ClientId, QueueName};
 use crate::store::Op;
 
 use super::Shared;
@@ -36,6 +37,8 @@ pub(crate) struct Effects {
     pub(crate) deliveries: Vec<Delivery>,
     /// What to tell activity watchers (the dashboard) after the commit.
     pub(crate) activity: Vec<Activity>,
+    /// Work subscriptions the dispatcher should look at after the commit.
+    pub(crate) dispatch: Vec<(ClientId, QueueName)>,
 }
 
 impl Effects {
@@ -45,6 +48,13 @@ impl Effects {
             return;
         }
         self.deliveries.extend(outcome.deliveries(payload));
+        let queue = &outcome.receipt.queue;
+        self.dispatch.extend(
+            outcome
+                .workers
+                .iter()
+                .map(|client| (client.clone(), queue.clone())),
+        );
         self.activity.push(Activity::new(ActivityKind::Published {
             queue: outcome.receipt.queue.clone(),
             event: outcome.receipt.event.clone(),
@@ -88,8 +98,13 @@ pub(crate) async fn run(
                     let Effects {
                         deliveries,
                         activity,
+                        dispatch,
                         ..
                     } = batch.effects;
+                    for request in dispatch {
+                        // The dispatcher ends only when the broker closes.
+                        let _ = shared.dispatch.send(request);
+                    }
                     if !deliveries.is_empty() {
                         // The fan-out task ends only after this writer: a send cannot fail
                         // while it runs, and if it did, the messages are still in the inboxes.

@@ -32,7 +32,7 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::layer::SocketIoLayer;
 
-use crate::broker::{Broker, Delivery, Outbox};
+use crate::broker::{Broker, Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
 use crate::names::{ClientId, QueueName};
 
@@ -154,6 +154,28 @@ impl Outbox for SocketOutbox {
                 tracing::warn!(error = %err, "could not remove sockets from an ended subscription");
             }
         }
+    }
+
+    fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool {
+        let Some((sid, path)) = consumer.split_once(' ') else {
+            return false;
+        };
+        let Some(namespace) = self.namespaces.iter().find(|n| n.path == path) else {
+            return false;
+        };
+        let socket = sid
+            .parse()
+            .ok()
+            .and_then(|sid| self.io.of(path)?.get_socket(sid));
+        let Some(socket) = socket else {
+            return false;
+        };
+        let event = envelope.event.as_str();
+        let sent = match &namespace.dialect {
+            Some(dialect) => socket.emit(event, &dialect.envelope(envelope)),
+            None => socket.emit(event, envelope),
+        };
+        sent.is_ok()
     }
 
     fn connected(&self, client: &ClientId, queue: &QueueName) -> usize {

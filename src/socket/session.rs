@@ -38,6 +38,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// How the broker names this socket as a work-mode worker.
+    pub fn consumer_id(&self) -> String {
+        consumer_id(&self.socket)
+    }
+
     /// The event's `clientId`, else the one given at connect.
     pub fn client(&self, given: Option<ClientId>) -> Result<ClientId, Error> {
         given
@@ -54,6 +59,11 @@ pub fn parse<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
         ));
     }
     serde_json::from_value(data).map_err(|e| from_json_error(&e))
+}
+
+/// A socket's worker name: its id and its namespace (see `SocketOutbox::deliver_to`).
+fn consumer_id(socket: &SocketRef) -> String {
+    format!("{} {}", socket.id, socket.ns())
 }
 
 /// The client id a socket gave at connect, from `auth: {clientId}` or the query string.
@@ -145,6 +155,7 @@ pub fn start(
     let (gone_broker, gone_client) = (broker.clone(), client.clone());
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
+        gone_broker.detach(&consumer_id(&socket));
         gone_broker.announce(ActivityKind::Disconnected {
             client: gone_client.clone(),
         });

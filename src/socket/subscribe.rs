@@ -1,5 +1,6 @@
-//! `subscribe {clientId, queue | queues, events?, mode?, ordered?, ...}`: a durable
-//! subscription; ack `{ok, clientId, queues, pending}`.
+//! `subscribe {clientId, queue | queues, events?, mode?, prefetch?, ackTimeoutMs?,
+//! maxDeliveries?}`: a durable subscription; ack `{ok, clientId, queues, pending}`. With
+//! `mode: "work"` this socket becomes one of the client's workers on those queues.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -10,6 +11,7 @@ use super::session::{Session, parse};
 use crate::broker::{Pending, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
+use crate::store::Mode;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,37 +27,66 @@ struct Subscribe {
     max_deliveries: Option<Value>,
 }
 
+/// The options of a subscription and of this socket's part in it.
+struct Options {
+    record: SubscriptionOptions,
+    /// Work mode: how many unacked messages this worker socket may hold.
+    prefetch: Option<usize>,
+}
+
+/// A whole number from `min` to `max`, if given.
+fn number(field: &str, value: &Option<Value>, min: u64, max: u64) -> Result<Option<u64>, Error> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                Error::invalid_field(format!(
+                    "'{field}' must be a whole number from {min} to {max}"
+                ))
+            }),
+    }
+}
+
 impl Subscribe {
-    /// The work-queue options arrive with issue 4; until then they are refused, not ignored.
-    fn check_options(&self) -> Result<(), Error> {
-        match self.mode.as_deref() {
-            None | Some("broadcast") => {}
-            Some("work") => {
-                return Err(Error::unsupported(
-                    "mode 'work' (shared work queues) is not supported by this version yet",
-                ));
-            }
+    /// Checks the mode and its options. `ordered` is not supported yet and is refused, not
+    /// ignored; work-mode options without `mode: "work"` are an error.
+    fn options(&mut self) -> Result<Options, Error> {
+        let mode = match self.mode.as_deref() {
+            None | Some("broadcast") => Mode::Broadcast,
+            Some("work") => Mode::Work,
             Some(other) => {
                 return Err(Error::invalid_field(format!(
                     "mode must be 'broadcast' or 'work', not '{other}'"
                 )));
             }
-        }
+        };
         if self.ordered == Some(true) {
             return Err(Error::unsupported(
                 "ordered subscriptions are not supported by this version yet",
             ));
         }
-        let work_options = [&self.prefetch, &self.ack_timeout_ms, &self.max_deliveries];
-        if work_options
-            .iter()
-            .any(|o| o.as_ref().is_some_and(|v| !v.is_null()))
-        {
-            return Err(Error::unsupported(
-                "prefetch, ackTimeoutMs and maxDeliveries belong to work mode, which this version does not support yet",
+        let prefetch = number("prefetch", &self.prefetch, 1, 1000)?;
+        let ack_timeout_ms = number("ackTimeoutMs", &self.ack_timeout_ms, 100, 86_400_000)?;
+        let max_deliveries = number("maxDeliveries", &self.max_deliveries, 1, 1000)?;
+        let work_options =
+            prefetch.is_some() || ack_timeout_ms.is_some() || max_deliveries.is_some();
+        if mode == Mode::Broadcast && work_options {
+            return Err(Error::invalid_field(
+                "prefetch, ackTimeoutMs and maxDeliveries need mode 'work'",
             ));
         }
-        Ok(())
+        Ok(Options {
+            record: SubscriptionOptions {
+                events: self.events.take(),
+                mode,
+                ack_timeout_ms,
+                max_deliveries: max_deliveries.map(|n| n as u32),
+            },
+            prefetch: (mode == Mode::Work).then(|| prefetch.unwrap_or(1) as usize),
+        })
     }
 
     fn queues(&mut self) -> Result<Vec<QueueName>, Error> {
@@ -72,23 +103,30 @@ impl Subscribe {
 
 fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<String>), Error> {
     let mut request: Subscribe = parse(data)?;
-    request.check_options()?;
+    let options = request.options()?;
     let client = session.client(request.client_id.take())?;
     let queues = request.queues()?;
-    let record = SubscriptionOptions {
-        events: request.events.take(),
+    // Broadcast: join first, so that a message committed right after the subscribe is pushed
+    // live rather than only waiting in the inbox. Work: messages come through the dispatcher.
+    let rooms: Vec<String> = match options.prefetch {
+        None => queues.iter().map(|q| room(&client, q)).collect(),
+        Some(_) => Vec::new(),
     };
-    // Join first: a message committed right after the subscribe is pushed live rather than
-    // only waiting in the inbox.
-    let rooms: Vec<String> = queues.iter().map(|q| room(&client, q)).collect();
     session.socket.join(rooms.clone());
-    let pending = match session.broker.subscribe(&client, &queues, record) {
+    let pending = match session.broker.subscribe(&client, &queues, options.record) {
         Ok(pending) => pending,
         Err(err) => {
             session.socket.leave(rooms);
             return Err(err);
         }
     };
+    if let Some(prefetch) = options.prefetch {
+        for queue in &queues {
+            session
+                .broker
+                .attach(&client, queue, session.consumer_id(), prefetch)?;
+        }
+    }
     let pending = pending.map(|pending| {
         let names: Vec<&str> = queues.iter().map(QueueName::as_str).collect();
         tracing::info!(client = %client, queues = ?names, pending, "subscribed");

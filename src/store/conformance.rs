@@ -50,6 +50,12 @@ async fn committed_state_loads_back(store: &dyn Store) {
             },
             inbox("acme", "orders", 1),
             inbox("acme", "orders", 2),
+            Op::SetAttempts {
+                client: name("acme"),
+                queue: name("orders"),
+                seq: 1,
+                attempts: 3,
+            },
             Op::AddWaiting {
                 queue: name("empty"),
                 seq: 3,
@@ -69,6 +75,7 @@ async fn committed_state_loads_back(store: &dyn Store) {
                     acked: 0,
                     expired: 0,
                     rejected: 3,
+                    dead_lettered: 0,
                 },
             },
         ])
@@ -78,6 +85,10 @@ async fn committed_state_loads_back(store: &dyn Store) {
     assert_eq!(snapshot.messages.len(), 3);
     assert_eq!(snapshot.messages[0], message(1, "orders").meta);
     assert_eq!(snapshot.inbox.len(), 2);
+    assert_eq!(
+        snapshot.attempts,
+        vec![(name("acme"), name("orders"), 1, 3)]
+    );
     assert_eq!(snapshot.waiting, vec![(name("empty"), 3)]);
     assert_eq!(snapshot.subscriptions.len(), 1);
     assert_eq!(snapshot.receipts.len(), 1);
@@ -117,6 +128,10 @@ async fn deletes_remove_and_missing_removes_are_harmless(store: &dyn Store) {
     let snapshot = store.load().await.unwrap();
     assert_eq!(snapshot.messages.len(), 2);
     assert_eq!(snapshot.inbox, vec![(name("acme"), name("orders"), 2)]);
+    assert!(
+        snapshot.attempts.is_empty(),
+        "removing an entry forgets its attempts"
+    );
     assert!(snapshot.waiting.is_empty());
     assert!(snapshot.receipts.is_empty());
     assert_eq!(store.payloads(vec![1]).await.unwrap(), vec![None]);

@@ -18,6 +18,7 @@ const META: TableDefinition<u64, &str> = TableDefinition::new("message_meta");
 const PAYLOADS: TableDefinition<u64, &str> = TableDefinition::new("message_payload");
 const SUBSCRIPTIONS: TableDefinition<(&str, &str), &str> = TableDefinition::new("subscriptions");
 const INBOX: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("inbox");
+const ATTEMPTS: TableDefinition<(&str, &str, u64), u32> = TableDefinition::new("inbox_attempts");
 const WAITING: TableDefinition<(&str, u64), ()> = TableDefinition::new("waiting");
 const RECEIPTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("receipts");
 const COUNTERS: TableDefinition<&str, &str> = TableDefinition::new("counters");
@@ -76,6 +77,7 @@ fn open_all(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PAYLOADS).map_err(e)?;
     txn.open_table(SUBSCRIPTIONS).map_err(e)?;
     txn.open_table(INBOX).map_err(e)?;
+    txn.open_table(ATTEMPTS).map_err(e)?;
     txn.open_table(WAITING).map_err(e)?;
     txn.open_table(RECEIPTS).map_err(e)?;
     txn.open_table(COUNTERS).map_err(e)?;
@@ -95,6 +97,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     let mut payloads = txn.open_table(PAYLOADS)?;
     let mut subscriptions = txn.open_table(SUBSCRIPTIONS)?;
     let mut inbox = txn.open_table(INBOX)?;
+    let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut waiting = txn.open_table(WAITING)?;
     let mut receipts = txn.open_table(RECEIPTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
@@ -125,7 +128,17 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 inbox.insert((client.as_str(), queue.as_str(), seq), ())?;
             }
             Op::RemoveFromInbox { client, queue, seq } => {
-                inbox.remove((client.as_str(), queue.as_str(), seq))?;
+                let key = (client.as_str(), queue.as_str(), seq);
+                attempts.remove(key)?;
+                inbox.remove(key)?;
+            }
+            Op::SetAttempts {
+                client,
+                queue,
+                seq,
+                attempts: n,
+            } => {
+                attempts.insert((client.as_str(), queue.as_str(), seq), n)?;
             }
             Op::AddWaiting { queue, seq } => {
                 waiting.insert((queue.as_str(), seq), ())?;
@@ -177,6 +190,16 @@ fn read_snapshot(db: &Database) -> Result<Snapshot, redb::Error> {
             parse_name(client).map_err(corrupt)?,
             parse_name(queue).map_err(corrupt)?,
             seq,
+        ));
+    }
+    for row in txn.open_table(ATTEMPTS)?.iter()? {
+        let (key, value) = row?;
+        let (client, queue, seq) = key.value();
+        snapshot.attempts.push((
+            parse_name(client).map_err(corrupt)?,
+            parse_name(queue).map_err(corrupt)?,
+            seq,
+            value.value(),
         ));
     }
     for row in txn.open_table(WAITING)?.iter()? {

@@ -25,6 +25,7 @@ struct Tables {
     messages: BTreeMap<u64, StoredMessage>,
     subscriptions: BTreeMap<(ClientId, QueueName), SubscriptionRecord>,
     inbox: BTreeSet<(ClientId, QueueName, u64)>,
+    attempts: BTreeMap<(ClientId, QueueName, u64), u32>,
     waiting: BTreeSet<(QueueName, u64)>,
     receipts: BTreeMap<(QueueName, MessageId), Receipt>,
     counters: BTreeMap<QueueName, Counters>,
@@ -60,7 +61,17 @@ impl Tables {
                 self.inbox.insert((client, queue, seq));
             }
             Op::RemoveFromInbox { client, queue, seq } => {
-                self.inbox.remove(&(client, queue, seq));
+                let key = (client, queue, seq);
+                self.attempts.remove(&key);
+                self.inbox.remove(&key);
+            }
+            Op::SetAttempts {
+                client,
+                queue,
+                seq,
+                attempts,
+            } => {
+                self.attempts.insert((client, queue, seq), attempts);
             }
             Op::AddWaiting { queue, seq } => {
                 self.waiting.insert((queue, seq));
@@ -102,6 +113,11 @@ impl Store for MemoryStore {
                 .map(|((c, q), r)| (c.clone(), q.clone(), r.clone()))
                 .collect(),
             inbox: tables.inbox.iter().cloned().collect(),
+            attempts: tables
+                .attempts
+                .iter()
+                .map(|((c, q, s), a)| (c.clone(), q.clone(), *s, *a))
+                .collect(),
             waiting: tables.waiting.iter().cloned().collect(),
             receipts: tables.receipts.values().cloned().collect(),
             counters: tables

@@ -68,10 +68,31 @@ pub struct StoredMessage {
 
 /// A subscription's options as stored; the broker gives them meaning.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SubscriptionRecord {
     /// Only these events enter the inbox; `None` means every event.
     #[serde(default)]
     pub events: Option<Vec<EventName>>,
+    /// Broadcast (every socket gets every message) or work (one worker socket each).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Work mode: an unacked message goes to another worker after this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_timeout_ms: Option<u64>,
+    /// Work mode: after this many deliveries an unacked message moves to `<queue>.dead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deliveries: Option<u32>,
+}
+
+/// How a client's sockets share its inbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every socket of the client receives every message.
+    #[default]
+    Broadcast,
+    /// Each message goes to one of the client's worker sockets.
+    Work,
 }
 
 /// The answer to a publish, kept so that a repeated publish of the same id returns it again.
@@ -98,6 +119,9 @@ pub struct Counters {
     /// Publishes refused by a limit (payload size, inbox length).
     #[serde(default)]
     pub rejected: u64,
+    /// Messages moved to `<queue>.dead` after too many deliveries.
+    #[serde(default)]
+    pub dead_lettered: u64,
 }
 
 /// One change to the store. A batch of ops is applied atomically by [`Store::commit`].
@@ -120,10 +144,18 @@ pub enum Op {
         queue: QueueName,
         seq: u64,
     },
+    /// Also forgets the entry's attempt count.
     RemoveFromInbox {
         client: ClientId,
         queue: QueueName,
         seq: u64,
+    },
+    /// How often an inbox entry has been delivered (work mode keeps it across restarts).
+    SetAttempts {
+        client: ClientId,
+        queue: QueueName,
+        seq: u64,
+        attempts: u32,
     },
     AddWaiting {
         queue: QueueName,
@@ -151,6 +183,8 @@ pub struct Snapshot {
     pub messages: Vec<MessageMeta>,
     pub subscriptions: Vec<(ClientId, QueueName, SubscriptionRecord)>,
     pub inbox: Vec<(ClientId, QueueName, u64)>,
+    /// Attempt counts of inbox entries that have one.
+    pub attempts: Vec<(ClientId, QueueName, u64, u32)>,
     pub waiting: Vec<(QueueName, u64)>,
     pub receipts: Vec<Receipt>,
     pub counters: Vec<(QueueName, Counters)>,

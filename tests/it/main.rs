@@ -11,3 +11,4 @@ mod helpers;
 mod operation;
 mod publish;
 mod timing;
+mod work;

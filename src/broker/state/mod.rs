@@ -19,8 +19,10 @@ use crate::store::{
 use super::message::{Delivery, Envelope, NewMessage, SharedPayload};
 
 mod timing;
+mod work;
 
 pub(crate) use timing::expired;
+pub(crate) use work::{Assignment, Workers};
 
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
 /// list) still reference it. At zero references the message is deleted.
@@ -34,9 +36,21 @@ pub(crate) struct Subscriber {
     pub(crate) record: SubscriptionRecord,
     /// Unacked messages by sequence number (publish order), with how often each was sent.
     pub(crate) inbox: BTreeMap<u64, u32>,
+    /// In work mode: the workers and what they hold.
+    pub(crate) workers: Option<Workers>,
 }
 
 impl Subscriber {
+    fn new(record: SubscriptionRecord) -> Self {
+        let mut subscriber = Self {
+            record,
+            inbox: BTreeMap::new(),
+            workers: None,
+        };
+        subscriber.fit_mode();
+        subscriber
+    }
+
     fn accepts(&self, event: &EventName) -> bool {
         match &self.record.events {
             Some(events) => events.contains(event),
@@ -69,8 +83,10 @@ struct Receipts {
 pub(crate) struct PublishOutcome {
     pub(crate) receipt: Receipt,
     pub(crate) duplicate: bool,
-    /// Clients whose inbox the message entered.
+    /// Clients whose inbox the message entered, to be pushed to live (broadcast mode).
     pub(crate) recipients: Vec<ClientId>,
+    /// Clients whose inbox the message entered, to be dispatched to one worker (work mode).
+    pub(crate) workers: Vec<ClientId>,
     /// The new message; `None` for a duplicate.
     pub(crate) meta: Option<Arc<MessageMeta>>,
 }
@@ -105,6 +121,8 @@ pub(crate) struct InboxFilter {
     pub(crate) client: ClientId,
     pub(crate) queue: Option<QueueName>,
     pub(crate) event: Option<EventName>,
+    /// Leave out work-mode subscriptions (their messages go to one worker each).
+    pub(crate) skip_work: bool,
 }
 
 /// The broker's in-memory index. See the module docs.
@@ -120,6 +138,8 @@ pub(crate) struct State {
     scheduled: BTreeSet<(u64, u64)>,
     /// Messages with a TTL by expiry time: `(expires_at_ms, seq)`.
     expiring: BTreeSet<(u64, u64)>,
+    /// Work mode: ack deadlines of in-flight messages, `(deadline_ms, seq, client, queue)`.
+    ack_deadlines: BTreeSet<(u64, u64, ClientId, QueueName)>,
 }
 
 impl State {
@@ -147,13 +167,12 @@ impl State {
                 .entry(client.clone())
                 .or_default()
                 .insert(queue.clone());
-            state.queues.entry(queue).or_default().subscribers.insert(
-                client,
-                Subscriber {
-                    record,
-                    inbox: BTreeMap::new(),
-                },
-            );
+            state
+                .queues
+                .entry(queue)
+                .or_default()
+                .subscribers
+                .insert(client, Subscriber::new(record));
         }
         for (client, queue, seq) in snapshot.inbox {
             let Some(entry) = state.messages.get_mut(&seq) else {
@@ -172,6 +191,16 @@ impl State {
             if let Some(entry) = state.messages.get_mut(&seq) {
                 entry.refs += 1;
                 state.queues.entry(queue).or_default().waiting.insert(seq);
+            }
+        }
+        for (client, queue, seq, attempts) in snapshot.attempts {
+            let entry = state
+                .queues
+                .get_mut(&queue)
+                .and_then(|q| q.subscribers.get_mut(&client))
+                .and_then(|s| s.inbox.get_mut(&seq));
+            if let Some(entry) = entry {
+                *entry = attempts;
             }
         }
         for (queue, counters) in snapshot.counters {
@@ -237,10 +266,10 @@ impl State {
         if let Some(expires_at) = meta.expires_at_ms {
             self.expiring.insert((expires_at, seq));
         }
-        let recipients = match deliver_at_ms {
+        let (recipients, workers) = match deliver_at_ms {
             Some(due) => {
                 self.schedule(&meta, due);
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
             None => self.route(&meta, online, ops),
         };
@@ -256,7 +285,7 @@ impl State {
             queue: meta.queue.clone(),
             event: meta.event.clone(),
             published_at_ms: now_ms,
-            recipients: recipients.len(),
+            recipients: recipients.len() + workers.len(),
             deliver_at_ms,
         };
         if message.id.is_some() {
@@ -267,27 +296,34 @@ impl State {
             receipt,
             duplicate: false,
             recipients,
+            workers,
             meta: Some(meta),
         }
     }
 
     /// Puts a stored message where it can be delivered: into the inbox of every subscriber
-    /// whose filter accepts it, else into the queue's waiting list. Returns the recipients.
+    /// whose filter accepts it, else into the queue's waiting list. Returns the recipients in
+    /// broadcast mode and those in work mode.
     fn route(
         &mut self,
         meta: &Arc<MessageMeta>,
         online: &dyn Fn(&ClientId, &QueueName) -> bool,
         ops: &mut Vec<Op>,
-    ) -> Vec<ClientId> {
+    ) -> (Vec<ClientId>, Vec<ClientId>) {
         let seq = meta.seq;
         let queue = self.queues.entry(meta.queue.clone()).or_default();
         let mut recipients = Vec::new();
+        let mut workers = Vec::new();
         for (client, subscriber) in &mut queue.subscribers {
             if subscriber.accepts(&meta.event) {
-                subscriber
-                    .inbox
-                    .insert(seq, u32::from(online(client, &meta.queue)));
-                recipients.push(client.clone());
+                // In work mode an attempt is counted when a worker is given the message.
+                let pushed = subscriber.workers.is_none() && online(client, &meta.queue);
+                subscriber.inbox.insert(seq, u32::from(pushed));
+                if subscriber.workers.is_some() {
+                    workers.push(client.clone());
+                } else {
+                    recipients.push(client.clone());
+                }
                 ops.push(Op::AddToInbox {
                     client: client.clone(),
                     queue: meta.queue.clone(),
@@ -295,7 +331,7 @@ impl State {
                 });
             }
         }
-        let refs = if recipients.is_empty() {
+        let refs = if recipients.is_empty() && workers.is_empty() {
             queue.waiting.insert(seq);
             ops.push(Op::AddWaiting {
                 queue: meta.queue.clone(),
@@ -303,12 +339,12 @@ impl State {
             });
             1
         } else {
-            recipients.len() as u32
+            (recipients.len() + workers.len()) as u32
         };
         if let Some(entry) = self.messages.get_mut(&seq) {
             entry.refs += refs;
         }
-        recipients
+        (recipients, workers)
     }
 
     /// Refuses a publish that a limit forbids, before anything changes: an inbox it would
@@ -370,6 +406,7 @@ impl State {
             receipt,
             duplicate: true,
             recipients: Vec::new(),
+            workers: Vec::new(),
             meta: None,
         })
     }
@@ -408,6 +445,7 @@ impl State {
         if let Some(existing) = queue.subscribers.get_mut(client) {
             if existing.record != record {
                 existing.record = record.clone();
+                existing.fit_mode();
                 ops.push(Op::PutSubscription {
                     client: client.clone(),
                     queue: queue_name.clone(),
@@ -416,10 +454,7 @@ impl State {
             }
             return existing.inbox.len();
         }
-        let mut subscriber = Subscriber {
-            record: record.clone(),
-            inbox: BTreeMap::new(),
-        };
+        let mut subscriber = Subscriber::new(record.clone());
         ops.push(Op::PutSubscription {
             client: client.clone(),
             queue: queue_name.clone(),
@@ -520,6 +555,7 @@ impl State {
                         queue: queue_name.clone(),
                         seq,
                     });
+                    self.finish_inflight(client, queue_name, seq);
                     self.drop_ref(seq, ops);
                     hit = true;
                 }
@@ -600,6 +636,9 @@ impl State {
             else {
                 continue;
             };
+            if filter.skip_work && subscriber.workers.is_some() {
+                continue;
+            }
             let mut taken = 0;
             for (&seq, _) in subscriber.inbox.range(after + 1..=upto) {
                 if taken == max {

@@ -37,14 +37,17 @@ impl State {
         }
     }
 
-    /// The earliest time something is due: a delayed message or an expiry.
+    /// The earliest time something is due: a delayed message, an expiry, or a work-mode
+    /// ack deadline.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        let due = self.scheduled.first().map(|(at, _)| *at);
-        let expiry = self.expiring.first().map(|(at, _)| *at);
-        match (due, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.scheduled.first().map(|(at, _)| *at),
+            self.expiring.first().map(|(at, _)| *at),
+            self.ack_deadlines.first().map(|(at, ..)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The delayed messages due at `now`, oldest first, at most `max`. (A schedule entry
@@ -70,13 +73,14 @@ impl State {
     }
 
     /// Makes a scheduled message deliverable: routes it to its queue's inboxes (or waiting
-    /// list). Returns its recipients, or `None` if it is no longer scheduled.
+    /// list). Returns its recipients in broadcast and in work mode, or `None` if it is no
+    /// longer scheduled.
     pub(crate) fn wake(
         &mut self,
         meta: &Arc<MessageMeta>,
         online: &dyn Fn(&ClientId, &QueueName) -> bool,
         ops: &mut Vec<Op>,
-    ) -> Option<Vec<ClientId>> {
+    ) -> Option<(Vec<ClientId>, Vec<ClientId>)> {
         let due = meta.deliver_at_ms?;
         if !self.scheduled.remove(&(due, meta.seq)) {
             return None;

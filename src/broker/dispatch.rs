@@ -1,0 +1,145 @@
+//! The dispatcher: one task that hands work-mode messages to workers.
+//!
+//! It is asked to look at a (client, queue) work subscription whenever something may have
+//! changed there: a message entered its inbox, a worker acked (room again), a worker joined
+//! or left, an ack deadline passed. Each round assigns deliverable messages to workers with
+//! room (the attempt counts are committed first: persist, then send), reads their payloads,
+//! and sends each to its worker through the [`Outbox`](super::Outbox). A message that was
+//! delivered `maxDeliveries` times moves to `<queue>.dead` instead, in one commit.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::message::{Envelope, NewMessage, now_ms};
+use super::{Broker, state};
+use crate::error::Error;
+use crate::names::{ClientId, QueueName};
+
+/// A work subscription to look at.
+pub(crate) type Request = (ClientId, QueueName);
+
+/// Runs until the broker closes.
+pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let closed = broker.closed();
+    tokio::pin!(closed);
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = &mut closed => return,
+            n = requests.recv_many(&mut batch, 1024) => if n == 0 { return },
+        }
+        // The same subscription asked for many times is looked at once.
+        let unique: BTreeSet<Request> = batch.drain(..).collect();
+        for (client, queue) in unique {
+            if let Err(err) = round(&broker, &client, &queue).await {
+                tracing::warn!(code = err.code(), client = %client, queue = %queue, "dispatch failed: {}", err.message());
+            }
+        }
+    }
+}
+
+/// Assigns, commits, and sends, until nothing more can be given to a worker.
+async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<(), Error> {
+    loop {
+        let now = now_ms();
+        let (assignments, dead) = broker
+            .mutate(|index, effects| Ok(index.dispatch(client, queue, now, &mut effects.ops)))?
+            .committed()
+            .await?;
+        if !dead.is_empty() {
+            dead_letter(broker, client, queue, dead).await?;
+        }
+        if assignments.is_empty() {
+            return Ok(());
+        }
+        // New ack deadlines: the timer may have to wake sooner than it planned.
+        broker.shared.timer.notify_one();
+        send(broker, assignments).await?;
+    }
+}
+
+/// Sends each assignment to its worker; a worker that cannot take it hands it back.
+async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<(), Error> {
+    let seqs = assignments.iter().map(|a| a.meta.seq).collect();
+    let payloads = broker
+        .shared
+        .store
+        .payloads(seqs)
+        .await
+        .map_err(|e| Error::unavailable(e.to_string()))?;
+    let outbox = broker.shared.outbox.get();
+    for (assignment, payload) in assignments.into_iter().zip(payloads) {
+        let payload = payload.and_then(|text| serde_json::from_str(&text).ok());
+        let sent = match (outbox, payload) {
+            (Some(outbox), Some(payload)) => {
+                let envelope = Envelope::new(
+                    &assignment.meta,
+                    Arc::new(payload),
+                    &assignment.client,
+                    assignment.attempt,
+                );
+                outbox.deliver_to(&assignment.consumer, &envelope)
+            }
+            _ => false,
+        };
+        if !sent {
+            // The attempt still counts; the message goes to the next worker with room when
+            // the subscription is looked at again (a worker leaving triggers that).
+            broker.shared.lock().index.hand_back(
+                &assignment.client,
+                &assignment.meta.queue,
+                assignment.meta.seq,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Moves messages delivered too often to `<queue>.dead`: removed from the inbox and
+/// published to the dead-letter queue (same event, payload and source) in one commit.
+async fn dead_letter(
+    broker: &Broker,
+    client: &ClientId,
+    queue: &QueueName,
+    dead: Vec<Arc<crate::store::MessageMeta>>,
+) -> Result<(), Error> {
+    let Some(dead_queue) = queue.dead_letter() else {
+        return Err(Error::invalid_name(format!(
+            "queue '{queue}' is too long to have a dead-letter queue"
+        )));
+    };
+    let seqs = dead.iter().map(|m| m.seq).collect();
+    let payloads = broker
+        .shared
+        .store
+        .payloads(seqs)
+        .await
+        .map_err(|e| Error::unavailable(e.to_string()))?;
+    let now = now_ms();
+    let online = broker.online();
+    broker
+        .mutate(|index, effects| {
+            for (meta, payload) in dead.iter().zip(payloads) {
+                let Some(text) = payload else { continue };
+                let Ok(value) = serde_json::from_str(&text) else {
+                    continue;
+                };
+                if !index.dead_letter(client, queue, meta.seq, &mut effects.ops) {
+                    continue;
+                }
+                let message = NewMessage::new(
+                    dead_queue.clone(),
+                    meta.event.clone(),
+                    value,
+                    meta.source.clone(),
+                );
+                let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
+                effects.published(&outcome, message.payload);
+            }
+            Ok(())
+        })?
+        .committed()
+        .await
+}

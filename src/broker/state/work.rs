@@ -1,0 +1,318 @@
+//! Work mode (the beanstalkd pattern): the sockets of a client that subscribed to a queue with
+//! `mode: "work"` are *workers* that share the client's inbox. Each message goes to one worker
+//! with spare capacity (`prefetch` unacked messages at most), round-robin. A message not acked
+//! within `ackTimeoutMs` goes to another worker with its attempt count up by one; one that was
+//! delivered `maxDeliveries` times moves to `<queue>.dead` instead. A worker that leaves hands
+//! its in-flight messages back at once.
+//!
+//! Which messages are in flight, and to whom, lives in memory only: after a restart every
+//! unacked message is deliverable again. Attempt counts are durable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::names::{ClientId, QueueName};
+use crate::store::{MessageMeta, Mode, Op};
+
+use super::{State, Subscriber, expired};
+
+/// The default time a worker has to ack a message.
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
+
+/// Identifies one worker (a socket) to the outbox.
+pub type ConsumerId = String;
+
+/// The workers of one work-mode subscription and what they hold.
+#[derive(Default)]
+pub(crate) struct Workers {
+    consumers: Vec<Consumer>,
+    /// Where the round-robin continues.
+    next: usize,
+    /// Messages in flight: seq → (worker, ack deadline in ms).
+    inflight: BTreeMap<u64, (ConsumerId, u64)>,
+}
+
+struct Consumer {
+    id: ConsumerId,
+    prefetch: usize,
+    holding: usize,
+}
+
+impl Workers {
+    /// How many worker sockets are attached.
+    pub(crate) fn count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// How many messages are in flight to them.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Forgets that `seq` is in flight; returns its ack deadline if it was.
+    fn finish(&mut self, seq: u64) -> Option<u64> {
+        let (consumer, deadline) = self.inflight.remove(&seq)?;
+        if let Some(c) = self.consumers.iter_mut().find(|c| c.id == consumer) {
+            c.holding = c.holding.saturating_sub(1);
+        }
+        Some(deadline)
+    }
+
+    /// The next worker with spare capacity, round-robin.
+    fn pick(&mut self) -> Option<usize> {
+        let n = self.consumers.len();
+        (0..n)
+            .map(|i| (self.next + i) % n)
+            .find(|&i| self.consumers[i].holding < self.consumers[i].prefetch)
+            .inspect(|&i| self.next = (i + 1) % n)
+    }
+}
+
+/// A message to send to one worker.
+pub(crate) struct Assignment {
+    pub(crate) consumer: ConsumerId,
+    pub(crate) client: ClientId,
+    pub(crate) meta: Arc<MessageMeta>,
+    pub(crate) attempt: u32,
+}
+
+impl Subscriber {
+    /// Sets up (or drops) the worker state that goes with the subscription's mode.
+    pub(super) fn fit_mode(&mut self) {
+        match self.record.mode {
+            Mode::Work if self.workers.is_none() => self.workers = Some(Workers::default()),
+            Mode::Broadcast => self.workers = None,
+            Mode::Work => {}
+        }
+    }
+}
+
+impl State {
+    /// Adds worker `consumer` (with room for `prefetch` unacked messages) to `client`'s
+    /// work-mode subscription to `queue`.
+    pub(crate) fn attach(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        consumer: ConsumerId,
+        prefetch: usize,
+    ) -> Result<(), Error> {
+        let subscriber = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.subscribers.get_mut(client))
+            .ok_or_else(|| Error::not_subscribed(client, Some(queue)))?;
+        let workers = subscriber
+            .workers
+            .as_mut()
+            .ok_or_else(|| Error::invalid_field("this subscription is not in work mode"))?;
+        match workers.consumers.iter_mut().find(|c| c.id == consumer) {
+            Some(existing) => existing.prefetch = prefetch,
+            None => workers.consumers.push(Consumer {
+                id: consumer,
+                prefetch,
+                holding: 0,
+            }),
+        }
+        Ok(())
+    }
+
+    /// Removes worker `consumer` everywhere and hands back what it held. Returns the
+    /// subscriptions that should dispatch again.
+    pub(crate) fn detach(&mut self, consumer: &str) -> Vec<(ClientId, QueueName)> {
+        let mut touched = Vec::new();
+        for (queue_name, queue) in &mut self.queues {
+            for (client, subscriber) in &mut queue.subscribers {
+                let Some(workers) = subscriber.workers.as_mut() else {
+                    continue;
+                };
+                let before = workers.consumers.len();
+                workers.consumers.retain(|c| c.id != consumer);
+                if workers.consumers.len() == before {
+                    continue;
+                }
+                let held: Vec<u64> = workers
+                    .inflight
+                    .iter()
+                    .filter(|(_, (c, _))| c == consumer)
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                for seq in held {
+                    if let Some((_, deadline)) = workers.inflight.remove(&seq) {
+                        self.ack_deadlines.remove(&(
+                            deadline,
+                            seq,
+                            client.clone(),
+                            queue_name.clone(),
+                        ));
+                    }
+                }
+                touched.push((client.clone(), queue_name.clone()));
+            }
+        }
+        touched
+    }
+
+    /// Assigns deliverable messages of `client`'s work-mode inbox on `queue` to workers with
+    /// spare capacity, oldest first, counting each as an attempt (durably, through `ops`).
+    /// Messages already delivered `maxDeliveries` times are returned separately, to be moved
+    /// to the dead-letter queue.
+    pub(crate) fn dispatch(
+        &mut self,
+        client: &ClientId,
+        queue_name: &QueueName,
+        now: u64,
+        ops: &mut Vec<Op>,
+    ) -> (Vec<Assignment>, Vec<Arc<MessageMeta>>) {
+        let (mut assignments, mut dead) = (Vec::new(), Vec::new());
+        let Some(subscriber) = self
+            .queues
+            .get_mut(queue_name)
+            .and_then(|q| q.subscribers.get_mut(client))
+        else {
+            return (assignments, dead);
+        };
+        let timeout = subscriber
+            .record
+            .ack_timeout_ms
+            .unwrap_or(DEFAULT_ACK_TIMEOUT_MS);
+        let max_deliveries = subscriber.record.max_deliveries;
+        let Some(workers) = subscriber.workers.as_mut() else {
+            return (assignments, dead);
+        };
+        for (&seq, attempts) in subscriber.inbox.iter_mut() {
+            if workers.inflight.contains_key(&seq) {
+                continue;
+            }
+            let Some(meta) = self.messages.get(&seq).map(|e| Arc::clone(&e.meta)) else {
+                continue;
+            };
+            if expired(&meta, now) {
+                continue; // the timer removes it
+            }
+            if max_deliveries.is_some_and(|max| *attempts >= max) {
+                dead.push(meta);
+                continue;
+            }
+            let Some(index) = workers.pick() else {
+                break;
+            };
+            let consumer = &mut workers.consumers[index];
+            consumer.holding += 1;
+            *attempts += 1;
+            let deadline = now.saturating_add(timeout);
+            workers
+                .inflight
+                .insert(seq, (consumer.id.clone(), deadline));
+            self.ack_deadlines
+                .insert((deadline, seq, client.clone(), queue_name.clone()));
+            ops.push(Op::SetAttempts {
+                client: client.clone(),
+                queue: queue_name.clone(),
+                seq,
+                attempts: *attempts,
+            });
+            assignments.push(Assignment {
+                consumer: consumer.id.clone(),
+                client: client.clone(),
+                meta,
+                attempt: *attempts,
+            });
+        }
+        (assignments, dead)
+    }
+
+    /// Hands back a message a worker could not be given (its socket went away or is full).
+    pub(crate) fn hand_back(&mut self, client: &ClientId, queue: &QueueName, seq: u64) {
+        self.finish_inflight(client, queue, seq);
+    }
+
+    /// Forgets that `seq` is in flight in `client`'s subscription to `queue`.
+    pub(super) fn finish_inflight(&mut self, client: &ClientId, queue: &QueueName, seq: u64) {
+        let workers = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.subscribers.get_mut(client))
+            .and_then(|s| s.workers.as_mut());
+        if let Some(deadline) = workers.and_then(|w| w.finish(seq)) {
+            self.ack_deadlines
+                .remove(&(deadline, seq, client.clone(), queue.clone()));
+        }
+    }
+
+    /// Takes back every in-flight message whose ack deadline passed by `now`. Returns the
+    /// subscriptions that should dispatch again (to another worker, round-robin).
+    pub(crate) fn expire_inflight(&mut self, now: u64) -> Vec<(ClientId, QueueName)> {
+        let mut touched = Vec::new();
+        while let Some((deadline, seq, client, queue)) = self.ack_deadlines.first().cloned() {
+            if deadline > now {
+                break;
+            }
+            self.finish_inflight(&client, &queue, seq);
+            self.ack_deadlines
+                .remove(&(deadline, seq, client.clone(), queue.clone()));
+            if !touched.contains(&(client.clone(), queue.clone())) {
+                touched.push((client, queue));
+            }
+        }
+        touched
+    }
+
+    /// Removes `seq` from `client`'s inbox on `queue` because it was delivered too often;
+    /// the caller publishes its copy to the dead-letter queue in the same commit.
+    pub(crate) fn dead_letter(
+        &mut self,
+        client: &ClientId,
+        queue_name: &QueueName,
+        seq: u64,
+        ops: &mut Vec<Op>,
+    ) -> bool {
+        self.finish_inflight(client, queue_name, seq);
+        let Some(queue) = self.queues.get_mut(queue_name) else {
+            return false;
+        };
+        let removed = queue
+            .subscribers
+            .get_mut(client)
+            .is_some_and(|s| s.inbox.remove(&seq).is_some());
+        if removed {
+            queue.counters.dead_lettered += 1;
+            ops.push(Op::RemoveFromInbox {
+                client: client.clone(),
+                queue: queue_name.clone(),
+                seq,
+            });
+            ops.push(Op::PutCounters {
+                queue: queue_name.clone(),
+                counters: queue.counters,
+            });
+            self.drop_ref(seq, ops);
+        }
+        removed
+    }
+
+    /// The subscriptions of `client` that are in work mode.
+    pub(crate) fn work_queues(&self, client: &ClientId) -> Vec<QueueName> {
+        self.clients
+            .get(client)
+            .into_iter()
+            .flatten()
+            .filter(|q| {
+                self.queues
+                    .get(*q)
+                    .and_then(|q| q.subscribers.get(client))
+                    .is_some_and(|s| s.workers.is_some())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `client`'s subscription to `queue` is in work mode.
+    pub(crate) fn is_work(&self, client: &ClientId, queue: &QueueName) -> bool {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .is_some_and(|s| s.workers.is_some())
+    }
+}
