@@ -29,8 +29,6 @@ pub enum ErrorKind {
     Unavailable,
     /// The server is shutting down and takes no new work.
     ShuttingDown,
-    /// The feature exists in the contract but is not implemented by this version.
-    Unsupported,
 }
 
 /// An error with a stable machine-readable code and a message for people.
@@ -111,11 +109,6 @@ impl Error {
             "shutting_down",
             "queuehub is shutting down and accepts no new work",
         )
-    }
-
-    /// A documented feature that this version does not implement yet.
-    pub fn unsupported(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Unsupported, "not_supported", message)
     }
 
     /// The same error under another stable code.

@@ -89,7 +89,6 @@ fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::Limit => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Full => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Unavailable | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
     }
 }
 

@@ -44,10 +44,18 @@ pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Re
 async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<(), Error> {
     loop {
         let now = now_ms();
-        let (assignments, dead) = broker
-            .mutate(|index, effects| Ok(index.dispatch(client, queue, now, &mut effects.ops)))?
+        let online = broker.online()(client, queue);
+        let (assignments, dead, head) = broker
+            .mutate(|index, effects| {
+                let (assignments, dead) = index.dispatch(client, queue, now, &mut effects.ops);
+                let head = index.ordered_head(client, queue, now, online, &mut effects.ops);
+                Ok((assignments, dead, head))
+            })?
             .committed()
             .await?;
+        if let Some(head) = head {
+            push_head(broker, head).await?;
+        }
         if !dead.is_empty() {
             dead_letter(broker, client, queue, dead).await?;
         }
@@ -58,6 +66,26 @@ async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<
         broker.shared.timer.notify_one();
         send(broker, assignments).await?;
     }
+}
+
+/// Pushes the head of an ordered subscription to all the client's sockets on its queue.
+async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error> {
+    let payloads = broker
+        .shared
+        .store
+        .payloads(vec![head.meta.seq])
+        .await
+        .map_err(|e| Error::unavailable(e.to_string()))?;
+    let payload = payloads
+        .into_iter()
+        .next()
+        .flatten()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if let (Some(outbox), Some(payload)) = (broker.shared.outbox.get(), payload) {
+        let envelope = Envelope::new(&head.meta, Arc::new(payload), &head.client, head.attempt);
+        outbox.deliver(super::Delivery { envelope }).await;
+    }
+    Ok(())
 }
 
 /// Sends each assignment to its worker; a worker that cannot take it hands it back.

@@ -407,7 +407,7 @@ impl Broker {
             // Acks make room for work-mode workers.
             effects.dispatch.extend(
                 index
-                    .work_queues(client)
+                    .dispatched_queues(client)
                     .into_iter()
                     .map(|queue| (client.clone(), queue)),
             );
@@ -451,9 +451,25 @@ impl Broker {
         let _ = self.shared.dispatch.send((client, queue));
     }
 
-    /// Whether `client`'s subscription to `queue` is in work mode.
-    pub fn is_work(&self, client: &ClientId, queue: &QueueName) -> bool {
-        self.shared.lock().index.is_work(client, queue)
+    /// Sends the head of `client`'s ordered subscriptions (on `queue`, or all) again: a
+    /// socket joined, or asked to catch up.
+    pub fn repush_heads(&self, client: &ClientId, queue: Option<&QueueName>) {
+        let queues = {
+            let mut core = self.shared.lock();
+            let queues: Vec<QueueName> = core
+                .index
+                .dispatched_queues(client)
+                .into_iter()
+                .filter(|q| queue.is_none_or(|wanted| wanted == q))
+                .collect();
+            for q in &queues {
+                core.index.repush_head(client, q);
+            }
+            queues
+        };
+        for q in queues {
+            self.request_dispatch(client.clone(), q);
+        }
     }
 
     /// The queues `client` is subscribed to (none if it has no subscription).
@@ -489,7 +505,7 @@ impl Broker {
                 client,
                 queue,
                 event,
-                skip_work: true,
+                skip_dispatched: true,
             },
             after: 0,
             upto: core.index.last_seq(),
@@ -537,7 +553,7 @@ impl Broker {
             client: client.clone(),
             queue: Some(queue.clone()),
             event: None,
-            skip_work: false,
+            skip_dispatched: false,
         };
         let entries = {
             let mut core = self.shared.lock();

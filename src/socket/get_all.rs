@@ -65,6 +65,8 @@ fn start(session: &Session, data: Value) -> Result<CatchUp, Error> {
     if request.queue.is_none() && session.dialect.as_ref().is_some_and(|d| d.queue_per_client) {
         join_own_queue(session, &client)?;
     }
+    // Ordered subscriptions catch up one message at a time: their head is sent again.
+    session.broker.repush_heads(&client, request.queue.as_ref());
     session
         .broker
         .catch_up(client, request.queue, request.event, request.limit)

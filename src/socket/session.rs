@@ -103,6 +103,7 @@ pub fn start(
             .map(|queue| super::room(client, queue))
             .collect();
         socket.join(rooms);
+        broker.repush_heads(client, None);
     }
     let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
 

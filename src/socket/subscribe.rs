@@ -63,9 +63,10 @@ impl Subscribe {
                 )));
             }
         };
-        if self.ordered == Some(true) {
-            return Err(Error::unsupported(
-                "ordered subscriptions are not supported by this version yet",
+        let ordered = self.ordered == Some(true);
+        if ordered && mode == Mode::Work {
+            return Err(Error::invalid_field(
+                "ordered applies to broadcast subscriptions; in work mode use prefetch 1",
             ));
         }
         let prefetch = number("prefetch", &self.prefetch, 1, 1000)?;
@@ -84,6 +85,7 @@ impl Subscribe {
                 mode,
                 ack_timeout_ms,
                 max_deliveries: max_deliveries.map(|n| n as u32),
+                ordered,
             },
             prefetch: (mode == Mode::Work).then(|| prefetch.unwrap_or(1) as usize),
         })
@@ -104,6 +106,7 @@ impl Subscribe {
 fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<String>), Error> {
     let mut request: Subscribe = parse(data)?;
     let options = request.options()?;
+    let ordered = options.record.ordered;
     let client = session.client(request.client_id.take())?;
     let queues = request.queues()?;
     // Broadcast: join first, so that a message committed right after the subscribe is pushed
@@ -125,6 +128,12 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
             session
                 .broker
                 .attach(&client, queue, session.consumer_id(), prefetch)?;
+        }
+    }
+    if ordered {
+        // The new socket gets the current head; later ones follow each ack.
+        for queue in &queues {
+            session.broker.repush_heads(&client, Some(queue));
         }
     }
     let pending = pending.map(|pending| {

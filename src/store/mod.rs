@@ -82,6 +82,9 @@ pub struct SubscriptionRecord {
     /// Work mode: after this many deliveries an unacked message moves to `<queue>.dead`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_deliveries: Option<u32>,
+    /// Broadcast mode: one message at a time, the next only after the previous is acked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
 }
 
 /// How a client's sockets share its inbox.

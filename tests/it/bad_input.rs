@@ -245,8 +245,8 @@ async fn bad_socket_events_are_answered_in_the_ack_and_change_nothing() {
         ),
         (
             "subscribe",
-            json!({"clientId": client, "queue": queue, "ordered": true}),
-            "not_supported",
+            json!({"clientId": client, "queue": queue, "ordered": true, "mode": "work"}),
+            "invalid_field",
         ),
         (
             "subscribe",

@@ -204,3 +204,71 @@ async fn after_kill_9_a_dead_workers_messages_are_delivered_again_with_their_att
         (id, json!(2))
     );
 }
+
+#[tokio::test]
+async fn an_ordered_subscription_gets_the_next_message_only_after_the_ack() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("steps"), unique("c"));
+    let mut socket = SocketClient::connect(&app.url).await;
+    let ack = socket
+        .call(
+            "subscribe",
+            json!({"clientId": client, "queue": queue, "ordered": true}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    for n in 0..3 {
+        app.publish(&queue, "step", json!(n)).await;
+    }
+    for n in 0..3 {
+        let step = socket.take("step", 1).await.remove(0);
+        assert_eq!(step["payload"], n);
+        let early = socket.drain(Duration::from_millis(250)).await;
+        assert!(
+            early.is_empty(),
+            "nothing before the ack of step {n}: {early:?}"
+        );
+        assert_eq!(socket.ack(&client, &step["id"]).await["removed"], true);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_ordered_client_coming_back_gets_its_oldest_message_first_and_again_on_get_all() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("steps"), unique("c"));
+    let first = SocketClient::connect(&app.url).await;
+    first
+        .call(
+            "subscribe",
+            json!({"clientId": client, "queue": queue, "ordered": true}),
+        )
+        .await;
+    first.disconnect().await;
+    let oldest = app.publish(&queue, "step", json!("a")).await["id"].clone();
+    app.publish(&queue, "step", json!("b")).await;
+
+    let mut back = SocketClient::connect(&app.url).await;
+    back.call(
+        "subscribe",
+        json!({"clientId": client, "queue": queue, "ordered": true}),
+    )
+    .await;
+    let head = back.take("step", 1).await.remove(0);
+    assert_eq!(
+        (head["id"].clone(), head["attempt"].clone()),
+        (oldest.clone(), json!(1))
+    );
+    let ack = back.call("getAll", json!({"clientId": client})).await;
+    assert_eq!(
+        ack["count"], 0,
+        "ordered messages are not streamed all at once: {ack}"
+    );
+    let again = back.take("step", 1).await.remove(0);
+    assert_eq!(
+        (again["id"].clone(), again["attempt"].clone()),
+        (oldest, json!(2))
+    );
+    assert!(back.drain(Duration::from_millis(250)).await.is_empty());
+    app.stop().await;
+}

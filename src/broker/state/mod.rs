@@ -38,6 +38,8 @@ pub(crate) struct Subscriber {
     pub(crate) inbox: BTreeMap<u64, u32>,
     /// In work mode: the workers and what they hold.
     pub(crate) workers: Option<Workers>,
+    /// In an ordered subscription: the message last pushed as the head of the inbox.
+    pub(crate) pushed_head: Option<u64>,
 }
 
 impl Subscriber {
@@ -46,6 +48,7 @@ impl Subscriber {
             record,
             inbox: BTreeMap::new(),
             workers: None,
+            pushed_head: None,
         };
         subscriber.fit_mode();
         subscriber
@@ -85,7 +88,8 @@ pub(crate) struct PublishOutcome {
     pub(crate) duplicate: bool,
     /// Clients whose inbox the message entered, to be pushed to live (broadcast mode).
     pub(crate) recipients: Vec<ClientId>,
-    /// Clients whose inbox the message entered, to be dispatched to one worker (work mode).
+    /// Clients whose inbox the message entered, to be handed to the dispatcher (work mode:
+    /// one worker; ordered: only as the head of the inbox).
     pub(crate) workers: Vec<ClientId>,
     /// The new message; `None` for a duplicate.
     pub(crate) meta: Option<Arc<MessageMeta>>,
@@ -121,8 +125,8 @@ pub(crate) struct InboxFilter {
     pub(crate) client: ClientId,
     pub(crate) queue: Option<QueueName>,
     pub(crate) event: Option<EventName>,
-    /// Leave out work-mode subscriptions (their messages go to one worker each).
-    pub(crate) skip_work: bool,
+    /// Leave out work-mode and ordered subscriptions (the dispatcher sends their messages).
+    pub(crate) skip_dispatched: bool,
 }
 
 /// The broker's in-memory index. See the module docs.
@@ -316,10 +320,11 @@ impl State {
         let mut workers = Vec::new();
         for (client, subscriber) in &mut queue.subscribers {
             if subscriber.accepts(&meta.event) {
-                // In work mode an attempt is counted when a worker is given the message.
-                let pushed = subscriber.workers.is_none() && online(client, &meta.queue);
+                // Work and ordered subscriptions count an attempt when the dispatcher sends.
+                let dispatched = subscriber.is_dispatched();
+                let pushed = !dispatched && online(client, &meta.queue);
                 subscriber.inbox.insert(seq, u32::from(pushed));
-                if subscriber.workers.is_some() {
+                if dispatched {
                     workers.push(client.clone());
                 } else {
                     recipients.push(client.clone());
@@ -636,7 +641,7 @@ impl State {
             else {
                 continue;
             };
-            if filter.skip_work && subscriber.workers.is_some() {
+            if filter.skip_dispatched && subscriber.is_dispatched() {
                 continue;
             }
             let mut taken = 0;

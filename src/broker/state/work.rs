@@ -78,6 +78,11 @@ pub(crate) struct Assignment {
 }
 
 impl Subscriber {
+    /// Whether the dispatcher, not a room broadcast, sends this subscription's messages.
+    pub(crate) fn is_dispatched(&self) -> bool {
+        self.workers.is_some() || self.record.ordered
+    }
+
     /// Sets up (or drops) the worker state that goes with the subscription's mode.
     pub(super) fn fit_mode(&mut self) {
         match self.record.mode {
@@ -292,8 +297,8 @@ impl State {
         removed
     }
 
-    /// The subscriptions of `client` that are in work mode.
-    pub(crate) fn work_queues(&self, client: &ClientId) -> Vec<QueueName> {
+    /// The subscriptions of `client` that the dispatcher serves (work mode or ordered).
+    pub(crate) fn dispatched_queues(&self, client: &ClientId) -> Vec<QueueName> {
         self.clients
             .get(client)
             .into_iter()
@@ -302,10 +307,61 @@ impl State {
                 self.queues
                     .get(*q)
                     .and_then(|q| q.subscribers.get(client))
-                    .is_some_and(|s| s.workers.is_some())
+                    .is_some_and(Subscriber::is_dispatched)
             })
             .cloned()
             .collect()
+    }
+
+    /// In an ordered subscription: the head of the inbox (its oldest unacked, unexpired
+    /// message) if it has not been pushed yet, counted as an attempt. `None` when the head
+    /// was pushed already, the inbox is empty, no socket of the client is `online` to take
+    /// it, or the subscription is not ordered.
+    pub(crate) fn ordered_head(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        now: u64,
+        online: bool,
+        ops: &mut Vec<Op>,
+    ) -> Option<Assignment> {
+        let subscriber = self.queues.get_mut(queue)?.subscribers.get_mut(client)?;
+        if !subscriber.record.ordered || !online {
+            return None;
+        }
+        let messages = &self.messages;
+        let (&seq, attempts) = subscriber
+            .inbox
+            .iter_mut()
+            .find(|(seq, _)| messages.get(seq).is_some_and(|e| !expired(&e.meta, now)))?;
+        if subscriber.pushed_head == Some(seq) {
+            return None;
+        }
+        subscriber.pushed_head = Some(seq);
+        *attempts += 1;
+        ops.push(Op::SetAttempts {
+            client: client.clone(),
+            queue: queue.clone(),
+            seq,
+            attempts: *attempts,
+        });
+        Some(Assignment {
+            consumer: String::new(),
+            client: client.clone(),
+            meta: Arc::clone(&messages.get(&seq)?.meta),
+            attempt: *attempts,
+        })
+    }
+
+    /// Makes an ordered subscription push its head again (a socket joined, or asked).
+    pub(crate) fn repush_head(&mut self, client: &ClientId, queue: &QueueName) {
+        if let Some(subscriber) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.subscribers.get_mut(client))
+        {
+            subscriber.pushed_head = None;
+        }
     }
 
     /// Whether `client`'s subscription to `queue` is in work mode.
