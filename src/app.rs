@@ -63,11 +63,16 @@ impl Application {
             layer: socket_layer,
             io,
             dashboard,
-        } = socket::layer(broker.clone(), config.dialect.clone());
+        } = socket::layer(
+            broker.clone(),
+            config.dialect.clone(),
+            Arc::clone(&config.security),
+        );
         let sockets_io = io.clone();
         let state = ApiState {
             broker: broker.clone(),
             sockets: Arc::new(move || socket::connected_sockets(&sockets_io)),
+            security: Arc::clone(&config.security),
         };
         let api = api::router(state, &config).layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
+use crate::auth::{ApiKeys, Security, Tokens};
 use crate::broker::BrokerConfig;
 use crate::compat::{self, Dialect, HttpRoute};
 
@@ -42,6 +43,8 @@ pub struct Config {
     /// Serve the dashboard's files from this directory instead of the built-in copies
     /// (for working on the page without rebuilding).
     pub dashboard_dir: Option<PathBuf>,
+    /// API keys and the token secret; empty means open mode.
+    pub security: Arc<Security>,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             dialect: None,
             http_routes: Vec::new(),
             dashboard_dir: None,
+            security: Arc::new(Security::default()),
         }
     }
 }
@@ -79,10 +83,14 @@ pub struct Cli {
     /// as `--config`; flags, variables and `--config` override it.
     #[arg(long, env = "QUEUEHUB_PRESET")]
     pub preset: Option<String>,
-    /// API key required on HTTP writes (secured mode arrives with issue 5).
-    #[arg(long, env = "QUEUEHUB_API_KEY")]
+    /// An API key: required as `Authorization: Bearer KEY` on HTTP writes and admin routes,
+    /// and accepted from trusted socket backends. Repeat (or separate with commas) for several.
+    #[arg(long, env = "QUEUEHUB_API_KEY", value_delimiter = ',')]
     pub api_key: Vec<String>,
-    /// Secret that signs socket tokens (secured mode arrives with issue 5).
+    /// A file with API keys, one per line.
+    #[arg(long, env = "QUEUEHUB_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// The secret (16+ characters) that signs socket tokens; sockets must then present one.
     #[arg(long, env = "QUEUEHUB_TOKEN_SECRET")]
     pub token_secret: Option<String>,
     /// Largest message payload, in bytes of JSON [default: 1048576].
@@ -144,6 +152,27 @@ impl FileConfig {
     }
 }
 
+/// API keys (flags, a key file, the config file) and the token secret.
+fn security(cli: &Cli, file: &FileConfig) -> anyhow::Result<Security> {
+    let mut keys = cli.api_key.clone();
+    if let Some(path) = &cli.api_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+        keys.extend(text.lines().map(str::to_owned));
+    }
+    if keys.is_empty() {
+        keys.extend(file.api_key.clone().unwrap_or_default());
+    }
+    let tokens = match cli.token_secret.as_ref().or(file.token_secret.as_ref()) {
+        Some(secret) => Some(Tokens::new(secret).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    Ok(Security {
+        api_keys: ApiKeys::new(keys),
+        tokens,
+    })
+}
+
 /// Reads a preset: a built-in name or a file.
 fn read_preset(preset: &str) -> anyhow::Result<FileConfig> {
     let file: FileConfig = match compat::builtin_preset(preset) {
@@ -170,15 +199,7 @@ impl Config {
             Some(preset) => file.over(read_preset(&preset)?),
             None => file,
         };
-        if !cli.api_key.is_empty()
-            || cli.token_secret.is_some()
-            || file.api_key.is_some()
-            || file.token_secret.is_some()
-        {
-            bail!(
-                "secured mode (--api-key, --token-secret) is not available yet; it arrives with issue 5"
-            );
-        }
+        let security = security(&cli, &file)?;
         let defaults = Config::default();
         let listen = if cli.listen.is_empty() {
             file.listen.unwrap_or(defaults.listen)
@@ -221,6 +242,7 @@ impl Config {
             check_lab_route(&route.path)?;
         }
         Ok(Config {
+            security: Arc::new(security),
             dashboard_dir: cli.dashboard_dir,
             dialect,
             http_routes,
@@ -339,14 +361,32 @@ mod tests {
     }
 
     #[test]
-    fn flags_of_later_features_stop_the_server_instead_of_being_ignored() {
-        for args in [
-            ["queuehub", "--api-key", "k"],
-            ["queuehub", "--token-secret", "s"],
-        ] {
-            let cli = Cli::try_parse_from(args).unwrap();
-            assert!(Config::from_cli(cli).is_err(), "{args:?}");
+    fn api_keys_and_a_token_secret_turn_on_secured_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, "k2\n\nk3\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "queuehub",
+            "--api-key",
+            "k1",
+            "--api-key-file",
+            keys.to_str().unwrap(),
+            "--token-secret",
+            "sixteen characters!",
+        ])
+        .unwrap();
+        let config = Config::from_cli(cli).unwrap();
+        for key in ["k1", "k2", "k3"] {
+            assert!(config.security.api_keys.accepts(key), "{key}");
         }
+        assert!(config.security.tokens.is_some());
+        assert!(!Config::from_cli(Cli::default()).unwrap().security.secured());
+    }
+
+    #[test]
+    fn a_short_token_secret_is_refused() {
+        let cli = Cli::try_parse_from(["queuehub", "--token-secret", "short"]).unwrap();
+        assert!(Config::from_cli(cli).is_err());
     }
 
     #[test]

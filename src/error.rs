@@ -29,6 +29,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The server is shutting down and takes no new work.
     ShuttingDown,
+    /// No valid credential (API key or token) was presented.
+    Unauthorized,
+    /// The credential does not allow this.
+    Forbidden,
 }
 
 /// An error with a stable machine-readable code and a message for people.

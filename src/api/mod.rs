@@ -6,11 +6,13 @@
 
 mod body;
 mod dashboard;
+mod guard;
 mod health;
 mod inbox;
 mod lab;
 mod publish;
 mod queues;
+mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -19,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::json;
 
+use crate::auth::Security;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -31,6 +34,8 @@ pub struct ApiState {
     pub broker: Broker,
     /// Counts connected sockets, for `/metrics`.
     pub sockets: std::sync::Arc<dyn Fn() -> usize + Send + Sync>,
+    /// API keys and the token secret (secured mode).
+    pub security: std::sync::Arc<Security>,
 }
 
 /// The API's routes, a preset's lab routes and the dashboard page.
@@ -53,9 +58,14 @@ pub fn router(state: ApiState, config: &Config) -> Router {
             "/v1/queues/{queue}/clients/{client}",
             delete(inbox::unsubscribe),
         )
+        .route("/v1/tokens", post(tokens::mint))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_key,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -89,6 +99,8 @@ fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::Limit => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Full => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Unavailable | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
     }
 }
 

@@ -15,6 +15,13 @@ use socketioxide::extract::SocketRef;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use std::sync::Arc;
+
+use socketioxide::extract::TryData;
+use socketioxide::handler::ConnectHandler;
+
+use super::identity::Identity;
+use crate::auth::{Security, unauthorized};
 use crate::broker::Broker;
 use crate::broker::stats::QueueDetail;
 
@@ -52,16 +59,26 @@ fn snapshot(broker: &Broker, io: &SocketIo) -> Snapshot {
 
 /// Registers the namespace and starts the task that feeds it; the task ends when the broker
 /// closes.
-pub fn start(io: &SocketIo, broker: Broker) -> JoinHandle<()> {
+pub fn start(io: &SocketIo, broker: Broker, security: Arc<Security>) -> JoinHandle<()> {
     let connect_broker = broker.clone();
     let connect_io = io.clone();
-    io.ns(NAMESPACE, move |socket: SocketRef| {
+    let connect = move |socket: SocketRef| {
         let snapshot = snapshot(&connect_broker, &connect_io);
         if let Err(err) = socket.emit("snapshot", &snapshot) {
             tracing::debug!(error = %err, "could not send the first dashboard snapshot");
         }
         std::future::ready(())
-    });
+    };
+    // In secured mode the dashboard shows every queue and client: API keys only.
+    let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+        let checked = match Identity::check(&security, &socket, auth.ok().as_ref()) {
+            Ok(Identity::Open | Identity::Trusted) => Ok(()),
+            Ok(Identity::Client(_)) => Err(unauthorized("the dashboard needs auth: {apiKey}")),
+            Err(err) => Err(err),
+        };
+        std::future::ready(checked)
+    };
+    io.ns(NAMESPACE, connect.with(authenticate));
     tokio::spawn(feed(io.clone(), broker))
 }
 

@@ -35,6 +35,7 @@ struct GetAll {
 /// live messages follow the catch-up.
 fn join_own_queue(session: &Session, client: &ClientId) -> Result<(), Error> {
     let queue = QueueName::parse(client.as_str())?;
+    session.identity.check_subscribe(&queue)?;
     session.socket.join(room(client, &queue));
     if session.broker.subscriptions(client).contains(&queue) {
         return Ok(());

@@ -18,6 +18,7 @@
 
 pub mod dashboard;
 mod get_all;
+pub mod identity;
 mod publish;
 mod received;
 mod reply;
@@ -32,9 +33,12 @@ use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::layer::SocketIoLayer;
 
+use crate::auth::Security;
 use crate::broker::{Broker, Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
 use crate::names::{ClientId, QueueName};
+use identity::Identity;
+use socketioxide::handler::ConnectHandler;
 
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
@@ -80,7 +84,7 @@ pub struct SocketApi {
 
 /// Builds the socket.io layer with queuehub's namespaces (`/`, those of a lab dialect, and
 /// `/dashboard`) and connects the broker's live deliveries to it.
-pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>) -> SocketApi {
+pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>, security: Arc<Security>) -> SocketApi {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
         .max_payload(broker.config().max_payload_bytes as u64 + 64 * 1024)
@@ -89,19 +93,33 @@ pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>) -> SocketApi {
     for namespace in &namespaces {
         let broker = broker.clone();
         let dialect = namespace.dialect.clone();
-        io.ns(
-            namespace.path.clone(),
-            move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
-                session::start(socket, broker.clone(), auth.ok(), dialect.clone());
-                std::future::ready(())
-            },
-        );
+        let (for_check, for_start) = (Arc::clone(&security), Arc::clone(&security));
+        // Secured mode: a socket without a valid credential is refused here, before the
+        // handler, and gets `connect_error` with the reason.
+        let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+            let checked = Identity::check(&for_check, &socket, auth.ok().as_ref()).map(|_| ());
+            std::future::ready(checked)
+        };
+        let connect = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
+            let auth = auth.ok();
+            match Identity::check(&for_start, &socket, auth.as_ref()) {
+                Ok(identity) => {
+                    session::start(socket, broker.clone(), auth, dialect.clone(), identity);
+                }
+                // The credential expired between the check and now: refuse after all.
+                Err(_) => {
+                    let _ = socket.disconnect();
+                }
+            }
+            std::future::ready(())
+        };
+        io.ns(namespace.path.clone(), connect.with(authenticate));
     }
     broker.set_outbox(Arc::new(SocketOutbox {
         io: io.clone(),
         namespaces,
     }));
-    let dashboard = dashboard::start(&io, broker);
+    let dashboard = dashboard::start(&io, broker, security);
     SocketApi {
         layer,
         io,

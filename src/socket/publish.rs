@@ -19,12 +19,18 @@ fn publish(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
     let request: PublishRequest = parse(data)?;
     let source = source(session, given_client);
     let message = request.into_message(None, source)?;
+    session.identity.check_publish(&message.queue)?;
     Ok(session.broker.publish(vec![message])?.map(render))
 }
 
 /// The `source` of a message this socket publishes.
+/// A token-bound socket is always its token's client, whatever the event claims.
 fn source(session: &Session, given: Option<ClientId>) -> String {
-    given
+    session
+        .identity
+        .client()
+        .cloned()
+        .or(given)
         .or_else(|| session.client.clone())
         .map_or_else(|| session.socket.id.to_string(), String::from)
 }
@@ -48,6 +54,7 @@ fn app_event(session: &Session, index: usize, data: Value) -> Result<Pending<Val
         .get(index)
         .ok_or_else(|| Error::invalid_field("unknown lab event"))?;
     let (queue, payload) = dialect.app_message(app, data)?;
+    session.identity.check_publish(&queue)?;
     let message = NewMessage::new(queue, app.event.clone(), payload, source(session, None));
     Ok(session.broker.publish(vec![message])?.map(render))
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use socketioxide::extract::{Event, SocketRef, TryData};
 use tokio::sync::{mpsc, oneshot};
 
+use super::identity::{Identity, query};
 use super::reply::{AckHandle, Reply};
 use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
@@ -35,6 +36,8 @@ pub struct Session {
     pub client: Option<ClientId>,
     /// The lab dialect of this socket's namespace, if any.
     pub dialect: Option<Arc<Dialect>>,
+    /// What the socket proved at connect (secured mode).
+    pub identity: Identity,
 }
 
 impl Session {
@@ -45,9 +48,7 @@ impl Session {
 
     /// The event's `clientId`, else the one given at connect.
     pub fn client(&self, given: Option<ClientId>) -> Result<ClientId, Error> {
-        given
-            .or_else(|| self.client.clone())
-            .ok_or_else(|| Error::invalid_field("missing field `clientId`"))
+        self.identity.acting_as(given, self.client.as_ref())
     }
 }
 
@@ -67,21 +68,21 @@ fn consumer_id(socket: &SocketRef) -> String {
 }
 
 /// The client id a socket gave at connect, from `auth: {clientId}` or the query string.
-fn connect_client(socket: &SocketRef, auth: Option<Value>) -> Option<ClientId> {
+/// With a token, the token's client; otherwise the one the socket named at connect.
+fn connect_client(
+    socket: &SocketRef,
+    auth: Option<Value>,
+    identity: &Identity,
+) -> Option<ClientId> {
+    if let Some(client) = identity.client() {
+        return Some(client.clone());
+    }
     let from_auth = auth
         .as_ref()
         .and_then(|a| a.get("clientId"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let from_query = || {
-        socket.req_parts().uri.query().and_then(|query| {
-            query.split('&').find_map(|pair| {
-                let (key, value) = pair.split_once('=')?;
-                (key == "clientId").then(|| value.to_owned())
-            })
-        })
-    };
-    ClientId::parse(from_auth.or_else(from_query)?).ok()
+    ClientId::parse(from_auth.or_else(|| query(socket, "clientId"))?).ok()
 }
 
 /// Registers the event handlers of a new socket and starts its session task. Everything
@@ -91,8 +92,9 @@ pub fn start(
     broker: Broker,
     auth: Option<Value>,
     dialect: Option<Arc<Dialect>>,
+    identity: Identity,
 ) {
-    let client = connect_client(&socket, auth);
+    let client = connect_client(&socket, auth, &identity);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
     // A socket that names its client at connect is one of that client's sockets: it receives
     // the live pushes of the client's existing subscriptions without subscribing again.
@@ -171,6 +173,7 @@ pub fn start(
         broker,
         client,
         dialect,
+        identity,
     });
     tokio::spawn(run(session, rx, closed_rx));
 }

@@ -109,6 +109,9 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
     let ordered = options.record.ordered;
     let client = session.client(request.client_id.take())?;
     let queues = request.queues()?;
+    for queue in &queues {
+        session.identity.check_subscribe(queue)?;
+    }
     // Broadcast: join first, so that a message committed right after the subscribe is pushed
     // live rather than only waiting in the inbox. Work: messages come through the dispatcher.
     let rooms: Vec<String> = match options.prefetch {

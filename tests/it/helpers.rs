@@ -329,6 +329,42 @@ impl SocketClient {
         Self { client, events }
     }
 
+    /// Tries to connect to `namespace`; returns the server's `connect_error` message if the
+    /// connection is refused, `None` if it is accepted.
+    pub async fn refused(url: &str, namespace: &str, auth: Option<Value>) -> Option<String> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Result<(), String>>();
+        let (ok, err) = (tx.clone(), tx);
+        let mut builder = ClientBuilder::new(url)
+            .namespace(namespace)
+            .reconnect(false)
+            .on(rust_socketio::Event::Connect, move |_, _| {
+                let _ = ok.send(Ok(()));
+                async {}.boxed()
+            })
+            .on(rust_socketio::Event::Error, move |payload, _| {
+                let message = match payload {
+                    Payload::Text(values) => {
+                        values.first().map(|v| v.to_string()).unwrap_or_default()
+                    }
+                    #[allow(deprecated)]
+                    Payload::String(text) => text,
+                    Payload::Binary(_) => String::new(),
+                };
+                let _ = err.send(Err(message));
+                async {}.boxed()
+            });
+        if let Some(auth) = auth {
+            builder = builder.auth(auth);
+        }
+        let client = builder.connect().await.expect("engine.io connects");
+        let outcome = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("connect or connect_error in time")
+            .expect("open");
+        let _ = client.disconnect().await;
+        outcome.err()
+    }
+
     /// Emits `event` with `data` and waits for the server's ack.
     pub async fn call(&self, event: &str, data: Value) -> Value {
         let (tx, rx) = oneshot::channel();

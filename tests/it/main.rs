@@ -10,5 +10,6 @@ mod durability;
 mod helpers;
 mod operation;
 mod publish;
+mod security;
 mod timing;
 mod work;

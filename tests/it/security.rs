@@ -1,0 +1,230 @@
+//! Secured mode: API keys on HTTP, signed tokens on sockets, one client never reads or acks
+//! another's inbox.
+
+use std::sync::Arc;
+
+use queuehub::auth::{ApiKeys, Claims, Security, Tokens};
+use queuehub::names::ClientId;
+use serde_json::{Value, json};
+
+use crate::helpers::{Http, SocketClient, TestApp, spawn_app_with, unique};
+
+const KEY: &str = "test-api-key";
+const SECRET: &str = "a test secret, long enough";
+
+async fn secured_app() -> TestApp {
+    spawn_app_with(|c| {
+        c.security = Arc::new(Security {
+            api_keys: ApiKeys::new([KEY.to_owned()]),
+            tokens: Some(Tokens::new(SECRET).unwrap()),
+        });
+    })
+    .await
+}
+
+fn token(client: &str, subscribe: &[&str], publish: &[&str], exp: u64) -> String {
+    Tokens::new(SECRET).unwrap().sign(&Claims {
+        sub: ClientId::parse(client).unwrap(),
+        subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        publish: publish.iter().map(|s| s.to_string()).collect(),
+        exp,
+    })
+}
+
+fn in_an_hour() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600
+}
+
+async fn post_with(app: &TestApp, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = app.http.post(format!("{}{path}", app.url)).json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn http_writes_need_the_api_key_while_stats_stay_open() {
+    let app = secured_app().await;
+    let queue = unique("q");
+    let path = format!("/v1/queues/{queue}/messages");
+    let body = json!({"event": "e", "payload": 1});
+    let (status, answer) = post_with(&app, &path, None, body.clone()).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (401, json!("unauthorized"))
+    );
+    let (status, _) = post_with(&app, &path, Some("wrong"), body.clone()).await;
+    assert_eq!(status, 401);
+    let (status, _) = app.get("/v1/queues").await;
+    assert_eq!(status, 200, "stats are open");
+    assert_eq!(
+        app.get(&format!("/v1/queues/{queue}")).await.0,
+        404,
+        "nothing was published"
+    );
+    let (status, _) = post_with(&app, &path, Some(KEY), body).await;
+    assert_eq!(status, 201);
+    let (status, _) = app
+        .get(&format!("/v1/queues/{queue}/clients/someone/messages"))
+        .await;
+    assert_eq!(status, 401, "peeking into an inbox is not open");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sockets_without_a_valid_token_get_connect_error() {
+    let app = secured_app().await;
+    let none = SocketClient::refused(&app.url, "/", None).await;
+    assert!(
+        none.as_deref().is_some_and(|m| m.contains("secured mode")),
+        "{none:?}"
+    );
+    let expired = token("alice", &["*"], &[], 1);
+    let refused = SocketClient::refused(&app.url, "/", Some(json!({"token": expired}))).await;
+    assert!(
+        refused.as_deref().is_some_and(|m| m.contains("expired")),
+        "{refused:?}"
+    );
+    let forged = Tokens::new("another secret, also long")
+        .unwrap()
+        .sign(&Claims {
+            sub: ClientId::parse("alice").unwrap(),
+            subscribe: vec!["*".into()],
+            publish: vec![],
+            exp: in_an_hour(),
+        });
+    let refused = SocketClient::refused(&app.url, "/", Some(json!({"token": forged}))).await;
+    assert!(
+        refused.as_deref().is_some_and(|m| m.contains("signature")),
+        "{refused:?}"
+    );
+    let good = token("alice", &["*"], &[], in_an_hour());
+    assert_eq!(
+        SocketClient::refused(&app.url, "/", Some(json!({"token": good}))).await,
+        None
+    );
+    let dashboard = SocketClient::refused(
+        &app.url,
+        "/dashboard",
+        Some(json!({"token": token("alice", &["*"], &[], in_an_hour())})),
+    )
+    .await;
+    assert!(
+        dashboard.is_some(),
+        "a client token does not open the dashboard"
+    );
+    assert_eq!(
+        SocketClient::refused(&app.url, "/dashboard", Some(json!({"apiKey": KEY}))).await,
+        None
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_for_one_client_never_reads_or_acks_another_clients_inbox() {
+    let app = secured_app().await;
+    let (alice_q, bob_q) = (unique("alice"), unique("bob"));
+    let bob = SocketClient::connect_with_auth(
+        &app.url,
+        Some(json!({"token": token("bob", &[&bob_q], &[], in_an_hour())})),
+    )
+    .await;
+    assert_eq!(
+        bob.call("subscribe", json!({"queue": bob_q})).await["ok"],
+        true
+    );
+    let (_, receipt) = post_with(
+        &app,
+        &format!("/v1/queues/{bob_q}/messages"),
+        Some(KEY),
+        json!({"event": "e", "payload": "for bob"}),
+    )
+    .await;
+
+    let alice_token = token("alice", &[&alice_q], &[&alice_q], in_an_hour());
+    let alice =
+        SocketClient::connect_with_auth(&app.url, Some(json!({"token": alice_token}))).await;
+    let attempts = [
+        ("subscribe", json!({"clientId": "bob", "queue": bob_q})),
+        ("subscribe", json!({"queue": bob_q})),
+        ("getAll", json!({"clientId": "bob"})),
+        ("received", json!({"clientId": "bob", "id": receipt["id"]})),
+        ("unsubscribe", json!({"clientId": "bob", "queue": bob_q})),
+        (
+            "publish",
+            json!({"queue": bob_q, "event": "e", "payload": "spoof"}),
+        ),
+    ];
+    for (event, data) in attempts {
+        let ack = alice.call(event, data.clone()).await;
+        assert_eq!(ack["error"]["code"], "forbidden", "{event} {data}: {ack}");
+    }
+    assert_eq!(
+        app.pending(&bob_q, "bob").await,
+        1,
+        "bob's message is untouched"
+    );
+    assert_eq!(
+        alice.call("subscribe", json!({"queue": alice_q})).await["clientId"],
+        "alice"
+    );
+    let ack = alice
+        .call(
+            "publish",
+            json!({"queue": alice_q, "event": "note", "payload": 1}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_key_holder_mints_tokens_and_trusted_backends_act_as_anyone() {
+    let app = secured_app().await;
+    let queue = unique("orders");
+    let (status, _) = post_with(&app, "/v1/tokens", None, json!({"clientId": "carol"})).await;
+    assert_eq!(status, 401);
+    let (status, minted) = post_with(
+        &app,
+        "/v1/tokens",
+        Some(KEY),
+        json!({"clientId": "carol", "subscribe": [queue]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{minted}");
+    let carol =
+        SocketClient::connect_with_auth(&app.url, Some(json!({"token": minted["token"]}))).await;
+    assert_eq!(
+        carol.call("subscribe", json!({"queue": queue})).await["ok"],
+        true
+    );
+
+    let backend = SocketClient::connect_with_auth(&app.url, Some(json!({"apiKey": KEY}))).await;
+    let ack = backend
+        .call(
+            "subscribe",
+            json!({"clientId": "anyone", "queue": unique("any")}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn socket_io_2_clients_can_send_the_token_in_the_query_string() {
+    let app = secured_app().await;
+    let url = format!(
+        "{}/?token={}",
+        app.url,
+        token("dave", &["*"], &[], in_an_hour())
+    );
+    assert_eq!(SocketClient::refused(&url, "/", None).await, None);
+    app.stop().await;
+}
