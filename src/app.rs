@@ -65,8 +65,11 @@ impl Application {
             dashboard,
         } = socket::layer(
             broker.clone(),
-            config.dialect.clone(),
-            Arc::clone(&config.security),
+            socket::SocketOptions {
+                dialect: config.dialect.clone(),
+                security: Arc::clone(&config.security),
+                events_per_sec: config.max_events_per_sec,
+            },
         );
         let sockets_io = io.clone();
         let state = ApiState {

@@ -45,6 +45,8 @@ pub struct Config {
     pub dashboard_dir: Option<PathBuf>,
     /// API keys and the token secret; empty means open mode.
     pub security: Arc<Security>,
+    /// Events one socket may send per second on average (and in a burst).
+    pub max_events_per_sec: u32,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             http_routes: Vec::new(),
             dashboard_dir: None,
             security: Arc::new(Security::default()),
+            max_events_per_sec: 10_000,
         }
     }
 }
@@ -96,6 +99,9 @@ pub struct Cli {
     /// Largest message payload, in bytes of JSON [default: 1048576].
     #[arg(long, env = "QUEUEHUB_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Events one socket may send per second, on average and in a burst [default: 10000].
+    #[arg(long, env = "QUEUEHUB_MAX_EVENTS_PER_SEC")]
+    pub max_events_per_sec: Option<u32>,
     /// Most unacked messages one subscription's inbox may hold [default: 1000000].
     #[arg(long, env = "QUEUEHUB_MAX_INBOX")]
     pub max_inbox: Option<usize>,
@@ -126,6 +132,7 @@ struct FileConfig {
     token_secret: Option<String>,
     max_payload_bytes: Option<usize>,
     max_inbox: Option<usize>,
+    max_events_per_sec: Option<u32>,
     max_body_bytes: Option<usize>,
     cors: Option<bool>,
     dedupe_window_secs: Option<u64>,
@@ -145,6 +152,7 @@ impl FileConfig {
             token_secret: self.token_secret.or(lower.token_secret),
             max_payload_bytes: self.max_payload_bytes.or(lower.max_payload_bytes),
             max_inbox: self.max_inbox.or(lower.max_inbox),
+            max_events_per_sec: self.max_events_per_sec.or(lower.max_events_per_sec),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             cors: self.cors.or(lower.cors),
             dedupe_window_secs: self.dedupe_window_secs.or(lower.dedupe_window_secs),
@@ -242,6 +250,11 @@ impl Config {
             check_lab_route(&route.path)?;
         }
         Ok(Config {
+            max_events_per_sec: cli
+                .max_events_per_sec
+                .or(file.max_events_per_sec)
+                .unwrap_or(defaults.max_events_per_sec)
+                .max(1),
             security: Arc::new(security),
             dashboard_dir: cli.dashboard_dir,
             dialect,

@@ -20,6 +20,7 @@ pub mod dashboard;
 mod get_all;
 pub mod identity;
 mod publish;
+mod rate;
 mod received;
 mod reply;
 mod session;
@@ -82,9 +83,33 @@ pub struct SocketApi {
     pub dashboard: tokio::task::JoinHandle<()>,
 }
 
+/// How the socket.io side is set up.
+#[derive(Clone, Default)]
+pub struct SocketOptions {
+    /// A lab dialect (the classroom preset), if any.
+    pub dialect: Option<Arc<Dialect>>,
+    /// API keys and the token secret (secured mode).
+    pub security: Arc<Security>,
+    /// Events one socket may send per second (and in a burst).
+    pub events_per_sec: u32,
+}
+
+impl SocketOptions {
+    /// The dialect spoken on namespace `path`, if any.
+    fn dialect_of(&self, path: &str) -> Option<Arc<Dialect>> {
+        self.dialect
+            .as_ref()
+            .filter(|d| d.namespaces.iter().any(|n| n == path))
+            .cloned()
+    }
+}
+
 /// Builds the socket.io layer with queuehub's namespaces (`/`, those of a lab dialect, and
 /// `/dashboard`) and connects the broker's live deliveries to it.
-pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>, security: Arc<Security>) -> SocketApi {
+pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
+    let options = Arc::new(options);
+    let security = Arc::clone(&options.security);
+    let dialect = options.dialect.clone();
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
         .max_payload(broker.config().max_payload_bytes as u64 + 64 * 1024)
@@ -92,7 +117,7 @@ pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>, security: Arc<Securi
     let namespaces = namespaces(dialect.as_ref());
     for namespace in &namespaces {
         let broker = broker.clone();
-        let dialect = namespace.dialect.clone();
+        let options = Arc::clone(&options);
         let (for_check, for_start) = (Arc::clone(&security), Arc::clone(&security));
         // Secured mode: a socket without a valid credential is refused here, before the
         // handler, and gets `connect_error` with the reason.
@@ -104,7 +129,7 @@ pub fn layer(broker: Broker, dialect: Option<Arc<Dialect>>, security: Arc<Securi
             let auth = auth.ok();
             match Identity::check(&for_start, &socket, auth.as_ref()) {
                 Ok(identity) => {
-                    session::start(socket, broker.clone(), auth, dialect.clone(), identity);
+                    session::start(socket, broker.clone(), auth, &options, identity);
                 }
                 // The credential expired between the check and now: refuse after all.
                 Err(_) => {

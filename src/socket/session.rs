@@ -8,7 +8,9 @@ use serde_json::Value;
 use socketioxide::extract::{Event, SocketRef, TryData};
 use tokio::sync::{mpsc, oneshot};
 
+use super::SocketOptions;
 use super::identity::{Identity, query};
+use super::rate::RateLimit;
 use super::reply::{AckHandle, Reply};
 use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
@@ -91,9 +93,10 @@ pub fn start(
     socket: SocketRef,
     broker: Broker,
     auth: Option<Value>,
-    dialect: Option<Arc<Dialect>>,
+    options: &SocketOptions,
     identity: Identity,
 ) {
+    let dialect = options.dialect_of(socket.ns());
     let client = connect_client(&socket, auth, &identity);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
     // A socket that names its client at connect is one of that client's sockets: it receives
@@ -108,6 +111,7 @@ pub fn start(
         broker.repush_heads(client, None);
     }
     let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
+    let rate = Arc::new(Mutex::new(RateLimit::new(options.events_per_sec)));
 
     let events = match &dialect {
         Some(dialect) => dialect.events(),
@@ -119,6 +123,7 @@ pub fn start(
     let known: Vec<String> = events.iter().map(|(name, _)| name.clone()).collect();
     for (event, kind) in events {
         let tx = tx.clone();
+        let rate = Arc::clone(&rate);
         let name = event.clone();
         socket.on(
             event,
@@ -128,7 +133,7 @@ pub fn start(
                     socket,
                     ack,
                 };
-                enqueue(&tx, kind, data.map_err(|e| e.to_string()), reply);
+                enqueue(&tx, &rate, kind, data.map_err(|e| e.to_string()), reply);
                 std::future::ready(())
             },
         );
@@ -178,8 +183,24 @@ pub fn start(
     tokio::spawn(run(session, rx, closed_rx));
 }
 
-/// Puts one event on the session's queue, or refuses it at once if the queue is full.
-fn enqueue(tx: &mpsc::Sender<Command>, kind: EventKind, data: Result<Value, String>, reply: Reply) {
+/// Puts one event on the session's queue, or refuses it at once if the socket is over its
+/// rate or its queue is full.
+fn enqueue(
+    tx: &mpsc::Sender<Command>,
+    rate: &Mutex<RateLimit>,
+    kind: EventKind,
+    data: Result<Value, String>,
+    reply: Reply,
+) {
+    // std Mutex: one socket's own handlers, a few instructions, never across an await.
+    let allowed = rate.lock().map(|mut r| r.allow()).unwrap_or(true);
+    if !allowed {
+        tokio::spawn(reply.send(Err(Error::limit(
+            "rate_limited",
+            "this socket sends more events per second than allowed; slow down",
+        ))));
+        return;
+    }
     if let Err(
         mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
     ) = tx.try_send(Command { kind, data, reply })

@@ -332,3 +332,35 @@ async fn hostile_input_on_one_socket_does_not_disturb_another() {
     let _ = good.drain(Duration::from_millis(100)).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_socket_over_its_event_rate_is_refused_but_stays_connected() {
+    let app = crate::helpers::spawn_app_with(|c| c.max_events_per_sec = 5).await;
+    let mut flooder = SocketClient::connect(&app.url).await;
+    let queue = unique("q");
+    for n in 0..20 {
+        flooder
+            .emit(
+                "publish",
+                json!({"queue": queue, "event": "e", "payload": n}),
+            )
+            .await;
+    }
+    let answers = flooder.drain(Duration::from_millis(500)).await;
+    let limited = answers
+        .iter()
+        .filter(|r| r.event == "mq:error" && r.data["code"] == "rate_limited")
+        .count();
+    assert!(limited >= 10, "most of the flood is refused: {answers:?}");
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert!(stats["published"].as_u64().unwrap() <= 10, "{stats}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ack = flooder
+        .call(
+            "publish",
+            json!({"queue": queue, "event": "e", "payload": "later"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "still connected and served: {ack}");
+    app.stop().await;
+}

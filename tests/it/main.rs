@@ -7,6 +7,7 @@ mod classroom;
 mod dashboard;
 mod delivery;
 mod durability;
+mod fuzz;
 mod helpers;
 mod operation;
 mod publish;
