@@ -86,3 +86,76 @@ async fn a_client_can_ack_each_caught_up_message_as_fast_as_it_arrives() {
     );
     app.stop().await;
 }
+
+/// Subscribes `client` to `queue` with a bare engine.io long-polling session that then never
+/// polls again: a socket that reads nothing.
+async fn subscribe_and_never_read(url: &str, client: &str, queue: &str) {
+    let http = reqwest::Client::new();
+    let handshake = http
+        .get(format!("{url}/socket.io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_str(handshake.trim_start_matches('0')).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let endpoint = format!("{url}/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let send = |body: String| http.post(&endpoint).body(body).send();
+    assert!(send("40".into()).await.unwrap().status().is_success());
+    // Read the namespace's connect answer once; after the subscribe, never again.
+    http.get(&endpoint).send().await.unwrap();
+    let subscribe = json!(["subscribe", {"clientId": client, "queue": queue}]);
+    assert!(
+        send(format!("42{subscribe}"))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
+    const MESSAGES: usize = 3_000;
+    let app = spawn_app().await;
+    let queue = unique("news");
+    let (slow, fast) = (unique("slow"), unique("fast"));
+    subscribe_and_never_read(&app.url, &slow, &queue).await;
+    let mut reader = SocketClient::connect(&app.url).await;
+    reader.subscribe(&fast, &queue).await;
+    let mut subscribed = false;
+    for _ in 0..50 {
+        let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+        if detail["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2)
+        {
+            subscribed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(subscribed, "the non-reading client subscribed");
+
+    let filler = "x".repeat(2_000);
+    for start in (0..MESSAGES).step_by(BATCH) {
+        let batch: Vec<_> = (start..start + BATCH)
+            .map(
+                |n| json!({"queue": queue, "event": "item", "payload": {"n": n, "filler": filler}}),
+            )
+            .collect();
+        let (status, _) = app.post("/v1/messages", json!(batch)).await;
+        assert_eq!(status, 201);
+    }
+    // The reading client gets everything live, in order, while the other reads nothing.
+    for expected in 0..MESSAGES {
+        let received = reader.next().await;
+        assert_eq!(received.data["payload"]["n"], expected);
+    }
+    // Nothing is lost for the client that did not read: it all waits in its inbox.
+    assert_eq!(app.pending(&queue, &slow).await, MESSAGES as u64);
+    assert_eq!(app.get("/healthz").await.0, 200);
+    app.stop().await;
+}

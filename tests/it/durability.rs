@@ -156,3 +156,166 @@ async fn every_answered_publish_survives_kill_9_during_concurrent_publishes() {
         lost.first()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_under_mixed_load_answered_publishes_survive_and_answered_acks_stay_acked() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    let (_dir, path) = data_dir();
+    let (queue, client) = (unique("mixed"), unique("c"));
+    let server = ServerProcess::start(&path).await;
+    let url = Arc::new(server.url.clone());
+    let subscriber = SocketClient::connect(&server.url).await;
+    subscriber.subscribe(&client, &queue).await;
+    let http = reqwest::Client::new();
+    let published = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked = Arc::new(Mutex::new(HashSet::<String>::new()));
+
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (url, http, queue, published) = (
+            Arc::clone(&url),
+            http.clone(),
+            queue.clone(),
+            Arc::clone(&published),
+        );
+        tasks.push(tokio::spawn(async move {
+            for n in 0..100_000 {
+                let Ok(response) = http
+                    .post(format!("{url}/v1/queues/{queue}/messages"))
+                    .json(&json!({"event": "e", "payload": {"worker": worker, "n": n}}))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(body) = response.json::<serde_json::Value>().await else {
+                    return;
+                };
+                let Some(id) = body["id"].as_str() else {
+                    return;
+                };
+                published.lock().unwrap().push(id.to_owned());
+            }
+        }));
+    }
+    // An acker: peeks and acks over HTTP, remembering every ack that was answered.
+    {
+        let (url, http, queue, client, acked) = (
+            Arc::clone(&url),
+            http.clone(),
+            queue.clone(),
+            client.clone(),
+            Arc::clone(&acked),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok(response) = http
+                    .get(format!(
+                        "{url}/v1/queues/{queue}/clients/{client}/messages?limit=50"
+                    ))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(page) = response.json::<serde_json::Value>().await else {
+                    return;
+                };
+                let ids: Vec<serde_json::Value> = page["messages"]
+                    .as_array()
+                    .map(|m| m.iter().map(|e| e["id"].clone()).collect())
+                    .unwrap_or_default();
+                let Ok(response) = http
+                    .post(format!("{url}/v1/queues/{queue}/clients/{client}/acks"))
+                    .json(&json!({"ids": ids}))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(answer) = response.json::<serde_json::Value>().await else {
+                    return;
+                };
+                for result in answer["results"].as_array().into_iter().flatten() {
+                    if result["removed"] == true {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(result["id"].as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }));
+    }
+    // Catch-ups running at the same time.
+    let catch_ups = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for _ in 0..1000 {
+                subscriber
+                    .emit("getAll", json!({"clientId": client, "limit": 100}))
+                    .await;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    server.kill_9();
+    for task in tasks {
+        let _ = task.await;
+    }
+    catch_ups.abort();
+    let published = published.lock().unwrap().clone();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        published.len() > 100 && !acked.is_empty(),
+        "real load: {} published, {} acked",
+        published.len(),
+        acked.len()
+    );
+
+    let server = ServerProcess::start(&path).await;
+    let mut stored = HashSet::new();
+    loop {
+        let (_, page) = server
+            .get(&format!(
+                "/v1/queues/{queue}/clients/{client}/messages?limit=1000"
+            ))
+            .await;
+        let ids: Vec<String> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        server
+            .post(
+                &format!("/v1/queues/{queue}/clients/{client}/acks"),
+                json!({"ids": ids}),
+            )
+            .await;
+        stored.extend(ids);
+    }
+    let back: Vec<&String> = acked.iter().filter(|id| stored.contains(*id)).collect();
+    assert!(
+        back.is_empty(),
+        "{} acked messages came back, e.g. {:?}",
+        back.len(),
+        back.first()
+    );
+    let lost: Vec<&String> = published
+        .iter()
+        .filter(|id| !stored.contains(*id) && !acked.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered publishes lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+}
