@@ -70,12 +70,7 @@ async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<
 
 /// Pushes the head of an ordered subscription to all the client's sockets on its queue.
 async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error> {
-    let payloads = broker
-        .shared
-        .store
-        .payloads(vec![head.meta.seq])
-        .await
-        .map_err(|e| Error::unavailable(e.to_string()))?;
+    let payloads = broker.payloads(vec![head.meta.seq]).await?;
     let payload = payloads
         .into_iter()
         .next()
@@ -91,12 +86,7 @@ async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error
 /// Sends each assignment to its worker; a worker that cannot take it hands it back.
 async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<(), Error> {
     let seqs = assignments.iter().map(|a| a.meta.seq).collect();
-    let payloads = broker
-        .shared
-        .store
-        .payloads(seqs)
-        .await
-        .map_err(|e| Error::unavailable(e.to_string()))?;
+    let payloads = broker.payloads(seqs).await?;
     let outbox = broker.shared.outbox.get();
     for (assignment, payload) in assignments.into_iter().zip(payloads) {
         let payload = payload.and_then(|text| serde_json::from_str(&text).ok());
@@ -139,12 +129,7 @@ async fn dead_letter(
         )));
     };
     let seqs = dead.iter().map(|m| m.seq).collect();
-    let payloads = broker
-        .shared
-        .store
-        .payloads(seqs)
-        .await
-        .map_err(|e| Error::unavailable(e.to_string()))?;
+    let payloads = broker.payloads(seqs).await?;
     let now = now_ms();
     let online = broker.online();
     broker

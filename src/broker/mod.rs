@@ -570,12 +570,7 @@ impl Broker {
         entries: Vec<(Arc<crate::store::MessageMeta>, u32)>,
     ) -> Result<Vec<Envelope>, Error> {
         let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
-        let payloads = self
-            .shared
-            .store
-            .payloads(seqs)
-            .await
-            .map_err(|e| Error::unavailable(e.to_string()))?;
+        let payloads = self.payloads(seqs).await?;
         Ok(state::envelopes(client, entries, payloads))
     }
 
@@ -593,12 +588,7 @@ impl Broker {
             return Ok(0);
         }
         let seqs = metas.iter().map(|m| m.seq).collect();
-        let payloads = self
-            .shared
-            .store
-            .payloads(seqs)
-            .await
-            .map_err(|e| Error::unavailable(e.to_string()))?;
+        let payloads = self.payloads(seqs).await?;
         let now = message::now_ms();
         let online = self.online();
         self.mutate(|index, effects| {
@@ -625,6 +615,15 @@ impl Broker {
         })?
         .committed()
         .await
+    }
+
+    /// Reads the payloads of `seqs` from the store, in order (`None`: no longer stored).
+    async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, Error> {
+        self.shared
+            .store
+            .payloads(seqs)
+            .await
+            .map_err(|e| Error::unavailable(e.to_string()))
     }
 
     /// Whether a client has a socket connected to a queue, as the outbox sees it.

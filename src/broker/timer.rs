@@ -63,12 +63,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
             return Ok(());
         }
         let seqs = due.iter().map(|m| m.seq).collect();
-        let payloads = broker
-            .shared
-            .store
-            .payloads(seqs)
-            .await
-            .map_err(|e| Error::unavailable(e.to_string()))?;
+        let payloads = broker.payloads(seqs).await?;
         let online = broker.online();
         let count = due.len();
         broker

@@ -7,6 +7,29 @@ use serde_json::json;
 
 use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, unique};
 
+/// Reads a client's whole inbox by peeking and acking a page at a time; returns the ids.
+async fn drain_inbox(
+    server: &ServerProcess,
+    queue: &str,
+    client: &str,
+) -> std::collections::HashSet<String> {
+    let mut stored = std::collections::HashSet::new();
+    loop {
+        let ids = server.inbox_ids(queue, client).await;
+        if ids.is_empty() {
+            return stored;
+        }
+        let (status, _) = server
+            .post(
+                &format!("/v1/queues/{queue}/clients/{client}/acks"),
+                json!({"ids": ids}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        stored.extend(ids);
+    }
+}
+
 #[tokio::test]
 async fn messages_subscriptions_and_acks_survive_a_restart() {
     let (_dir, path) = data_dir();
@@ -123,31 +146,7 @@ async fn every_answered_publish_survives_kill_9_during_concurrent_publishes() {
     let client = unique("auditor");
     let socket = SocketClient::connect(&server.url).await;
     socket.subscribe(&client, &queue).await;
-    let mut stored = std::collections::HashSet::new();
-    loop {
-        let (_, page) = server
-            .get(&format!(
-                "/v1/queues/{queue}/clients/{client}/messages?limit=1000"
-            ))
-            .await;
-        let ids: Vec<String> = page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap().to_owned())
-            .collect();
-        if ids.is_empty() {
-            break;
-        }
-        let (status, _) = server
-            .post(
-                &format!("/v1/queues/{queue}/clients/{client}/acks"),
-                json!({"ids": ids}),
-            )
-            .await;
-        assert_eq!(status, 200);
-        stored.extend(ids);
-    }
+    let stored = drain_inbox(&server, &queue, &client).await;
     let lost: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
     assert!(
         lost.is_empty(),
@@ -277,30 +276,7 @@ async fn after_kill_9_under_mixed_load_answered_publishes_survive_and_answered_a
     );
 
     let server = ServerProcess::start(&path).await;
-    let mut stored = HashSet::new();
-    loop {
-        let (_, page) = server
-            .get(&format!(
-                "/v1/queues/{queue}/clients/{client}/messages?limit=1000"
-            ))
-            .await;
-        let ids: Vec<String> = page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_str().unwrap().to_owned())
-            .collect();
-        if ids.is_empty() {
-            break;
-        }
-        server
-            .post(
-                &format!("/v1/queues/{queue}/clients/{client}/acks"),
-                json!({"ids": ids}),
-            )
-            .await;
-        stored.extend(ids);
-    }
+    let stored = drain_inbox(&server, &queue, &client).await;
     let back: Vec<&String> = acked.iter().filter(|id| stored.contains(*id)).collect();
     assert!(
         back.is_empty(),
