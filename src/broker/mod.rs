@@ -239,7 +239,10 @@ impl Broker {
         let Some(writer) = core.writer.clone() else {
             return Err(Error::shutting_down());
         };
-        let mut effects = Effects::default();
+        let mut effects = Effects {
+            watched: self.shared.activity.receiver_count() > 0,
+            ..Effects::default()
+        };
         let value = mutate(&mut core.index, &mut effects)?;
         let batch = Batch {
             effects,
@@ -323,10 +326,10 @@ impl Broker {
     fn count_rejected(&self, queue: &QueueName, code: &'static str) {
         let counted = self.mutate(|index, effects| {
             index.count_rejected(queue, &mut effects.ops);
-            effects.activity.push(Activity::new(ActivityKind::Rejected {
+            effects.note(ActivityKind::Rejected {
                 queue: queue.clone(),
                 code: code.to_owned(),
-            }));
+            });
             Ok(())
         });
         if let Ok(pending) = counted {
@@ -352,12 +355,10 @@ impl Broker {
                 .iter()
                 .map(|queue| index.subscribe(client, queue, record.clone(), &mut effects.ops))
                 .sum();
-            effects
-                .activity
-                .push(Activity::new(ActivityKind::Subscribed {
-                    client: client.clone(),
-                    queues: queues.to_vec(),
-                }));
+            effects.note(ActivityKind::Subscribed {
+                client: client.clone(),
+                queues: queues.to_vec(),
+            });
             Ok(pending)
         })
     }
@@ -371,12 +372,10 @@ impl Broker {
     ) -> Result<Pending<usize>, Error> {
         let pending = self.mutate(|index, effects| {
             let dropped = index.unsubscribe(client, queue, &mut effects.ops)?;
-            effects
-                .activity
-                .push(Activity::new(ActivityKind::Unsubscribed {
-                    client: client.clone(),
-                    queue: queue.clone(),
-                }));
+            effects.note(ActivityKind::Unsubscribed {
+                client: client.clone(),
+                queue: queue.clone(),
+            });
             Ok(dropped)
         })?;
         // The index no longer routes this queue to the client, so no new push can follow;
@@ -413,10 +412,10 @@ impl Broker {
             );
             let count = removed.iter().filter(|r| **r).count();
             if count > 0 {
-                effects.activity.push(Activity::new(ActivityKind::Acked {
+                effects.note(ActivityKind::Acked {
                     client: client.clone(),
                     removed: count,
-                }));
+                });
             }
             Ok(removed)
         })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::message::{SharedPayload, now_ms};
 use super::state::deliveries;
-use super::{Activity, ActivityKind, Broker};
+use super::{ActivityKind, Broker};
 use crate::error::Error;
 
 /// Delayed messages made deliverable per commit.
@@ -49,9 +49,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
             effects.dispatch.extend(index.expire_inflight(now));
             let messages = index.expire_due(now, &mut effects.ops);
             if messages > 0 {
-                effects
-                    .activity
-                    .push(Activity::new(ActivityKind::Expired { messages }));
+                effects.note(ActivityKind::Expired { messages });
             }
             Ok(())
         })?
@@ -86,11 +84,11 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
                             .deliveries
                             .extend(deliveries(meta, &recipients, payload));
                     }
-                    effects.activity.push(Activity::new(ActivityKind::Due {
+                    effects.note(ActivityKind::Due {
                         queue: meta.queue.clone(),
                         id: meta.id.clone(),
                         recipients: recipients.len() + workers.len(),
-                    }));
+                    });
                 }
                 Ok(())
             })?

@@ -37,11 +37,20 @@ pub(crate) struct Effects {
     pub(crate) deliveries: Vec<Delivery>,
     /// What to tell activity watchers (the dashboard) after the commit.
     pub(crate) activity: Vec<Activity>,
+    /// Whether anyone watches activity; if not, none is recorded (it costs per message).
+    pub(crate) watched: bool,
     /// Work subscriptions the dispatcher should look at after the commit.
     pub(crate) dispatch: Vec<(ClientId, QueueName)>,
 }
 
 impl Effects {
+    /// Records activity for watchers, if there are any.
+    pub(crate) fn note(&mut self, kind: ActivityKind) {
+        if self.watched {
+            self.activity.push(Activity::new(kind));
+        }
+    }
+
     /// Records a publish: its live pushes and its activity (nothing for a duplicate).
     pub(crate) fn published(&mut self, outcome: &PublishOutcome, payload: serde_json::Value) {
         if outcome.duplicate {
@@ -55,13 +64,13 @@ impl Effects {
                 .iter()
                 .map(|client| (client.clone(), queue.clone())),
         );
-        self.activity.push(Activity::new(ActivityKind::Published {
+        self.note(ActivityKind::Published {
             queue: outcome.receipt.queue.clone(),
             event: outcome.receipt.event.clone(),
             id: outcome.receipt.id.clone(),
             recipients: outcome.receipt.recipients,
             deliver_at: outcome.receipt.deliver_at_ms.map(format_ms),
-        }));
+        });
     }
 }
 

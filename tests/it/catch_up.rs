@@ -104,8 +104,24 @@ async fn subscribe_and_never_read(url: &str, client: &str, queue: &str) {
     let endpoint = format!("{url}/socket.io/?EIO=4&transport=polling&sid={sid}");
     let send = |body: String| http.post(&endpoint).body(body).send();
     assert!(send("40".into()).await.unwrap().status().is_success());
-    // Read the namespace's connect answer once; after the subscribe, never again.
-    http.get(&endpoint).send().await.unwrap();
+    // Wait for the namespace's connect answer (`40{...}`): an event sent before it could
+    // reach the server before the socket's handlers exist. After the subscribe, never read.
+    let mut connected = false;
+    for _ in 0..10 {
+        let body = http
+            .get(&endpoint)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains("40{") {
+            connected = true;
+            break;
+        }
+    }
+    assert!(connected, "the namespace connect was answered");
     let subscribe = json!(["subscribe", {"clientId": client, "queue": queue}]);
     assert!(
         send(format!("42{subscribe}"))
@@ -126,7 +142,7 @@ async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
     let mut reader = SocketClient::connect(&app.url).await;
     reader.subscribe(&fast, &queue).await;
     let mut subscribed = false;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
         if detail["subscribers"]
             .as_array()
