@@ -1,6 +1,7 @@
 //! A socket's session: its identity, its queue of events, and the task that handles them in
 //! the order they arrived.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
@@ -40,6 +41,8 @@ pub struct Session {
     pub dialect: Option<Arc<Dialect>>,
     /// What the socket proved at connect (secured mode).
     pub identity: Identity,
+    /// The clients this socket has subscribed as, named when it disconnects.
+    pub acted_for: Arc<Mutex<BTreeSet<ClientId>>>,
 }
 
 impl Session {
@@ -160,13 +163,20 @@ pub fn start(
     });
     let (closed_tx, closed_rx) = oneshot::channel::<()>();
     let closed_tx = Arc::new(Mutex::new(Some(closed_tx)));
-    let (gone_broker, gone_client) = (broker.clone(), client.clone());
+    let acted_for = Arc::new(Mutex::new(BTreeSet::from_iter(client.clone())));
+    let (gone_broker, gone_clients) = (broker.clone(), Arc::clone(&acted_for));
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
         gone_broker.detach(&consumer_id(&socket));
-        gone_broker.announce(ActivityKind::Disconnected {
-            client: gone_client.clone(),
-        });
+        let clients = gone_clients.lock().map(|c| c.clone()).unwrap_or_default();
+        if clients.is_empty() {
+            gone_broker.announce(ActivityKind::Disconnected { client: None });
+        }
+        for client in clients {
+            gone_broker.announce(ActivityKind::Disconnected {
+                client: Some(client),
+            });
+        }
         if let Some(tx) = closed_tx.lock().ok().and_then(|mut t| t.take()) {
             let _ = tx.send(());
         }
@@ -179,6 +189,7 @@ pub fn start(
         client,
         dialect,
         identity,
+        acted_for,
     });
     tokio::spawn(run(session, rx, closed_rx));
 }

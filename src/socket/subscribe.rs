@@ -126,6 +126,9 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
             return Err(err);
         }
     };
+    if let Ok(mut acted_for) = session.acted_for.lock() {
+        acted_for.insert(client.clone());
+    }
     if let Some(prefetch) = options.prefetch {
         for queue in &queues {
             session

@@ -75,6 +75,19 @@ async fn the_dashboard_sees_publishes_and_acks_as_they_happen() {
         activity.iter().any(|a| a["kind"] == "acked"),
         "{activity:?}"
     );
+
+    // A socket that subscribed as a client is named when it goes away.
+    worker.disconnect().await;
+    let activity = until_snapshot(&mut dashboard, |s| {
+        subscriber(s, &queue, &client).is_some_and(|sub| sub["connected"] == false)
+    })
+    .await;
+    assert!(
+        activity
+            .iter()
+            .any(|a| a["kind"] == "disconnected" && a["client"] == client.as_str()),
+        "{activity:?}"
+    );
     app.stop().await;
 }
 
