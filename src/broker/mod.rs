@@ -288,16 +288,18 @@ impl Broker {
         }
         // Limits are checked before anything changes, so a refused batch changes nothing.
         // (Publishes racing this check may take an inbox a few messages over the limit.)
-        for (message, _) in &prepared {
-            let checked = self
-                .shared
-                .lock()
-                .index
-                .check_limits(message, config.max_inbox);
-            if let Err(err) = checked {
-                self.count_rejected(&message.queue, err.code());
-                return Err(err);
-            }
+        let refused = {
+            let core = self.shared.lock();
+            prepared.iter().find_map(|(message, _)| {
+                core.index
+                    .check_limits(message, config.max_inbox)
+                    .err()
+                    .map(|err| (message.queue.clone(), err))
+            })
+        };
+        if let Some((queue, err)) = refused {
+            self.count_rejected(&queue, err.code());
+            return Err(err);
         }
         let timed = prepared
             .iter()
