@@ -17,6 +17,58 @@ use super::{Broker, state};
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 
+impl Broker {
+    /// Makes `consumer` (a socket) a worker of `client`'s work-mode subscription to `queue`,
+    /// with room for `prefetch` unacked messages; it is given messages at once.
+    pub fn attach(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        consumer: String,
+        prefetch: usize,
+    ) -> Result<(), Error> {
+        self.shared
+            .lock()
+            .index
+            .attach(client, queue, consumer, prefetch)?;
+        self.request_dispatch(client.clone(), queue.clone());
+        Ok(())
+    }
+
+    /// Removes worker `consumer` (its socket left); what it held goes to other workers.
+    pub fn detach(&self, consumer: &str) {
+        let touched = self.shared.lock().index.detach(consumer);
+        for (client, queue) in touched {
+            self.request_dispatch(client, queue);
+        }
+    }
+
+    fn request_dispatch(&self, client: ClientId, queue: QueueName) {
+        let _ = self.shared.dispatch.send((client, queue));
+    }
+
+    /// Sends the head of `client`'s ordered subscriptions (on `queue`, or all) again: a
+    /// socket joined, or asked to catch up.
+    pub fn repush_heads(&self, client: &ClientId, queue: Option<&QueueName>) {
+        let queues = {
+            let mut core = self.shared.lock();
+            let queues: Vec<QueueName> = core
+                .index
+                .dispatched_queues(client)
+                .into_iter()
+                .filter(|q| queue.is_none_or(|wanted| wanted == q))
+                .collect();
+            for q in &queues {
+                core.index.repush_head(client, q);
+            }
+            queues
+        };
+        for q in queues {
+            self.request_dispatch(client.clone(), q);
+        }
+    }
+}
+
 /// A work subscription to look at.
 pub(crate) type Request = (ClientId, QueueName);
 

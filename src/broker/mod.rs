@@ -18,7 +18,9 @@
 //! payloads are read from the store outside it.
 
 mod activity;
+mod catch_up;
 mod dispatch;
+mod kick;
 pub mod message;
 mod state;
 pub mod stats;
@@ -36,13 +38,14 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::names::{ClientId, EventName, MessageId, QueueName};
+use crate::names::{ClientId, MessageId, QueueName};
 use crate::store::{Store, StoreError, SubscriptionRecord};
 
 pub use crate::store::SubscriptionRecord as SubscriptionOptions;
 pub use activity::{Activity, ActivityKind};
+pub use catch_up::{CATCH_UP_PAGE, CatchUp};
 pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
-use state::{InboxFilter, State};
+use state::State;
 use writer::{Batch, Effects};
 
 /// Where live deliveries go; implemented by the socket.io layer.
@@ -87,6 +90,9 @@ impl Default for BrokerConfig {
         }
     }
 }
+
+/// How much activity a slow watcher may fall behind before it loses the oldest.
+const ACTIVITY_BACKLOG: usize = 1024;
 
 /// The message broker. See the module docs for how a mutation flows.
 #[derive(Clone)]
@@ -154,21 +160,6 @@ impl<T> Pending<T> {
         Ok(self.value)
     }
 }
-
-/// A catch-up in progress: pages through a client's inbox in publish order, up to the last
-/// message that existed when it started.
-pub struct CatchUp {
-    filter: InboxFilter,
-    after: u64,
-    upto: u64,
-    remaining: usize,
-}
-
-/// How much activity a slow watcher may fall behind before it loses the oldest.
-const ACTIVITY_BACKLOG: usize = 1024;
-
-/// How many messages one catch-up page holds.
-pub const CATCH_UP_PAGE: usize = 256;
 
 impl Broker {
     /// Opens the broker on `store`, rebuilding the index from it, and starts the writer.
@@ -423,56 +414,6 @@ impl Broker {
         })
     }
 
-    /// Makes `consumer` (a socket) a worker of `client`'s work-mode subscription to `queue`,
-    /// with room for `prefetch` unacked messages; it is given messages at once.
-    pub fn attach(
-        &self,
-        client: &ClientId,
-        queue: &QueueName,
-        consumer: String,
-        prefetch: usize,
-    ) -> Result<(), Error> {
-        self.shared
-            .lock()
-            .index
-            .attach(client, queue, consumer, prefetch)?;
-        self.request_dispatch(client.clone(), queue.clone());
-        Ok(())
-    }
-
-    /// Removes worker `consumer` (its socket left); what it held goes to other workers.
-    pub fn detach(&self, consumer: &str) {
-        let touched = self.shared.lock().index.detach(consumer);
-        for (client, queue) in touched {
-            self.request_dispatch(client, queue);
-        }
-    }
-
-    fn request_dispatch(&self, client: ClientId, queue: QueueName) {
-        let _ = self.shared.dispatch.send((client, queue));
-    }
-
-    /// Sends the head of `client`'s ordered subscriptions (on `queue`, or all) again: a
-    /// socket joined, or asked to catch up.
-    pub fn repush_heads(&self, client: &ClientId, queue: Option<&QueueName>) {
-        let queues = {
-            let mut core = self.shared.lock();
-            let queues: Vec<QueueName> = core
-                .index
-                .dispatched_queues(client)
-                .into_iter()
-                .filter(|q| queue.is_none_or(|wanted| wanted == q))
-                .collect();
-            for q in &queues {
-                core.index.repush_head(client, q);
-            }
-            queues
-        };
-        for q in queues {
-            self.request_dispatch(client.clone(), q);
-        }
-    }
-
     /// The queues `client` is subscribed to (none if it has no subscription).
     pub fn subscriptions(&self, client: &ClientId) -> Vec<QueueName> {
         self.shared
@@ -480,142 +421,6 @@ impl Broker {
             .index
             .subscribed_queues(client, None)
             .unwrap_or_default()
-    }
-
-    /// Starts a catch-up of `client`'s inbox (one queue or all, one event or all), at most
-    /// `limit` messages. Fails with `not_subscribed` if there is nothing to catch up from.
-    pub fn catch_up(
-        &self,
-        client: ClientId,
-        queue: Option<QueueName>,
-        event: Option<EventName>,
-        limit: Option<usize>,
-    ) -> Result<CatchUp, Error> {
-        let core = self.shared.lock();
-        core.index.subscribed_queues(&client, queue.as_ref())?;
-        if let Some(queue) = &queue
-            && core.index.is_work(&client, queue)
-        {
-            return Err(Error::invalid_field(format!(
-                "'{client}' takes '{queue}' in work mode: its messages go to one worker each, so getAll does not re-send them (peek over HTTP to look)"
-            ))
-            .with_code("work_mode"));
-        }
-        Ok(CatchUp {
-            filter: InboxFilter {
-                client,
-                queue,
-                event,
-                skip_dispatched: true,
-            },
-            after: 0,
-            upto: core.index.last_seq(),
-            remaining: limit.unwrap_or(usize::MAX),
-        })
-    }
-
-    /// The next page of a catch-up, in publish order; empty when it is complete. Each
-    /// envelope's `attempt` counts this send.
-    pub async fn next_page(&self, catch_up: &mut CatchUp) -> Result<Vec<Envelope>, Error> {
-        while catch_up.remaining > 0 {
-            let max = CATCH_UP_PAGE.min(catch_up.remaining);
-            let entries = self.shared.lock().index.inbox_page(
-                &catch_up.filter,
-                (catch_up.after, catch_up.upto),
-                max,
-                message::now_ms(),
-                true,
-            )?;
-            let Some((last, _)) = entries.last() else {
-                return Ok(Vec::new());
-            };
-            catch_up.after = last.seq;
-            let page = self
-                .read_envelopes(&catch_up.filter.client, entries)
-                .await?;
-            catch_up.remaining -= page.len();
-            if !page.is_empty() {
-                return Ok(page);
-            }
-            // Every message of this page was acked meanwhile: read on.
-        }
-        Ok(Vec::new())
-    }
-
-    /// The oldest `limit` messages of `client`'s inbox in `queue`, without acking or counting
-    /// a delivery.
-    pub async fn peek(
-        &self,
-        queue: &QueueName,
-        client: &ClientId,
-        limit: usize,
-    ) -> Result<Vec<Envelope>, Error> {
-        let filter = InboxFilter {
-            client: client.clone(),
-            queue: Some(queue.clone()),
-            event: None,
-            skip_dispatched: false,
-        };
-        let entries = {
-            let mut core = self.shared.lock();
-            let upto = core.index.last_seq();
-            core.index
-                .inbox_page(&filter, (0, upto), limit, message::now_ms(), false)?
-        };
-        self.read_envelopes(client, entries).await
-    }
-
-    async fn read_envelopes(
-        &self,
-        client: &ClientId,
-        entries: Vec<(Arc<crate::store::MessageMeta>, u32)>,
-    ) -> Result<Vec<Envelope>, Error> {
-        let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
-        let payloads = self.payloads(seqs).await?;
-        Ok(state::envelopes(client, entries, payloads))
-    }
-
-    /// Moves up to `limit` messages waiting in `<queue>.dead` back into `queue` (beanstalkd's
-    /// kick): each is published to `queue` again with its id, event and payload. Returns how
-    /// many moved.
-    pub async fn kick(&self, queue: &QueueName, limit: usize) -> Result<usize, Error> {
-        let dead = queue.dead_letter().ok_or_else(|| {
-            Error::invalid_name(format!(
-                "queue '{queue}' is too long to have a dead-letter queue"
-            ))
-        })?;
-        let metas = self.shared.lock().index.waiting_page(&dead, limit);
-        if metas.is_empty() {
-            return Ok(0);
-        }
-        let seqs = metas.iter().map(|m| m.seq).collect();
-        let payloads = self.payloads(seqs).await?;
-        let now = message::now_ms();
-        let online = self.online();
-        self.mutate(|index, effects| {
-            let mut moved = 0;
-            for (meta, payload) in metas.iter().zip(payloads) {
-                let Some(text) = payload else { continue };
-                let Ok(value) = serde_json::from_str(&text) else {
-                    continue;
-                };
-                if !index.take_waiting(&dead, meta.seq, &mut effects.ops) {
-                    continue;
-                }
-                let message = NewMessage::new(
-                    queue.clone(),
-                    meta.event.clone(),
-                    value,
-                    meta.source.clone(),
-                );
-                let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
-                moved += 1;
-                effects.published(&outcome, message.payload);
-            }
-            Ok(moved)
-        })?
-        .committed()
-        .await
     }
 
     /// Reads the payloads of `seqs` from the store, in order (`None`: no longer stored).

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::*;
+use crate::names::EventName;
 use crate::store::memory::MemoryStore;
 use crate::store::{Op, Snapshot, Store, StoreError};
 

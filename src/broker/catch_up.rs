@@ -1,0 +1,117 @@
+//! Catch-up and peek: reading a client's inbox in publish order, a page at a time, with
+//! payloads read from the store outside the index lock.
+
+use std::sync::Arc;
+
+use super::Broker;
+use super::message::{self, Envelope};
+use super::state::{self, InboxFilter};
+use crate::error::Error;
+use crate::names::{ClientId, EventName, QueueName};
+
+/// A catch-up in progress: pages through a client's inbox in publish order, up to the last
+/// message that existed when it started.
+pub struct CatchUp {
+    filter: InboxFilter,
+    after: u64,
+    upto: u64,
+    remaining: usize,
+}
+
+/// How many messages one catch-up page holds.
+pub const CATCH_UP_PAGE: usize = 256;
+
+impl Broker {
+    /// Starts a catch-up of `client`'s inbox (one queue or all, one event or all), at most
+    /// `limit` messages. Fails with `not_subscribed` if there is nothing to catch up from.
+    pub fn catch_up(
+        &self,
+        client: ClientId,
+        queue: Option<QueueName>,
+        event: Option<EventName>,
+        limit: Option<usize>,
+    ) -> Result<CatchUp, Error> {
+        let core = self.shared.lock();
+        core.index.subscribed_queues(&client, queue.as_ref())?;
+        if let Some(queue) = &queue
+            && core.index.is_work(&client, queue)
+        {
+            return Err(Error::invalid_field(format!(
+                "'{client}' takes '{queue}' in work mode: its messages go to one worker each, so getAll does not re-send them (peek over HTTP to look)"
+            ))
+            .with_code("work_mode"));
+        }
+        Ok(CatchUp {
+            filter: InboxFilter {
+                client,
+                queue,
+                event,
+                skip_dispatched: true,
+            },
+            after: 0,
+            upto: core.index.last_seq(),
+            remaining: limit.unwrap_or(usize::MAX),
+        })
+    }
+
+    /// The next page of a catch-up, in publish order; empty when it is complete. Each
+    /// envelope's `attempt` counts this send.
+    pub async fn next_page(&self, catch_up: &mut CatchUp) -> Result<Vec<Envelope>, Error> {
+        while catch_up.remaining > 0 {
+            let max = CATCH_UP_PAGE.min(catch_up.remaining);
+            let entries = self.shared.lock().index.inbox_page(
+                &catch_up.filter,
+                (catch_up.after, catch_up.upto),
+                max,
+                message::now_ms(),
+                true,
+            )?;
+            let Some((last, _)) = entries.last() else {
+                return Ok(Vec::new());
+            };
+            catch_up.after = last.seq;
+            let page = self
+                .read_envelopes(&catch_up.filter.client, entries)
+                .await?;
+            catch_up.remaining -= page.len();
+            if !page.is_empty() {
+                return Ok(page);
+            }
+            // Every message of this page was acked meanwhile: read on.
+        }
+        Ok(Vec::new())
+    }
+
+    /// The oldest `limit` messages of `client`'s inbox in `queue`, without acking or counting
+    /// a delivery.
+    pub async fn peek(
+        &self,
+        queue: &QueueName,
+        client: &ClientId,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, Error> {
+        let filter = InboxFilter {
+            client: client.clone(),
+            queue: Some(queue.clone()),
+            event: None,
+            skip_dispatched: false,
+        };
+        let entries = {
+            let mut core = self.shared.lock();
+            let upto = core.index.last_seq();
+            core.index
+                .inbox_page(&filter, (0, upto), limit, message::now_ms(), false)?
+        };
+        self.read_envelopes(client, entries).await
+    }
+
+    async fn read_envelopes(
+        &self,
+        client: &ClientId,
+        entries: Vec<(Arc<crate::store::MessageMeta>, u32)>,
+    ) -> Result<Vec<Envelope>, Error> {
+        let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
+        let payloads = self.payloads(seqs).await?;
+        Ok(state::envelopes(client, entries, payloads))
+    }
+}
