@@ -181,6 +181,8 @@ impl ApiKeys {
 pub struct Security {
     pub api_keys: ApiKeys,
     pub tokens: Option<Tokens>,
+    /// With API keys: let queue stats and metrics be read without one.
+    pub public_stats: bool,
 }
 
 /// Never prints a key or the secret.
@@ -189,6 +191,7 @@ impl std::fmt::Debug for Security {
         f.debug_struct("Security")
             .field("api_keys", &self.api_keys.0.len())
             .field("tokens", &self.tokens.is_some())
+            .field("public_stats", &self.public_stats)
             .finish()
     }
 }

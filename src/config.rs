@@ -93,6 +93,9 @@ pub struct Cli {
     /// A file with API keys, one per line.
     #[arg(long, env = "QUEUEHUB_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
+    /// With --api-key: let queue stats and metrics be read without a key.
+    #[arg(long, env = "QUEUEHUB_PUBLIC_STATS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub public_stats: Option<bool>,
     /// The secret (16+ characters) that signs socket tokens; sockets must then present one.
     #[arg(long, env = "QUEUEHUB_TOKEN_SECRET")]
     pub token_secret: Option<String>,
@@ -129,6 +132,7 @@ struct FileConfig {
     memory: Option<bool>,
     preset: Option<String>,
     api_key: Option<Vec<String>>,
+    public_stats: Option<bool>,
     token_secret: Option<String>,
     max_payload_bytes: Option<usize>,
     max_inbox: Option<usize>,
@@ -149,6 +153,7 @@ impl FileConfig {
             memory: self.memory.or(lower.memory),
             preset: self.preset.or(lower.preset),
             api_key: self.api_key.or(lower.api_key),
+            public_stats: self.public_stats.or(lower.public_stats),
             token_secret: self.token_secret.or(lower.token_secret),
             max_payload_bytes: self.max_payload_bytes.or(lower.max_payload_bytes),
             max_inbox: self.max_inbox.or(lower.max_inbox),
@@ -178,6 +183,7 @@ fn security(cli: &Cli, file: &FileConfig) -> anyhow::Result<Security> {
     Ok(Security {
         api_keys: ApiKeys::new(keys),
         tokens,
+        public_stats: cli.public_stats.or(file.public_stats).unwrap_or(false),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Secured HTTP: with API keys configured, every request except the open reads needs
-//! `Authorization: Bearer <key>` (401 `unauthorized` otherwise). Open reads are the health
-//! check, metrics, queue stats and the dashboard page; peeking into an inbox is not open.
+//! `Authorization: Bearer <key>` (401 `unauthorized` otherwise). Always open: the health check
+//! and the dashboard page (its data needs the key). Queue stats and metrics are open only with
+//! `--public-stats`. Peeking into an inbox never is.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -12,16 +13,16 @@ use super::{ApiError, ApiState};
 use crate::auth::unauthorized;
 
 /// Whether `method` `path` may be used without a key.
-fn is_open(method: &Method, path: &str) -> bool {
+fn is_open(method: &Method, path: &str, public_stats: bool) -> bool {
     if method == Method::OPTIONS {
         return true; // CORS preflight carries no credentials
     }
     if method != Method::GET {
         return false;
     }
-    matches!(path, "/healthz" | "/metrics" | "/v1/queues")
-        || path.starts_with("/dashboard")
-        || (path.starts_with("/v1/queues/") && !path.contains("/clients/"))
+    let stats = matches!(path, "/metrics" | "/v1/queues")
+        || (path.starts_with("/v1/queues/") && !path.contains("/clients/"));
+    path == "/healthz" || path.starts_with("/dashboard") || (public_stats && stats)
 }
 
 /// The bearer token of a request, if any.
@@ -38,7 +39,8 @@ pub fn bearer(request: &Request) -> Option<&str> {
 /// Lets a request through if it needs no key or carries a valid one.
 pub async fn require_key(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let keys = &state.security.api_keys;
-    if !keys.enabled() || is_open(request.method(), request.uri().path()) {
+    let public_stats = state.security.public_stats;
+    if !keys.enabled() || is_open(request.method(), request.uri().path(), public_stats) {
         return next.run(request).await;
     }
     match bearer(&request) {

@@ -12,11 +12,13 @@ use crate::helpers::{Http, SocketClient, TestApp, spawn_app_with, unique};
 const KEY: &str = "test-api-key";
 const SECRET: &str = "a test secret, long enough";
 
-async fn secured_app() -> TestApp {
+/// An app in secured mode; `public_stats` opens queue stats (tests read them to check).
+async fn secured_app(public_stats: bool) -> TestApp {
     spawn_app_with(|c| {
         c.security = Arc::new(Security {
             api_keys: ApiKeys::new([KEY.to_owned()]),
             tokens: Some(Tokens::new(SECRET).unwrap()),
+            public_stats,
         });
     })
     .await
@@ -50,8 +52,17 @@ async fn post_with(app: &TestApp, path: &str, key: Option<&str>, body: Value) ->
 }
 
 #[tokio::test]
-async fn http_writes_need_the_api_key_while_stats_stay_open() {
-    let app = secured_app().await;
+async fn stats_need_the_key_unless_public_stats_is_set() {
+    let app = secured_app(false).await;
+    assert_eq!(app.get("/v1/queues").await.0, 401);
+    assert_eq!(app.get("/metrics").await.0, 401);
+    assert_eq!(app.get("/healthz").await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn http_writes_need_the_api_key_while_public_stats_stay_open() {
+    let app = secured_app(true).await;
     let queue = unique("q");
     let path = format!("/v1/queues/{queue}/messages");
     let body = json!({"event": "e", "payload": 1});
@@ -80,7 +91,7 @@ async fn http_writes_need_the_api_key_while_stats_stay_open() {
 
 #[tokio::test]
 async fn sockets_without_a_valid_token_get_connect_error() {
-    let app = secured_app().await;
+    let app = secured_app(true).await;
     let none = SocketClient::refused(&app.url, "/", None).await;
     assert!(
         none.as_deref().is_some_and(|m| m.contains("secured mode")),
@@ -129,7 +140,7 @@ async fn sockets_without_a_valid_token_get_connect_error() {
 
 #[tokio::test]
 async fn a_token_for_one_client_never_reads_or_acks_another_clients_inbox() {
-    let app = secured_app().await;
+    let app = secured_app(true).await;
     let (alice_q, bob_q) = (unique("alice"), unique("bob"));
     let bob = SocketClient::connect_with_auth(
         &app.url,
@@ -187,7 +198,7 @@ async fn a_token_for_one_client_never_reads_or_acks_another_clients_inbox() {
 
 #[tokio::test]
 async fn an_api_key_holder_mints_tokens_and_trusted_backends_act_as_anyone() {
-    let app = secured_app().await;
+    let app = secured_app(true).await;
     let queue = unique("orders");
     let (status, _) = post_with(&app, "/v1/tokens", None, json!({"clientId": "carol"})).await;
     assert_eq!(status, 401);
@@ -219,7 +230,7 @@ async fn an_api_key_holder_mints_tokens_and_trusted_backends_act_as_anyone() {
 
 #[tokio::test]
 async fn socket_io_2_clients_can_send_the_token_in_the_query_string() {
-    let app = secured_app().await;
+    let app = secured_app(true).await;
     let url = format!(
         "{}/?token={}",
         app.url,
