@@ -69,6 +69,7 @@ impl Application {
                 dialect: config.dialect.clone(),
                 security: Arc::clone(&config.security),
                 events_per_sec: config.max_events_per_sec,
+                connections: socket::ConnectionLimit::new(config.max_connections_per_ip),
             },
         );
         let sockets_io = io.clone();
@@ -120,10 +121,14 @@ impl Application {
         let mut servers = Vec::new();
         for listener in self.listeners {
             let mut stop = stop_rx.clone();
-            let server =
-                axum::serve(listener, self.router.clone()).with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                });
+            // Connect info: the peer's address, for the per-address connection limit.
+            let service = self
+                .router
+                .clone()
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            });
             servers.push(tokio::spawn(async move { server.await }));
         }
         for address in &self.addresses {

@@ -47,6 +47,8 @@ pub struct Config {
     pub security: Arc<Security>,
     /// Events one socket may send per second on average (and in a burst).
     pub max_events_per_sec: u32,
+    /// Socket connections one IP address may hold at once; `None`: no limit.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             dashboard_dir: None,
             security: Arc::new(Security::default()),
             max_events_per_sec: 10_000,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -105,6 +108,9 @@ pub struct Cli {
     /// Events one socket may send per second, on average and in a burst [default: 10000].
     #[arg(long, env = "QUEUEHUB_MAX_EVENTS_PER_SEC")]
     pub max_events_per_sec: Option<u32>,
+    /// Socket connections one IP address may hold at once [default: no limit].
+    #[arg(long, env = "QUEUEHUB_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Most unacked messages one subscription's inbox may hold [default: 1000000].
     #[arg(long, env = "QUEUEHUB_MAX_INBOX")]
     pub max_inbox: Option<usize>,
@@ -137,6 +143,7 @@ struct FileConfig {
     max_payload_bytes: Option<usize>,
     max_inbox: Option<usize>,
     max_events_per_sec: Option<u32>,
+    max_connections_per_ip: Option<usize>,
     max_body_bytes: Option<usize>,
     cors: Option<bool>,
     dedupe_window_secs: Option<u64>,
@@ -158,6 +165,7 @@ impl FileConfig {
             max_payload_bytes: self.max_payload_bytes.or(lower.max_payload_bytes),
             max_inbox: self.max_inbox.or(lower.max_inbox),
             max_events_per_sec: self.max_events_per_sec.or(lower.max_events_per_sec),
+            max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             cors: self.cors.or(lower.cors),
             dedupe_window_secs: self.dedupe_window_secs.or(lower.dedupe_window_secs),
@@ -256,6 +264,7 @@ impl Config {
             check_lab_route(&route.path)?;
         }
         Ok(Config {
+            max_connections_per_ip: cli.max_connections_per_ip.or(file.max_connections_per_ip),
             max_events_per_sec: cli
                 .max_events_per_sec
                 .or(file.max_events_per_sec)

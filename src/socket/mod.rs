@@ -16,6 +16,7 @@
 //! ([`SocketOutbox`]). Emitting never waits: a socket whose buffer is full misses the live
 //! push, and the message waits in its inbox for the next `getAll`.
 
+mod connections;
 pub mod dashboard;
 mod get_all;
 pub mod identity;
@@ -38,6 +39,7 @@ use crate::auth::Security;
 use crate::broker::{Broker, Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
 use crate::names::{ClientId, QueueName};
+pub use connections::ConnectionLimit;
 use identity::Identity;
 use socketioxide::handler::ConnectHandler;
 
@@ -92,6 +94,8 @@ pub struct SocketOptions {
     pub security: Arc<Security>,
     /// Events one socket may send per second (and in a burst).
     pub events_per_sec: u32,
+    /// Sockets one IP address may hold at once.
+    pub connections: ConnectionLimit,
 }
 
 impl SocketOptions {
@@ -119,10 +123,13 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         let broker = broker.clone();
         let options = Arc::clone(&options);
         let (for_check, for_start) = (Arc::clone(&security), Arc::clone(&security));
+        let connections = options.connections.clone();
         // Secured mode: a socket without a valid credential is refused here, before the
-        // handler, and gets `connect_error` with the reason.
+        // handler, and gets `connect_error` with the reason; so is one over its address's
+        // connection limit (counted last, once everything else passed).
         let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
-            let checked = Identity::check(&for_check, &socket, auth.ok().as_ref()).map(|_| ());
+            let checked = Identity::check(&for_check, &socket, auth.ok().as_ref())
+                .and_then(|_| connections.admit(&socket));
             std::future::ready(checked)
         };
         let connect = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
@@ -133,6 +140,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
                 }
                 // The credential expired between the check and now: refuse after all.
                 Err(_) => {
+                    options.connections.release(&socket);
                     let _ = socket.disconnect();
                 }
             }

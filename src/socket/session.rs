@@ -165,8 +165,10 @@ pub fn start(
     let closed_tx = Arc::new(Mutex::new(Some(closed_tx)));
     let acted_for = Arc::new(Mutex::new(BTreeSet::from_iter(client.clone())));
     let (gone_broker, gone_clients) = (broker.clone(), Arc::clone(&acted_for));
+    let connections = options.connections.clone();
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
+        connections.release(&socket);
         gone_broker.detach(&consumer_id(&socket));
         let clients = gone_clients.lock().map(|c| c.clone()).unwrap_or_default();
         if clients.is_empty() {

@@ -239,3 +239,28 @@ async fn socket_io_2_clients_can_send_the_token_in_the_query_string() {
     assert_eq!(SocketClient::refused(&url, "/", None).await, None);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_address_over_its_connection_limit_is_refused_until_a_socket_leaves() {
+    let app = spawn_app_with(|c| c.max_connections_per_ip = Some(2)).await;
+    let first = SocketClient::connect(&app.url).await;
+    let _second = SocketClient::connect(&app.url).await;
+    let refused = SocketClient::refused(&app.url, "/", None).await;
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("connections")),
+        "{refused:?}"
+    );
+    first.disconnect().await;
+    let mut admitted = None;
+    for _ in 0..50 {
+        admitted = SocketClient::refused(&app.url, "/", None).await;
+        if admitted.is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(admitted, None, "a place was freed");
+    app.stop().await;
+}
