@@ -23,7 +23,8 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// A configured limit (batch size, rate) was hit.
     Limit,
-    /// A configured capacity (inbox length) is used up.
+    /// A capacity is used up: a configured one (inbox length) or the disk; nothing was
+    /// changed.
     Full,
     /// The store could not commit; nothing was changed.
     Unavailable,
@@ -104,6 +105,12 @@ impl Error {
     /// The store failed; nothing was changed.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, "store_unavailable", message)
+    }
+
+    /// The store cannot commit because the disk (or a quota or file-size limit) is full;
+    /// nothing was changed.
+    pub fn storage_full(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Full, "storage_full", message)
     }
 
     /// The server is shutting down.

@@ -123,8 +123,9 @@ pub(crate) struct Core {
     index: State,
     /// `None` once the broker is closing.
     writer: Option<mpsc::UnboundedSender<Batch>>,
-    /// True while the index is rebuilt after a failed commit.
-    rebuilding: bool,
+    /// While the index is rebuilt after a failed commit: what mutations are refused with
+    /// (`storage_full` after a full disk, `store_unavailable` otherwise).
+    rebuilding: Option<Error>,
 }
 
 impl Shared {
@@ -179,7 +180,7 @@ impl Broker {
             core: Mutex::new(Core {
                 index,
                 writer: Some(batch_tx),
-                rebuilding: false,
+                rebuilding: None,
             }),
             store,
             config,
@@ -222,10 +223,8 @@ impl Broker {
     ) -> Result<Pending<T>, Error> {
         let (done_tx, done_rx) = oneshot::channel();
         let mut core = self.shared.lock();
-        if core.rebuilding {
-            return Err(Error::unavailable(
-                "the store is recovering from a failed commit; try again",
-            ));
+        if let Some(error) = &core.rebuilding {
+            return Err(error.clone());
         }
         let Some(writer) = core.writer.clone() else {
             return Err(Error::shutting_down());

@@ -24,7 +24,7 @@ struct FlakyStore {
 impl Store for FlakyStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError("disk full".into()));
+            return Err(StoreError::Failed("the disk went away".into()));
         }
         self.inner.commit(ops).await
     }

@@ -9,8 +9,9 @@
 //! before it is durable.
 //!
 //! If a commit fails, nothing of it reached the store, but the index already shows it. The
-//! writer then marks the state as rebuilding (new mutations fail fast with
-//! `store_unavailable`), fails every batch still queued, and rebuilds the index from the store.
+//! writer then marks the state as rebuilding (new mutations fail fast with the same error:
+//! `storage_full` for a full disk, `store_unavailable` otherwise), fails every batch still
+//! queued, and rebuilds the index from the store, retrying until the store can be read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,7 +129,11 @@ pub(crate) async fn run(
             }
             Err(err) => {
                 tracing::error!(error = %err, "commit failed; rebuilding the index from the store");
-                let error = Error::unavailable(format!("the store could not commit: {err}"));
+                let error = if err.is_full() {
+                    Error::storage_full(format!("the disk is full; nothing was stored: {err}"))
+                } else {
+                    Error::unavailable(format!("the store could not commit: {err}"))
+                };
                 fail_all(&mut pending, &error);
                 recover(&shared, &mut batches, &error).await;
             }
@@ -144,7 +149,7 @@ fn fail_all(pending: &mut Vec<Batch>, error: &Error) {
 
 /// Fails what is queued and replaces the index with what the store really holds.
 async fn recover(shared: &Shared, batches: &mut mpsc::UnboundedReceiver<Batch>, error: &Error) {
-    shared.lock().rebuilding = true;
+    shared.lock().rebuilding = Some(error.clone());
     // No new batch can arrive now: mutations check `rebuilding` under the same lock.
     let mut queued = Vec::new();
     while let Ok(batch) = batches.try_recv() {
@@ -155,10 +160,14 @@ async fn recover(shared: &Shared, batches: &mut mpsc::UnboundedReceiver<Batch>, 
     loop {
         match shared.store.load().await {
             Ok(snapshot) => {
+                let messages = snapshot.messages.len();
                 let mut core = shared.lock();
                 core.index = State::from_snapshot(snapshot);
-                core.rebuilding = false;
-                tracing::info!("index rebuilt from the store; accepting writes again");
+                core.rebuilding = None;
+                tracing::info!(
+                    messages,
+                    "index rebuilt from the store; accepting writes again"
+                );
                 return;
             }
             Err(err) => {

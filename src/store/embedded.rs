@@ -6,8 +6,9 @@
 //! can be inspected and migrated easily; payloads live in their own table so that start-up
 //! reads only the small message metadata.
 
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -27,69 +28,150 @@ const COUNTERS: TableDefinition<&str, &str> = TableDefinition::new("counters");
 pub const FILE_NAME: &str = "queuehub.redb";
 
 /// A [`Store`] in one redb file.
+///
+/// After an I/O error (a full disk, a file-size limit) redb refuses every later operation until
+/// the database is closed and opened again. The store does that by itself: the failing call
+/// reports the error ([`StoreError::Full`] for a full disk), and the next call reopens the file,
+/// which rolls it back to the last committed transaction. If reopening fails too (the disk is
+/// still full), that call fails and the next one tries again.
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     path: PathBuf,
+    /// A std mutex: held only to hand out the handle or to reopen, never across an `.await`.
+    db: Mutex<Handle>,
+}
+
+/// The open database, or `None` while it must be reopened after an I/O error.
+struct Handle {
+    db: Option<Arc<Database>>,
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir`, creating the directory if needed.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError(format!(
+            StoreError::Failed(format!(
                 "cannot create data dir {}: {e}",
                 data_dir.display()
             ))
         })?;
         let path = data_dir.join(FILE_NAME);
-        let db = Database::create(&path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
-        // Create every table up front so that reads never meet a missing table.
-        let txn = db.begin_write().map_err(StoreError::from_engine)?;
-        open_all(&txn)?;
-        txn.commit().map_err(StoreError::from_engine)?;
+        let db = open_database(&path)?;
         Ok(Self {
-            db: Arc::new(db),
-            path,
+            inner: Arc::new(Inner {
+                path,
+                db: Mutex::new(Handle {
+                    db: Some(Arc::new(db)),
+                }),
+            }),
         })
     }
 
     /// The path of the database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    /// Runs blocking engine work off the async runtime.
+    /// Runs blocking engine work off the async runtime, on the open database (reopening it
+    /// first if an earlier I/O error closed it). An I/O error in `work` closes it.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
-            .await
-            .map_err(StoreError::from_engine)?
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let db = inner.database()?;
+            work(&db).map_err(|err| inner.failed(err))
+        })
+        .await
+        .map_err(StoreError::from_engine)?
     }
 }
 
-fn open_all(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let e = StoreError::from_engine;
-    txn.open_table(META).map_err(e)?;
-    txn.open_table(PAYLOADS).map_err(e)?;
-    txn.open_table(SUBSCRIPTIONS).map_err(e)?;
-    txn.open_table(INBOX).map_err(e)?;
-    txn.open_table(ATTEMPTS).map_err(e)?;
-    txn.open_table(WAITING).map_err(e)?;
-    txn.open_table(RECEIPTS).map_err(e)?;
-    txn.open_table(COUNTERS).map_err(e)?;
+impl Inner {
+    fn handle(&self) -> MutexGuard<'_, Handle> {
+        // A panic while holding the lock leaves the handle itself consistent.
+        self.db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The open database; reopens the file if an I/O error closed it.
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let mut handle = self.handle();
+        if let Some(db) = &handle.db {
+            return Ok(Arc::clone(db));
+        }
+        // Every clone of the old handle has been dropped by now (each lives for one call, and
+        // the call that failed dropped its own), so redb released its lock on the file. If one
+        // is still alive, redb says the file is already open: this call fails, the next retries.
+        let db = Arc::new(open_database(&self.path)?);
+        tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
+        handle.db = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    /// Classifies an engine error; after an I/O error, drops the handle so that the next call
+    /// reopens the file (redb refuses all work after one until then).
+    fn failed(&self, err: redb::Error) -> StoreError {
+        if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            self.handle().db = None;
+        }
+        classify(err)
+    }
+}
+
+/// Opens (or creates) the database file and every table, so that reads never meet a missing
+/// table.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|e| classify(e.into()))?;
+    let create_tables = || -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        open_all(&txn)?;
+        txn.commit()?;
+        Ok(())
+    };
+    create_tables().map_err(classify)?;
+    Ok(db)
+}
+
+/// [`StoreError::Full`] for a full disk, quota or file-size limit; [`StoreError::Failed`] for
+/// anything else.
+fn classify(err: redb::Error) -> StoreError {
+    match &err {
+        redb::Error::Io(io) if is_out_of_space(io) => StoreError::Full(err.to_string()),
+        _ => StoreError::Failed(err.to_string()),
+    }
+}
+
+fn is_out_of_space(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+    )
+}
+
+fn open_all(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(META)?;
+    txn.open_table(PAYLOADS)?;
+    txn.open_table(SUBSCRIPTIONS)?;
+    txn.open_table(INBOX)?;
+    txn.open_table(ATTEMPTS)?;
+    txn.open_table(WAITING)?;
+    txn.open_table(RECEIPTS)?;
+    txn.open_table(COUNTERS)?;
     Ok(())
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(StoreError::from_engine)
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, redb::Error> {
+    serde_json::to_string(value).map_err(|e| redb::Error::Corrupted(format!("cannot encode: {e}")))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError(format!("corrupt record: {e}")))
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, redb::Error> {
+    serde_json::from_str(text).map_err(|e| redb::Error::Corrupted(format!("corrupt record: {e}")))
 }
 
 fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
@@ -101,12 +183,11 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     let mut waiting = txn.open_table(WAITING)?;
     let mut receipts = txn.open_table(RECEIPTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
-    let json = |r: Result<String, StoreError>| r.map_err(|e| redb::Error::Corrupted(e.0));
     for op in ops {
         match op {
             Op::PutMessage(message) => {
                 let seq = message.meta.seq;
-                meta.insert(seq, json(to_json(&message.meta))?.as_str())?;
+                meta.insert(seq, (to_json(&message.meta))?.as_str())?;
                 payloads.insert(seq, message.payload.as_str())?;
             }
             Op::DeleteMessage(seq) => {
@@ -119,7 +200,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 record,
             } => {
                 let key = (client.as_str(), queue.as_str());
-                subscriptions.insert(key, json(to_json(&record))?.as_str())?;
+                subscriptions.insert(key, (to_json(&record))?.as_str())?;
             }
             Op::DeleteSubscription { client, queue } => {
                 subscriptions.remove((client.as_str(), queue.as_str()))?;
@@ -148,78 +229,70 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::PutReceipt(receipt) => {
                 let key = (receipt.queue.as_str(), receipt.id.as_str());
-                receipts.insert(key, json(to_json(&receipt))?.as_str())?;
+                receipts.insert(key, (to_json(&receipt))?.as_str())?;
             }
             Op::DeleteReceipt { queue, id } => {
                 receipts.remove((queue.as_str(), id.as_str()))?;
             }
             Op::PutCounters { queue, counters: c } => {
-                counters.insert(queue.as_str(), json(to_json(&c))?.as_str())?;
+                counters.insert(queue.as_str(), (to_json(&c))?.as_str())?;
             }
         }
     }
     Ok(())
 }
 
-fn parse_name<T: TryFrom<String>>(raw: &str) -> Result<T, StoreError> {
-    T::try_from(raw.to_owned()).map_err(|_| StoreError(format!("corrupt name {raw:?} in store")))
+fn parse_name<T: TryFrom<String>>(raw: &str) -> Result<T, redb::Error> {
+    T::try_from(raw.to_owned())
+        .map_err(|_| redb::Error::Corrupted(format!("corrupt name {raw:?} in store")))
 }
 
 fn read_snapshot(db: &Database) -> Result<Snapshot, redb::Error> {
-    let corrupt = |e: StoreError| redb::Error::Corrupted(e.0);
     let txn = db.begin_read()?;
     let mut snapshot = Snapshot::default();
     for row in txn.open_table(META)?.iter()? {
         let (_, value) = row?;
-        let meta: MessageMeta = from_json(value.value()).map_err(corrupt)?;
+        let meta: MessageMeta = from_json(value.value())?;
         snapshot.messages.push(meta);
     }
     for row in txn.open_table(SUBSCRIPTIONS)?.iter()? {
         let (key, value) = row?;
         let (client, queue) = key.value();
         snapshot.subscriptions.push((
-            parse_name(client).map_err(corrupt)?,
-            parse_name(queue).map_err(corrupt)?,
-            from_json(value.value()).map_err(corrupt)?,
+            parse_name(client)?,
+            parse_name(queue)?,
+            from_json(value.value())?,
         ));
     }
     for row in txn.open_table(INBOX)?.iter()? {
         let (key, _) = row?;
         let (client, queue, seq) = key.value();
-        snapshot.inbox.push((
-            parse_name(client).map_err(corrupt)?,
-            parse_name(queue).map_err(corrupt)?,
-            seq,
-        ));
+        snapshot
+            .inbox
+            .push((parse_name(client)?, parse_name(queue)?, seq));
     }
     for row in txn.open_table(ATTEMPTS)?.iter()? {
         let (key, value) = row?;
         let (client, queue, seq) = key.value();
-        snapshot.attempts.push((
-            parse_name(client).map_err(corrupt)?,
-            parse_name(queue).map_err(corrupt)?,
-            seq,
-            value.value(),
-        ));
+        snapshot
+            .attempts
+            .push((parse_name(client)?, parse_name(queue)?, seq, value.value()));
     }
     for row in txn.open_table(WAITING)?.iter()? {
         let (key, _) = row?;
         let (queue, seq) = key.value();
-        snapshot
-            .waiting
-            .push((parse_name(queue).map_err(corrupt)?, seq));
+        snapshot.waiting.push((parse_name(queue)?, seq));
     }
     for row in txn.open_table(RECEIPTS)?.iter()? {
         let (_, value) = row?;
-        let receipt: Receipt = from_json(value.value()).map_err(corrupt)?;
+        let receipt: Receipt = from_json(value.value())?;
         snapshot.receipts.push(receipt);
     }
     for row in txn.open_table(COUNTERS)?.iter()? {
         let (key, value) = row?;
-        snapshot.counters.push((
-            parse_name(key.value()).map_err(corrupt)?,
-            from_json(value.value()).map_err(corrupt)?,
-        ));
+        snapshot
+            .counters
+            .push((parse_name(key.value())?, from_json(value.value())?));
     }
     Ok(snapshot)
 }
@@ -228,31 +301,27 @@ fn read_snapshot(db: &Database) -> Result<Snapshot, redb::Error> {
 impl Store for EmbeddedStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(StoreError::from_engine)?;
+            let txn = db.begin_write()?;
             // On error the transaction is dropped, which aborts it: nothing is half-applied.
-            apply_all(&txn, ops).map_err(StoreError::from_engine)?;
-            txn.commit().map_err(StoreError::from_engine)
+            apply_all(&txn, ops)?;
+            Ok(txn.commit()?)
         })
         .await
     }
 
     async fn load(&self) -> Result<Snapshot, StoreError> {
-        self.blocking(|db| read_snapshot(db).map_err(StoreError::from_engine))
-            .await
+        self.blocking(read_snapshot).await
     }
 
     async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError> {
         self.blocking(move |db| {
-            let read = || -> Result<Vec<Option<String>>, redb::Error> {
-                let txn = db.begin_read()?;
-                let table = txn.open_table(PAYLOADS)?;
-                let mut out = Vec::with_capacity(seqs.len());
-                for seq in seqs {
-                    out.push(table.get(seq)?.map(|v| v.value().to_owned()));
-                }
-                Ok(out)
-            };
-            read().map_err(StoreError::from_engine)
+            let txn = db.begin_read()?;
+            let table = txn.open_table(PAYLOADS)?;
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                out.push(table.get(seq)?.map(|v| v.value().to_owned()));
+            }
+            Ok(out)
         })
         .await
     }

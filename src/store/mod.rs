@@ -28,13 +28,25 @@ use crate::names::{ClientId, EventName, MessageId, QueueName};
 
 /// The engine failed. The batch that failed was not applied at all.
 #[derive(Debug, thiserror::Error)]
-#[error("store error: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The disk, a quota or a file-size limit is full. Nothing was written; writes work again
+    /// once space returns.
+    #[error("storage full: {0}")]
+    Full(String),
+    /// Any other engine failure.
+    #[error("store error: {0}")]
+    Failed(String),
+}
 
 impl StoreError {
-    /// Wraps any engine error.
+    /// Wraps any engine error as [`StoreError::Failed`].
     pub fn from_engine(err: impl std::fmt::Display) -> Self {
-        Self(err.to_string())
+        Self::Failed(err.to_string())
+    }
+
+    /// Whether the failure was a full disk (or quota, or file-size limit).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full(_))
     }
 }
 

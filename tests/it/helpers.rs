@@ -199,9 +199,43 @@ impl ServerProcess {
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
+        command.args(args).envs(envs.iter().copied());
+        Self::spawn(command, addresses)
+    }
+
+    /// Starts the binary like [`ServerProcess::start`], but with SIGXFSZ ignored (the shell's
+    /// `trap '' XFSZ`, kept across `exec`): a file-size limit set later with
+    /// [`ServerProcess::limit_file_size`] then makes writes fail with EFBIG, as a full disk
+    /// makes them fail with ENOSPC, instead of killing the process.
+    pub async fn start_with_fillable_disk(data_dir: &Path) -> Self {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            "trap '' XFSZ; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_queuehub"),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+        ]);
+        Self::spawn(command, 1)
+    }
+
+    /// Sets the process's soft file-size limit (`prlimit --fsize`), or lifts it with `None`.
+    /// Any user may lower its soft limit and raise it back up to the hard limit.
+    pub fn limit_file_size(&self, bytes: Option<u64>) {
+        let limit = bytes.map_or("unlimited".to_owned(), |b| b.to_string());
+        let status = Command::new("prlimit")
+            .arg("--pid")
+            .arg(self.child.id().to_string())
+            .arg(format!("--fsize={limit}:"))
+            .status()
+            .expect("prlimit runs (util-linux)");
+        assert!(status.success(), "prlimit --fsize={limit}: failed");
+    }
+
+    fn spawn(mut command: Command, addresses: usize) -> Self {
         let mut child = command
-            .args(args)
-            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -6,6 +6,7 @@ mod catch_up;
 mod classroom;
 mod dashboard;
 mod delivery;
+mod disk_full;
 mod durability;
 mod fuzz;
 mod helpers;
