@@ -24,9 +24,6 @@ use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::memory::MemoryStore;
 
-/// How long an HTTP API request may take before it is answered 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long shutdown waits for connections to finish before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -80,7 +77,7 @@ impl Application {
         };
         let api = api::router(state, &config).layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            config.request_timeout,
         ));
         let mut router = api.layer(socket_layer).layer(TraceLayer::new_for_http());
         if config.cors_permissive {

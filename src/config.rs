@@ -34,6 +34,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Largest HTTP request body, in bytes.
     pub max_body_bytes: usize,
+    /// Longest an HTTP request may take, body upload included; then it is answered 408.
+    pub request_timeout: Duration,
     /// Allow any origin (for browser pages served elsewhere).
     pub cors_permissive: bool,
     /// A lab's dialect (from a preset), if any.
@@ -58,6 +60,7 @@ impl Default for Config {
             storage: Storage::Embedded(PathBuf::from("data")),
             broker: BrokerConfig::default(),
             max_body_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
             cors_permissive: false,
             dialect: None,
             http_routes: Vec::new(),
@@ -117,6 +120,10 @@ pub struct Cli {
     /// Largest HTTP request body, in bytes [default: 16777216].
     #[arg(long, env = "QUEUEHUB_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Longest an HTTP request may take, body upload included, in ms; slower ones are
+    /// answered 408 [default: 30000].
+    #[arg(long, env = "QUEUEHUB_REQUEST_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: Option<u64>,
     /// Serve the dashboard page's files from this directory (to work on the page without
     /// rebuilding); by default the copies built into the binary are served.
     #[arg(long, env = "QUEUEHUB_DASHBOARD_DIR")]
@@ -145,6 +152,7 @@ struct FileConfig {
     max_events_per_sec: Option<u32>,
     max_connections_per_ip: Option<usize>,
     max_body_bytes: Option<usize>,
+    request_timeout_ms: Option<u64>,
     cors: Option<bool>,
     dedupe_window_secs: Option<u64>,
 }
@@ -167,6 +175,7 @@ impl FileConfig {
             max_events_per_sec: self.max_events_per_sec.or(lower.max_events_per_sec),
             max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            request_timeout_ms: self.request_timeout_ms.or(lower.request_timeout_ms),
             cors: self.cors.or(lower.cors),
             dedupe_window_secs: self.dedupe_window_secs.or(lower.dedupe_window_secs),
         }
@@ -281,6 +290,12 @@ impl Config {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(defaults.max_body_bytes),
+            request_timeout: cli
+                .request_timeout_ms
+                .or(file.request_timeout_ms)
+                .map_or(defaults.request_timeout, |ms| {
+                    Duration::from_millis(ms.max(1))
+                }),
             cors_permissive: cli.cors.or(file.cors).unwrap_or(false),
         })
     }

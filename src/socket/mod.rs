@@ -46,6 +46,10 @@ use socketioxide::handler::ConnectHandler;
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
 
+/// Room in one socket.io packet, beyond the largest payload, for the event name, the envelope
+/// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
+const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
+
 /// The room of the sockets that receive `client`'s messages from `queue`. Names cannot
 /// contain control characters, so the NUL separator cannot be forged.
 pub fn room(client: &ClientId, queue: &QueueName) -> String {
@@ -114,9 +118,15 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     let options = Arc::new(options);
     let security = Arc::clone(&options.security);
     let dialect = options.dialect.clone();
+    // One packet may carry the largest payload plus room for the rest of the event. The
+    // engine applies `max_payload` to HTTP long-polling only; WebSocket messages and frames
+    // have limits of their own (64 MiB and 16 MiB by default), set to the same here.
+    let max_packet = broker.config().max_payload_bytes + MAX_PACKET_OVERHEAD;
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
-        .max_payload(broker.config().max_payload_bytes as u64 + 64 * 1024)
+        .max_payload(max_packet as u64)
+        .ws_max_message_size(max_packet)
+        .ws_max_frame_size(max_packet)
         .build_layer();
     let namespaces = namespaces(dialect.as_ref());
     for namespace in &namespaces {

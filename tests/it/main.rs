@@ -10,6 +10,7 @@ mod disk_full;
 mod durability;
 mod fuzz;
 mod helpers;
+mod limits;
 mod operation;
 mod publish;
 mod security;
