@@ -38,10 +38,10 @@ pub struct Application {
 }
 
 /// Opens the store the configuration names.
-fn open_store(storage: &Storage) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match storage {
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.storage {
         Storage::Embedded(dir) => Arc::new(
-            EmbeddedStore::open(dir)
+            EmbeddedStore::open_with_cache(dir, config.store_cache_bytes)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?,
         ),
         Storage::Memory => Arc::new(MemoryStore::new()),
@@ -52,7 +52,7 @@ impl Application {
     /// Opens the store, rebuilds the broker's indexes, and binds every listen address
     /// (port 0 picks a free port; see [`Application::addresses`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = open_store(&config.storage)?;
+        let store = open_store(&config)?;
         let broker = Broker::open(store, config.broker.clone())
             .await
             .context("cannot load the store")?;

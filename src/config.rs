@@ -31,6 +31,8 @@ pub struct Config {
     /// Every address serves everything (HTTP API and socket.io).
     pub listen: Vec<SocketAddr>,
     pub storage: Storage,
+    /// The most memory the embedded store's page cache may use, in bytes.
+    pub store_cache_bytes: usize,
     pub broker: BrokerConfig,
     /// Largest HTTP request body, in bytes.
     pub max_body_bytes: usize,
@@ -58,6 +60,7 @@ impl Default for Config {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 3000))],
             storage: Storage::Embedded(PathBuf::from("data")),
+            store_cache_bytes: crate::store::embedded::DEFAULT_CACHE_BYTES,
             broker: BrokerConfig::default(),
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
@@ -82,6 +85,9 @@ pub struct Cli {
     /// Directory of the embedded store [default: ./data].
     #[arg(long, env = "QUEUEHUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The most memory the embedded store's page cache may use, in MiB [default: 64].
+    #[arg(long, env = "QUEUEHUB_STORE_CACHE_MB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub store_cache_mb: Option<u64>,
     /// Keep everything in memory: nothing is written to disk, nothing survives a restart.
     #[arg(long, env = "QUEUEHUB_MEMORY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
     pub memory: Option<bool>,
@@ -142,6 +148,7 @@ struct FileConfig {
     http_routes: Option<Vec<HttpRoute>>,
     listen: Option<Vec<SocketAddr>>,
     data_dir: Option<PathBuf>,
+    store_cache_mb: Option<u64>,
     memory: Option<bool>,
     preset: Option<String>,
     api_key: Option<Vec<String>>,
@@ -165,6 +172,7 @@ impl FileConfig {
             http_routes: self.http_routes.or(lower.http_routes),
             listen: self.listen.or(lower.listen),
             data_dir: self.data_dir.or(lower.data_dir),
+            store_cache_mb: self.store_cache_mb.or(lower.store_cache_mb),
             memory: self.memory.or(lower.memory),
             preset: self.preset.or(lower.preset),
             api_key: self.api_key.or(lower.api_key),
@@ -285,6 +293,10 @@ impl Config {
             http_routes,
             listen,
             storage,
+            store_cache_bytes: cli
+                .store_cache_mb
+                .or(file.store_cache_mb)
+                .map_or(defaults.store_cache_bytes, |mb| mb as usize * 1024 * 1024),
             broker,
             max_body_bytes: cli
                 .max_body_bytes

@@ -27,6 +27,12 @@ const COUNTERS: TableDefinition<&str, &str> = TableDefinition::new("counters");
 /// The file name inside the data directory.
 pub const FILE_NAME: &str = "queuehub.redb";
 
+/// The default most memory the engine's page cache may use. redb's own default (1 GiB) lets
+/// the server grow by about the size of everything published until it reaches that; a
+/// smaller cache keeps a classroom laptop's server small, and the operating system's file
+/// cache still keeps hot pages in memory.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A [`Store`] in one redb file.
 ///
 /// After an I/O error (a full disk, a file-size limit) redb refuses every later operation until
@@ -40,6 +46,7 @@ pub struct EmbeddedStore {
 
 struct Inner {
     path: PathBuf,
+    cache_bytes: usize,
     /// A std mutex: held only to hand out the handle or to reopen, never across an `.await`.
     db: Mutex<Handle>,
 }
@@ -50,8 +57,15 @@ struct Handle {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `data_dir`, creating the directory if needed.
+    /// Opens (or creates) the store in `data_dir`, creating the directory if needed, with the
+    /// default page cache.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`EmbeddedStore::open`], with a page cache of at most `cache_bytes`: the most
+    /// memory the engine keeps of the file, however large the store grows.
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Failed(format!(
                 "cannot create data dir {}: {e}",
@@ -59,10 +73,11 @@ impl EmbeddedStore {
             ))
         })?;
         let path = data_dir.join(FILE_NAME);
-        let db = open_database(&path)?;
+        let db = open_database(&path, cache_bytes)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                cache_bytes,
                 db: Mutex::new(Handle {
                     db: Some(Arc::new(db)),
                 }),
@@ -108,7 +123,7 @@ impl Inner {
         // Every clone of the old handle has been dropped by now (each lives for one call, and
         // the call that failed dropped its own), so redb released its lock on the file. If one
         // is still alive, redb says the file is already open: this call fails, the next retries.
-        let db = Arc::new(open_database(&self.path)?);
+        let db = Arc::new(open_database(&self.path, self.cache_bytes)?);
         tracing::info!(path = %self.path.display(), "store reopened after an I/O error");
         handle.db = Some(Arc::clone(&db));
         Ok(db)
@@ -126,8 +141,11 @@ impl Inner {
 
 /// Opens (or creates) the database file and every table, so that reads never meet a missing
 /// table.
-fn open_database(path: &Path) -> Result<Database, StoreError> {
-    let db = Database::create(path).map_err(|e| classify(e.into()))?;
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(|e| classify(e.into()))?;
     let create_tables = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         open_all(&txn)?;

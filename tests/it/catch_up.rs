@@ -1,8 +1,10 @@
 //! Catch-up of a large inbox: complete, in order, through socketioxide's bounded buffer.
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::helpers::{Http, SocketClient, spawn_app, unique};
+use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, spawn_app, unique};
 
 /// The inbox size the spec names for catch-up with backpressure.
 const INBOX: usize = 100_000;
@@ -59,25 +61,24 @@ async fn a_client_can_ack_each_caught_up_message_as_fast_as_it_arrives() {
     reader.emit("getAll", json!({"clientId": client})).await;
     // Ack every message the moment it arrives, without waiting for answers: each ack is a
     // durable write, and none may be refused or lost.
+    let mut last = serde_json::Value::Null;
     for _ in 0..MESSAGES {
         let received = reader.next().await;
         assert_eq!(received.event, "item", "{received:?}");
+        last = received.data["id"].clone();
         reader
-            .emit(
-                "received",
-                json!({"clientId": client, "id": received.data["id"]}),
-            )
+            .emit("received", json!({"clientId": client, "id": last}))
             .await;
     }
-    let mut pending = u64::MAX;
-    for _ in 0..100 {
-        pending = app.pending(&queue, &client).await;
-        if pending == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(pending, 0, "every ack took effect");
+    // A socket's events are applied in order: once an ack sent after them all is answered,
+    // every one of them has been applied.
+    let answer = reader.ack(&client, &last).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(
+        app.pending(&queue, &client).await,
+        0,
+        "every ack took effect"
+    );
     let errors = reader.drain(std::time::Duration::from_millis(100)).await;
     assert!(
         errors.is_empty(),
@@ -132,6 +133,22 @@ async fn subscribe_and_never_read(url: &str, client: &str, queue: &str) {
     );
 }
 
+/// Waits until `queue` has `n` subscribers (a subscribe sent without an ack is applied soon
+/// after, not before the send returns).
+async fn wait_for_subscribers(server: &impl Http, queue: &str, n: usize) {
+    for _ in 0..200 {
+        let (_, detail) = server.get(&format!("/v1/queues/{queue}")).await;
+        if detail["subscribers"]
+            .as_array()
+            .is_some_and(|s| s.len() == n)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{queue} never had {n} subscribers");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
     const MESSAGES: usize = 3_000;
@@ -141,19 +158,7 @@ async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
     subscribe_and_never_read(&app.url, &slow, &queue).await;
     let mut reader = SocketClient::connect(&app.url).await;
     reader.subscribe(&fast, &queue).await;
-    let mut subscribed = false;
-    for _ in 0..200 {
-        let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
-        if detail["subscribers"]
-            .as_array()
-            .is_some_and(|s| s.len() == 2)
-        {
-            subscribed = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(subscribed, "the non-reading client subscribed");
+    wait_for_subscribers(&app, &queue, 2).await;
 
     let filler = "x".repeat(2_000);
     for start in (0..MESSAGES).step_by(BATCH) {
@@ -174,4 +179,73 @@ async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
     assert_eq!(app.pending(&queue, &slow).await, MESSAGES as u64);
     assert_eq!(app.get("/healthz").await.0, 200);
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
+    const ROUNDS: usize = 6;
+    const PER_ROUND: usize = 1_000;
+    const BYTES_PER_MESSAGE: usize = 10_000;
+    let (_dir, path) = data_dir();
+    let data_dir = path.to_str().unwrap();
+    // Server memory is the index (metadata only), the store's page cache (at most
+    // --store-cache-mb) and each socket's buffer (at most 1024 packets). A small cache here, so
+    // that it is full early and the rest shows.
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--store-cache-mb",
+        "8",
+    ];
+    let server = ServerProcess::start_with(&args, &[], 1, None);
+    let (queue, slow) = (unique("news"), unique("slow"));
+    subscribe_and_never_read(&server.url, &slow, &queue).await;
+    wait_for_subscribers(&server, &queue, 1).await;
+
+    let filler = "x".repeat(BYTES_PER_MESSAGE);
+    let mut resident = Vec::new();
+    for round in 0..ROUNDS {
+        for start in (0..PER_ROUND).step_by(250) {
+            let batch: Vec<_> = (start..start + 250)
+                .map(|n| json!({"queue": queue, "event": "item", "payload": {"round": round, "n": n, "filler": filler}}))
+                .collect();
+            let (status, _) = server.post("/v1/messages", json!(batch)).await;
+            assert_eq!(status, 201);
+        }
+        resident.push(server.resident_bytes());
+    }
+    // The socket's buffer holds at most 1024 packets (about 10 MB here) and is full after the
+    // second round; from then on, each round publishes 10 MB more and the server keeps only
+    // their metadata (a few hundred bytes each). The whole lot waits in the store.
+    let mib = |b: u64| b / (1024 * 1024);
+    let after_buffer_full = resident[1];
+    let highest = resident[2..].iter().copied().max().unwrap();
+    let published_since = ((ROUNDS - 2) * PER_ROUND * BYTES_PER_MESSAGE) as u64;
+    assert!(
+        highest.saturating_sub(after_buffer_full) < published_since / 4,
+        "resident MiB per round: {:?} (published {} MiB since round 2)",
+        resident.iter().map(|&b| mib(b)).collect::<Vec<_>>(),
+        mib(published_since)
+    );
+    assert_eq!(
+        server.pending(&queue, &slow).await,
+        (ROUNDS * PER_ROUND) as u64
+    );
+
+    // Reading it all back (a 60 MB catch-up, paced page by page) does not grow it either.
+    let mut reader = SocketClient::connect(&server.url).await;
+    reader.subscribe(&slow, &queue).await;
+    let answer = reader.call("getAll", json!({"clientId": slow})).await;
+    assert_eq!(answer["count"], ROUNDS * PER_ROUND, "{answer}");
+    let got = reader.take("item", ROUNDS * PER_ROUND).await;
+    assert_eq!(got.last().unwrap()["payload"]["round"], ROUNDS - 1);
+    let after_catch_up = server.resident_bytes();
+    assert!(
+        after_catch_up.saturating_sub(after_buffer_full) < published_since / 4,
+        "resident after the catch-up: {} MiB; after round 2: {} MiB",
+        mib(after_catch_up),
+        mib(after_buffer_full)
+    );
 }

@@ -262,6 +262,18 @@ impl ServerProcess {
         }
     }
 
+    /// The process's resident memory (VmRSS), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
+    }
+
     /// Kills the process with SIGKILL: no shutdown code runs.
     pub fn kill_9(mut self) {
         self.child.kill().expect("kill");
