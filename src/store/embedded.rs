@@ -99,7 +99,7 @@ impl EmbeddedStore {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let db = inner.database()?;
-            work(&db).map_err(|err| inner.failed(err))
+            work(&db).map_err(|err| inner.failed(&db, err))
         })
         .await
         .map_err(StoreError::from_engine)?
@@ -129,11 +129,19 @@ impl Inner {
         Ok(db)
     }
 
-    /// Classifies an engine error; after an I/O error, drops the handle so that the next call
-    /// reopens the file (redb refuses all work after one until then).
-    fn failed(&self, err: redb::Error) -> StoreError {
+    /// Classifies an error `db` returned; after an I/O error, drops the handle (unless another
+    /// call already replaced it) so that the next call reopens the file: redb refuses all work
+    /// after one until then.
+    fn failed(&self, db: &Arc<Database>, err: redb::Error) -> StoreError {
         if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
-            self.handle().db = None;
+            let mut handle = self.handle();
+            if handle
+                .db
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, db))
+            {
+                handle.db = None;
+            }
         }
         classify(err)
     }
