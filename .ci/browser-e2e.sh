@@ -3,7 +3,8 @@
 # Debian's chromium if it is missing and the test's npm packages, starts the given binary on a
 # free loopback port with a temporary data dir, runs tests/browser/dashboard-e2e.js (which opens
 # /dashboard in chromium and drives queuehub with a socket.io subscriber and HTTP), and stops
-# the server. Exits non-zero if anything failed.
+# the server; then does the same with a second server in secured mode (--api-key), where the
+# page must get the key. Exits non-zero if anything failed.
 #
 #   .ci/browser-e2e.sh path/to/queuehub [--screenshot PATH]
 #
@@ -79,40 +80,69 @@ free_port() {
     s.listen(want, "127.0.0.1", () => { console.log(s.address().port); s.close(); });
   ' "$@"
 }
-port="$(free_port "${E2E_PORT:-0}")"
-url="http://127.0.0.1:$port"
-
-echo "== starting $bin on $url"
-mkdir -p "$work/data"
 # Only our flags: no QUEUEHUB_* variable from the environment (such as QUEUEHUB_DASHBOARD_DIR,
 # which would serve the page from disk instead of the copy built into the binary).
 mapfile -t queuehub_vars < <(compgen -e | grep '^QUEUEHUB_' || true)
 for var in "${queuehub_vars[@]}"; do
   unset "$var"
 done
-"$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
-server_pid=$!
 
-deadline=$((SECONDS + 30))
-until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
+# start_server PORT [FLAGS...]: starts queuehub on 127.0.0.1:PORT with a fresh data dir and
+# waits until it is healthy; sets url and server_pid.
+start_server() {
+  local port="$1"
+  shift
+  url="http://127.0.0.1:$port"
+  echo "== starting $bin on $url $*"
+  rm -rf "$work/data"
+  mkdir -p "$work/data"
+  "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" "$@" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  local deadline=$((SECONDS + 30))
+  until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      echo "browser-e2e: queuehub exited before it became healthy" >&2
+      exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+      echo "browser-e2e: $url/healthz did not answer within 30 s" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  echo "   healthy"
+}
+
+# run_e2e ARGS...: runs the browser test against $url; a server that died fails it too.
+run_e2e() {
+  local rc=0
+  (cd tests/browser && timeout 300 node dashboard-e2e.js "$url" "$@") || rc=$?
   if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "browser-e2e: queuehub exited before it became healthy" >&2
-    exit 1
+    echo "browser-e2e: queuehub died during the run" >&2
+    rc=1
   fi
-  if ((SECONDS >= deadline)); then
-    echo "browser-e2e: $url/healthz did not answer within 30 s" >&2
-    exit 1
-  fi
-  sleep 0.2
-done
-echo "   healthy"
+  return "$rc"
+}
 
-echo "== dashboard e2e"
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
 status=0
-(cd tests/browser && timeout 300 node dashboard-e2e.js "$url" "${extra[@]}") || status=$?
 
-if ! kill -0 "$server_pid" 2>/dev/null; then
-  echo "browser-e2e: queuehub died during the run" >&2
-  status=1
-fi
+port="$(free_port "${E2E_PORT:-0}")"
+start_server "$port"
+echo "== dashboard e2e, open mode"
+run_e2e "${extra[@]}" || status=1
+stop_server
+
+# Secured mode: the page must get the API key (typed, or from /dashboard#key=KEY).
+key="$(node -e 'console.log(require("crypto").randomBytes(18).toString("base64url"))')"
+port="$(free_port 0)"
+start_server "$port" --api-key "$key"
+echo "== dashboard e2e, secured mode (--api-key)"
+run_e2e --api-key "$key" || status=1
+
 exit "$status"

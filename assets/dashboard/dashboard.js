@@ -9,6 +9,10 @@
  *     messages coming due, expiries and refused publishes;
  *   - a form that publishes a test message over HTTP (POST /v1/queues/{queue}/messages).
  *
+ * In secured mode (queuehub started with --api-key) the namespace and the publish route need
+ * an API key. The page takes it from its address (/dashboard#key=KEY) or asks for it when the
+ * server refuses the connection, and keeps it for this browser tab only.
+ *
  * The server sends a full `snapshot` on connect and again (at most every 250 ms) while
  * anything changes, so the numbers always come from the latest snapshot; `activity` events
  * only feed the activity list.
@@ -89,6 +93,45 @@
     };
     tick();
     retryTimer = setInterval(tick, 250);
+  }
+
+  // ---- the API key (secured mode) ---------------------------------------------------------
+
+  // sessionStorage, not localStorage: the key is forgotten when the tab closes, so a shared
+  // classroom computer does not keep it for the next person.
+  const KEY_STORE = 'queuehub.apiKey';
+  let apiKey = takeKeyFromAddress() || sessionStorage.getItem(KEY_STORE);
+
+  // "/dashboard#key=KEY" opens the dashboard unlocked; the key is then removed from the address
+  // bar so that it is not left on a projected screen or in a shared link.
+  function takeKeyFromAddress() {
+    const match = /^#key=(.+)$/.exec(location.hash);
+    if (!match) return null;
+    const key = decodeURIComponent(match[1]);
+    sessionStorage.setItem(KEY_STORE, key);
+    history.replaceState(null, '', location.pathname + location.search);
+    return key;
+  }
+
+  // The server refused us for want of a (valid) key: stop retrying and ask for one.
+  function askForKey(reason) {
+    clearInterval(retryTimer);
+    showConnection('locked', 'API key needed');
+    $('key-form').hidden = false;
+    $('key-error').textContent = apiKey ? reason : '';
+    $('key-input').focus();
+  }
+
+  function useKey(event) {
+    event.preventDefault();
+    const key = $('key-input').value.trim();
+    if (!key) return;
+    apiKey = key;
+    sessionStorage.setItem(KEY_STORE, key);
+    $('key-input').value = '';
+    $('key-form').hidden = true;
+    showConnection('connecting', 'connecting…');
+    socket.connect();
   }
 
   // ---- queues ----------------------------------------------------------------------------
@@ -397,9 +440,11 @@
     button.disabled = true;
     showResult('busy', 'Publishing…');
     try {
+      const headers = { 'content-type': 'application/json' };
+      if (apiKey) headers.authorization = 'Bearer ' + apiKey;
       const response = await fetch('/v1/queues/' + encodeURIComponent(queue) + '/messages', {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: headers,
         body: JSON.stringify(body),
       });
       let answer = null;
@@ -415,6 +460,7 @@
         showResult('ok', '✓ Published ' + answer.event + ' → ' + answer.queue + ': ' + where + '.', answer.id);
       } else if (answer && answer.error) {
         showResult('error', '✗ ' + response.status + ' ' + answer.error.code + ': ' + answer.error.message);
+        if (response.status === 401) $('key-form').hidden = false;
       } else {
         showResult('error', '✗ HTTP ' + response.status + ' ' + response.statusText);
       }
@@ -426,14 +472,18 @@
   }
 
   $('publish-form').addEventListener('submit', publish);
+  $('key-form').addEventListener('submit', useKey);
 
   // ---- wire it up ------------------------------------------------------------------------
 
-  const socket = window.liteSocket('/dashboard');
+  const socket = window.liteSocket('/dashboard', {
+    auth: () => (apiKey ? { apiKey: apiKey } : null),
+  });
   let everConnected = false;
 
   socket.on('connect', () => {
     clearInterval(retryTimer);
+    $('key-form').hidden = true;
     showConnection('live', 'live');
     if (everConnected) addNote('Reconnected to queuehub.');
     everConnected = true;
@@ -441,6 +491,14 @@
   socket.on('disconnect', (reason) => {
     showConnection('offline', 'offline');
     addNote('Lost the connection to queuehub (' + reason + '); numbers may be out of date.');
+  });
+  socket.on('connect_error', (err) => {
+    // "unauthorized: ..." is queuehub's answer to a missing or wrong API key; retrying with
+    // the same key cannot help, so the page asks for one instead.
+    if (/^unauthorized/.test(err.message)) {
+      socket.close();
+      askForKey(err.message);
+    }
   });
   socket.on('reconnect_attempt', (info) => showRetry(info.delay));
   socket.on('snapshot', renderSnapshot);

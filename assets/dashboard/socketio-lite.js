@@ -3,7 +3,7 @@
  *
  * The official socket.io client does much more (HTTP long-polling, binary attachments,
  * multiplexing, ...). This one speaks just enough of the protocol for queuehub's dashboard:
- * a WebSocket, one namespace, JSON events, heartbeats and reconnection. About 250 lines, so
+ * a WebSocket, one namespace, JSON events, heartbeats and reconnection. Under 400 lines, so
  * you can see every byte that goes over the wire.
  *
  *   const socket = liteSocket('/dashboard');
@@ -38,6 +38,7 @@
  *      <type>[<namespace>,][<ack id>][<JSON data>]
  *
  *      0  CONNECT        client -> server "40/dashboard,"  (join the namespace)
+ *                        or "40/dashboard,{"apiKey":"..."}"  (with an auth payload)
  *                        server -> client "40/dashboard,{"sid":"..."}"  (you are in)
  *      1  DISCONNECT     either side: leave the namespace
  *      2  EVENT          "42/dashboard,["snapshot",{...}]": an event name and its arguments
@@ -67,6 +68,9 @@
    * Opens a socket.io connection to `namespace` (e.g. '/dashboard') and keeps it open:
    * after a drop it reconnects with exponential backoff (0.5 s, 1 s, 2 s, ... at most 10 s).
    *
+   * options.auth         a function returning the auth payload for the CONNECT packet (an
+   *                      object, or null for none); called at every (re)connect, so a new
+   *                      credential takes effect on the next attempt
    * options.url          server base URL (default: the page's own origin)
    * options.path         socket.io path (default '/socket.io/')
    * options.minDelay     first reconnect delay in ms (default 500)
@@ -98,6 +102,7 @@
       off: off,
       emit: emit,
       close: close,
+      connect: connect,
     };
 
     // ---- the WebSocket URL --------------------------------------------------------------
@@ -160,7 +165,8 @@
         const handshake = JSON.parse(rest);
         socket.pingWindow = handshake.pingInterval + handshake.pingTimeout;
         resetHeartbeat();
-        send(SIO.CONNECT, ''); // "40/dashboard,"
+        const auth = options.auth ? options.auth() : null;
+        send(SIO.CONNECT, auth ? JSON.stringify(auth) : ''); // "40/dashboard," + auth
       } else if (type === EIO.PING) {
         // The server checks we are alive: answer at once. Hearing from it also proves the
         // server is alive, so the heartbeat timer starts again.
@@ -341,6 +347,15 @@
       socket.connected = false;
       dropTransport();
       if (wasConnected) fire('disconnect', 'io client disconnect');
+      return socket;
+    }
+
+    /** Starts connecting again after close(), with the backoff reset. */
+    function connect() {
+      if (ws || socket.connected) return socket;
+      closedByUser = false;
+      attempts = 0;
+      open();
       return socket;
     }
 

@@ -3,11 +3,17 @@
  * End-to-end test of queuehub's live dashboard in a real, headless browser.
  *
  *   node dashboard-e2e.js http://127.0.0.1:3000 [--screenshot PATH]
+ *   node dashboard-e2e.js http://127.0.0.1:3001 --api-key KEY
  *
  * Launches Debian's chromium (/usr/bin/chromium) through playwright-core, opens /dashboard,
  * and drives queuehub from the side the way a classroom would: a socket.io-client subscriber
  * (namespace "/"), publishes over HTTP, acks over HTTP, and the page's own publish form. Every
  * check waits at most 10 s for the page to show the expected state in its DOM.
+ *
+ * With --api-key KEY the server is in secured mode (started with --api-key KEY) and the run
+ * checks how the page gets its key instead: it asks for one, refuses a wrong one, goes live
+ * with the right one (typed, or in the address as /dashboard#key=KEY), and its publish form
+ * sends it.
  *
  * With --screenshot PATH it also sets up a small scene (a few queues, clients online and
  * offline, some messages pending or waiting) and saves a 1280x800 screenshot of the page.
@@ -41,15 +47,19 @@ const CHROMIUM_ARGS = [
 
 function usage(message) {
   if (message) console.error('dashboard-e2e: ' + message);
-  console.error('usage: node dashboard-e2e.js SERVER_URL [--screenshot PATH]');
+  console.error('usage: node dashboard-e2e.js SERVER_URL [--screenshot PATH] [--api-key KEY]');
   process.exit(2);
 }
 
 const argv = process.argv.slice(2);
 let base = null;
 let screenshotPath = null;
+let apiKey = null;
 for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--screenshot') {
+  if (argv[i] === '--api-key') {
+    apiKey = argv[++i];
+    if (!apiKey) usage('--api-key needs a key');
+  } else if (argv[i] === '--screenshot') {
     screenshotPath = argv[++i];
     if (!screenshotPath) usage('--screenshot needs a path');
   } else if (argv[i].startsWith('--screenshot=')) {
@@ -97,9 +107,11 @@ function finish(code) {
 // ---- HTTP and socket.io helpers -----------------------------------------------------------
 
 async function http(method, route, body) {
+  const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+  if (apiKey) headers.authorization = 'Bearer ' + apiKey;
   const response = await fetch(base + route, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(WAIT_MS),
   });
@@ -278,6 +290,7 @@ async function main() {
     });
   });
   if (!launched) return;
+  if (apiKey) return securedMode(pageErrors);
 
   const loaded = await check('the page loads and goes live', async () => {
     const response = await page.goto(base + '/dashboard', { timeout: WAIT_MS });
@@ -439,6 +452,79 @@ async function main() {
       console.log('     saved ' + screenshotPath);
     });
   }
+}
+
+// Secured mode: the page has to get the API key before it can connect or publish.
+async function securedMode(pageErrors) {
+  const state = () => `#conn=${document.querySelector('#conn')?.dataset.state}, ` +
+    `key form hidden=${document.querySelector('#key-form')?.hidden}, ` +
+    `key error=${document.querySelector('#key-error')?.textContent}`;
+
+  const asked = await check('without a key the page asks for one and shows no data', async () => {
+    await publish(QUEUE, 'created', { n: 1 });
+    const response = await page.goto(base + '/dashboard', { timeout: WAIT_MS });
+    if (!response || response.status() !== 200) {
+      throw new Error('GET /dashboard answered ' + (response && response.status()));
+    }
+    await waitFor('the locked state and the key form',
+      () => document.querySelector('#conn')?.dataset.state === 'locked' &&
+        document.querySelector('#key-form')?.hidden === false,
+      null, state);
+    if (await page.$('[data-queue]')) throw new Error('queue cards shown without a key');
+  });
+  if (!asked) return;
+
+  await check('a wrong key is refused and the page stays locked', async () => {
+    await page.fill('#key-input', 'not-the-key');
+    await page.click('#key-form button');
+    await waitFor("the server's refusal under the key form",
+      () => /not valid/.test(document.querySelector('#key-error')?.textContent || '') &&
+        document.querySelector('#conn')?.dataset.state === 'locked' &&
+        document.querySelector('#key-form')?.hidden === false,
+      null, state);
+    if (await page.$('[data-queue]')) throw new Error('queue cards shown with a wrong key');
+  });
+
+  await check('the right key makes it live, with the queues', async () => {
+    await page.fill('#key-input', apiKey);
+    await page.click('#key-form button');
+    await waitFor(`live, with a card for ${QUEUE}`,
+      (queue) => document.querySelector('#conn')?.dataset.state === 'live' &&
+        document.querySelector('#key-form')?.hidden === true &&
+        !!document.querySelector(`[data-queue="${CSS.escape(queue)}"]`),
+      QUEUE, state);
+    await waitQueueNumber(QUEUE, 'waiting', 1);
+  });
+
+  await check('the publish form sends the key (201, waiting 1 -> 2)', async () => {
+    await page.fill('#publish-queue', QUEUE);
+    await page.fill('#publish-event', 'created');
+    await page.fill('#publish-payload', '{"n": 2}');
+    await page.click('#publish-submit');
+    await waitFor('the form to report success',
+      () => document.querySelector('#publish-result')?.dataset.state === 'ok',
+      null, () => document.querySelector('#publish-result')?.textContent);
+    await waitQueueNumber(QUEUE, 'waiting', 2);
+  });
+
+  await check('/dashboard#key=KEY in a new tab goes live and takes the key out of the address', async () => {
+    const tab = await context.newPage();
+    tab.on('pageerror', (err) => pageErrors.push(err.message));
+    try {
+      await tab.goto(base + '/dashboard#key=' + encodeURIComponent(apiKey), { timeout: WAIT_MS });
+      await tab.waitForFunction(
+        () => document.querySelector('#conn')?.dataset.state === 'live' &&
+          document.querySelector('#queues')?.dataset.ready === 'true',
+        null, { timeout: WAIT_MS, polling: 50 });
+      if (tab.url().includes('key=')) throw new Error('the key is still in the address: ' + tab.url());
+    } finally {
+      await tab.close();
+    }
+  });
+
+  await check('no errors in the page', async () => {
+    if (pageErrors.length) throw new Error(pageErrors.join(' | '));
+  });
 }
 
 // A few queues with clients online and offline and messages pending or waiting, like the
