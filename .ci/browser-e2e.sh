@@ -16,6 +16,7 @@ set -euo pipefail
 
 start_dir="$PWD"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/.ci/lib.sh"
 cd "$root"
 
 bin="${1:-}"
@@ -98,19 +99,7 @@ start_server() {
   mkdir -p "$work/data"
   "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" "$@" >"$work/server.log" 2>&1 &
   server_pid=$!
-  local deadline=$((SECONDS + 30))
-  until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      echo "browser-e2e: queuehub exited before it became healthy" >&2
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      echo "browser-e2e: $url/healthz did not answer within 30 s" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-  echo "   healthy"
+  wait_healthy browser-e2e "$url" "$server_pid"
 }
 
 # run_e2e ARGS...: runs the browser test against $url; a server that died fails it too.

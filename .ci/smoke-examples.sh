@@ -10,6 +10,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/.ci/lib.sh"
 cd "$root"
 
 bin="${1:-target/release/queuehub}"
@@ -79,19 +80,7 @@ mkdir -p "$work/data"
 "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
 server_pid=$!
 
-deadline=$((SECONDS + 30))
-until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "smoke-examples: queuehub exited before it became healthy" >&2
-    exit 1
-  fi
-  if ((SECONDS >= deadline)); then
-    echo "smoke-examples: $url/healthz did not answer within 30 s" >&2
-    exit 1
-  fi
-  sleep 0.2
-done
-echo "   healthy"
+wait_healthy smoke-examples "$url" "$server_pid"
 
 export QUEUEHUB_URL="$url"
 failures=0

@@ -7,6 +7,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/.ci/lib.sh"
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 work="$(mktemp -d)"
 server_pid=""
@@ -30,12 +31,7 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 300); do
-  curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "queuehub exited at start" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$port/healthz" >/dev/null
+wait_healthy smoke-worker "http://127.0.0.1:$port" "$server_pid"
 
 cd "$root/client-examples/worker"
 QUEUEHUB_URL="http://127.0.0.1:$port" node run.js
