@@ -296,7 +296,7 @@ impl Config {
             store_cache_bytes: cli
                 .store_cache_mb
                 .or(file.store_cache_mb)
-                .map_or(defaults.store_cache_bytes, |mb| mb as usize * 1024 * 1024),
+                .map_or(defaults.store_cache_bytes, mebibytes),
             broker,
             max_body_bytes: cli
                 .max_body_bytes
@@ -311,6 +311,13 @@ impl Config {
             cors_permissive: cli.cors.or(file.cors).unwrap_or(false),
         })
     }
+}
+
+/// `mb` MiB in bytes (at most `usize::MAX`, whatever a config file says).
+fn mebibytes(mb: u64) -> usize {
+    usize::try_from(mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1024 * 1024)
 }
 
 /// Paths queuehub serves itself; a lab route may not take them over.
@@ -347,6 +354,30 @@ mod tests {
         assert_eq!(config.listen, vec!["127.0.0.1:3000".parse().unwrap()]);
         assert_eq!(config.storage, Storage::Embedded(PathBuf::from("data")));
         assert_eq!(config.broker.max_payload_bytes, 1024 * 1024);
+        assert_eq!(config.store_cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_cache_and_the_request_timeout_come_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queuehub.toml");
+        std::fs::write(&path, "store_cache_mb = 8\nrequest_timeout_ms = 250\n").unwrap();
+        let from_file = Cli::try_parse_from(["queuehub", "--config", path.to_str().unwrap()]);
+        let config = Config::from_cli(from_file.unwrap()).unwrap();
+        assert_eq!(config.store_cache_bytes, 8 * 1024 * 1024);
+        assert_eq!(config.request_timeout, Duration::from_millis(250));
+        let flags = [
+            "queuehub",
+            "--store-cache-mb",
+            "2",
+            "--request-timeout-ms",
+            "100",
+        ];
+        let config = Config::from_cli(Cli::try_parse_from(flags).unwrap()).unwrap();
+        assert_eq!(config.store_cache_bytes, 2 * 1024 * 1024);
+        assert_eq!(config.request_timeout, Duration::from_millis(100));
+        assert!(Cli::try_parse_from(["queuehub", "--request-timeout-ms", "0"]).is_err());
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub(crate) async fn run(
             Err(err) => {
                 tracing::error!(error = %err, "commit failed; rebuilding the index from the store");
                 let error = if err.is_full() {
-                    Error::storage_full(format!("the disk is full; nothing was stored: {err}"))
+                    Error::storage_full(format!("nothing was stored: {err}"))
                 } else {
                     Error::unavailable(format!("the store could not commit: {err}"))
                 };
