@@ -118,3 +118,36 @@ async fn an_http_request_slower_than_the_timeout_is_answered_408_and_changes_not
         .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_polling_post_over_the_packet_limit_is_refused() {
+    let app = spawn_app_with(|c| c.broker.max_payload_bytes = 1_000).await;
+    let queue = unique("q");
+    let handshake = app
+        .http
+        .get(format!("{}/socket.io/?EIO=4&transport=polling", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_str(handshake.trim_start_matches('0')).unwrap();
+    let endpoint = format!(
+        "{}/socket.io/?EIO=4&transport=polling&sid={}",
+        app.url,
+        open["sid"].as_str().unwrap()
+    );
+    let post = |body: String| app.http.post(&endpoint).body(body).send();
+    assert!(post("40".into()).await.unwrap().status().is_success());
+
+    // Under the limit the engine takes the packet (the payload limit then refuses it in the
+    // ack); over it, the engine refuses the request itself.
+    let under = post(publish_packet(&queue, 5_000)).await.unwrap().status();
+    assert!(under.is_success(), "answered {under}");
+    let over = post(publish_packet(&queue, 80_000)).await.unwrap().status();
+    assert!(over.is_client_error(), "answered {over}");
+    let (status, _) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 404, "nothing was published");
+    app.stop().await;
+}
