@@ -54,6 +54,33 @@ impl Broker {
         })
     }
 
+    /// Resumes the live push of `client`'s inbox on `queue` to a socket that could not take
+    /// it: the messages with `after < seq <= upto`, in publish order (work-mode and ordered
+    /// subscriptions are left out: the dispatcher sends those). `upto` should not pass
+    /// [`Broker::fanned_out`]. Fails with `not_subscribed` if the subscription is gone.
+    pub fn resume(
+        &self,
+        client: ClientId,
+        queue: QueueName,
+        (after, upto): (u64, u64),
+    ) -> Result<CatchUp, Error> {
+        self.shared
+            .lock()
+            .index
+            .subscribed_queues(&client, Some(&queue))?;
+        Ok(CatchUp {
+            filter: InboxFilter {
+                client,
+                queue: Some(queue),
+                event: None,
+                skip_dispatched: true,
+            },
+            after,
+            upto,
+            remaining: usize::MAX,
+        })
+    }
+
     /// The next page of a catch-up, in publish order; empty when it is complete. Each
     /// envelope's `attempt` counts this send.
     pub async fn next_page(&self, catch_up: &mut CatchUp) -> Result<Vec<Envelope>, Error> {

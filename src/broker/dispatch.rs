@@ -130,7 +130,14 @@ async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error
         .and_then(|text| serde_json::from_str(&text).ok());
     if let (Some(outbox), Some(payload)) = (broker.shared.outbox.get(), payload) {
         let envelope = Envelope::new(&head.meta, Arc::new(payload), &head.client, head.attempt);
-        outbox.deliver(super::Delivery { envelope }).await;
+        let seq = head.meta.seq;
+        outbox
+            .deliver(super::Delivery {
+                envelope,
+                seq,
+                head: true,
+            })
+            .await;
     }
     Ok(())
 }

@@ -88,6 +88,10 @@ impl Envelope {
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub envelope: Envelope,
+    /// The message's sequence number: where a socket that could not take it resumes.
+    pub seq: u64,
+    /// The head of an ordered subscription (sent again after each ack), not a new message.
+    pub head: bool,
 }
 
 /// The answer to a publish.

@@ -51,8 +51,10 @@ use writer::{Batch, Effects};
 /// Where live deliveries go; implemented by the socket.io layer.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
-    /// Pushes `delivery` to every connected socket of its client on its queue. Best effort:
-    /// the message stays in the inbox until acked, whether or not this reaches anyone.
+    /// Pushes `delivery` to every connected socket of its client on its queue, in commit
+    /// order. Never waits for a slow socket: one that cannot take it now must resume from
+    /// this message by itself once it drains (see [`Broker::resume`] and
+    /// [`Broker::fanned_out`]). The message stays in the inbox until acked either way.
     async fn deliver(&self, delivery: Delivery);
 
     /// Tells the sockets of `client` that its subscription to `queue` has ended.
@@ -61,8 +63,9 @@ pub trait Outbox: Send + Sync + 'static {
     /// How many sockets of `client` are connected and subscribed to `queue`.
     fn connected(&self, client: &ClientId, queue: &QueueName) -> usize;
 
-    /// Sends a work-mode message to one worker; `false` if it cannot take it now (gone, or
-    /// its buffer is full). Never waits.
+    /// Sends a work-mode message to one worker, at once or, if its buffer is full, as soon as
+    /// it drains (what waits is bounded by the worker's prefetch). `false` only if the worker
+    /// is gone. Never waits.
     fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool;
 }
 
@@ -116,6 +119,9 @@ pub(crate) struct Shared {
     timer: Notify,
     /// Asks the dispatcher to look at a work subscription.
     dispatch: mpsc::UnboundedSender<dispatch::Request>,
+    /// The highest sequence number the fan-out has handed to the outbox: every live push of
+    /// a message up to it has been made (or noted by a socket that could not take it).
+    fanned_out: watch::Sender<u64>,
 }
 
 /// The index and the switch that decides whether mutations are accepted.
@@ -167,6 +173,7 @@ impl Broker {
     pub async fn open(store: Arc<dyn Store>, config: BrokerConfig) -> Result<Self, StoreError> {
         let snapshot = store.load().await?;
         let index = State::from_snapshot(snapshot);
+        let last_seq = index.last_seq();
         tracing::info!(
             engine = store.engine(),
             messages = index.stored_messages(),
@@ -190,6 +197,7 @@ impl Broker {
             closing: watch::channel(false).0,
             timer: Notify::new(),
             dispatch: dispatch_tx,
+            fanned_out: watch::channel(last_seq).0,
         });
         let writer = tokio::spawn(writer::run(Arc::clone(&shared), batch_rx, fanout_tx));
         let fanout = tokio::spawn(fan_out(Arc::clone(&shared), fanout_rx));
@@ -437,6 +445,13 @@ impl Broker {
         move |client, queue| outbox.is_some_and(|o| o.connected(client, queue) > 0)
     }
 
+    /// The highest sequence number whose live pushes have all been made: a socket that could
+    /// not take a push resumes from its inbox up to this mark (never past it, so it never
+    /// sees a message before its commit, nor one that the fan-out will still push).
+    pub fn fanned_out(&self) -> watch::Receiver<u64> {
+        self.shared.fanned_out.subscribe()
+    }
+
     /// Follows what happens from now on (committed changes, and what transports announce).
     pub fn watch(&self) -> broadcast::Receiver<Activity> {
         self.shared.activity.subscribe()
@@ -468,14 +483,24 @@ impl Broker {
     }
 }
 
-/// Gives committed deliveries to the outbox in commit order; ends after the writer.
+/// Gives committed deliveries to the outbox in commit order, then moves the
+/// [`Broker::fanned_out`] mark past them; ends after the writer.
 async fn fan_out(shared: Arc<Shared>, mut deliveries: mpsc::UnboundedReceiver<Vec<Delivery>>) {
-    while let Some(batch) = deliveries.recv().await {
-        let Some(outbox) = shared.outbox.get() else {
-            continue;
-        };
-        for delivery in batch {
-            outbox.deliver(delivery).await;
+    let mut batches = Vec::new();
+    while deliveries.recv_many(&mut batches, 64).await > 0 {
+        let highest = batches.iter().flatten().map(|d| d.seq).max();
+        if let Some(outbox) = shared.outbox.get() {
+            for delivery in batches.drain(..).flatten() {
+                outbox.deliver(delivery).await;
+            }
+        }
+        batches.clear();
+        if let Some(highest) = highest {
+            shared.fanned_out.send_if_modified(|mark| {
+                let moved = highest > *mark;
+                *mark = (*mark).max(highest);
+                moved
+            });
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::reply::{Reply, emit_paced};
 use super::room;
@@ -102,28 +102,36 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
 pub type Job = (CatchUp, Reply);
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
-/// queues the streaming to the socket's catch-up task.
-pub fn handle(
-    session: &Session,
-    data: Value,
-    reply: Reply,
-    catch_ups: &mpsc::UnboundedSender<Job>,
-) {
+/// queues the streaming to the socket's catch-up task (waiting while a few are queued).
+pub async fn handle(session: &Session, data: Value, reply: Reply, catch_ups: &mpsc::Sender<Job>) {
     match start(session, data) {
-        Err(err) => reply.when_committed(Err(err)),
+        Err(err) => reply.now(Err(err)),
         Ok(catch_up) => {
-            if let Err(mpsc::error::SendError((_, reply))) = catch_ups.send((catch_up, reply)) {
-                reply.when_committed(Err(Error::shutting_down()));
+            if let Err(mpsc::error::SendError((_, reply))) = catch_ups.send((catch_up, reply)).await
+            {
+                reply.now(Err(Error::shutting_down()));
             }
         }
     }
 }
 
 /// Streams a socket's catch-ups one after another, in the order they were asked for, beside
-/// its other events. Ends when the socket's session ends (the sender is dropped).
-pub async fn run(session: Arc<Session>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    while let Some((catch_up, reply)) = jobs.recv().await {
+/// its other events. Ends when the socket disconnects.
+pub async fn run(
+    session: Arc<Session>,
+    mut jobs: mpsc::Receiver<Job>,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = closed.wait_for(|closed| *closed) => None,
+        };
+        let Some((catch_up, reply)) = job else {
+            return;
+        };
         let result = stream(&session, catch_up).await;
+        // Answered by this task itself, after the last message it sent.
         reply
             .send(result.map(|count| json!({ "count": count })))
             .await;

@@ -12,14 +12,15 @@
 //! translated into queuehub's, lab events publish, and envelopes are dressed for lab code.
 //!
 //! Live delivery: a socket that subscribes as client `C` to queue `Q` joins the room
-//! [`room`]`(C, Q)`; the broker's fan-out emits each committed message to that room
-//! ([`SocketOutbox`]). Emitting never waits: a socket whose buffer is full misses the live
-//! push, and the message waits in its inbox for the next `getAll`.
+//! [`room`]`(C, Q)`; the broker's fan-out hands each committed message to every socket in
+//! that room ([`SocketOutbox`]), through the socket's [`live::Live`]. That never waits: a
+//! socket whose buffer is full resumes from its inbox, in order, as soon as it drains.
 
 mod connections;
 pub mod dashboard;
 mod get_all;
 pub mod identity;
+mod live;
 mod publish;
 mod rate;
 mod received;
@@ -28,7 +29,8 @@ mod session;
 mod subscribe;
 mod unsubscribe;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use socketioxide::SocketIo;
@@ -48,7 +50,7 @@ const SOCKET_BUFFER: usize = 1024;
 
 /// Room in one socket.io packet, beyond the largest payload, for the event name, the envelope
 /// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
-const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
+pub(crate) const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
 
 /// The room of the sockets that receive `client`'s messages from `queue`. Names cannot
 /// contain control characters, so the NUL separator cannot be forged.
@@ -129,7 +131,9 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         .ws_max_frame_size(max_packet)
         .build_layer();
     let namespaces = namespaces(dialect.as_ref());
+    let sockets = LiveSockets::default();
     for namespace in &namespaces {
+        let sockets = sockets.clone();
         let broker = broker.clone();
         let options = Arc::clone(&options);
         let (for_check, for_start) = (Arc::clone(&security), Arc::clone(&security));
@@ -146,7 +150,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
             let auth = auth.ok();
             match Identity::check(&for_start, &socket, auth.as_ref()) {
                 Ok(identity) => {
-                    session::start(socket, broker.clone(), auth, &options, identity);
+                    session::start(socket, broker.clone(), auth, &options, identity, &sockets);
                 }
                 // The credential expired between the check and now: refuse after all.
                 Err(_) => {
@@ -161,6 +165,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     broker.set_outbox(Arc::new(SocketOutbox {
         io: io.clone(),
         namespaces,
+        sockets,
     }));
     let dashboard = dashboard::start(&io, broker, security);
     SocketApi {
@@ -175,10 +180,35 @@ pub fn connected_sockets(io: &SocketIo) -> usize {
     io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
 }
 
-/// Delivers committed messages to the rooms of their clients, in every namespace.
+/// The live push of every connected socket, by worker name (`"{sid} {namespace}"`).
+#[derive(Clone, Default)]
+pub struct LiveSockets(Arc<Mutex<HashMap<String, Arc<live::Live>>>>);
+
+impl LiveSockets {
+    // std Mutex: map lookups and updates only, never across an await.
+    fn get(&self, consumer: &str) -> Option<Arc<live::Live>> {
+        self.0.lock().ok()?.get(consumer).cloned()
+    }
+
+    pub(crate) fn insert(&self, consumer: String, live: Arc<live::Live>) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(consumer, live);
+        }
+    }
+
+    pub(crate) fn remove(&self, consumer: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(consumer);
+        }
+    }
+}
+
+/// Delivers committed messages to the sockets in the rooms of their clients, in every
+/// namespace.
 pub struct SocketOutbox {
     io: SocketIo,
     namespaces: Vec<Namespace>,
+    sockets: LiveSockets,
 }
 
 #[async_trait]
@@ -190,17 +220,19 @@ impl Outbox for SocketOutbox {
             let Some(operators) = self.io.of(&namespace.path) else {
                 continue;
             };
-            let operators = operators.to(room.clone());
-            // Best effort by design: the message stays in the inbox until acked.
-            let result = match &namespace.dialect {
-                Some(dialect) => {
-                    let data = dialect.envelope(envelope);
-                    operators.emit(envelope.event.as_str(), &data).await
+            let sockets = operators.within(room.clone()).sockets();
+            if sockets.is_empty() {
+                continue;
+            }
+            let dressed = namespace.dialect.as_ref().map(|d| d.envelope(envelope));
+            for socket in sockets {
+                let Some(live) = self.sockets.get(&session::consumer_id(&socket)) else {
+                    continue; // still connecting: it reads its inbox with getAll
+                };
+                match &dressed {
+                    Some(data) => live.push(&delivery, data),
+                    None => live.push(&delivery, envelope),
                 }
-                None => operators.emit(envelope.event.as_str(), envelope).await,
-            };
-            if let Err(err) = result {
-                tracing::debug!(error = %err, "live push failed; the message waits in the inbox");
             }
         }
     }
@@ -218,25 +250,13 @@ impl Outbox for SocketOutbox {
     }
 
     fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool {
-        let Some((sid, path)) = consumer.split_once(' ') else {
-            return false;
-        };
-        let Some(namespace) = self.namespaces.iter().find(|n| n.path == path) else {
-            return false;
-        };
-        let socket = sid
-            .parse()
-            .ok()
-            .and_then(|sid| self.io.of(path)?.get_socket(sid));
-        let Some(socket) = socket else {
-            return false;
-        };
-        let event = envelope.event.as_str();
-        let sent = match &namespace.dialect {
-            Some(dialect) => socket.emit(event, &dialect.envelope(envelope)),
-            None => socket.emit(event, envelope),
-        };
-        sent.is_ok()
+        match self.sockets.get(consumer) {
+            Some(live) => {
+                live.assign(envelope);
+                true
+            }
+            None => false,
+        }
     }
 
     fn connected(&self, client: &ClientId, queue: &QueueName) -> usize {

@@ -1,13 +1,22 @@
-//! [`Reply`]: how a socket event is answered, and [`emit_paced`], how queuehub sends to a
-//! socket without overflowing its buffer.
+//! [`Reply`]: how a socket event is answered; [`Replies`], the one bounded queue through which
+//! all of a socket's answers go; and [`emit_paced`], how queuehub sends to a socket without
+//! overflowing its buffer.
 //!
 //! An event sent with an ack callback is answered `{ok: true, ...}` or
 //! `{ok: false, error: {code, message}}`. An event without a callback that fails gets an
 //! `mq:error` event carrying the same error object (plus the event name).
+//!
+//! Bounded cost per socket: a socket's answers pass two stages, in the order its events were
+//! handled. The first waits for each change to be durable; it never waits for the socket, so
+//! what it holds is bounded by the socket's event rate times the commit time. The second
+//! holds at most [`REPLY_QUEUE`] answers that wait for the socket to read them; when it is
+//! full, an answer is dropped (counted and logged, never sent): a client that does not read
+//! gets no more answers, and costs no more memory, until it reads again. Refusals are logged
+//! at a bounded rate: the first at once, then one summary per [`LOG_EVERY`] at most.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -16,12 +25,19 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{SendError, SocketError};
+use tokio::sync::{mpsc, watch};
 
 use crate::broker::Pending;
 use crate::error::Error;
 
 /// The event a failed event without ack callback is answered with.
 pub const ERROR_EVENT: &str = "mq:error";
+
+/// Answers one socket may have waiting to be written.
+pub const REPLY_QUEUE: usize = 1024;
+
+/// How often, at most, a socket's refused events are summed up in the log.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The ack callback of one event, if the client sent one. Unlike socketioxide's
 /// `AckSender` (which silently does nothing without a callback, and is used up by one send
@@ -66,28 +82,65 @@ impl AckHandle {
     }
 }
 
+/// What an event's answer will be.
+enum Outcome {
+    /// Known now.
+    Now(Result<Value, Error>),
+    /// Known once the change is durable; `undo` runs if it is not.
+    Committed(Pending<Value>, Option<Box<dyn FnOnce() + Send>>),
+}
+
+/// An answer on its way through a socket's [`Replies`].
+pub struct Answer {
+    reply: Reply,
+    outcome: Outcome,
+}
+
 /// The way back to the client for one event.
 pub struct Reply {
     pub(crate) event: String,
     pub(crate) socket: SocketRef<LocalAdapter>,
     pub(crate) ack: AckHandle,
+    /// The socket's answer stages.
+    pub(crate) replies: Replies,
 }
 
 impl Reply {
-    /// Answers in the background once `pending` is durable (or at once if the event was
-    /// refused), so that the socket's next events are handled meanwhile and their commits
-    /// can share one fsync.
+    /// Answers once `pending` is durable (or at once if the event was refused), in turn
+    /// with the socket's other answers, so that its next events are handled meanwhile and
+    /// their commits can share one fsync.
     pub fn when_committed(self, pending: Result<Pending<Value>, Error>) {
-        tokio::spawn(async move {
-            let result = match pending {
-                Ok(pending) => pending.committed().await,
-                Err(err) => Err(err),
-            };
-            self.send(result).await;
+        match pending {
+            Ok(pending) => self.queue(Outcome::Committed(pending, None)),
+            Err(err) => self.queue(Outcome::Now(Err(err))),
+        }
+    }
+
+    /// Like [`Reply::when_committed`]; `undo` runs if the commit fails.
+    pub fn when_committed_or_undo(
+        self,
+        pending: Pending<Value>,
+        undo: impl FnOnce() + Send + 'static,
+    ) {
+        self.queue(Outcome::Committed(pending, Some(Box::new(undo))));
+    }
+
+    /// Answers with `result`, in turn with the socket's other answers.
+    pub fn now(self, result: Result<Value, Error>) {
+        self.queue(Outcome::Now(result));
+    }
+
+    fn queue(self, outcome: Outcome) {
+        let replies = self.replies.clone();
+        // The first stage ends only when the socket is gone; then nobody waits for answers.
+        let _ = replies.durable.send(Answer {
+            reply: self,
+            outcome,
         });
     }
 
-    /// Answers the event: `Ok(fields)` becomes `{ok: true, ...fields}`.
+    /// Sends the answer now, waiting while the socket's buffer is full. For a task that
+    /// already stands in line for this socket (catch-up); everything else uses the queue.
     pub async fn send(self, result: Result<Value, Error>) {
         match result {
             Ok(fields) => {
@@ -100,7 +153,6 @@ impl Reply {
                 }
             }
             Err(error) => {
-                tracing::info!(event = %self.event, code = error.code(), "event refused: {}", error.message());
                 if self.ack.requested() {
                     self.ack
                         .send_paced(&json!({ "ok": false, "error": error }))
@@ -113,6 +165,137 @@ impl Reply {
                     });
                     let _ = emit_paced(&self.socket, ERROR_EVENT, &body).await;
                 }
+            }
+        }
+    }
+}
+
+/// One socket's answer stages and its refusal log. Cheap to clone.
+#[derive(Clone)]
+pub struct Replies {
+    durable: mpsc::UnboundedSender<Answer>,
+}
+
+impl Replies {
+    /// Starts the two tasks that answer `socket`'s events; they end when `closed` turns true.
+    pub fn start(socket: &SocketRef<LocalAdapter>, closed: watch::Receiver<bool>) -> Self {
+        let (durable, answers) = mpsc::unbounded_channel::<Answer>();
+        let (written, to_write) = mpsc::channel::<(Reply, Result<Value, Error>)>(REPLY_QUEUE);
+        let log = Arc::new(Mutex::new(RefusalLog::new(socket.id.to_string())));
+        tokio::spawn(wait_durable(answers, written, log, closed.clone()));
+        tokio::spawn(write(to_write, closed));
+        Self { durable }
+    }
+}
+
+/// First stage: waits for each answer's commit, in order, and hands it to the second stage,
+/// or drops it when that is full (the socket is not reading).
+async fn wait_durable(
+    mut answers: mpsc::UnboundedReceiver<Answer>,
+    written: mpsc::Sender<(Reply, Result<Value, Error>)>,
+    log: Arc<Mutex<RefusalLog>>,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        let answer = tokio::select! {
+            answer = answers.recv() => answer,
+            _ = closed.wait_for(|closed| *closed) => None,
+        };
+        let Some(Answer { reply, outcome }) = answer else {
+            return;
+        };
+        let result = match outcome {
+            Outcome::Now(result) => result,
+            Outcome::Committed(pending, undo) => {
+                let result = pending.committed().await;
+                if let (Err(_), Some(undo)) = (&result, undo) {
+                    undo();
+                }
+                result
+            }
+        };
+        let refused = result.as_ref().err().cloned();
+        let event = reply.event.clone();
+        let needs_sending = refused.is_some() || reply.ack.requested();
+        let dropped = needs_sending
+            && matches!(
+                written.try_send((reply, result)),
+                Err(mpsc::error::TrySendError::Full(_))
+            );
+        if let Some(err) = &refused {
+            note(&log, &event, err, dropped);
+        } else if dropped {
+            let err = Error::limit("reply_dropped", "the socket is not reading its answers");
+            note(&log, &event, &err, true);
+        }
+    }
+}
+
+/// Second stage: writes answers to the socket at the pace it reads.
+async fn write(
+    mut to_write: mpsc::Receiver<(Reply, Result<Value, Error>)>,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        let next = tokio::select! {
+            next = to_write.recv() => next,
+            _ = closed.wait_for(|closed| *closed) => None,
+        };
+        let Some((reply, result)) = next else {
+            return;
+        };
+        tokio::select! {
+            _ = reply.send(result) => {}
+            _ = closed.wait_for(|closed| *closed) => return,
+        }
+    }
+}
+
+fn note(log: &Mutex<RefusalLog>, event: &str, error: &Error, dropped: bool) {
+    // std Mutex: a counter update, never held across an await.
+    if let Ok(mut log) = log.lock() {
+        log.note(event, error, dropped);
+    }
+}
+
+/// Counts a socket's refused events and logs them at a bounded rate.
+struct RefusalLog {
+    sid: String,
+    since: Option<Instant>,
+    refused: u64,
+    dropped: u64,
+}
+
+impl RefusalLog {
+    fn new(sid: String) -> Self {
+        Self {
+            sid,
+            since: None,
+            refused: 0,
+            dropped: 0,
+        }
+    }
+
+    fn note(&mut self, event: &str, error: &Error, dropped: bool) {
+        let now = Instant::now();
+        match self.since {
+            Some(since) if now.duration_since(since) < LOG_EVERY => {
+                self.refused += 1;
+                self.dropped += u64::from(dropped);
+            }
+            _ => {
+                if self.refused > 0 {
+                    tracing::info!(
+                        sid = %self.sid,
+                        refused = self.refused,
+                        dropped_unanswered = self.dropped,
+                        "more events of this socket were refused since the last report"
+                    );
+                }
+                tracing::info!(sid = %self.sid, event, code = error.code(), dropped, "event refused: {}", error.message());
+                self.since = Some(now);
+                self.refused = 0;
+                self.dropped = 0;
             }
         }
     }
@@ -134,7 +317,8 @@ pub async fn emit_paced<T: Serialize + ?Sized>(
     }
 }
 
-/// Exponential wait from 1 ms to 100 ms, for a socket that is not reading fast enough.
+/// Exponential wait from 1 ms to 16 ms, for a socket that is not reading fast enough: short
+/// enough that a socket that drains its buffer is fed again within a few milliseconds.
 struct Backoff(Duration);
 
 impl Backoff {
@@ -144,6 +328,6 @@ impl Backoff {
 
     async fn wait(&mut self) {
         tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_millis(100));
+        self.0 = (self.0 * 2).min(Duration::from_millis(16));
     }
 }

@@ -2,17 +2,19 @@
 //! the order they arrived.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::extract::{Event, SocketRef, TryData};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 
-use super::SocketOptions;
 use super::identity::{Identity, query};
+use super::live::Live;
 use super::rate::RateLimit;
-use super::reply::{AckHandle, Reply};
+use super::reply::{AckHandle, Replies, Reply};
+use super::{LiveSockets, SocketOptions};
 use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
@@ -20,14 +22,50 @@ use crate::error::{Error, from_json_error};
 use crate::names::ClientId;
 
 /// Events one socket may have waiting to be handled; more are refused with `rate_limited`.
-/// Handling an event does not wait for its commit, so the queue drains at memory speed.
+/// Handling an event does not wait for its commit, so the queue drains at memory speed
+/// while the socket reads its answers.
 const QUEUE_LENGTH: usize = 1024;
+
+/// Bytes of event data one socket may have waiting to be handled (or two of the largest
+/// packets, if more): with [`QUEUE_LENGTH`], what bounds a socket that floods.
+const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// `getAll`s one socket may have waiting behind the one that streams.
+const CATCH_UP_QUEUE: usize = 16;
 
 /// One event waiting to be handled.
 struct Command {
     kind: EventKind,
     data: Result<Value, String>,
+    /// About how much memory `data` takes, counted against [`QUEUE_BYTES`].
+    size: usize,
     reply: Reply,
+}
+
+/// The way into a socket's event queue, shared by its handlers.
+#[derive(Clone)]
+struct Inlet {
+    tx: mpsc::Sender<Command>,
+    rate: Arc<Mutex<RateLimit>>,
+    /// Bytes of event data waiting in the queue.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    replies: Replies,
+}
+
+/// About how much memory a JSON value takes: its text, give or take.
+fn approximate_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 8,
+        Value::Array(items) => 8 + items.iter().map(approximate_size).sum::<usize>(),
+        Value::Object(map) => {
+            8 + map
+                .iter()
+                .map(|(k, v)| k.len() + 8 + approximate_size(v))
+                .sum::<usize>()
+        }
+        _ => 8,
+    }
 }
 
 /// What a handler knows about the socket it serves.
@@ -68,7 +106,7 @@ pub fn parse<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
 }
 
 /// A socket's worker name: its id and its namespace (see `SocketOutbox::deliver_to`).
-fn consumer_id(socket: &SocketRef) -> String {
+pub(super) fn consumer_id(socket: &SocketRef) -> String {
     format!("{} {}", socket.id, socket.ns())
 }
 
@@ -98,8 +136,14 @@ pub fn start(
     auth: Option<Value>,
     options: &SocketOptions,
     identity: Identity,
+    sockets: &LiveSockets,
 ) {
     let dialect = options.dialect_of(socket.ns());
+    // Registered before the socket joins any room, so that no live push passes it by.
+    sockets.insert(
+        consumer_id(&socket),
+        Live::new(socket.clone(), broker.clone(), dialect.clone()),
+    );
     let client = connect_client(&socket, auth, &identity);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
     // A socket that names its client at connect is one of that client's sockets: it receives
@@ -114,7 +158,17 @@ pub fn start(
         broker.repush_heads(client, None);
     }
     let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
-    let rate = Arc::new(Mutex::new(RateLimit::new(options.events_per_sec)));
+    let (closed_tx, closed) = watch::channel(false);
+    let replies = Replies::start(&socket, closed.clone());
+    let max_packet = broker.config().max_payload_bytes + super::MAX_PACKET_OVERHEAD;
+    let inlet = Inlet {
+        tx,
+        rate: Arc::new(Mutex::new(RateLimit::new(options.events_per_sec))),
+        queued: Arc::new(AtomicUsize::new(0)),
+        max_queued: QUEUE_BYTES.max(2 * max_packet),
+        replies: replies.clone(),
+    };
+    let queued = Arc::clone(&inlet.queued);
 
     let events = match &dialect {
         Some(dialect) => dialect.events(),
@@ -125,8 +179,7 @@ pub fn start(
     };
     let known: Vec<String> = events.iter().map(|(name, _)| name.clone()).collect();
     for (event, kind) in events {
-        let tx = tx.clone();
-        let rate = Arc::clone(&rate);
+        let inlet = inlet.clone();
         let name = event.clone();
         socket.on(
             event,
@@ -135,40 +188,53 @@ pub fn start(
                     event: name.clone(),
                     socket,
                     ack,
+                    replies: inlet.replies.clone(),
                 };
-                enqueue(&tx, &rate, kind, data.map_err(|e| e.to_string()), reply);
+                let data = data.map_err(|e| e.to_string());
+                let size = data.as_ref().map_or(0, approximate_size);
+                inlet.enqueue(Command {
+                    kind,
+                    data,
+                    size,
+                    reply,
+                });
                 std::future::ready(())
             },
         );
     }
     socket.on_fallback(
-        move |socket: SocketRef, Event(event): Event, ack: AckHandle| async move {
-            let reply = Reply {
-                event: event.clone(),
+        move |socket: SocketRef, Event(event): Event, ack: AckHandle| {
+            let error = if allowed(&inlet.rate) {
+                Error::invalid_field(format!(
+                    "unknown event '{event}'; queuehub handles {}",
+                    known.join(", ")
+                ))
+                .with_code("unknown_event")
+            } else {
+                too_fast()
+            };
+            Reply {
+                event,
                 socket,
                 ack,
-            };
-            let known = known.join(", ");
-            reply
-                .send(Err(Error::invalid_field(format!(
-                    "unknown event '{event}'; queuehub handles {known}"
-                ))
-                .with_code("unknown_event")))
-                .await;
+                replies: inlet.replies.clone(),
+            }
+            .now(Err(error));
+            std::future::ready(())
         },
     );
 
     broker.announce(ActivityKind::Connected {
         client: client.clone(),
     });
-    let (closed_tx, closed_rx) = oneshot::channel::<()>();
-    let closed_tx = Arc::new(Mutex::new(Some(closed_tx)));
     let acted_for = Arc::new(Mutex::new(BTreeSet::from_iter(client.clone())));
     let (gone_broker, gone_clients) = (broker.clone(), Arc::clone(&acted_for));
     let connections = options.connections.clone();
+    let gone_sockets = sockets.clone();
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
         connections.release(&socket);
+        gone_sockets.remove(&consumer_id(&socket));
         gone_broker.detach(&consumer_id(&socket));
         let clients = gone_clients.lock().map(|c| c.clone()).unwrap_or_default();
         if clients.is_empty() {
@@ -179,9 +245,7 @@ pub fn start(
                 client: Some(client),
             });
         }
-        if let Some(tx) = closed_tx.lock().ok().and_then(|mut t| t.take()) {
-            let _ = tx.send(());
-        }
+        closed_tx.send_replace(true);
         std::future::ready(())
     });
 
@@ -193,62 +257,87 @@ pub fn start(
         identity,
         acted_for,
     });
-    tokio::spawn(run(session, rx, closed_rx));
+    tokio::spawn(run(session, rx, queued, closed));
 }
 
-/// Puts one event on the session's queue, or refuses it at once if the socket is over its
-/// rate or its queue is full.
-fn enqueue(
-    tx: &mpsc::Sender<Command>,
-    rate: &Mutex<RateLimit>,
-    kind: EventKind,
-    data: Result<Value, String>,
-    reply: Reply,
-) {
+/// Whether the socket may send one more event now.
+fn allowed(rate: &Mutex<RateLimit>) -> bool {
     // std Mutex: one socket's own handlers, a few instructions, never across an await.
-    let allowed = rate.lock().map(|mut r| r.allow()).unwrap_or(true);
-    if !allowed {
-        tokio::spawn(reply.send(Err(Error::limit(
-            "rate_limited",
-            "this socket sends more events per second than allowed; slow down",
-        ))));
-        return;
+    rate.lock().map(|mut r| r.allow()).unwrap_or(true)
+}
+
+fn too_fast() -> Error {
+    Error::limit(
+        "rate_limited",
+        "this socket sends more events per second than allowed; slow down",
+    )
+}
+
+impl Inlet {
+    /// Puts one event on the session's queue, or refuses it at once if the socket is over
+    /// its rate or its queue is full. A refusal costs a counter, and a place in the socket's
+    /// answer queue while one is free.
+    fn enqueue(&self, command: Command) {
+        if !allowed(&self.rate) {
+            command.reply.now(Err(too_fast()));
+            return;
+        }
+        let size = command.size;
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.max_queued {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            command.reply.now(Err(queue_full()));
+            return;
+        }
+        if let Err(
+            mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
+        ) = self.tx.try_send(command)
+        {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            command.reply.now(Err(queue_full()));
+        }
     }
-    if let Err(
-        mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
-    ) = tx.try_send(Command { kind, data, reply })
-    {
-        tokio::spawn(command.reply.send(Err(Error::limit(
-            "rate_limited",
-            format!("more than {QUEUE_LENGTH} events are waiting on this socket; slow down"),
-        ))));
-    }
+}
+
+fn queue_full() -> Error {
+    Error::limit(
+        "rate_limited",
+        format!(
+            "more than {QUEUE_LENGTH} events (or {} MiB) are waiting on this socket; slow down",
+            QUEUE_BYTES / (1024 * 1024)
+        ),
+    )
 }
 
 /// Handles the socket's events one after another until it disconnects.
 async fn run(
     session: Arc<Session>,
     mut commands: mpsc::Receiver<Command>,
-    mut closed: oneshot::Receiver<()>,
+    queued: Arc<AtomicUsize>,
+    mut closed: watch::Receiver<bool>,
 ) {
-    let (catch_ups, jobs) = mpsc::unbounded_channel();
-    tokio::spawn(get_all::run(Arc::clone(&session), jobs));
+    let (catch_ups, jobs) = mpsc::channel(CATCH_UP_QUEUE);
+    tokio::spawn(get_all::run(Arc::clone(&session), jobs, closed.clone()));
     loop {
-        let command = tokio::select! {
+        let next = tokio::select! {
             command = commands.recv() => command,
-            _ = &mut closed => None,
+            _ = closed.wait_for(|closed| *closed) => None,
         };
-        let Some(Command { kind, data, reply }) = command else {
+        let Some(Command {
+            kind,
+            data,
+            size,
+            reply,
+        }) = next
+        else {
             return;
         };
+        queued.fetch_sub(size, Ordering::Relaxed);
         let data = match data {
             Ok(data) => data,
             Err(err) => {
-                reply
-                    .send(Err(Error::invalid_field(format!(
-                        "unreadable payload: {err}"
-                    ))))
-                    .await;
+                reply.now(Err(Error::invalid_field(format!(
+                    "unreadable payload: {err}"
+                ))));
                 continue;
             }
         };
@@ -269,10 +358,13 @@ async fn run(
         match native {
             "subscribe" => subscribe::handle(&session, data, reply),
             "unsubscribe" => unsubscribe::handle(&session, data, reply),
-            "getAll" => get_all::handle(&session, data, reply, &catch_ups),
+            "getAll" => get_all::handle(&session, data, reply, &catch_ups).await,
             "received" => received::handle(&session, data, reply),
             "publish" => publish::handle(&session, data, reply),
-            _ => {}
+            _ => reply.now(Err(Error::invalid_field(format!(
+                "'{native}' has no handler"
+            ))
+            .with_code("unknown_event"))),
         }
     }
 }

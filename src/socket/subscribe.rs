@@ -154,16 +154,10 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
 /// commit fails, the socket leaves the rooms it joined.
 pub fn handle(session: &Session, data: Value, reply: Reply) {
     match subscribe(session, data) {
-        Err(err) => reply.when_committed(Err(err)),
+        Err(err) => reply.now(Err(err)),
         Ok((pending, rooms)) => {
             let socket = session.socket.clone();
-            tokio::spawn(async move {
-                let result = pending.committed().await;
-                if result.is_err() {
-                    socket.leave(rooms);
-                }
-                reply.send(result).await;
-            });
+            reply.when_committed_or_undo(pending, move || socket.leave(rooms));
         }
     }
 }

@@ -246,6 +246,8 @@ pub(crate) fn deliveries(
         .iter()
         .map(|client| Delivery {
             envelope: Envelope::new(meta, Arc::clone(&payload), client, 1),
+            seq: meta.seq,
+            head: false,
         })
         .collect()
 }

@@ -1,0 +1,295 @@
+//! Live push to one socket, with flow control.
+//!
+//! The broker's fan-out hands each committed message to the sockets subscribed to it, and
+//! never waits for one of them. A socket whose outgoing buffer is full cannot take the
+//! message now, so instead of dropping the push, [`Live`] marks that subscription of the
+//! socket as *lagging* from that message on and starts the socket's resume task. The task
+//! waits for the socket to drain, then streams the client's inbox on that queue to it, in
+//! order, from the first message it missed up to what the fan-out has handed out so far
+//! ([`Broker::fanned_out`]), reading payloads from the store a page at a time as `getAll`
+//! does. When it has caught up, the subscription is live again. While it lags, the fan-out
+//! only notes the highest message it skipped (a number), so a slow socket costs the fan-out
+//! nothing and delays nobody else, and its messages wait durably in its inbox.
+//!
+//! Messages the dispatcher sends (ordered heads, work-mode assignments) that find the buffer
+//! full wait here too, bounded by their nature: one head per ordered subscription (a newer
+//! one replaces it) and at most `prefetch` assignments per worker.
+//!
+//! Ordering: a subscription's messages reach the socket in publish order, live or resumed.
+//! One exception: a delayed message that comes due while its subscription lags, with a
+//! sequence number below what was already sent, is sent on its own right after.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketError};
+
+use super::reply::emit_paced;
+use crate::broker::{Broker, Delivery, Envelope};
+use crate::compat::Dialect;
+use crate::names::{ClientId, QueueName};
+
+/// Late messages (below what a lagging subscription already sent) remembered one by one;
+/// past this, the subscription is resumed from the lowest of them again.
+const MAX_LATE: usize = 1024;
+
+/// A subscription of one socket: (client, queue).
+type Key = (ClientId, QueueName);
+
+/// One socket's live push. Shared by the fan-out (through the socket outbox) and the
+/// socket's resume task.
+pub struct Live {
+    socket: SocketRef<LocalAdapter>,
+    broker: Broker,
+    dialect: Option<Arc<Dialect>>,
+    // std Mutex: held for a few map updates and one non-blocking emit, never across an await.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Broadcast subscriptions whose live push paused, and where they stand.
+    lagging: HashMap<Key, Lag>,
+    /// Ordered heads that found the buffer full (a newer head replaces an older one).
+    heads: HashMap<Key, Envelope>,
+    /// Work-mode assignments that found the buffer full, in order.
+    work: VecDeque<Envelope>,
+    /// Whether the resume task runs.
+    resuming: bool,
+}
+
+/// Where a lagging subscription stands.
+struct Lag {
+    /// Every message of the inbox up to here has been sent (or skipped as not deliverable).
+    sent_upto: u64,
+    /// The highest message the fan-out skipped: the lag ends once `sent_upto` reaches it.
+    skipped: u64,
+    /// Messages that came (due) with a number at or below `sent_upto`, to send one by one.
+    late: BTreeSet<u64>,
+}
+
+impl Lag {
+    fn starting_at(seq: u64) -> Self {
+        Self {
+            sent_upto: seq.saturating_sub(1),
+            skipped: seq,
+            late: BTreeSet::new(),
+        }
+    }
+
+    fn skip(&mut self, seq: u64) {
+        if seq > self.sent_upto {
+            self.skipped = self.skipped.max(seq);
+        } else if self.late.len() < MAX_LATE {
+            self.late.insert(seq);
+        } else {
+            self.sent_upto = seq.saturating_sub(1);
+            self.late.clear();
+        }
+    }
+
+    fn caught_up(&self) -> bool {
+        self.skipped <= self.sent_upto && self.late.is_empty()
+    }
+}
+
+/// What the resume task does next.
+enum Step {
+    Send(Envelope),
+    Page(Key, (u64, u64)),
+    Late(Key, u64),
+    WaitForFanOut(u64),
+    Done,
+}
+
+impl Live {
+    pub fn new(
+        socket: SocketRef<LocalAdapter>,
+        broker: Broker,
+        dialect: Option<Arc<Dialect>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            socket,
+            broker,
+            dialect,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pushes a committed message to this socket now, or leaves it to the resume task if the
+    /// socket cannot take it. `data` is the envelope as this socket's namespace shows it.
+    pub fn push<T: Serialize + ?Sized>(self: &Arc<Self>, delivery: &Delivery, data: &T) {
+        let envelope = &delivery.envelope;
+        let key = (envelope.client_id.clone(), envelope.queue.clone());
+        let mut state = self.lock();
+        if delivery.head {
+            if !self.try_emit(envelope.event.as_str(), data) {
+                state.heads.insert(key, envelope.clone());
+                self.resume(&mut state);
+            }
+            return;
+        }
+        if let Some(lag) = state.lagging.get_mut(&key) {
+            lag.skip(delivery.seq);
+            return;
+        }
+        if !self.try_emit(envelope.event.as_str(), data) {
+            state.lagging.insert(key, Lag::starting_at(delivery.seq));
+            self.resume(&mut state);
+        }
+    }
+
+    /// Sends a work-mode assignment now, or as soon as the socket drains.
+    pub fn assign(self: &Arc<Self>, envelope: &Envelope) {
+        let mut state = self.lock();
+        let sent = state.work.is_empty() && {
+            let event = envelope.event.as_str();
+            match &self.dialect {
+                Some(dialect) => self.try_emit(event, &dialect.envelope(envelope)),
+                None => self.try_emit(event, envelope),
+            }
+        };
+        if !sent {
+            state.work.push_back(envelope.clone());
+            self.resume(&mut state);
+        }
+    }
+
+    /// Emits without waiting; `false` only when the buffer is full (a socket that is gone
+    /// has nothing to resume: its messages wait in the inbox).
+    fn try_emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> bool {
+        match self.socket.emit(event, data) {
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => false,
+            Ok(()) => true,
+            Err(err) => {
+                tracing::debug!(error = %err, "live push not sent; the message waits in the inbox");
+                true
+            }
+        }
+    }
+
+    fn resume(self: &Arc<Self>, state: &mut State) {
+        if !state.resuming {
+            state.resuming = true;
+            tokio::spawn(resume(Arc::clone(self)));
+        }
+    }
+
+    /// Decides the resume task's next step, given how far the fan-out has come.
+    fn next_step(&self, fanned_out: u64) -> Step {
+        let mut state = self.lock();
+        if let Some(envelope) = state.work.pop_front() {
+            return Step::Send(envelope);
+        }
+        let head = state.heads.keys().next().cloned();
+        if let Some(envelope) = head.and_then(|key| state.heads.remove(&key)) {
+            return Step::Send(envelope);
+        }
+        let mut waiting = None;
+        for (key, lag) in &mut state.lagging {
+            if let Some(seq) = lag.late.pop_first() {
+                return Step::Late(key.clone(), seq);
+            }
+            if fanned_out > lag.sent_upto {
+                return Step::Page(key.clone(), (lag.sent_upto, fanned_out));
+            }
+            waiting = Some(lag.sent_upto);
+        }
+        match waiting {
+            Some(sent_upto) => Step::WaitForFanOut(sent_upto),
+            None => {
+                state.resuming = false;
+                Step::Done
+            }
+        }
+    }
+
+    /// Records that `key` has been sent up to `upto`; live again if nothing was skipped past.
+    fn sent(&self, key: &Key, upto: u64) {
+        let mut state = self.lock();
+        if let Some(lag) = state.lagging.get_mut(key) {
+            lag.sent_upto = lag.sent_upto.max(upto);
+            if lag.caught_up() {
+                state.lagging.remove(key);
+            }
+        }
+    }
+
+    /// The subscription ended (or the index no longer has it): nothing to resume there.
+    fn forget(&self, key: &Key) {
+        self.lock().lagging.remove(key);
+    }
+
+    async fn emit(&self, envelope: &Envelope) -> Result<(), SendError> {
+        let event = envelope.event.as_str();
+        match &self.dialect {
+            Some(dialect) => emit_paced(&self.socket, event, &dialect.envelope(envelope)).await,
+            None => emit_paced(&self.socket, event, envelope).await,
+        }
+    }
+
+    /// Streams `key`'s inbox for `range` to the socket at its pace. `Err`: the socket is gone
+    /// (or a message could not be encoded).
+    async fn stream(&self, key: &Key, range: (u64, u64)) -> Result<(), SendError> {
+        let (client, queue) = key.clone();
+        let Ok(mut catch_up) = self.broker.resume(client, queue, range) else {
+            self.forget(key);
+            return Ok(());
+        };
+        loop {
+            let page = match self.broker.next_page(&mut catch_up).await {
+                Ok(page) => page,
+                Err(err) => {
+                    // The store could not be read: try again from the same place.
+                    tracing::warn!(code = err.code(), "resuming a live push: {}", err.message());
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    return Ok(());
+                }
+            };
+            if page.is_empty() {
+                return Ok(());
+            }
+            for envelope in &page {
+                self.emit(envelope).await?;
+            }
+        }
+    }
+}
+
+/// The resume task of one socket: runs while anything waits for it, and ends when nothing
+/// does or the socket is gone.
+async fn resume(live: Arc<Live>) {
+    let mut fanned_out = live.broker.fanned_out();
+    loop {
+        let mark = *fanned_out.borrow_and_update();
+        let sent = match live.next_step(mark) {
+            Step::Done => return,
+            Step::Send(envelope) => live.emit(&envelope).await,
+            Step::Page(key, range) => {
+                let sent = live.stream(&key, range).await;
+                if sent.is_ok() {
+                    live.sent(&key, range.1);
+                }
+                sent
+            }
+            Step::Late(key, seq) => live.stream(&key, (seq.saturating_sub(1), seq)).await,
+            Step::WaitForFanOut(sent_upto) => {
+                let moved = fanned_out.wait_for(|mark| *mark > sent_upto).await;
+                if moved.is_err() {
+                    return; // the broker closed
+                }
+                Ok(())
+            }
+        };
+        if sent.is_err() && !live.socket.connected() {
+            return; // the socket is gone; its messages wait in the inbox
+        }
+    }
+}
