@@ -49,9 +49,11 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 impl Application {
-    /// Opens the store, rebuilds the broker's indexes, and binds every listen address
-    /// (port 0 picks a free port; see [`Application::addresses`]).
+    /// Checks that the security settings make sense (a token secret needs an API key), opens
+    /// the store, rebuilds the broker's indexes, and binds every listen address (port 0 picks
+    /// a free port; see [`Application::addresses`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.security.validate().map_err(anyhow::Error::msg)?;
         let store = open_store(&config)?;
         let broker = Broker::open(store, config.broker.clone())
             .await

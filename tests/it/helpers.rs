@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -42,10 +43,13 @@ pub async fn spawn_app_with_args(args: &[&str]) -> TestApp {
     all.extend_from_slice(&["--listen", "127.0.0.1:0"]);
     let cli = queuehub::config::Cli::try_parse_from(all).expect("arguments parse");
     let config = Config::from_cli(cli).expect("configuration resolves");
+    // Everything from the arguments but the address and the store (port 0, a temp dir).
     spawn_app_with(move |c| {
-        c.dialect = config.dialect;
-        c.http_routes = config.http_routes;
-        c.cors_permissive = config.cors_permissive;
+        *c = Config {
+            listen: c.listen.clone(),
+            storage: c.storage.clone(),
+            ..config
+        };
     })
     .await
 }
@@ -172,6 +176,8 @@ pub struct ServerProcess {
     pub urls: Vec<String>,
     http: reqwest::Client,
     child: Child,
+    /// Every line the process has written to stdout (its log) so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -244,11 +250,14 @@ impl ServerProcess {
             .expect("binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("listening on ") {
                     let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let urls: Vec<String> = (0..addresses)
@@ -259,7 +268,13 @@ impl ServerProcess {
             urls,
             http: reqwest::Client::new(),
             child,
+            log,
         }
+    }
+
+    /// The lines of its log so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// The process's resident memory (VmRSS), in bytes.
