@@ -8,6 +8,11 @@ use queuehub::{Application, app, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_cli(Cli::parse())?;
     telemetry::init();
+    // Every connection takes a file descriptor: raise the soft limit to the hard one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+    }
     let mode = config.security.describe();
     if config.security.secured() {
         tracing::info!("{mode}");
