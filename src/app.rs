@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::{self, ApiState};
 use crate::broker::Broker;
 use crate::config::{Config, Storage};
+use crate::serve::{self, Connections, PeerLimit};
 use crate::socket;
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
@@ -31,7 +31,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Application {
     listeners: Vec<TcpListener>,
     addresses: Vec<SocketAddr>,
-    router: Router,
+    connections: Connections,
     broker: Broker,
     io: SocketIo,
     dashboard: JoinHandle<()>,
@@ -49,9 +49,11 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 impl Application {
-    /// Opens the store, rebuilds the broker's indexes, and binds every listen address
-    /// (port 0 picks a free port; see [`Application::addresses`]).
+    /// Checks that the security settings make sense (a token secret needs an API key), opens
+    /// the store, rebuilds the broker's indexes, and binds every listen address (port 0 picks
+    /// a free port; see [`Application::addresses`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.security.validate().map_err(anyhow::Error::msg)?;
         let store = open_store(&config)?;
         let broker = Broker::open(store, config.broker.clone())
             .await
@@ -83,6 +85,13 @@ impl Application {
         if config.cors_permissive {
             router = router.layer(CorsLayer::permissive());
         }
+        // Every TCP connection counts for its address, sockets once more in the socket layer.
+        let connections = Connections::new(
+            router,
+            api::too_many_connections(config.max_connections_per_ip.unwrap_or(0)),
+            config.request_timeout,
+            PeerLimit::new(config.max_connections_per_ip),
+        );
 
         let mut listeners = Vec::new();
         let mut addresses = Vec::new();
@@ -96,7 +105,7 @@ impl Application {
         Ok(Self {
             listeners,
             addresses,
-            router,
+            connections,
             broker,
             io,
             dashboard,
@@ -117,16 +126,8 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = Vec::new();
         for listener in self.listeners {
-            let mut stop = stop_rx.clone();
-            // Connect info: the peer's address, for the per-address connection limit.
-            let service = self
-                .router
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            });
-            servers.push(tokio::spawn(async move { server.await }));
+            let accepting = serve::serve(listener, self.connections.clone(), stop_rx.clone());
+            servers.push(tokio::spawn(accepting));
         }
         for address in &self.addresses {
             tracing::info!("queuehub listening on http://{address}");
@@ -138,8 +139,7 @@ impl Application {
         self.io.close().await;
         for server in servers {
             match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(err))) => tracing::error!(error = %err, "server failed"),
+                Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
                 Err(_) => tracing::warn!("connections still open after the grace period"),
             }

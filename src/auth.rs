@@ -201,6 +201,45 @@ impl Security {
     pub fn secured(&self) -> bool {
         self.api_keys.enabled() || self.tokens.is_some()
     }
+
+    /// Secured mode is all or nothing: a token secret without an API key would leave every
+    /// HTTP route open, token minting included, so anyone could mint a token for any client
+    /// and read, ack or drop its inbox. Such a setup is refused at start.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tokens.is_some() && !self.api_keys.enabled() {
+            return Err(
+                "--token-secret needs an API key too (--api-key, --api-key-file or \
+                 QUEUEHUB_API_KEY): without one every HTTP route would be open, token minting \
+                 included, and anyone could mint a token for any client and read, ack or \
+                 delete its inbox"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// One line for the start-up log: which mode is in force and what it asks for.
+    pub fn describe(&self) -> String {
+        let stats = if self.public_stats {
+            "queue stats and metrics are public"
+        } else {
+            "queue stats and metrics need the key too"
+        };
+        match (self.api_keys.enabled(), self.tokens.is_some()) {
+            (false, _) => "open mode: no authentication; anyone who can reach queuehub can \
+                 publish, read, ack and delete messages (see docs/SECURITY.md for --api-key \
+                 and --token-secret)"
+                .into(),
+            (true, false) => format!(
+                "secured mode: HTTP routes need 'Authorization: Bearer <api key>' ({stats}); \
+                 sockets need the API key (auth: {{apiKey}} or ?apiKey=)"
+            ),
+            (true, true) => format!(
+                "secured mode: HTTP routes need 'Authorization: Bearer <api key>' ({stats}); \
+                 sockets need a client token (auth: {{token}} or ?token=) or the API key"
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +308,22 @@ mod tests {
         assert!(c.may_subscribe(&QueueName::parse("orders").unwrap()));
         assert!(!c.may_subscribe(&QueueName::parse("other").unwrap()));
         assert!(c.may_publish(&QueueName::parse("anything").unwrap()));
+    }
+
+    #[test]
+    fn a_token_secret_without_an_api_key_is_not_a_valid_setup() {
+        let tokens_only = Security {
+            tokens: Some(tokens()),
+            ..Security::default()
+        };
+        let err = tokens_only.validate().unwrap_err();
+        assert!(err.contains("--api-key"), "{err}");
+        let both = Security {
+            api_keys: ApiKeys::new(["k".to_owned()]),
+            ..tokens_only
+        };
+        assert!(both.validate().is_ok());
+        assert!(Security::default().validate().is_ok(), "open mode");
     }
 
     #[test]

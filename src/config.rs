@@ -205,11 +205,13 @@ fn security(cli: &Cli, file: &FileConfig) -> anyhow::Result<Security> {
         Some(secret) => Some(Tokens::new(secret).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    Ok(Security {
+    let security = Security {
         api_keys: ApiKeys::new(keys),
         tokens,
         public_stats: cli.public_stats.or(file.public_stats).unwrap_or(false),
-    })
+    };
+    security.validate().map_err(anyhow::Error::msg)?;
+    Ok(security)
 }
 
 /// Reads a preset: a built-in name or a file.
@@ -471,8 +473,31 @@ mod tests {
 
     #[test]
     fn a_short_token_secret_is_refused() {
-        let cli = Cli::try_parse_from(["queuehub", "--token-secret", "short"]).unwrap();
-        assert!(Config::from_cli(cli).is_err());
+        let cli = Cli::try_parse_from(["queuehub", "--token-secret", "short", "--api-key", "k"]);
+        let err = Config::from_cli(cli.unwrap()).unwrap_err();
+        assert!(err.to_string().contains("16 characters"), "{err}");
+    }
+
+    #[test]
+    fn a_token_secret_without_an_api_key_is_refused_naming_the_missing_flag() {
+        let secret = "sixteen characters!";
+        let cli = Cli::try_parse_from(["queuehub", "--token-secret", secret]).unwrap();
+        let err = Config::from_cli(cli).unwrap_err().to_string();
+        assert!(
+            err.contains("--api-key") && err.contains("QUEUEHUB_API_KEY"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queuehub.toml");
+        std::fs::write(&path, format!("token_secret = \"{secret}\"\n")).unwrap();
+        let from_file = Cli::try_parse_from(["queuehub", "--config", path.to_str().unwrap()]);
+        assert!(
+            Config::from_cli(from_file.unwrap()).is_err(),
+            "from a file too"
+        );
+        let with_key =
+            Cli::try_parse_from(["queuehub", "--token-secret", secret, "--api-key", "k"]);
+        assert!(Config::from_cli(with_key.unwrap()).is_ok());
     }
 
     #[test]

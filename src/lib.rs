@@ -7,6 +7,7 @@
 //! Layout (see ARCHITECTURE.md for the invariants):
 //! - [`config`]: one [`config::Config`] from flags, `QUEUEHUB_*` variables and a TOML file;
 //! - [`app`]: builds everything and runs until a shutdown signal;
+//! - [`serve`]: the accept loop: header timeout, per-address connection limit, HTTP/1.1;
 //! - [`broker`]: publish, fan-out, inboxes, catch-up, acks: the only place with queue logic;
 //! - [`store`]: the storage trait and its engines (embedded redb, memory);
 //! - [`api`]: the HTTP API (only place that knows HTTP);
@@ -22,6 +23,7 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod names;
+pub mod serve;
 pub mod socket;
 pub mod store;
 pub mod telemetry;

@@ -8,10 +8,16 @@ use queuehub::{Application, app, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_cli(Cli::parse())?;
     telemetry::init();
-    if !config.security.secured() {
-        tracing::warn!(
-            "open mode: no authentication; anyone who can reach queuehub can publish and read (see docs/SECURITY.md for --api-key and --token-secret)"
-        );
+    // Every connection takes a file descriptor: raise the soft limit to the hard one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+    }
+    let mode = config.security.describe();
+    if config.security.secured() {
+        tracing::info!("{mode}");
+    } else {
+        tracing::warn!("{mode}");
     }
     let application = Application::build(config).await?;
     application.run_until_stopped(app::shutdown_signal()).await

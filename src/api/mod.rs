@@ -70,6 +70,16 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .with_state(state)
 }
 
+/// What a connection over its address's limit (`--max-connections-per-ip`) is answered,
+/// whatever it asks: 429 `too_many_connections`.
+pub fn too_many_connections(max: usize) -> Router {
+    let error = Error::limit(
+        "too_many_connections",
+        format!("this address already has {max} connections, the limit"),
+    );
+    Router::new().fallback(move || std::future::ready(ApiError(error.clone())))
+}
+
 async fn not_found() -> ApiError {
     ApiError(Error::new(
         ErrorKind::NotFound,

@@ -5,7 +5,8 @@
 //! A socket presents `auth: {token}` (or `?token=` in the query string, for socket.io 2.x
 //! clients, which send no auth payload), or, as a trusted backend, `auth: {apiKey}` (or
 //! `?apiKey=`). A token binds the socket to one client and lists the queues it may use; an
-//! API key may act as any client.
+//! API key may act as any client. With API keys and no token secret no token can be checked,
+//! so every socket needs the key. (A token secret without API keys does not start.)
 
 use serde_json::Value;
 use socketioxide::extract::SocketRef;

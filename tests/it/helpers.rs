@@ -1,13 +1,16 @@
 //! Test helpers: [`spawn_app`] (the server in-process on port 0 with a temp data dir),
-//! [`ServerProcess`] (the real binary, for restarts and kill -9), and [`SocketClient`] (a
-//! rust_socketio client that records every event it receives).
+//! [`ServerProcess`] (the real binary, for restarts and kill -9), [`SocketClient`] (a
+//! rust_socketio client that records every event it receives), and bare WebSockets to
+//! socket.io ([`raw_socket`], [`engine_io_websocket`]) for what a client library would not
+//! send.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use queuehub::config::Storage;
 use queuehub::{Application, Config};
 use rust_socketio::Payload;
@@ -15,6 +18,7 @@ use rust_socketio::asynchronous::{Client, ClientBuilder};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -42,10 +46,13 @@ pub async fn spawn_app_with_args(args: &[&str]) -> TestApp {
     all.extend_from_slice(&["--listen", "127.0.0.1:0"]);
     let cli = queuehub::config::Cli::try_parse_from(all).expect("arguments parse");
     let config = Config::from_cli(cli).expect("configuration resolves");
+    // Everything from the arguments but the address and the store (port 0, a temp dir).
     spawn_app_with(move |c| {
-        c.dialect = config.dialect;
-        c.http_routes = config.http_routes;
-        c.cors_permissive = config.cors_permissive;
+        *c = Config {
+            listen: c.listen.clone(),
+            storage: c.storage.clone(),
+            ..config
+        };
     })
     .await
 }
@@ -172,6 +179,8 @@ pub struct ServerProcess {
     pub urls: Vec<String>,
     http: reqwest::Client,
     child: Child,
+    /// Every line the process has written to stdout (its log) so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -244,11 +253,14 @@ impl ServerProcess {
             .expect("binary starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("listening on ") {
                     let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let urls: Vec<String> = (0..addresses)
@@ -259,7 +271,45 @@ impl ServerProcess {
             urls,
             http: reqwest::Client::new(),
             child,
+            log,
         }
+    }
+
+    /// The lines of its log so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sets the process's soft limit of open files (`prlimit --nofile`), or puts it back to
+    /// the hard limit with `None`.
+    pub fn limit_open_files(&self, files: Option<u64>) {
+        let limit = files.map_or_else(
+            || {
+                let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()))
+                    .expect("/proc/PID/limits");
+                let line = limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .expect("open files line");
+                line.split_whitespace()
+                    .nth(4)
+                    .expect("hard limit")
+                    .to_owned()
+            },
+            |f| f.to_string(),
+        );
+        let status = Command::new("prlimit")
+            .arg("--pid")
+            .arg(self.pid().to_string())
+            .arg(format!("--nofile={limit}:"))
+            .status()
+            .expect("prlimit runs (util-linux)");
+        assert!(status.success(), "prlimit --nofile={limit}: failed");
     }
 
     /// The process's resident memory (VmRSS), in bytes.
@@ -502,4 +552,66 @@ impl SocketClient {
 /// A unique name for this test run, so tests never share queues or clients.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A bare WebSocket to socket.io, speaking the Engine.IO/socket.io text protocol.
+pub type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a bare WebSocket to socket.io and joins namespace `/`.
+pub async fn raw_socket(url: &str) -> RawSocket {
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        url.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("websocket opens");
+    let open = next_text(&mut ws).await.expect("engine.io open packet");
+    assert!(open.starts_with('0'), "{open}");
+    ws.send(Message::text("40")).await.unwrap();
+    let joined = next_text(&mut ws).await.expect("namespace joined");
+    assert!(joined.starts_with("40"), "{joined}");
+    ws
+}
+
+/// The next text frame, answering pings; `None` once the server closed the connection.
+pub async fn next_text(ws: &mut RawSocket) -> Option<String> {
+    loop {
+        let frame = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the server answers or closes in time");
+        match frame {
+            Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                ws.send(Message::text("3")).await.ok()?;
+            }
+            Some(Ok(Message::Text(text))) => return Some(text.to_string()),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Opens a bare engine.io WebSocket (no namespace joined); `Err` holds the HTTP status and
+/// body of a refusal.
+pub async fn engine_io_websocket(url: &str) -> Result<RawSocket, (u16, String)> {
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        url.replace("http://", "ws://")
+    );
+    match tokio_tungstenite::connect_async(ws_url).await {
+        Ok((mut ws, _)) => {
+            let open = next_text(&mut ws).await.expect("engine.io open packet");
+            assert!(open.starts_with('0'), "{open}");
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            Err((
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into(),
+            ))
+        }
+        Err(err) => panic!("the WebSocket neither opened nor got an HTTP answer: {err}"),
+    }
 }

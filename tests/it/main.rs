@@ -14,5 +14,6 @@ mod limits;
 mod operation;
 mod publish;
 mod security;
+mod security_modes;
 mod timing;
 mod work;
