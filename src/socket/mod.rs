@@ -141,19 +141,39 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         // Secured mode: a socket without a valid credential is refused here, before the
         // handler, and gets `connect_error` with the reason; so is one over its address's
         // connection limit (counted last, once everything else passed).
+        // Once it passed, its event handlers are registered, before the connect packet goes
+        // out (see `session::prepare`).
+        let preparing = Arc::clone(&options);
+        let prepared = Arc::new(Mutex::new(HashMap::<String, session::Prepared>::new()));
+        let ready = Arc::clone(&prepared);
+        let max_payload = broker.config().max_payload_bytes;
         let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
             let checked = Identity::check(&for_check, &socket, auth.ok().as_ref())
                 .and_then(|_| connections.admit(&socket));
+            if checked.is_ok() {
+                let handlers = session::prepare(&socket, &preparing, max_payload);
+                if let Ok(mut map) = prepared.lock() {
+                    map.insert(session::consumer_id(&socket), handlers);
+                }
+            }
             std::future::ready(checked)
         };
         let connect = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
             let auth = auth.ok();
-            match Identity::check(&for_start, &socket, auth.as_ref()) {
-                Ok(identity) => {
-                    session::start(socket, broker.clone(), auth, &options, identity, &sockets);
+            let handlers = ready
+                .lock()
+                .ok()
+                .and_then(|mut map| map.remove(&session::consumer_id(&socket)));
+            match (
+                Identity::check(&for_start, &socket, auth.as_ref()),
+                handlers,
+            ) {
+                (Ok(identity), Some(handlers)) => {
+                    let broker = broker.clone();
+                    session::start(socket, broker, auth, &options, identity, &sockets, handlers);
                 }
                 // The credential expired between the check and now: refuse after all.
-                Err(_) => {
+                _ => {
                     options.connections.release(&socket);
                     let _ = socket.disconnect();
                 }

@@ -128,48 +128,32 @@ fn connect_client(
     ClientId::parse(from_auth.or_else(|| query(socket, "clientId"))?).ok()
 }
 
-/// Registers the event handlers of a new socket and starts its session task. Everything
-/// here is synchronous: the handlers exist before the first event can arrive.
-pub fn start(
-    socket: SocketRef,
-    broker: Broker,
-    auth: Option<Value>,
-    options: &SocketOptions,
-    identity: Identity,
-    sockets: &LiveSockets,
-) {
+/// What a socket's handlers feed, kept from [`prepare`] until [`start`].
+pub struct Prepared {
+    commands: mpsc::Receiver<Command>,
+    queued: Arc<AtomicUsize>,
+    closed_tx: watch::Sender<bool>,
+    closed: watch::Receiver<bool>,
+}
+
+/// Registers the event handlers of a socket that passed the connect checks. Called from the
+/// connect middleware: socketioxide sends the namespace's connect packet before it calls the
+/// connect handler, and a client may send its first event the moment it has that packet, so
+/// the handlers must exist before it is sent. Events queue up until [`start`].
+pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: usize) -> Prepared {
     let dialect = options.dialect_of(socket.ns());
-    // Registered before the socket joins any room, so that no live push passes it by.
-    sockets.insert(
-        consumer_id(&socket),
-        Live::new(socket.clone(), broker.clone(), dialect.clone()),
-    );
-    let client = connect_client(&socket, auth, &identity);
-    tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
-    // A socket that names its client at connect is one of that client's sockets: it receives
-    // the live pushes of the client's existing subscriptions without subscribing again.
-    if let Some(client) = &client {
-        let rooms: Vec<String> = broker
-            .subscriptions(client)
-            .iter()
-            .map(|queue| super::room(client, queue))
-            .collect();
-        socket.join(rooms);
-        broker.repush_heads(client, None);
-    }
-    let (tx, rx) = mpsc::channel::<Command>(QUEUE_LENGTH);
+    let (tx, commands) = mpsc::channel::<Command>(QUEUE_LENGTH);
     let (closed_tx, closed) = watch::channel(false);
-    let replies = Replies::start(&socket, closed.clone());
-    let max_packet = broker.config().max_payload_bytes + super::MAX_PACKET_OVERHEAD;
+    let replies = Replies::start(socket, closed.clone());
+    let max_packet = max_payload_bytes + super::MAX_PACKET_OVERHEAD;
     let inlet = Inlet {
         tx,
         rate: Arc::new(Mutex::new(RateLimit::new(options.events_per_sec))),
         queued: Arc::new(AtomicUsize::new(0)),
         max_queued: QUEUE_BYTES.max(2 * max_packet),
-        replies: replies.clone(),
+        replies,
     };
     let queued = Arc::clone(&inlet.queued);
-
     let events = match &dialect {
         Some(dialect) => dialect.events(),
         None => NATIVE_EVENTS
@@ -224,6 +208,51 @@ pub fn start(
         },
     );
 
+    Prepared {
+        commands,
+        queued,
+        closed_tx,
+        closed,
+    }
+}
+
+/// Starts the session of a socket whose handlers [`prepare`] registered: joins the rooms of
+/// the client it named at connect and starts the task that handles its events in order.
+pub fn start(
+    socket: SocketRef,
+    broker: Broker,
+    auth: Option<Value>,
+    options: &SocketOptions,
+    identity: Identity,
+    sockets: &LiveSockets,
+    prepared: Prepared,
+) {
+    let Prepared {
+        commands,
+        queued,
+        closed_tx,
+        closed,
+    } = prepared;
+    let dialect = options.dialect_of(socket.ns());
+    // Registered before the socket joins any room, so that no live push passes it by.
+    sockets.insert(
+        consumer_id(&socket),
+        Live::new(socket.clone(), broker.clone(), dialect.clone()),
+    );
+    let client = connect_client(&socket, auth, &identity);
+    tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
+    // A socket that names its client at connect is one of that client's sockets: it receives
+    // the live pushes of the client's existing subscriptions without subscribing again.
+    if let Some(client) = &client {
+        let rooms: Vec<String> = broker
+            .subscriptions(client)
+            .iter()
+            .map(|queue| super::room(client, queue))
+            .collect();
+        socket.join(rooms);
+        broker.repush_heads(client, None);
+    }
+
     broker.announce(ActivityKind::Connected {
         client: client.clone(),
     });
@@ -257,7 +286,7 @@ pub fn start(
         identity,
         acted_for,
     });
-    tokio::spawn(run(session, rx, queued, closed));
+    tokio::spawn(run(session, commands, queued, closed));
 }
 
 /// Whether the socket may send one more event now.

@@ -1,0 +1,163 @@
+//! Live push under load (SPEC 2.4): a subscriber's socket whose buffer fills is paused, not
+//! forgotten. Everything published while it is connected reaches it live, in order, as soon
+//! as it reads again, without a `getAll`, and a slow socket delays nobody else.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{
+    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket, spawn_app, unique,
+};
+
+/// Publishes `count` messages `{n, filler}` to `queue` as arrays of `batch`.
+async fn publish_numbered(app: &TestApp, queue: &str, count: usize, batch: usize, filler: usize) {
+    let filler = "x".repeat(filler);
+    for start in (0..count).step_by(batch) {
+        let messages: Vec<Value> = (start..(start + batch).min(count))
+            .map(
+                |n| json!({"queue": queue, "event": "item", "payload": {"n": n, "filler": filler}}),
+            )
+            .collect();
+        let (status, body) = app.post("/v1/messages", json!(messages)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// A subscriber that acks every message the moment it arrives and checks that they come in
+/// order; returns once it has all `count`, with every ack applied.
+fn acking_subscriber(
+    mut socket: SocketClient,
+    client: String,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = Value::Null;
+        for expected in 0..count {
+            let received = socket.next().await;
+            assert_eq!(received.event, "item", "{client}: {:?}", received.data);
+            assert_eq!(received.data["payload"]["n"], expected, "{client} in order");
+            last = received.data["id"].clone();
+            socket
+                .emit("received", json!({"clientId": client, "id": last}))
+                .await;
+        }
+        // Events of one socket are applied in order: once this ack is answered, all are.
+        let answer = socket.ack(&client, &last).await;
+        assert_eq!(answer["ok"], true, "{answer}");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber_live() {
+    // The scenario at a size CI affords: several acking subscribers, messages
+    // published as arrays of 100, far more than a socket's buffer (1024 packets) holds.
+    const SUBSCRIBERS: usize = 4;
+    const MESSAGES: usize = 10_000;
+    let app = spawn_app().await;
+    let queue = unique("load");
+    let mut sockets = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let client = unique(&format!("sub{i}"));
+        let socket = SocketClient::connect(&app.url).await;
+        socket.subscribe(&client, &queue).await;
+        sockets.push((socket, client));
+    }
+    let clients: Vec<String> = sockets.iter().map(|(_, c)| c.clone()).collect();
+    let subscribers: Vec<_> = sockets
+        .into_iter()
+        .map(|(socket, client)| acking_subscriber(socket, client, MESSAGES))
+        .collect();
+    publish_numbered(&app, &queue, MESSAGES, 100, 200).await;
+    for subscriber in subscribers {
+        subscriber
+            .await
+            .expect("every message arrived live, in order");
+    }
+    for client in &clients {
+        assert_eq!(app.pending(&queue, client).await, 0, "{client} acked all");
+    }
+    app.stop().await;
+}
+
+/// Subscribes a bare WebSocket as `client` to `queue` and waits for the subscribe's ack.
+async fn raw_subscriber(url: &str, client: &str, queue: &str) -> RawSocket {
+    let mut ws = raw_socket(url).await;
+    let subscribe = json!(["subscribe", {"clientId": client, "queue": queue}]);
+    ws.send(Message::text(format!("421{subscribe}")))
+        .await
+        .unwrap();
+    let ack = next_text(&mut ws).await.expect("subscribe answered");
+    assert!(
+        ack.starts_with("431") && ack.contains("\"ok\":true"),
+        "{ack}"
+    );
+    ws
+}
+
+/// Reads events from a bare WebSocket until `count` `item`s came; returns their `n`s.
+async fn read_items(ws: &mut RawSocket, count: usize) -> Vec<u64> {
+    let mut seen = Vec::with_capacity(count);
+    while seen.len() < count {
+        let text = next_text(ws).await.expect("the server keeps pushing");
+        let Some(event) = text.strip_prefix("42") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(event).expect("an event packet");
+        assert_eq!(event[0], "item", "{event}");
+        seen.push(event[1]["payload"]["n"].as_u64().expect("n"));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_again() {
+    // 3 000 messages of 6 KB: 18 MB, more than the kernel's socket buffers and the socket's
+    // 1024-packet buffer together hold, so its buffer fills while it does not read.
+    const MESSAGES: usize = 3_000;
+    let app = spawn_app().await;
+    let (queue, slow) = (unique("news"), unique("slow"));
+    let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
+    publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
+    // Reading again, it gets every message live, once, in publish order: no getAll sent.
+    let seen = read_items(&mut ws, MESSAGES).await;
+    let expected: Vec<u64> = (0..MESSAGES as u64).collect();
+    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+    let more = tokio::time::timeout(Duration::from_millis(500), next_text(&mut ws)).await;
+    assert!(more.is_err(), "nothing more was pushed: {more:?}");
+    // Nothing was acked: everything is still in its inbox too.
+    assert_eq!(app.pending(&queue, &slow).await, MESSAGES as u64);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
+    const MESSAGES: usize = 3_000;
+    const FAST: usize = 3;
+    let app = spawn_app().await;
+    let (queue, slow) = (unique("news"), unique("stalled"));
+    let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
+    let mut sockets = Vec::new();
+    for i in 0..FAST {
+        let client = unique(&format!("fast{i}"));
+        let socket = SocketClient::connect(&app.url).await;
+        socket.subscribe(&client, &queue).await;
+        sockets.push((socket, client));
+    }
+    let fast: Vec<_> = sockets
+        .into_iter()
+        .map(|(socket, client)| acking_subscriber(socket, client, MESSAGES))
+        .collect();
+    publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
+    // The fast ones finish while the stalled one has not read a byte.
+    for subscriber in fast {
+        subscriber.await.expect("fast subscribers got everything");
+    }
+    assert_eq!(app.pending(&queue, &slow).await, MESSAGES as u64);
+    // And the stalled one, once it reads, gets it all too.
+    let seen = read_items(&mut ws, MESSAGES).await;
+    assert_eq!(seen.last(), Some(&(MESSAGES as u64 - 1)));
+    app.stop().await;
+}
