@@ -22,9 +22,12 @@ use crate::error::{Error, from_json_error};
 use crate::names::ClientId;
 
 /// Events one socket may have waiting to be handled; more are refused with `rate_limited`.
-/// Handling an event does not wait for its commit, so the queue drains at memory speed
-/// while the socket reads its answers.
-const QUEUE_LENGTH: usize = 1024;
+/// Handling an event does not wait for its commit, so the queue drains at memory speed; it
+/// is long enough for a consumer that acks a large backlog as fast as it reads it.
+const QUEUE_LENGTH: usize = 16_384;
+
+/// What one waiting event costs beyond its data, counted against [`QUEUE_BYTES`].
+const COMMAND_OVERHEAD: usize = 256;
 
 /// Bytes of event data one socket may have waiting to be handled (or two of the largest
 /// packets, if more): with [`QUEUE_LENGTH`], what bounds a socket that floods.
@@ -175,7 +178,7 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
                     replies: inlet.replies.clone(),
                 };
                 let data = data.map_err(|e| e.to_string());
-                let size = data.as_ref().map_or(0, approximate_size);
+                let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
                 inlet.enqueue(Command {
                     kind,
                     data,

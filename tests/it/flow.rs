@@ -27,15 +27,20 @@ async fn publish_numbered(app: &TestApp, queue: &str, count: usize, batch: usize
 }
 
 /// A subscriber that acks every message the moment it arrives and checks that they come in
-/// order; returns once it has all `count`, with every ack applied.
+/// order; returns once it has all `count`, with every ack applied. With `pause`, it stops
+/// reading for that long after every 1 000 messages, as a client that does some work would.
 fn acking_subscriber(
     mut socket: SocketClient,
     client: String,
     count: usize,
+    pause: Option<Duration>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last = Value::Null;
         for expected in 0..count {
+            if let Some(pause) = pause.filter(|_| expected % 1_000 == 999) {
+                tokio::time::sleep(pause).await;
+            }
             let received = socket.next().await;
             assert_eq!(received.event, "item", "{client}: {:?}", received.data);
             assert_eq!(received.data["payload"]["n"], expected, "{client} in order");
@@ -52,32 +57,62 @@ fn acking_subscriber(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber_live() {
-    // The scenario at a size CI affords: several acking subscribers, messages
-    // published as arrays of 100, far more than a socket's buffer (1024 packets) holds.
+    // The scenario at a size CI affords: several subscribers that ack every message
+    // as it arrives, messages published as arrays of 100. Each subscriber (a bare WebSocket,
+    // so that it really stops reading) pauses after 1 000 messages until the publisher is
+    // done, as a client busy with something else would, so its buffer (1024 packets) fills.
     const SUBSCRIBERS: usize = 4;
-    const MESSAGES: usize = 10_000;
+    const MESSAGES: usize = 5_000;
     let app = spawn_app().await;
     let queue = unique("load");
-    let mut sockets = Vec::new();
+    let mut subscribers = Vec::new();
+    let mut clients = Vec::new();
+    let (published, done) = tokio::sync::watch::channel(false);
     for i in 0..SUBSCRIBERS {
         let client = unique(&format!("sub{i}"));
-        let socket = SocketClient::connect(&app.url).await;
-        socket.subscribe(&client, &queue).await;
-        sockets.push((socket, client));
+        let mut ws = raw_subscriber(&app.url, &client, &queue).await;
+        clients.push(client.clone());
+        let mut done = done.clone();
+        subscribers.push(tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < MESSAGES {
+                let text = next_text(&mut ws).await.expect("the server keeps pushing");
+                let Some(event) = text.strip_prefix("42") else {
+                    continue;
+                };
+                let event: Value = serde_json::from_str(event).expect("an event packet");
+                assert_eq!(event[1]["payload"]["n"], seen, "{client} in order: {event}");
+                let ack = json!(["received", {"clientId": client, "id": event[1]["id"]}]);
+                ws.send(Message::text(format!("42{ack}"))).await.unwrap();
+                seen += 1;
+                if seen == 1_000 {
+                    done.wait_for(|done| *done).await.unwrap();
+                }
+            }
+            ws
+        }));
     }
-    let clients: Vec<String> = sockets.iter().map(|(_, c)| c.clone()).collect();
-    let subscribers: Vec<_> = sockets
-        .into_iter()
-        .map(|(socket, client)| acking_subscriber(socket, client, MESSAGES))
-        .collect();
-    publish_numbered(&app, &queue, MESSAGES, 100, 200).await;
+    // 6 KB each: a pause leaves more waiting than the kernel's buffers and the socket's hold.
+    publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
+    published.send_replace(true);
+    let mut sockets = Vec::new();
     for subscriber in subscribers {
-        subscriber
-            .await
-            .expect("every message arrived live, in order");
+        sockets.push(
+            subscriber
+                .await
+                .expect("every message arrived live, in order"),
+        );
     }
     for client in &clients {
-        assert_eq!(app.pending(&queue, client).await, 0, "{client} acked all");
+        let mut pending = u64::MAX;
+        for _ in 0..100 {
+            pending = app.pending(&queue, client).await;
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(pending, 0, "{client} acked all");
     }
     app.stop().await;
 }
@@ -148,7 +183,7 @@ async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
     }
     let fast: Vec<_> = sockets
         .into_iter()
-        .map(|(socket, client)| acking_subscriber(socket, client, MESSAGES))
+        .map(|(socket, client)| acking_subscriber(socket, client, MESSAGES, None))
         .collect();
     publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
     // The fast ones finish while the stalled one has not read a byte.
