@@ -14,5 +14,6 @@ mod limits;
 mod operation;
 mod publish;
 mod security;
+mod strict_input;
 mod timing;
 mod work;
