@@ -17,6 +17,7 @@ use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
 use crate::error::{Error, from_json_error};
+use crate::json::StrictJson;
 use crate::names::ClientId;
 
 /// Events one socket may have waiting to be handled; more are refused with `rate_limited`.
@@ -130,13 +131,14 @@ pub fn start(
         let name = event.clone();
         socket.on(
             event,
-            move |socket: SocketRef, TryData(data): TryData<Value>, ack: AckHandle| {
+            move |socket: SocketRef, TryData(data): TryData<StrictJson>, ack: AckHandle| {
                 let reply = Reply {
                     event: name.clone(),
                     socket,
                     ack,
                 };
-                enqueue(&tx, &rate, kind, data.map_err(|e| e.to_string()), reply);
+                let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
+                enqueue(&tx, &rate, kind, data, reply);
                 std::future::ready(())
             },
         );
@@ -244,11 +246,7 @@ async fn run(
         let data = match data {
             Ok(data) => data,
             Err(err) => {
-                reply
-                    .send(Err(Error::invalid_field(format!(
-                        "unreadable payload: {err}"
-                    ))))
-                    .await;
+                reply.send(Err(crate::json::unreadable(&err))).await;
                 continue;
             }
         };

@@ -435,6 +435,39 @@ impl SocketClient {
             .expect("ack")
     }
 
+    /// Emits `event` with `json` as its argument, sent as written (a [`Value`] could not
+    /// carry a repeated key), and waits for the server's ack.
+    pub async fn call_raw(&self, event: &str, json: &str) -> Value {
+        let (tx, rx) = oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        #[allow(deprecated)] // the only payload rust_socketio sends as written
+        let payload = Payload::String(json.to_owned());
+        self.client
+            .emit_with_ack(event, payload, WAIT, move |payload, _| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(first_arg(payload));
+                }
+                async {}.boxed()
+            })
+            .await
+            .expect("emit");
+        let answer = tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no ack for {event} in time"))
+            .expect("ack");
+        match answer {
+            Value::Array(mut args) if args.len() == 1 => args.remove(0),
+            other => other,
+        }
+    }
+
+    /// Emits `event` with `json` sent as written, without asking for an ack.
+    pub async fn emit_raw(&self, event: &str, json: &str) {
+        #[allow(deprecated)] // the only payload rust_socketio sends as written
+        let payload = Payload::String(json.to_owned());
+        self.client.emit(event, payload).await.expect("emit");
+    }
+
     /// Emits `event` without asking for an ack.
     pub async fn emit(&self, event: &str, data: Value) {
         self.client.emit(event, data).await.expect("emit");

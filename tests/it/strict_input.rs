@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Http, SocketClient, TestApp, spawn_app, unique};
 
-#[allow(dead_code)] // used by the JSON tests
 async fn raw_post(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
     let response = app
         .http
@@ -121,5 +120,109 @@ async fn the_wildcard_is_not_a_queue_client_or_event_name() {
     }
     let (_, queues) = app.get("/v1/queues").await;
     assert_eq!(queues["queues"], json!([]), "no queue was created");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_key_in_an_http_body_is_invalid_json_and_publishes_nothing() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let _listener = subscriber(&app, &client, &queue).await;
+    let one = format!("/v1/queues/{queue}/messages");
+    let cases = [
+        (one.clone(), r#"{"event": "a", "event": "b"}"#.to_owned()),
+        (
+            one.clone(),
+            r#"{"event": "e", "payload": {"order": {"id": 1, "id": 2}}}"#.to_owned(),
+        ),
+        (
+            "/v1/messages".to_owned(),
+            format!(
+                r#"[{{"queue": "{queue}", "event": "e"}},
+                    {{"queue": "{queue}", "event": "e", "payload": [{{"x": 1, "x": 1}}]}}]"#
+            ),
+        ),
+        (
+            format!("/v1/queues/{queue}/clients/{client}/acks"),
+            r#"{"ids": ["a"], "ids": ["b"]}"#.to_owned(),
+        ),
+        (
+            format!("/v1/queues/{queue}/kick"),
+            r#"{"limit": 1, "limit": 2}"#.to_owned(),
+        ),
+    ];
+    for (path, body) in cases {
+        let (status, answer) = raw_post(&app, &path, &body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (400, "invalid_json"),
+            "{path} {body}: {answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("twice")),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        app.pending(&queue, &client).await,
+        0,
+        "nothing was published"
+    );
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(detail["published"], 0, "{detail}");
+    // The same keys in different objects are fine.
+    let (status, answer) = raw_post(
+        &app,
+        &one,
+        r#"{"event": "e", "payload": {"a": {"id": 1}, "b": {"id": 2}}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_key_in_a_socket_event_is_invalid_json_and_publishes_nothing() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let _listener = subscriber(&app, &client, &queue).await;
+    let mut socket = SocketClient::connect(&app.url).await;
+    for text in [
+        format!(r#"{{"queue": "{queue}", "event": "a", "event": "b", "payload": 1}}"#),
+        format!(r#"{{"queue": "{queue}", "event": "e", "payload": {{"n": 1, "n": 2}}}}"#),
+        format!(
+            r#"{{"queue": "{queue}", "event": "e", "payload": {{"deep": [{{"k": {{"z": 0, "z": 1}}}}]}}}}"#
+        ),
+    ] {
+        let ack = socket.call_raw("publish", &text).await;
+        assert_eq!(ack["ok"], false, "{text}: {ack}");
+        assert_eq!(ack["error"]["code"], "invalid_json", "{text}: {ack}");
+    }
+    // Without an ack callback the same error comes as `mq:error`.
+    socket
+        .emit_raw(
+            "publish",
+            &format!(r#"{{"queue": "{queue}", "event": "e", "payload": {{"n": 1, "n": 2}}}}"#),
+        )
+        .await;
+    let error = socket.next().await;
+    assert_eq!(error.event, "mq:error", "{error:?}");
+    assert_eq!(error.data["code"], "invalid_json", "{error:?}");
+    assert_eq!(error.data["event"], "publish", "{error:?}");
+    assert_eq!(
+        app.pending(&queue, &client).await,
+        0,
+        "nothing was published"
+    );
+    // The same text without the repeated key publishes: the socket still works.
+    let ack = socket
+        .call_raw(
+            "publish",
+            &format!(r#"{{"queue": "{queue}", "event": "e", "payload": {{"n": 1}}}}"#),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
     app.stop().await;
 }
