@@ -39,8 +39,10 @@ pub struct QueueSummary {
 pub struct SubscriberDetail {
     pub client_id: ClientId,
     pub pending: usize,
-    /// Whether at least one socket of this client is connected and subscribed to the queue.
+    /// Whether at least one socket of this client is connected and subscribed to the queue
+    /// (in work mode: attached as a worker).
     pub connected: bool,
+    /// How many: sockets in broadcast mode, worker sockets in work mode.
     pub sockets: usize,
     /// The event filter, if any.
     pub events: Option<Vec<crate::names::EventName>>,
@@ -126,7 +128,12 @@ impl Broker {
             .subscribers
             .iter()
             .map(|(client, s)| {
-                let sockets = outbox.map_or(0, |o| o.connected(client, queue));
+                // A work subscription's sockets are its workers: they take messages from the
+                // dispatcher, not from the subscription's room, so the room is empty.
+                let sockets = match &s.workers {
+                    Some(workers) => workers.count(),
+                    None => outbox.map_or(0, |o| o.connected(client, queue)),
+                };
                 let SubscriptionRecord { events, mode, .. } = &s.record;
                 SubscriberDetail {
                     client_id: client.clone(),
