@@ -96,6 +96,38 @@ async fn an_unacked_message_goes_to_another_worker_after_the_ack_timeout() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_timed_out_message_goes_to_a_worker_that_joined_after_it_was_sent() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("jobs"), unique("w"));
+    // Worker two must subscribe within this after worker one got the message: a subscribe
+    // takes milliseconds, so 1.5 s leaves a wide margin on a busy machine.
+    let options = json!({"ackTimeoutMs": 1500});
+    let mut one = worker(&app.url, &client, &queue, options.clone()).await;
+    let id = app.publish(&queue, "job", json!("slow")).await["id"].clone();
+    let first = one.take("job", 1).await.remove(0);
+    assert_eq!(
+        (first["id"].clone(), first["attempt"].clone()),
+        (id.clone(), json!(1))
+    );
+    let mut two = worker(&app.url, &client, &queue, options).await;
+    // Nobody acks: each time the deadline passes the message goes to the other worker.
+    for (expected, attempt) in [("two", 2), ("one", 3), ("two", 4)] {
+        let (who, received) = tokio::select! {
+            received = one.next() => ("one", received),
+            received = two.next() => ("two", received),
+        };
+        assert_eq!(received.event, "job", "{received:?}");
+        assert_eq!(received.data["id"], id);
+        assert_eq!(
+            (who, received.data["attempt"].clone()),
+            (expected, json!(attempt)),
+            "attempt {attempt} goes to worker {expected}"
+        );
+    }
+    app.stop().await;
+}
+
 /// Polls `GET /v1/queues/{queue}` until its first subscriber satisfies `check` (a socket
 /// that disconnects is detached by the server a moment later); returns that subscriber.
 async fn until_subscriber(
