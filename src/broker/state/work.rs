@@ -84,12 +84,12 @@ impl Workers {
         let n = self.consumers.len();
         let consumers = &self.consumers;
         let has_room = |i: &usize| consumers[*i].holding < consumers[*i].prefetch;
-        let order = (0..n).map(|i| (self.next + i) % n);
+        let mut order = (0..n).map(|i| (self.next + i) % n);
         order
             .clone()
             .filter(has_room)
             .find(|&i| Some(consumers[i].id.as_str()) != avoid)
-            .or_else(|| order.filter(has_room).next())
+            .or_else(|| order.find(has_room))
             .inspect(|&i| self.next = (i + 1) % n)
     }
 }
