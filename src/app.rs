@@ -11,7 +11,6 @@ use axum::Router;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -34,7 +33,7 @@ pub struct Application {
     router: Router,
     broker: Broker,
     io: SocketIo,
-    dashboard: JoinHandle<()>,
+    dashboard: socket::dashboard::DashboardFeed,
 }
 
 /// Opens the store the configuration names.
@@ -103,6 +102,12 @@ impl Application {
         })
     }
 
+    /// What the dashboard feed does (how many snapshots it built…), for tests and
+    /// diagnostics.
+    pub fn dashboard_feed(&self) -> socket::dashboard::FeedStats {
+        self.dashboard.stats.clone()
+    }
+
     /// The bound addresses, in the order of the configuration.
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
@@ -145,7 +150,7 @@ impl Application {
             }
         }
         self.broker.close().await;
-        if let Err(err) = self.dashboard.await {
+        if let Err(err) = self.dashboard.task.await {
             tracing::error!(error = %err, "dashboard task failed");
         }
         tracing::info!("queuehub stopped");

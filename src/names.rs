@@ -209,6 +209,11 @@ impl QueueName {
     pub fn dead_letter(&self) -> Option<QueueName> {
         QueueName::parse(format!("{}.dead", self.0)).ok()
     }
+
+    /// For a dead-letter queue `<queue>.dead`: `<queue>`.
+    pub fn dead_letter_of(&self) -> Option<QueueName> {
+        QueueName::parse(self.0.strip_suffix(".dead")?).ok()
+    }
 }
 
 impl ClientId {
@@ -348,6 +353,16 @@ mod tests {
         assert!(QueueName::from_stored("*".into()).is_ok());
         // The rules names were always held to still apply.
         assert!(QueueName::from_stored("a/b".into()).is_err());
+    }
+
+    #[test]
+    fn a_dead_letter_queue_knows_its_queue() {
+        let queue = QueueName::parse("orders").unwrap();
+        let dead = queue.dead_letter().unwrap();
+        assert_eq!(dead.as_str(), "orders.dead");
+        assert_eq!(dead.dead_letter_of(), Some(queue.clone()));
+        assert_eq!(queue.dead_letter_of(), None);
+        assert_eq!(QueueName::parse(".dead").unwrap().dead_letter_of(), None);
     }
 
     #[test]

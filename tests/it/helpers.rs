@@ -23,6 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
+    /// What the dashboard feed has done.
+    pub dashboard: queuehub::socket::dashboard::FeedStats,
     _data_dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -61,6 +63,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     change(&mut config);
     let app = Application::build(config).await.expect("server builds");
     let url = format!("http://{}", app.addresses()[0]);
+    let dashboard = app.dashboard_feed();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -68,6 +71,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         url,
         http: reqwest::Client::new(),
+        dashboard,
         _data_dir: data_dir,
         stop: Some(stop),
         task: Some(task),
