@@ -10,7 +10,6 @@ use anyhow::Context;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -34,7 +33,7 @@ pub struct Application {
     connections: Connections,
     broker: Broker,
     io: SocketIo,
-    dashboard: JoinHandle<()>,
+    dashboard: socket::dashboard::DashboardFeed,
 }
 
 /// Opens the store the configuration names.
@@ -112,6 +111,12 @@ impl Application {
         })
     }
 
+    /// What the dashboard feed does (how many snapshots it built…), for tests and
+    /// diagnostics.
+    pub fn dashboard_feed(&self) -> socket::dashboard::FeedStats {
+        self.dashboard.stats.clone()
+    }
+
     /// The bound addresses, in the order of the configuration.
     pub fn addresses(&self) -> &[SocketAddr] {
         &self.addresses
@@ -145,7 +150,7 @@ impl Application {
             }
         }
         self.broker.close().await;
-        if let Err(err) = self.dashboard.await {
+        if let Err(err) = self.dashboard.task.await {
             tracing::error!(error = %err, "dashboard task failed");
         }
         tracing::info!("queuehub stopped");

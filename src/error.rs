@@ -70,6 +70,11 @@ impl Error {
         Self::new(ErrorKind::Malformed, "malformed_json", message)
     }
 
+    /// The body is JSON that queuehub refuses to read: an object names a key twice.
+    pub fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Malformed, "invalid_json", message)
+    }
+
     /// The client asked for something of a subscription it does not have.
     pub fn not_subscribed(client: &impl fmt::Display, queue: Option<&dyn fmt::Display>) -> Self {
         let message = match queue {
@@ -153,15 +158,19 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Turns a serde_json error into the right [`Error`]: syntax errors are `malformed_json`,
-/// type and value errors (including invalid names) are `invalid_field`.
+/// a repeated key ([`crate::json::StrictJson`]) is `invalid_json`, type and value errors
+/// (including invalid names) are `invalid_field`.
 pub fn from_json_error(err: &serde_json::Error) -> Error {
     use serde_json::error::Category;
     match err.classify() {
         Category::Syntax | Category::Eof | Category::Io => Error::malformed_json(err.to_string()),
         Category::Data => {
-            // A name that breaks the naming rules fails inside serde with our own message;
-            // keep its stable code rather than the generic one.
+            // A name that breaks the naming rules, or a repeated key, fails inside serde with
+            // our own message; keep its stable code rather than the generic one.
             let text = err.to_string();
+            if let Some((_, reason)) = text.split_once(crate::json::INVALID_JSON) {
+                return Error::invalid_json(reason);
+            }
             match text.split_once("invalid_name: ") {
                 Some((_, reason)) => Error::invalid_name(reason),
                 None => Error::invalid_field(text),

@@ -13,7 +13,8 @@
 //! - [`api`]: the HTTP API (only place that knows HTTP);
 //! - [`socket`]: the socket.io API (only place that knows socket.io);
 //! - [`compat`]: the classroom preset: a lab's event and field aliases and routing, as data;
-//! - [`names`], [`error`]: validated names and the error type shared by all layers.
+//! - [`names`], [`error`]: validated names and the error type shared by all layers;
+//! - [`json`]: client JSON read strictly (no key twice in one object), for both transports.
 
 pub mod api;
 pub mod app;
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod compat;
 pub mod config;
 pub mod error;
+pub mod json;
 pub mod names;
 pub mod serve;
 pub mod socket;

@@ -3,7 +3,12 @@
 //! Every name that enters queuehub from a client (HTTP body, URL path, socket.io event) is
 //! parsed into one of these newtypes at the edge, so the broker and the store only ever see
 //! valid names. The rules (SPEC section 1): 1–128 characters, no control characters, no `/`,
-//! not only whitespace. Event names must also not be one of the names socket.io reserves.
+//! not only whitespace. A queue, client or event may not be named `*`, the wildcard of token
+//! permission lists. Event names must also not be one of the [`RESERVED_EVENTS`]: those
+//! socket.io clients and servers (4.x and 2.x) use for themselves, and those queuehub emits.
+//!
+//! Names read back from the store skip the rules added after they may have been stored
+//! ([`StoredName`]), so that a data directory written by an older queuehub still opens.
 
 use std::fmt;
 
@@ -14,15 +19,39 @@ use crate::error::Error;
 /// The longest name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 
-/// Event names socket.io uses for itself; a message may not be published under them.
-pub const RESERVED_EVENTS: [&str; 6] = [
+/// Event names a message may not be published under: a subscriber's socket.io client would
+/// take such a message for one of its own events, or for one of queuehub's (a fake server
+/// error, a fake dashboard snapshot).
+pub const RESERVED_EVENTS: [&str; 20] = [
+    // socket.io 4.x, client and server (and the 2.x server, with `error`).
     "connect",
     "connect_error",
     "disconnect",
     "disconnecting",
     "newListener",
     "removeListener",
+    // socket.io-client 2.x (the classroom preset serves it): its Socket's internal events,
+    // which it hands to the page's listeners instead of treating them as messages.
+    "connect_timeout",
+    "connecting",
+    "error",
+    "reconnect",
+    "reconnect_attempt",
+    "reconnect_error",
+    "reconnect_failed",
+    "reconnecting",
+    "ping",
+    "pong",
+    // queuehub's own: the error event of a refused event without an ack callback, and the
+    // `/dashboard` namespace's events.
+    "mq:error",
+    "snapshot",
+    "snapshot:delta",
+    "activity",
 ];
+
+/// The wildcard of token permission lists (`"subscribe": ["*"]`); not a valid name.
+pub const WILDCARD: &str = "*";
 
 /// Checks the rules shared by every kind of name; `what` names the field in the error.
 fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
@@ -80,6 +109,13 @@ macro_rules! name_type {
             }
         }
 
+        impl StoredName for $name {
+            fn from_stored(raw: String) -> Result<Self, Error> {
+                check_name(Self::FIELD, &raw)?;
+                Ok(Self(raw))
+            }
+        }
+
         impl TryFrom<String> for $name {
             type Error = Error;
             fn try_from(raw: String) -> Result<Self, Error> {
@@ -116,17 +152,67 @@ name_type!(
     "id"
 );
 
+/// Refuses `*`, which reads as "every queue" in a token's permission lists.
+fn check_not_wildcard(what: &'static str, raw: &str) -> Result<(), Error> {
+    if raw == WILDCARD {
+        return Err(Error::invalid_name(format!(
+            "{what} must not be '*', the wildcard of token permissions"
+        )));
+    }
+    Ok(())
+}
+
+/// A name read back from the store. It was checked when it entered queuehub; here only the
+/// rules it was always held to apply (length, control characters, `/`, whitespace), not
+/// those added later (reserved event names, `*`), so that stored data keeps loading.
+pub trait StoredName: Sized {
+    /// The name as the store holds it; `Err` only for a name no queuehub ever accepted.
+    fn from_stored(raw: String) -> Result<Self, Error>;
+}
+
+/// Serde helpers for store records: names deserialized with [`StoredName::from_stored`].
+pub mod stored {
+    use serde::{Deserialize, Deserializer, de::Error as _};
+
+    use super::StoredName;
+
+    /// One name (`#[serde(deserialize_with = "crate::names::stored::name")]`).
+    pub fn name<'de, D: Deserializer<'de>, T: StoredName>(d: D) -> Result<T, D::Error> {
+        T::from_stored(String::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    /// An optional list of names, such as a subscription's event filter.
+    pub fn list<'de, D: Deserializer<'de>, T: StoredName>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        Option::<Vec<String>>::deserialize(d)?
+            .map(|names| {
+                names
+                    .into_iter()
+                    .map(|raw| T::from_stored(raw).map_err(D::Error::custom))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
 impl QueueName {
     /// Parses a queue name.
     pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
         let raw = raw.into();
         check_name(Self::FIELD, &raw)?;
+        check_not_wildcard(Self::FIELD, &raw)?;
         Ok(Self(raw))
     }
 
     /// The dead-letter queue of this queue, `<queue>.dead`; `None` if that name would be too long.
     pub fn dead_letter(&self) -> Option<QueueName> {
         QueueName::parse(format!("{}.dead", self.0)).ok()
+    }
+
+    /// For a dead-letter queue `<queue>.dead`: `<queue>`.
+    pub fn dead_letter_of(&self) -> Option<QueueName> {
+        QueueName::parse(self.0.strip_suffix(".dead")?).ok()
     }
 }
 
@@ -135,6 +221,7 @@ impl ClientId {
     pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
         let raw = raw.into();
         check_name(Self::FIELD, &raw)?;
+        check_not_wildcard(Self::FIELD, &raw)?;
         Ok(Self(raw))
     }
 }
@@ -154,13 +241,14 @@ impl MessageId {
 }
 
 impl EventName {
-    /// Parses an event name, refusing the names socket.io reserves.
+    /// Parses an event name, refusing the [`RESERVED_EVENTS`].
     pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
         let raw = raw.into();
         check_name(Self::FIELD, &raw)?;
+        check_not_wildcard(Self::FIELD, &raw)?;
         if RESERVED_EVENTS.contains(&raw.as_str()) {
             return Err(Error::invalid_name(format!(
-                "event '{raw}' is reserved by socket.io; choose another name"
+                "event '{raw}' is reserved (socket.io or queuehub uses it for itself); choose another name"
             )));
         }
         Ok(Self(raw))
@@ -209,9 +297,72 @@ mod tests {
     #[test]
     fn reserved_socket_io_events_are_refused() {
         for name in RESERVED_EVENTS {
-            assert!(EventName::parse(name).is_err(), "{name}");
+            let err = EventName::parse(name).unwrap_err();
+            assert_eq!(err.code(), "invalid_name", "{name}");
+            assert!(err.to_string().contains("reserved"), "{name}: {err}");
         }
         assert!(EventName::parse("delivered").is_ok());
+    }
+
+    #[test]
+    fn socket_io_two_x_and_queuehubs_own_events_are_reserved() {
+        for name in [
+            "error",
+            "mq:error",
+            "snapshot",
+            "snapshot:delta",
+            "activity",
+            "connect_timeout",
+            "reconnect",
+            "reconnect_attempt",
+            "reconnecting",
+            "reconnect_error",
+            "reconnect_failed",
+            "ping",
+            "pong",
+            "connecting",
+        ] {
+            assert!(RESERVED_EVENTS.contains(&name), "{name}");
+        }
+        // socket.io's `send()` event is an ordinary message event, and labs may publish it.
+        assert!(EventName::parse("message").is_ok());
+    }
+
+    #[test]
+    fn the_wildcard_is_not_a_queue_client_or_event_name() {
+        for err in [
+            QueueName::parse("*").unwrap_err(),
+            ClientId::parse("*").unwrap_err(),
+            EventName::parse("*").unwrap_err(),
+        ] {
+            assert_eq!(err.code(), "invalid_name");
+            assert!(err.to_string().contains("wildcard"), "{err}");
+        }
+        let from_json: Result<QueueName, _> = serde_json::from_str("\"*\"");
+        assert!(from_json.is_err());
+        // Only the bare wildcard: a star inside a name is an ordinary character.
+        assert!(QueueName::parse("*orders*").is_ok());
+    }
+
+    #[test]
+    fn stored_names_keep_loading_under_newer_rules() {
+        assert_eq!(
+            EventName::from_stored("error".into()).unwrap().as_str(),
+            "error"
+        );
+        assert!(QueueName::from_stored("*".into()).is_ok());
+        // The rules names were always held to still apply.
+        assert!(QueueName::from_stored("a/b".into()).is_err());
+    }
+
+    #[test]
+    fn a_dead_letter_queue_knows_its_queue() {
+        let queue = QueueName::parse("orders").unwrap();
+        let dead = queue.dead_letter().unwrap();
+        assert_eq!(dead.as_str(), "orders.dead");
+        assert_eq!(dead.dead_letter_of(), Some(queue.clone()));
+        assert_eq!(queue.dead_letter_of(), None);
+        assert_eq!(QueueName::parse(".dead").unwrap().dead_letter_of(), None);
     }
 
     #[test]

@@ -13,9 +13,12 @@
  * an API key. The page takes it from its address (/dashboard#key=KEY) or asks for it when the
  * server refuses the connection, and keeps it for this browser tab only.
  *
- * The server sends a full `snapshot` on connect and again (at most every 250 ms) while
- * anything changes, so the numbers always come from the latest snapshot; `activity` events
- * only feed the activity list.
+ * The server sends a full `snapshot` on connect, then, at most every 250 ms while anything
+ * changes, a `snapshot:delta` with only the queues that changed (each in full, so a queue's
+ * numbers always come from the latest message about it), the names of queues that are gone,
+ * and the totals. The page merges each delta into what it shows, so its work per update
+ * does not grow with the number of idle queues. `activity` events only feed the activity
+ * list.
  *
  * Stable hooks for tests: [data-queue="<name>"] on each queue card, with .waiting, .published,
  * .acked numbers inside, and [data-client="<id>"] rows (data-connected="true|false") with a
@@ -233,58 +236,130 @@
     card.classList.toggle('orphan', subscribers.length === 0);
   }
 
+  // The latest detail of every queue, by name, and the names in display order.
+  const queueState = new Map();
+  const collator = new Intl.Collator('en');
+  let sortedNames = [];
+
+  // Where `name` goes in sortedNames (binary search: a delta adds a queue in O(log n)).
+  function sortedIndex(name) {
+    let low = 0;
+    let high = sortedNames.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (collator.compare(sortedNames[mid], name) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
+  function addCard(name) {
+    const card = makeCard(name);
+    cards.set(name, card);
+    const index = sortedIndex(name);
+    const next = index < sortedNames.length ? cards.get(sortedNames[index]) : null;
+    sortedNames.splice(index, 0, name);
+    queuesBox.insertBefore(card, next || null);
+    return card;
+  }
+
+  function removeCard(name) {
+    const card = cards.get(name);
+    if (!card) return;
+    card.remove();
+    cards.delete(name);
+    const index = sortedIndex(name);
+    if (sortedNames[index] === name) sortedNames.splice(index, 1);
+  }
+
+  // A full snapshot: every queue, in order. Cards of queues it does not name are removed.
   function renderSnapshot(snapshot) {
-    const queues = (snapshot.queues || []).slice().sort((a, b) => a.queue.localeCompare(b.queue));
-    nameWhoWentOffline(queues);
-    const seen = new Set();
+    const queues = (snapshot.queues || []).slice().sort((a, b) => collator.compare(a.queue, b.queue));
+    const named = new Set(queues.map((q) => q.queue));
+    const removed = [...queueState.keys()].filter((name) => !named.has(name));
+    // Build the order once (not one binary search per queue): new cards go in place below.
+    sortedNames = queues.map((q) => q.queue).filter((name) => cards.has(name));
+    applyQueues(queues, removed, snapshot, true);
     queues.forEach((q, index) => {
-      seen.add(q.queue);
-      let card = cards.get(q.queue);
-      if (!card) {
-        card = makeCard(q.queue);
-        cards.set(q.queue, card);
-      }
-      updateCard(card, q);
+      const card = cards.get(q.queue);
       if (queuesBox.children[index] !== card) queuesBox.insertBefore(card, queuesBox.children[index] || null);
     });
-    cards.forEach((card, name) => {
-      if (!seen.has(name)) {
-        card.remove();
-        cards.delete(name);
-      }
-    });
-
-    $('no-queues').hidden = queues.length > 0;
-    setNumber($('total-queues'), queues.length);
-    setNumber($('total-stored'), snapshot.storedMessages || 0);
-    setNumber($('total-sockets'), snapshot.sockets || 0);
+    sortedNames = queues.map((q) => q.queue);
     queuesBox.dataset.ready = 'true';
+  }
+
+  // A delta: the queues that changed, and those that are gone.
+  function applyDelta(delta) {
+    const queues = delta.queues || [];
+    applyQueues(queues, delta.removed || [], delta, false);
+  }
+
+  function applyQueues(queues, removed, totals, full) {
+    const gone = new Set();
+    let namesChanged = full;
+    removed.forEach((name) => {
+      if (!queueState.has(name)) return; // never shown: nothing to remove
+      trackOnline(name, queueState.get(name), null, gone);
+      queueState.delete(name);
+      removeCard(name);
+      namesChanged = true;
+    });
+    queues.forEach((q) => {
+      trackOnline(q.queue, queueState.get(q.queue), q, gone);
+      queueState.set(q.queue, q);
+      let card = cards.get(q.queue);
+      if (!card) {
+        card = full ? makeCard(q.queue) : addCard(q.queue);
+        cards.set(q.queue, card);
+        namesChanged = true;
+      }
+      updateCard(card, q);
+    });
+    nameWhoWentOffline([...gone].sort(collator.compare));
+
+    $('no-queues').hidden = queueState.size > 0;
+    setNumber($('total-queues'), queueState.size);
+    setNumber($('total-stored'), totals.storedMessages || 0);
+    setNumber($('total-sockets'), totals.sockets || 0);
 
     // Offer the known queues in the publish form.
-    const names = $('queue-names');
-    names.replaceChildren(...queues.map((q) => {
-      const option = document.createElement('option');
-      option.value = q.queue;
-      return option;
-    }));
+    if (namesChanged) {
+      const names = $('queue-names');
+      const ordered = [...queueState.keys()].sort(collator.compare);
+      names.replaceChildren(...ordered.map((name) => {
+        const option = document.createElement('option');
+        option.value = name;
+        return option;
+      }));
+    }
   }
 
   // ---- who went offline ------------------------------------------------------------------
 
-  // A `disconnected` activity names the client only if the socket gave its id at connect; a
-  // socket that named its client in `subscribe` disconnects as "a socket". The next snapshot
-  // shows which clients went offline, so the feed row is completed from it.
-  let wasOnline = new Set(); // client ids online (on some queue) in the previous snapshot
+  // A `disconnected` activity names the client only if the socket gave its id at connect (or
+  // subscribed as it); otherwise it says "a socket". The next update shows which clients
+  // went offline, so the feed row is completed from it.
+  const onlineOn = new Map(); // client id -> the queues where it is online
   let unnamedDisconnects = []; // feed rows "a socket disconnected" waiting for a name
 
-  function nameWhoWentOffline(queues) {
-    const online = new Set();
-    queues.forEach((q) => (q.subscribers || []).forEach((sub) => {
-      if (sub.connected) online.add(sub.clientId);
-    }));
-    const gone = [...wasOnline].filter((id) => !online.has(id)).sort();
-    wasOnline = online;
+  // Updates onlineOn for one queue going from `before` to `after` (null: gone); adds to
+  // `gone` the clients now online nowhere.
+  function trackOnline(name, before, after, gone) {
+    ((before && before.subscribers) || []).forEach((sub) => {
+      const where = onlineOn.get(sub.clientId);
+      if (!where || !where.delete(name) || where.size > 0) return;
+      onlineOn.delete(sub.clientId);
+      gone.add(sub.clientId);
+    });
+    ((after && after.subscribers) || []).forEach((sub) => {
+      if (!sub.connected) return;
+      if (!onlineOn.has(sub.clientId)) onlineOn.set(sub.clientId, new Set());
+      onlineOn.get(sub.clientId).add(name);
+      gone.delete(sub.clientId);
+    });
+  }
 
+  function nameWhoWentOffline(gone) {
     const now = Date.now();
     unnamedDisconnects = unnamedDisconnects.filter((r) => r.isConnected && now - r.since < 2000);
     if (!gone.length || !unnamedDisconnects.length) return;
@@ -327,7 +402,17 @@
         return { tag: 'due', parts };
       case 'expired': // TTLs ran out
         word(plural(a.messages, 'message') + ' expired (TTL ran out)');
+        (a.queues || []).forEach((q, i) => {
+          word(i === 0 ? 'in' : ',');
+          name(q, 'nm nm-queue');
+        });
         return { tag: 'expired', parts };
+      case 'kicked': // dead letters moved back
+        word(plural(a.messages, 'dead letter') + ' kicked from');
+        name(a.from, 'nm nm-queue');
+        word('back to');
+        name(a.queue, 'nm nm-queue');
+        return { tag: 'kick', parts };
       case 'rejected': // a limit refused a publish
         word('a publish to');
         name(a.queue, 'nm nm-queue');
@@ -502,8 +587,9 @@
   });
   socket.on('reconnect_attempt', (info) => showRetry(info.delay));
   socket.on('snapshot', renderSnapshot);
+  socket.on('snapshot:delta', applyDelta);
   socket.on('activity', addActivity);
 
   // For debugging in the browser console (and trying the page with made-up data).
-  window.queuehubDashboard = { socket, renderSnapshot, addActivity };
+  window.queuehubDashboard = { socket, renderSnapshot, applyDelta, addActivity };
 })();

@@ -11,7 +11,8 @@ use super::ApiError;
 use crate::error::{Error, ErrorKind, from_json_error};
 
 /// A JSON request body of type `T`: 415 if the content type is not JSON, 413 if the body is
-/// over the limit, 400 if it is not JSON, 422 if it is JSON of the wrong shape.
+/// over the limit, 400 if it is not JSON or repeats a key in an object, 422 if it is JSON of
+/// the wrong shape.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -46,10 +47,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError(Error::malformed_json(rejection.body_text()))
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError(from_json_error(&e)))
+        strict(&bytes).map(JsonBody)
     }
+}
+
+/// Reads a JSON body strictly ([`crate::json`]: a key twice in one object is `invalid_json`),
+/// then as `T` (`invalid_field` or `invalid_name` if it has the wrong shape).
+pub fn strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = crate::json::from_slice(bytes)?;
+    serde_json::from_value(value).map_err(|e| ApiError(from_json_error(&e)))
 }
 
 /// The path parameters of a route, parsed into validated names.

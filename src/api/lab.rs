@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::{ApiError, ApiState, publish};
 use crate::broker::{NewMessage, SOURCE_HTTP};
 use crate::compat::HttpRoute;
-use crate::error::from_json_error;
 
 /// The preset's routes, each a `POST`.
 pub fn routes(routes: &[HttpRoute]) -> Router<ApiState> {
@@ -45,7 +44,7 @@ async fn publish_to(
     let body: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        Some(serde_json::from_slice(&body).map_err(|e| ApiError(from_json_error(&e)))?)
+        Some(crate::json::from_slice(&body)?)
     };
     let (queue, payload) = route.message(&params, body)?;
     let message = NewMessage::new(queue, route.event.clone(), payload, SOURCE_HTTP);

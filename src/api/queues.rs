@@ -5,12 +5,11 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::Names;
+use super::body::{Names, strict};
 use axum::body::Bytes;
 
 use super::{ApiError, ApiState};
 use crate::broker::stats::{QueueDetail, QueueSummary};
-use crate::error::from_json_error;
 use crate::names::QueueName;
 
 /// Every queue with subscribers, waiting and pending counts, and lifetime counters.
@@ -48,7 +47,7 @@ pub async fn kick(
     let body: KickBody = if body.is_empty() {
         KickBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError(from_json_error(&e)))?
+        strict(&body)?
     };
     let limit = body.limit.unwrap_or(KICK_LIMIT).min(KICK_LIMIT);
     let kicked = state.broker.kick(&queue, limit).await?;

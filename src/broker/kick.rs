@@ -1,7 +1,7 @@
 //! Kick (beanstalkd's word): moving dead letters from `<queue>.dead` back into `<queue>`.
 
-use super::Broker;
 use super::message::{self, NewMessage};
+use super::{ActivityKind, Broker};
 use crate::error::Error;
 use crate::names::QueueName;
 
@@ -42,6 +42,13 @@ impl Broker {
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 moved += 1;
                 effects.published(&outcome, message.payload);
+            }
+            if moved > 0 {
+                effects.note(ActivityKind::Kicked {
+                    queue: queue.clone(),
+                    from: dead.clone(),
+                    messages: moved,
+                });
             }
             Ok(moved)
         })?

@@ -402,7 +402,7 @@ impl Broker {
             ));
         }
         self.mutate(|index, effects| {
-            let removed = index.ack(client, queue, ids, &mut effects.ops)?;
+            let (removed, queues) = index.ack(client, queue, ids, &mut effects.ops)?;
             // Acks make room for work-mode workers.
             effects.dispatch.extend(
                 index
@@ -415,6 +415,7 @@ impl Broker {
                 effects.note(ActivityKind::Acked {
                     client: client.clone(),
                     removed: count,
+                    queues,
                 });
             }
             Ok(removed)
@@ -453,13 +454,21 @@ impl Broker {
     }
 
     /// Follows what happens from now on (committed changes, and what transports announce).
+    /// While nobody follows, no activity is recorded.
     pub fn watch(&self) -> broadcast::Receiver<Activity> {
         self.shared.activity.subscribe()
     }
 
-    /// Announces something a transport saw (a socket connecting, say) to watchers.
+    /// How many watchers follow the activity now.
+    pub fn watchers(&self) -> usize {
+        self.shared.activity.receiver_count()
+    }
+
+    /// Announces something a transport saw (a socket connecting, say) to watchers, if any.
     pub fn announce(&self, kind: ActivityKind) {
-        let _ = self.shared.activity.send(Activity::new(kind));
+        if self.watchers() > 0 {
+            let _ = self.shared.activity.send(Activity::new(kind));
+        }
     }
 
     /// Completes once the broker starts closing.

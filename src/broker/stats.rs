@@ -2,6 +2,7 @@
 //! `GET /metrics` show. Nothing here changes state.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -39,8 +40,10 @@ pub struct QueueSummary {
 pub struct SubscriberDetail {
     pub client_id: ClientId,
     pub pending: usize,
-    /// Whether at least one socket of this client is connected and subscribed to the queue.
+    /// Whether at least one socket of this client is connected and subscribed to the queue
+    /// (in work mode: attached as a worker).
     pub connected: bool,
+    /// How many: sockets in broadcast mode, worker sockets in work mode.
     pub sockets: usize,
     /// The event filter, if any.
     pub events: Option<Vec<crate::names::EventName>>,
@@ -101,6 +104,48 @@ fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary 
     }
 }
 
+/// A queue in detail; `outbox` tells which broadcast subscribers have sockets connected.
+fn detail(
+    queue: &QueueName,
+    state: &super::state::QueueState,
+    outbox: Option<&dyn super::Outbox>,
+) -> QueueDetail {
+    let subscribers = state
+        .subscribers
+        .iter()
+        .map(|(client, s)| {
+            // A work subscription's sockets are its workers: they take messages from the
+            // dispatcher, not from the subscription's room, so the room is empty.
+            let sockets = match &s.workers {
+                Some(workers) => workers.count(),
+                None => outbox.map_or(0, |o| o.connected(client, queue)),
+            };
+            let SubscriptionRecord { events, mode, .. } = &s.record;
+            SubscriberDetail {
+                client_id: client.clone(),
+                pending: s.inbox.len(),
+                connected: sockets > 0,
+                sockets,
+                events: events.clone(),
+                mode: *mode,
+                workers: s.workers.as_ref().map(|w| w.count()),
+                in_flight: s.workers.as_ref().map(|w| w.in_flight()),
+            }
+        })
+        .collect();
+    QueueDetail {
+        queue: queue.clone(),
+        waiting: state.waiting.len(),
+        scheduled: state.scheduled,
+        published: state.counters.published,
+        acked: state.counters.acked,
+        expired: state.counters.expired,
+        rejected: state.counters.rejected,
+        dead_lettered: state.counters.dead_lettered,
+        subscribers,
+    }
+}
+
 impl Broker {
     /// Every queue that has been published to or subscribed to, by name.
     pub fn queues(&self) -> Vec<QueueSummary> {
@@ -115,42 +160,37 @@ impl Broker {
     /// One queue with its subscribers and whether they are connected; `unknown_queue` if it
     /// has never been used.
     pub fn queue(&self, queue: &QueueName) -> Result<QueueDetail, Error> {
-        let outbox = self.shared.outbox.get();
+        let outbox = self.shared.outbox.get().map(Arc::as_ref);
         let core = self.shared.lock();
         let state = core
             .index
             .queues
             .get(queue)
             .ok_or_else(|| Error::unknown_queue(queue))?;
-        let subscribers = state
-            .subscribers
-            .iter()
-            .map(|(client, s)| {
-                let sockets = outbox.map_or(0, |o| o.connected(client, queue));
-                let SubscriptionRecord { events, mode, .. } = &s.record;
-                SubscriberDetail {
-                    client_id: client.clone(),
-                    pending: s.inbox.len(),
-                    connected: sockets > 0,
-                    sockets,
-                    events: events.clone(),
-                    mode: *mode,
-                    workers: s.workers.as_ref().map(|w| w.count()),
-                    in_flight: s.workers.as_ref().map(|w| w.in_flight()),
-                }
-            })
-            .collect();
-        Ok(QueueDetail {
-            queue: queue.clone(),
-            waiting: state.waiting.len(),
-            scheduled: state.scheduled,
-            published: state.counters.published,
-            acked: state.counters.acked,
-            expired: state.counters.expired,
-            rejected: state.counters.rejected,
-            dead_lettered: state.counters.dead_lettered,
-            subscribers,
-        })
+        Ok(detail(queue, state, outbox))
+    }
+
+    /// The names of every queue, in order.
+    pub fn queue_names(&self) -> Vec<QueueName> {
+        self.shared.lock().index.queues.keys().cloned().collect()
+    }
+
+    /// The queues of `names` in detail (under one lock, so keep `names` short), and the
+    /// names of those that do not exist.
+    pub fn queue_details<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a QueueName>,
+    ) -> (Vec<QueueDetail>, Vec<QueueName>) {
+        let outbox = self.shared.outbox.get().map(Arc::as_ref);
+        let core = self.shared.lock();
+        let (mut details, mut missing) = (Vec::new(), Vec::new());
+        for name in names {
+            match core.index.queues.get(name) {
+                Some(state) => details.push(detail(name, state, outbox)),
+                None => missing.push(name.clone()),
+            }
+        }
+        (details, missing)
     }
 
     /// Store-wide totals.

@@ -47,9 +47,9 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
     broker
         .mutate(|index, effects| {
             effects.dispatch.extend(index.expire_inflight(now));
-            let messages = index.expire_due(now, &mut effects.ops);
+            let (messages, queues) = index.expire_due(now, &mut effects.ops);
             if messages > 0 {
-                effects.note(ActivityKind::Expired { messages });
+                effects.note(ActivityKind::Expired { messages, queues });
             }
             Ok(())
         })?

@@ -77,9 +77,13 @@ pub enum EventKind {
 }
 
 impl Dialect {
-    /// Checks that aliases point at real events and names are valid.
+    /// Checks that aliases point at real events and names are valid. (App events are event
+    /// names, checked as they are read: a preset cannot declare a reserved one.)
     pub fn validate(&self) -> Result<(), String> {
         for (alias, target) in &self.event_aliases {
+            // A client emits an alias: a reserved name would be socket.io's own event.
+            EventName::parse(alias.as_str())
+                .map_err(|e| format!("event alias {alias:?}: {}", e.message()))?;
             if !NATIVE_EVENTS.contains(&target.as_str()) {
                 return Err(format!(
                     "event alias {alias:?} points at {target:?}, which is not one of {NATIVE_EVENTS:?}"
@@ -413,6 +417,27 @@ mod tests {
             json!({"store": "acme", "code": "7", "note": "left at door"})
         );
         assert!(route.message(&params, Some(json!([1]))).is_err());
+    }
+
+    #[test]
+    fn a_preset_cannot_declare_a_reserved_event() {
+        for reserved in ["error", "mq:error", "snapshot", "connect", "*"] {
+            let app_event: Result<Dialect, _> = toml::from_str(&format!(
+                "[[app_events]]\nevent = {reserved:?}\nqueue = \"driver\"\n"
+            ));
+            let err = app_event.expect_err(reserved).to_string();
+            assert!(err.contains("invalid_name"), "{reserved}: {err}");
+            let route: Result<HttpRoute, _> = toml::from_str(&format!(
+                "path = \"/x\"\nqueue = \"driver\"\nevent = {reserved:?}\n"
+            ));
+            assert!(route.is_err(), "{reserved}");
+            let mut dialect = caps();
+            dialect
+                .event_aliases
+                .insert(reserved.to_owned(), "getAll".into());
+            let err = dialect.validate().expect_err(reserved);
+            assert!(err.contains(reserved), "{err}");
+        }
     }
 
     #[test]

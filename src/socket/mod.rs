@@ -87,8 +87,8 @@ fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
 pub struct SocketApi {
     pub layer: SocketIoLayer,
     pub io: SocketIo,
-    /// The task that feeds the dashboard; it ends when the broker closes.
-    pub dashboard: tokio::task::JoinHandle<()>,
+    /// The task that feeds the dashboard (it ends when the broker closes), and its stats.
+    pub dashboard: dashboard::DashboardFeed,
 }
 
 /// How the socket.io side is set up.

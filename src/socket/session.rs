@@ -19,6 +19,7 @@ use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
 use crate::error::{Error, from_json_error};
+use crate::json::StrictJson;
 use crate::names::ClientId;
 
 /// Events one socket may have waiting to be handled; more are refused with `rate_limited`.
@@ -170,14 +171,14 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
         let name = event.clone();
         socket.on(
             event,
-            move |socket: SocketRef, TryData(data): TryData<Value>, ack: AckHandle| {
+            move |socket: SocketRef, TryData(data): TryData<StrictJson>, ack: AckHandle| {
                 let reply = Reply {
                     event: name.clone(),
                     socket,
                     ack,
                     replies: inlet.replies.clone(),
                 };
-                let data = data.map_err(|e| e.to_string());
+                let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
                 let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
                 inlet.enqueue(Command {
                     kind,
@@ -367,9 +368,7 @@ async fn run(
         let data = match data {
             Ok(data) => data,
             Err(err) => {
-                reply.now(Err(Error::invalid_field(format!(
-                    "unreadable payload: {err}"
-                ))));
+                reply.now(Err(crate::json::unreadable(&err)));
                 continue;
             }
         };

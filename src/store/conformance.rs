@@ -137,9 +137,64 @@ async fn deletes_remove_and_missing_removes_are_harmless(store: &dyn Store) {
     assert_eq!(store.payloads(vec![1]).await.unwrap(), vec![None]);
 }
 
+/// A name as an older queuehub may have stored it, before `*` and events such as `error`
+/// were refused at the edge.
+fn old<T: crate::names::StoredName>(raw: &str) -> T {
+    T::from_stored(raw.to_owned()).unwrap()
+}
+
+async fn names_stored_under_older_rules_still_load(store: &dyn Store) {
+    let mut message = message(50, "orders");
+    message.meta.queue = old("*");
+    message.meta.event = old("error");
+    store
+        .commit(vec![
+            Op::PutMessage(message),
+            Op::PutSubscription {
+                client: old("*"),
+                queue: old("*"),
+                record: SubscriptionRecord {
+                    events: Some(vec![old("snapshot")]),
+                    ..SubscriptionRecord::default()
+                },
+            },
+            Op::AddToInbox {
+                client: old("*"),
+                queue: old("*"),
+                seq: 50,
+            },
+            Op::PutReceipt(Receipt {
+                id: name("m50"),
+                queue: old("*"),
+                event: old("error"),
+                published_at_ms: 1050,
+                recipients: 1,
+                deliver_at_ms: None,
+            }),
+        ])
+        .await
+        .unwrap();
+    let snapshot = store.load().await.expect("an older store still loads");
+    let meta = snapshot.messages.iter().find(|m| m.seq == 50).unwrap();
+    assert_eq!((meta.queue.as_str(), meta.event.as_str()), ("*", "error"));
+    let (_, _, record) = snapshot
+        .subscriptions
+        .iter()
+        .find(|(client, ..)| client.as_str() == "*")
+        .unwrap();
+    assert_eq!(record.events, Some(vec![old("snapshot")]));
+    assert!(
+        snapshot
+            .receipts
+            .iter()
+            .any(|r| r.event.as_str() == "error")
+    );
+}
+
 async fn conformance(store: &dyn Store) {
     committed_state_loads_back(store).await;
     deletes_remove_and_missing_removes_are_harmless(store).await;
+    names_stored_under_older_rules_still_load(store).await;
 }
 
 #[tokio::test]
@@ -165,4 +220,21 @@ async fn embedded_store_keeps_commits_across_reopening() {
     let snapshot = reopened.load().await.unwrap();
     assert_eq!(snapshot.messages.len(), 3);
     assert_eq!(snapshot.inbox.len(), 2);
+}
+
+#[tokio::test]
+async fn embedded_store_written_under_older_name_rules_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        names_stored_under_older_rules_still_load(&store).await;
+    }
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    let snapshot = reopened.load().await.expect("reopens");
+    assert!(
+        snapshot
+            .messages
+            .iter()
+            .any(|m| m.event.as_str() == "error")
+    );
 }

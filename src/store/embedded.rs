@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{MessageMeta, Op, Receipt, Snapshot, Store, StoreError};
+use crate::names::StoredName;
 
 const META: TableDefinition<u64, &str> = TableDefinition::new("message_meta");
 const PAYLOADS: TableDefinition<u64, &str> = TableDefinition::new("message_payload");
@@ -268,8 +269,9 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn parse_name<T: TryFrom<String>>(raw: &str) -> Result<T, redb::Error> {
-    T::try_from(raw.to_owned())
+/// A name in a key, as stored (see [`StoredName`]: rules added later do not apply).
+fn parse_name<T: StoredName>(raw: &str) -> Result<T, redb::Error> {
+    T::from_stored(raw.to_owned())
         .map_err(|_| redb::Error::Corrupted(format!("corrupt name {raw:?} in store")))
 }
 

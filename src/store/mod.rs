@@ -24,7 +24,7 @@ mod conformance;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::names::{ClientId, EventName, MessageId, QueueName};
+use crate::names::{ClientId, EventName, MessageId, QueueName, stored};
 
 /// The engine failed. The batch that failed was not applied at all.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +56,11 @@ impl StoreError {
 pub struct MessageMeta {
     /// Position in the global publish order; never reused while the message exists.
     pub seq: u64,
+    #[serde(deserialize_with = "stored::name")]
     pub id: MessageId,
+    #[serde(deserialize_with = "stored::name")]
     pub queue: QueueName,
+    #[serde(deserialize_with = "stored::name")]
     pub event: EventName,
     /// Milliseconds since the Unix epoch.
     pub published_at_ms: u64,
@@ -83,7 +86,7 @@ pub struct StoredMessage {
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionRecord {
     /// Only these events enter the inbox; `None` means every event.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "stored::list")]
     pub events: Option<Vec<EventName>>,
     /// Broadcast (every socket gets every message) or work (one worker socket each).
     #[serde(default)]
@@ -113,8 +116,11 @@ pub enum Mode {
 /// The answer to a publish, kept so that a repeated publish of the same id returns it again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
+    #[serde(deserialize_with = "stored::name")]
     pub id: MessageId,
+    #[serde(deserialize_with = "stored::name")]
     pub queue: QueueName,
+    #[serde(deserialize_with = "stored::name")]
     pub event: EventName,
     pub published_at_ms: u64,
     pub recipients: usize,

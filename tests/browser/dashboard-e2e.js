@@ -409,6 +409,17 @@ async function main() {
     await waitQueueNumber(FORM_QUEUE, 'waiting', 1); // nothing was published
   });
 
+  await check('queues that appear later (in deltas) get cards in name order', async () => {
+    const names = ['zz', 'aa', 'mm'].map((prefix) => 'e2e-' + prefix + '-' + run);
+    for (const name of names) await publish(name, 'tick', null);
+    for (const name of names) await waitQueueNumber(name, 'waiting', 1);
+    const shown = await page.$$eval('#queues > [data-queue]', (cards) => cards.map((c) => c.dataset.queue));
+    const sorted = shown.slice().sort(new Intl.Collator('en').compare);
+    if (shown.join('\n') !== sorted.join('\n')) throw new Error('cards out of order: ' + shown.join(', '));
+    const total = await page.$eval('#total-queues', (n) => Number(n.dataset.value));
+    if (total !== shown.length) throw new Error(`total-queues says ${total}, ${shown.length} cards`);
+  });
+
   await check('a subscriber that disconnects shows offline, keeping its pending count', async () => {
     closeSocket(sub);
     await waitConnected(QUEUE, CLIENT, false);

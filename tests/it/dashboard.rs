@@ -1,39 +1,68 @@
-//! The `/dashboard` namespace and page: a snapshot at connect, then activity and fresh
-//! snapshots as messages flow.
+//! The `/dashboard` namespace and page: a full snapshot at connect, then activity and deltas
+//! (only the queues that changed) as messages flow, and no work at all without a dashboard.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Http, SocketClient, spawn_app, unique};
+use crate::helpers::{Http, SocketClient, WAIT, spawn_app, unique};
 
-/// The subscriber `client` of `queue` as the snapshot shows it.
-fn subscriber<'a>(snapshot: &'a Value, queue: &str, client: &str) -> Option<&'a Value> {
-    snapshot["queues"]
-        .as_array()?
-        .iter()
-        .find(|q| q["queue"] == queue)?["subscribers"]
-        .as_array()?
-        .iter()
-        .find(|s| s["clientId"] == client)
+/// What a dashboard shows: the first snapshot with every delta merged in, as the page does.
+#[derive(Default)]
+struct View {
+    queues: BTreeMap<String, Value>,
 }
 
-fn pending_of(snapshot: &Value, queue: &str, client: &str) -> Option<u64> {
-    subscriber(snapshot, queue, client)?["pending"].as_u64()
-}
-
-/// Reads events until a snapshot satisfies `check`; returns the activity seen on the way.
-async fn until_snapshot(
-    dashboard: &mut SocketClient,
-    check: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let mut activity = Vec::new();
-    loop {
-        let received = dashboard.next().await;
-        match received.event.as_str() {
-            "snapshot" if check(&received.data) => return activity,
-            "activity" => activity.push(received.data),
-            _ => {}
+impl View {
+    /// Applies a `snapshot` or `snapshot:delta` (and ignores any other event).
+    fn apply(&mut self, event: &str, data: &Value) {
+        let queues = data["queues"].as_array().cloned().unwrap_or_default();
+        match event {
+            "snapshot" => self.queues.clear(),
+            "snapshot:delta" => {
+                for gone in data["removed"].as_array().into_iter().flatten() {
+                    self.queues.remove(gone.as_str().unwrap_or_default());
+                }
+            }
+            _ => return,
+        }
+        for queue in queues {
+            let name = queue["queue"].as_str().unwrap_or_default().to_owned();
+            self.queues.insert(name, queue);
         }
     }
+
+    /// The subscriber `client` of `queue`.
+    fn subscriber(&self, queue: &str, client: &str) -> Option<&Value> {
+        self.queues.get(queue)?["subscribers"]
+            .as_array()?
+            .iter()
+            .find(|s| s["clientId"] == client)
+    }
+
+    fn pending(&self, queue: &str, client: &str) -> Option<u64> {
+        self.subscriber(queue, client)?["pending"].as_u64()
+    }
+}
+
+/// Reads events until the merged view satisfies `check` (it may already); returns the
+/// activity seen on the way.
+async fn until_view(
+    dashboard: &mut SocketClient,
+    view: &mut View,
+    check: impl Fn(&View) -> bool,
+) -> Vec<Value> {
+    let mut activity = Vec::new();
+    while !check(view) {
+        let received = dashboard.next().await;
+        if received.event == "activity" {
+            activity.push(received.data);
+        } else {
+            view.apply(&received.event, &received.data);
+        }
+    }
+    activity
 }
 
 #[tokio::test]
@@ -44,12 +73,14 @@ async fn the_dashboard_sees_publishes_and_acks_as_they_happen() {
     let first = dashboard.next().await;
     assert_eq!(first.event, "snapshot");
     assert!(first.data["queues"].is_array());
+    let mut view = View::default();
+    view.apply(&first.event, &first.data);
 
     let mut worker = SocketClient::connect(&app.url).await;
     worker.subscribe(&client, &queue).await;
     let id = app.publish(&queue, "delivered", json!({"n": 1})).await["id"].clone();
-    let activity = until_snapshot(&mut dashboard, |s| {
-        pending_of(s, &queue, &client) == Some(1)
+    let activity = until_view(&mut dashboard, &mut view, |v| {
+        v.pending(&queue, &client) == Some(1)
     })
     .await;
     assert!(
@@ -58,28 +89,30 @@ async fn the_dashboard_sees_publishes_and_acks_as_they_happen() {
             .any(|a| a["kind"] == "published" && a["id"] == id),
         "the publish shows as activity: {activity:?}"
     );
-    let online = until_snapshot(&mut dashboard, |s| {
-        subscriber(s, &queue, &client).is_some_and(|sub| sub["connected"] == true)
-    });
-    // The last snapshot already shows the subscriber; the next one (after any change) too.
-    app.publish(&unique("other"), "tick", json!(0)).await;
-    online.await;
+    until_view(&mut dashboard, &mut view, |v| {
+        v.subscriber(&queue, &client)
+            .is_some_and(|sub| sub["connected"] == true)
+    })
+    .await;
 
     worker.take("delivered", 1).await;
     worker.ack(&client, &id).await;
-    let activity = until_snapshot(&mut dashboard, |s| {
-        pending_of(s, &queue, &client) == Some(0)
+    let activity = until_view(&mut dashboard, &mut view, |v| {
+        v.pending(&queue, &client) == Some(0)
     })
     .await;
     assert!(
-        activity.iter().any(|a| a["kind"] == "acked"),
+        activity
+            .iter()
+            .any(|a| a["kind"] == "acked" && a["queues"] == json!([queue])),
         "{activity:?}"
     );
 
     // A socket that subscribed as a client is named when it goes away.
     worker.disconnect().await;
-    let activity = until_snapshot(&mut dashboard, |s| {
-        subscriber(s, &queue, &client).is_some_and(|sub| sub["connected"] == false)
+    let activity = until_view(&mut dashboard, &mut view, |v| {
+        v.subscriber(&queue, &client)
+            .is_some_and(|sub| sub["connected"] == false)
     })
     .await;
     assert!(
@@ -87,6 +120,104 @@ async fn the_dashboard_sees_publishes_and_acks_as_they_happen() {
             .iter()
             .any(|a| a["kind"] == "disconnected" && a["client"] == client.as_str()),
         "{activity:?}"
+    );
+    app.stop().await;
+}
+
+/// Publishes one message to each of `queues`, 1000 to a batch.
+async fn one_message_each(app: &crate::helpers::TestApp, queues: &[String]) {
+    for chunk in queues.chunks(1000) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|q| json!({"queue": q, "event": "idle", "payload": null}))
+            .collect();
+        let (status, body) = app.post("/v1/messages", json!(batch)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_dashboard_the_feed_does_no_work_at_all() {
+    let app = spawn_app().await;
+    let queues: Vec<String> = (0..50).map(|n| unique(&format!("q{n}"))).collect();
+    one_message_each(&app, &queues).await;
+    let subscriber = SocketClient::connect(&app.url).await;
+    subscriber.subscribe(&unique("c"), &queues[0]).await;
+    let feed = &app.dashboard;
+    assert_eq!(feed.activity_watchers(), 0, "nobody follows the activity");
+    assert_eq!(
+        (
+            feed.wakeups(),
+            feed.snapshots(),
+            feed.deltas(),
+            feed.queue_details()
+        ),
+        (0, 0, 0, 0),
+        "the feed never woke"
+    );
+
+    // A dashboard comes and goes; then the feed is asleep again.
+    let mut dashboard = SocketClient::connect_to(&app.url, "/dashboard", None).await;
+    assert_eq!(dashboard.next().await.event, "snapshot");
+    assert_eq!(feed.activity_watchers(), 1);
+    dashboard.disconnect().await;
+    for _ in 0..100 {
+        if feed.activity_watchers() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(feed.activity_watchers(), 0, "the feed stopped following");
+    let before = (feed.wakeups(), feed.snapshots(), feed.deltas());
+    one_message_each(&app, &queues).await;
+    subscriber.disconnect().await;
+    assert_eq!(
+        (feed.wakeups(), feed.snapshots(), feed.deltas()),
+        before,
+        "publishes and sockets do not wake a feed without dashboards"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_many_idle_queues_a_dashboard_gets_them_once_then_only_what_changed() {
+    const IDLE: usize = 2000;
+    let app = spawn_app().await;
+    let queues: Vec<String> = (0..IDLE).map(|n| unique(&format!("idle{n}"))).collect();
+    one_message_each(&app, &queues).await;
+    let mut dashboard = SocketClient::connect_to(&app.url, "/dashboard", None).await;
+    let first = dashboard.next().await;
+    assert_eq!(first.event, "snapshot");
+    assert_eq!(first.data["queues"].as_array().map(Vec::len), Some(IDLE));
+    let read_for_snapshot = app.dashboard.queue_details();
+    assert_eq!(read_for_snapshot, IDLE as u64);
+
+    let touched = &queues[7];
+    app.publish(touched, "tick", json!(1)).await;
+    let delta = loop {
+        let received = tokio::time::timeout(WAIT, dashboard.next())
+            .await
+            .expect("a delta in time");
+        match received.event.as_str() {
+            "activity" => continue,
+            "snapshot:delta" => break received.data,
+            other => panic!("unexpected {other}: {:?}", received.data),
+        }
+    };
+    let names: Vec<&str> = delta["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter_map(|q| q["queue"].as_str())
+        .collect();
+    assert_eq!(names, [touched.as_str()], "only the touched queue: {delta}");
+    assert_eq!(delta["queues"][0]["waiting"], 2, "{delta}");
+    assert_eq!(delta["removed"], json!([]));
+    assert_eq!(delta["storedMessages"], IDLE + 1);
+    assert_eq!(
+        app.dashboard.queue_details() - read_for_snapshot,
+        1,
+        "the delta read one queue, not {IDLE}"
     );
     app.stop().await;
 }

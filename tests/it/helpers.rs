@@ -27,6 +27,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
+    /// What the dashboard feed has done.
+    pub dashboard: queuehub::socket::dashboard::FeedStats,
     _data_dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -68,6 +70,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     change(&mut config);
     let app = Application::build(config).await.expect("server builds");
     let url = format!("http://{}", app.addresses()[0]);
+    let dashboard = app.dashboard_feed();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
@@ -75,6 +78,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         url,
         http: reqwest::Client::new(),
+        dashboard,
         _data_dir: data_dir,
         stop: Some(stop),
         task: Some(task),
@@ -483,6 +487,39 @@ impl SocketClient {
             .await
             .unwrap_or_else(|_| panic!("no ack for {event} in time"))
             .expect("ack")
+    }
+
+    /// Emits `event` with `json` as its argument, sent as written (a [`Value`] could not
+    /// carry a repeated key), and waits for the server's ack.
+    pub async fn call_raw(&self, event: &str, json: &str) -> Value {
+        let (tx, rx) = oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        #[allow(deprecated)] // the only payload rust_socketio sends as written
+        let payload = Payload::String(json.to_owned());
+        self.client
+            .emit_with_ack(event, payload, WAIT, move |payload, _| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(first_arg(payload));
+                }
+                async {}.boxed()
+            })
+            .await
+            .expect("emit");
+        let answer = tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no ack for {event} in time"))
+            .expect("ack");
+        match answer {
+            Value::Array(mut args) if args.len() == 1 => args.remove(0),
+            other => other,
+        }
+    }
+
+    /// Emits `event` with `json` sent as written, without asking for an ack.
+    pub async fn emit_raw(&self, event: &str, json: &str) {
+        #[allow(deprecated)] // the only payload rust_socketio sends as written
+        let payload = Payload::String(json.to_owned());
+        self.client.emit(event, payload).await.expect("emit");
     }
 
     /// Emits `event` without asking for an ack.

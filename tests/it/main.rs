@@ -16,5 +16,6 @@ mod operation;
 mod publish;
 mod security;
 mod security_modes;
+mod strict_input;
 mod timing;
 mod work;

@@ -97,6 +97,95 @@ async fn an_unacked_message_goes_to_another_worker_after_the_ack_timeout() {
 }
 
 #[tokio::test]
+async fn a_timed_out_message_goes_to_a_worker_that_joined_after_it_was_sent() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("jobs"), unique("w"));
+    // Worker two must subscribe within this after worker one got the message: a subscribe
+    // takes milliseconds, so 1.5 s leaves a wide margin on a busy machine.
+    let options = json!({"ackTimeoutMs": 1500});
+    let mut one = worker(&app.url, &client, &queue, options.clone()).await;
+    let id = app.publish(&queue, "job", json!("slow")).await["id"].clone();
+    let first = one.take("job", 1).await.remove(0);
+    assert_eq!(
+        (first["id"].clone(), first["attempt"].clone()),
+        (id.clone(), json!(1))
+    );
+    let mut two = worker(&app.url, &client, &queue, options).await;
+    // Nobody acks: each time the deadline passes the message goes to the other worker.
+    for (expected, attempt) in [("two", 2), ("one", 3), ("two", 4)] {
+        let (who, received) = tokio::select! {
+            received = one.next() => ("one", received),
+            received = two.next() => ("two", received),
+        };
+        assert_eq!(received.event, "job", "{received:?}");
+        assert_eq!(received.data["id"], id);
+        assert_eq!(
+            (who, received.data["attempt"].clone()),
+            (expected, json!(attempt)),
+            "attempt {attempt} goes to worker {expected}"
+        );
+    }
+    app.stop().await;
+}
+
+/// Polls `GET /v1/queues/{queue}` until its first subscriber satisfies `check` (a socket
+/// that disconnects is detached by the server a moment later); returns that subscriber.
+async fn until_subscriber(
+    app: &crate::helpers::TestApp,
+    queue: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+        last = detail["subscribers"][0].clone();
+        if check(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the subscriber never matched: {last}");
+}
+
+#[tokio::test]
+async fn queue_stats_count_live_workers_as_connected_sockets() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("jobs"), unique("w"));
+    let one = worker(&app.url, &client, &queue, json!({})).await;
+    let two = worker(&app.url, &client, &queue, json!({})).await;
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    let subscriber = &detail["subscribers"][0];
+    assert_eq!(
+        (
+            subscriber["connected"].clone(),
+            subscriber["sockets"].clone(),
+            subscriber["workers"].clone()
+        ),
+        (json!(true), json!(2), json!(2)),
+        "{detail}"
+    );
+    one.disconnect().await;
+    let subscriber = until_subscriber(&app, &queue, |s| s["workers"] == 1).await;
+    assert_eq!(
+        (
+            subscriber["connected"].clone(),
+            subscriber["sockets"].clone()
+        ),
+        (json!(true), json!(1))
+    );
+    two.disconnect().await;
+    let subscriber = until_subscriber(&app, &queue, |s| s["workers"] == 0).await;
+    assert_eq!(
+        (
+            subscriber["connected"].clone(),
+            subscriber["sockets"].clone()
+        ),
+        (json!(false), json!(0))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_worker_that_leaves_hands_its_messages_back_at_once() {
     let app = spawn_app().await;
     let (queue, client) = (unique("jobs"), unique("w"));

@@ -292,15 +292,15 @@ impl State {
     }
 
     /// Removes each of `ids` from the client's inbox (in `queue`, or in every queue it is
-    /// subscribed to). Returns, per id, whether something was removed; unknown and repeated
-    /// ids are not errors.
+    /// subscribed to). Returns, per id, whether something was removed (unknown and repeated
+    /// ids are not errors), and the queues where something was.
     pub(crate) fn ack(
         &mut self,
         client: &ClientId,
         queue: Option<&QueueName>,
         ids: &[MessageId],
         ops: &mut Vec<Op>,
-    ) -> Result<Vec<bool>, Error> {
+    ) -> Result<(Vec<bool>, Vec<QueueName>), Error> {
         let queues = self.subscribed_queues(client, queue)?;
         let mut removed = Vec::with_capacity(ids.len());
         let mut touched = BTreeSet::new();
@@ -331,15 +331,15 @@ impl State {
             }
             removed.push(hit);
         }
-        for queue_name in touched {
-            if let Some(queue) = self.queues.get(&queue_name) {
+        for queue_name in &touched {
+            if let Some(queue) = self.queues.get(queue_name) {
                 ops.push(Op::PutCounters {
-                    queue: queue_name,
+                    queue: queue_name.clone(),
                     counters: queue.counters,
                 });
             }
         }
-        Ok(removed)
+        Ok((removed, touched.into_iter().collect()))
     }
 
     /// Drops one reference to message `seq`, deleting it when nothing references it any more.

@@ -2,6 +2,7 @@
 //! with a TTL leave every inbox when it runs out. One timer in the broker sleeps until
 //! [`State::next_deadline`]; nothing polls.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::names::{ClientId, QueueName};
@@ -98,9 +99,10 @@ impl State {
 
     /// Removes every message whose TTL ran out by `now` from every inbox, waiting list and
     /// schedule; counts each inbox entry (or waiting message) as expired. Returns how many
-    /// messages expired.
-    pub(crate) fn expire_due(&mut self, now: u64, ops: &mut Vec<Op>) -> usize {
+    /// messages expired, and their queues.
+    pub(crate) fn expire_due(&mut self, now: u64, ops: &mut Vec<Op>) -> (usize, Vec<QueueName>) {
         let mut expired = 0;
+        let mut queues = BTreeSet::new();
         while let Some(&(at, seq)) = self.expiring.first() {
             if at > now {
                 break;
@@ -142,15 +144,16 @@ impl State {
                 });
             }
             ops.push(Op::PutCounters {
-                queue: queue_name,
+                queue: queue_name.clone(),
                 counters: queue.counters,
             });
             for _ in 0..holders {
                 self.drop_ref(seq, ops);
             }
             expired += 1;
+            queues.insert(queue_name);
         }
-        expired
+        (expired, queues.into_iter().collect())
     }
 }
 

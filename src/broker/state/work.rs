@@ -1,7 +1,8 @@
 //! Work mode (the beanstalkd pattern): the sockets of a client that subscribed to a queue with
 //! `mode: "work"` are *workers* that share the client's inbox. Each message goes to one worker
 //! with spare capacity (`prefetch` unacked messages at most), round-robin. A message not acked
-//! within `ackTimeoutMs` goes to another worker with its attempt count up by one; one that was
+//! within `ackTimeoutMs` goes to another worker with its attempt count up by one (back to the
+//! same worker only when no other has room, like beanstalkd's TTR); one that was
 //! delivered `maxDeliveries` times moves to `<queue>.dead` instead. A worker that leaves hands
 //! its in-flight messages back at once.
 //!
@@ -31,6 +32,9 @@ pub(crate) struct Workers {
     next: usize,
     /// Messages in flight: seq → (worker, ack deadline in ms).
     inflight: BTreeMap<u64, (ConsumerId, u64)>,
+    /// Messages whose ack deadline passed, with the worker that held them: their next
+    /// delivery goes to another worker if one has room.
+    timed_out: BTreeMap<u64, ConsumerId>,
 }
 
 struct Consumer {
@@ -50,21 +54,42 @@ impl Workers {
         self.inflight.len()
     }
 
-    /// Forgets that `seq` is in flight; returns its ack deadline if it was.
+    /// Forgets that `seq` is in flight (acked, handed back, dead-lettered); returns its ack
+    /// deadline if it was.
     fn finish(&mut self, seq: u64) -> Option<u64> {
+        self.timed_out.remove(&seq);
+        self.release(seq).map(|(_, deadline)| deadline)
+    }
+
+    /// Takes `seq` back from its worker because its ack deadline passed, remembering that
+    /// worker so the next delivery avoids it; returns the deadline.
+    fn time_out(&mut self, seq: u64) -> Option<u64> {
+        let (consumer, deadline) = self.release(seq)?;
+        self.timed_out.insert(seq, consumer);
+        Some(deadline)
+    }
+
+    /// Removes `seq` from the in-flight messages and frees its worker's room.
+    fn release(&mut self, seq: u64) -> Option<(ConsumerId, u64)> {
         let (consumer, deadline) = self.inflight.remove(&seq)?;
         if let Some(c) = self.consumers.iter_mut().find(|c| c.id == consumer) {
             c.holding = c.holding.saturating_sub(1);
         }
-        Some(deadline)
+        Some((consumer, deadline))
     }
 
-    /// The next worker with spare capacity, round-robin.
-    fn pick(&mut self) -> Option<usize> {
+    /// The next worker with spare capacity, round-robin, passing over `avoid` (the worker a
+    /// message timed out with) unless it is the only one with room.
+    fn pick(&mut self, avoid: Option<&str>) -> Option<usize> {
         let n = self.consumers.len();
-        (0..n)
-            .map(|i| (self.next + i) % n)
-            .find(|&i| self.consumers[i].holding < self.consumers[i].prefetch)
+        let consumers = &self.consumers;
+        let has_room = |i: &usize| consumers[*i].holding < consumers[*i].prefetch;
+        let mut order = (0..n).map(|i| (self.next + i) % n);
+        order
+            .clone()
+            .filter(has_room)
+            .find(|&i| Some(consumers[i].id.as_str()) != avoid)
+            .or_else(|| order.find(has_room))
             .inspect(|&i| self.next = (i + 1) % n)
     }
 }
@@ -186,6 +211,9 @@ impl State {
         let Some(workers) = subscriber.workers.as_mut() else {
             return (assignments, dead);
         };
+        // Timed-out messages that left the inbox meanwhile (TTL) need no worker to avoid.
+        let inbox = &subscriber.inbox;
+        workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
         for (&seq, attempts) in subscriber.inbox.iter_mut() {
             if workers.inflight.contains_key(&seq) {
                 continue;
@@ -200,7 +228,11 @@ impl State {
                 dead.push(meta);
                 continue;
             }
-            let Some(index) = workers.pick() else {
+            let previous = workers.timed_out.remove(&seq);
+            let Some(index) = workers.pick(previous.as_deref()) else {
+                if let Some(previous) = previous {
+                    workers.timed_out.insert(seq, previous);
+                }
                 break;
             };
             let consumer = &mut workers.consumers[index];
@@ -254,7 +286,14 @@ impl State {
             if deadline > now {
                 break;
             }
-            self.finish_inflight(&client, &queue, seq);
+            if let Some(workers) = self
+                .queues
+                .get_mut(&queue)
+                .and_then(|q| q.subscribers.get_mut(&client))
+                .and_then(|s| s.workers.as_mut())
+            {
+                workers.time_out(seq);
+            }
             self.ack_deadlines
                 .remove(&(deadline, seq, client.clone(), queue.clone()));
             if !touched.contains(&(client.clone(), queue.clone())) {
@@ -370,5 +409,116 @@ impl State {
             .get(queue)
             .and_then(|q| q.subscribers.get(client))
             .is_some_and(|s| s.workers.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::broker::message::NewMessage;
+    use crate::names::EventName;
+    use crate::store::{Snapshot, SubscriptionRecord};
+
+    const TIMEOUT: u64 = 1000;
+
+    /// An index with `client` subscribed to `queue` in work mode and the given workers
+    /// (prefetch 1 each).
+    fn index(client: &ClientId, queue: &QueueName, workers: &[&str]) -> State {
+        let mut state = State::from_snapshot(Snapshot::default());
+        let record = SubscriptionRecord {
+            mode: Mode::Work,
+            ack_timeout_ms: Some(TIMEOUT),
+            ..SubscriptionRecord::default()
+        };
+        state.subscribe(client, queue, record, &mut Vec::new());
+        for worker in workers {
+            state.attach(client, queue, worker.to_string(), 1).unwrap();
+        }
+        state
+    }
+
+    fn publish(state: &mut State, queue: &QueueName, now: u64) {
+        let message = NewMessage::new(
+            queue.clone(),
+            EventName::parse("job").unwrap(),
+            json!(null),
+            "http",
+        );
+        state.publish(&message, "null".into(), now, &|_, _| false, &mut Vec::new());
+    }
+
+    /// Dispatches at `now`; the workers given each message, as (worker, attempt).
+    fn dispatch(
+        state: &mut State,
+        client: &ClientId,
+        queue: &QueueName,
+        now: u64,
+    ) -> Vec<(String, u32)> {
+        let (assignments, _) = state.dispatch(client, queue, now, &mut Vec::new());
+        assignments
+            .into_iter()
+            .map(|a| (a.consumer, a.attempt))
+            .collect()
+    }
+
+    #[test]
+    fn a_timed_out_message_goes_to_a_worker_that_joined_meanwhile_and_alternates() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        publish(&mut state, &queue, 0);
+        assert_eq!(
+            dispatch(&mut state, &client, &queue, 0),
+            [("one".into(), 1)]
+        );
+        state.attach(&client, &queue, "two".into(), 1).unwrap();
+        assert_eq!(
+            dispatch(&mut state, &client, &queue, 0),
+            [],
+            "one still holds it"
+        );
+        let mut now = 0;
+        for (worker, attempt) in [("two", 2), ("one", 3), ("two", 4)] {
+            now += TIMEOUT;
+            assert_eq!(
+                state.expire_inflight(now),
+                [(client.clone(), queue.clone())]
+            );
+            assert_eq!(
+                dispatch(&mut state, &client, &queue, now),
+                [(worker.into(), attempt)],
+                "attempt {attempt}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_timed_out_message_goes_back_to_its_worker_when_no_other_has_room() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one", "two"]);
+        publish(&mut state, &queue, 0);
+        assert_eq!(
+            dispatch(&mut state, &client, &queue, 0),
+            [("one".into(), 1)]
+        );
+        // "two" takes a later message and holds it past the first one's deadline.
+        publish(&mut state, &queue, 500);
+        assert_eq!(
+            dispatch(&mut state, &client, &queue, 500),
+            [("two".into(), 1)]
+        );
+        state.expire_inflight(TIMEOUT);
+        assert_eq!(
+            dispatch(&mut state, &client, &queue, TIMEOUT),
+            [("one".into(), 2)],
+            "the only worker with room"
+        );
     }
 }
