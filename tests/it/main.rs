@@ -8,6 +8,7 @@ mod dashboard;
 mod delivery;
 mod disk_full;
 mod durability;
+mod flood;
 mod flow;
 mod fuzz;
 mod helpers;
