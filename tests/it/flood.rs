@@ -39,24 +39,13 @@ async fn flood(url: &str, period: Duration, limit: u64) -> u64 {
     sent
 }
 
-/// The lowest of a few samples over half a second: what the server holds once what is in
-/// flight has settled (one sample may catch a transient peak on a busy machine).
-async fn settled_resident(server: &ServerProcess) -> u64 {
-    let mut lowest = u64::MAX;
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        lowest = lowest.min(server.resident_bytes());
-    }
-    lowest
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_floods_and_never_reads_costs_bounded_memory_given_back_when_it_goes() {
     let (_dir, path) = data_dir();
     let server = ServerProcess::start(&path).await;
     // Warm up what every server allocates once (runtime, store, a socket's machinery).
     flood(&server.url, Duration::from_millis(500), 20_000).await;
-    let before = settled_resident(&server).await;
+    let before = server.settled_resident_bytes().await;
 
     // Sample the server's memory while one socket floods for six seconds.
     let peak = Arc::new(AtomicU64::new(0));
@@ -74,7 +63,7 @@ async fn a_socket_that_floods_and_never_reads_costs_bounded_memory_given_back_wh
     let sent = flood(&server.url, Duration::from_secs(6), 3_000_000).await;
     sampling.abort();
     let peak = peak.load(Ordering::Relaxed);
-    let after = settled_resident(&server).await;
+    let after = server.settled_resident_bytes().await;
 
     // What one socket may hold: 16 384 waiting events (at most 8 MiB counted), 1024 answers
     // waiting for it, 1024 packets in its buffer, each a few hundred bytes here; the rest is

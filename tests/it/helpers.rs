@@ -317,6 +317,18 @@ impl ServerProcess {
     }
 
     /// The process's resident memory (VmRSS), in bytes.
+    /// The lowest of a few samples of [`ServerProcess::resident_bytes`] over half a second:
+    /// what the server holds once what was in flight has settled (one sample may catch a
+    /// transient peak on a busy machine).
+    pub async fn settled_resident_bytes(&self) -> u64 {
+        let mut lowest = u64::MAX;
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            lowest = lowest.min(self.resident_bytes());
+        }
+        lowest
+    }
+
     pub fn resident_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("/proc/PID/status");
