@@ -2,7 +2,8 @@
 // A queuehub subscriber: connects as a durable client, subscribes to one queue, pulls every
 // message it missed while it was offline (getAll), then keeps receiving messages live.
 // Every message is logged and acknowledged with `received`, which removes it from the
-// client's inbox on the server.
+// client's inbox on the server. Acks are batched: the messages that arrive together (a
+// catch-up, a burst) are acknowledged with one `received {ids: [...]}`.
 //
 //   node subscriber.js [clientId] [queue]
 //
@@ -16,6 +17,7 @@ const url = process.env.QUEUEHUB_URL || 'http://127.0.0.1:3000';
 const clientId = process.argv[2] || process.env.CLIENT_ID || 'acme-widgets';
 const queue = process.argv[3] || process.env.QUEUE || clientId;
 const ACK_TIMEOUT_MS = 10_000;
+const MAX_IDS_PER_ACK = 1000; // the server's batch limit
 
 // Delivery is at-least-once: a message can arrive live and again in a catch-up. Remember the
 // ids already handled (a bounded window is plenty) and acknowledge duplicates without logging.
@@ -62,14 +64,31 @@ socket.onAny(async (event, envelope) => {
       `source=${envelope.source} publishedAt=${envelope.publishedAt}`,
       `payload=${JSON.stringify(envelope.payload)}`);
   }
-  try {
-    const reply = await call('received', { clientId, id: envelope.id, queue: envelope.queue });
-    if (!duplicate) log(`   acked ${envelope.id} (removed: ${reply.removed})`);
-  } catch (err) {
-    // Not acked: the message stays in the inbox and comes back with the next getAll.
-    log(`   could not ack ${envelope.id}: ${err.message}`);
-  }
+  ack(envelope.id);
 });
+
+// The ids waiting to be acknowledged; flushed once the messages that arrived together have
+// been handled (after this turn of the event loop).
+let toAck = [];
+function ack(id) {
+  toAck.push(id);
+  if (toAck.length === 1) setImmediate(flushAcks);
+}
+
+async function flushAcks() {
+  const ids = toAck;
+  toAck = [];
+  for (let i = 0; i < ids.length; i += MAX_IDS_PER_ACK) {
+    const batch = ids.slice(i, i + MAX_IDS_PER_ACK);
+    try {
+      const reply = await call('received', { clientId, ids: batch });
+      log(`   acked ${batch.length} message(s) (removed: ${reply.removed})`);
+    } catch (err) {
+      // Not acked: the messages stay in the inbox and come back with the next getAll.
+      log(`   could not ack ${batch.length} message(s): ${err.message}`);
+    }
+  }
+}
 
 // Runs on the first connect and after every reconnect: subscribing again is harmless (the
 // subscription is durable), and getAll fetches whatever arrived while we were away.

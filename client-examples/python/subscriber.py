@@ -3,7 +3,9 @@
 
 Connects as a durable client, subscribes to one queue, pulls every message it missed while it
 was offline (getAll), then keeps receiving messages live. Every message is logged and
-acknowledged with `received`, which removes it from the client's inbox on the server.
+acknowledged with `received`, which removes it from the client's inbox on the server. Acks are
+batched: the messages waiting together (a catch-up, a burst) are acknowledged with one
+`received {ids: [...]}`.
 
     python subscriber.py [clientId] [queue]
 
@@ -26,6 +28,7 @@ URL = os.environ.get("QUEUEHUB_URL", "http://127.0.0.1:3000")
 CLIENT_ID = (sys.argv[1] if len(sys.argv) > 1 else None) or os.environ.get("CLIENT_ID") or "acme-widgets"
 QUEUE = (sys.argv[2] if len(sys.argv) > 2 else None) or os.environ.get("QUEUE") or CLIENT_ID
 ACK_TIMEOUT = 10  # seconds
+MAX_IDS_PER_ACK = 1000  # the server's batch limit
 
 # python-socketio runs every incoming event in its own thread. The handlers below only put
 # envelopes on this queue; the main thread logs and acks them one at a time.
@@ -110,7 +113,8 @@ def disconnect(reason=None):
         log(f"disconnected ({reason}); reconnecting")
 
 
-def handle(event, envelope):
+def show(event, envelope):
+    """Logs a message the first time it arrives (delivery is at-least-once)."""
     duplicate = envelope["id"] in seen
     seen[envelope["id"]] = None
     if len(seen) > 10_000:
@@ -121,13 +125,30 @@ def handle(event, envelope):
             f"source={envelope.get('source')} publishedAt={envelope.get('publishedAt')}",
             f"payload={json.dumps(envelope.get('payload'))}",
         )
+
+
+def handle(batch):
+    """Logs the messages that were waiting together and acks them with one `received`."""
+    for event, envelope in batch:
+        show(event, envelope)
+    ids = [envelope["id"] for _, envelope in batch]
     try:
-        reply = call("received", {"clientId": CLIENT_ID, "id": envelope["id"], "queue": envelope["queue"]})
-        if not duplicate:
-            log(f"   acked {envelope['id']} (removed: {reply['removed']})")
+        reply = call("received", {"clientId": CLIENT_ID, "ids": ids})
+        log(f"   acked {len(ids)} message(s) (removed: {reply['removed']})")
     except (QueuehubError, socketio.exceptions.SocketIOError) as err:
-        # Not acked: the message stays in the inbox and comes back with the next getAll.
-        log(f"   could not ack {envelope['id']}: {err!r}")
+        # Not acked: the messages stay in the inbox and come back with the next getAll.
+        log(f"   could not ack {len(ids)} message(s): {err!r}")
+
+
+def waiting(first):
+    """The message just taken and every one already waiting behind it (up to one ack's worth)."""
+    batch = [first]
+    while len(batch) < MAX_IDS_PER_ACK:
+        try:
+            batch.append(inbox.get_nowait())
+        except queues.Empty:
+            break
+    return batch
 
 
 def open_connection():
@@ -145,10 +166,10 @@ def main():
                 time.sleep(1)
                 open_connection()
             try:
-                event, envelope = inbox.get(timeout=1)
+                first = inbox.get(timeout=1)
             except queues.Empty:
                 continue
-            handle(event, envelope)
+            handle(waiting(first))
     except KeyboardInterrupt:
         log("bye")
     except socketio.exceptions.ConnectionError as err:

@@ -299,6 +299,15 @@ fn allowed(rate: &Mutex<RateLimit>) -> bool {
     rate.lock().map(|mut r| r.allow()).unwrap_or(true)
 }
 
+/// Whether an event counts against `--max-events-per-sec`. Acks (`received`) and catch-up
+/// requests (`getAll`) are a consumer doing its job, as fast as messages reach it: they are
+/// bounded by the socket's queue (and a flood of them by its answer stages), never refused
+/// for their rate. Everything that creates work (publish, lab events, subscribe,
+/// unsubscribe, unknown events) counts.
+fn counts_against_rate(kind: EventKind) -> bool {
+    !matches!(kind, EventKind::Native("received" | "getAll"))
+}
+
 fn too_fast() -> Error {
     Error::limit(
         "rate_limited",
@@ -311,7 +320,7 @@ impl Inlet {
     /// its rate or its queue is full. A refusal costs a counter, and a place in the socket's
     /// answer queue while one is free.
     fn enqueue(&self, command: Command) {
-        if !allowed(&self.rate) {
+        if counts_against_rate(command.kind) && !allowed(&self.rate) {
             command.reply.now(Err(too_fast()));
             return;
         }

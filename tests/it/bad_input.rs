@@ -364,3 +364,67 @@ async fn a_socket_over_its_event_rate_is_refused_but_stays_connected() {
     assert_eq!(ack["ok"], true, "still connected and served: {ack}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_catch_ups_are_never_refused_for_their_rate() {
+    // A limit of 5 events/s, and a consumer that catches up on 2 000 messages and acks each
+    // the moment it arrives, asking for an answer every time: its acks and getAlls are the
+    // consumer doing its job, so none is refused (while its publishes still are).
+    const MESSAGES: usize = 2_000;
+    let app = crate::helpers::spawn_app_with(|c| c.max_events_per_sec = 5).await;
+    let (queue, client) = (unique("backlog"), unique("consumer"));
+    let mut consumer = SocketClient::connect(&app.url).await;
+    consumer.subscribe(&client, &queue).await;
+    let batch: Vec<_> = (0..MESSAGES)
+        .map(|n| json!({"queue": queue, "event": "item", "payload": n}))
+        .collect();
+    for chunk in batch.chunks(1000) {
+        assert_eq!(app.post("/v1/messages", json!(chunk)).await.0, 201);
+    }
+    consumer.take("item", MESSAGES).await; // the live pushes
+    for _ in 0..3 {
+        consumer.emit("getAll", json!({"clientId": client})).await;
+    }
+    let mut acked = 0;
+    let mut answers = Vec::new();
+    while acked < MESSAGES {
+        let received = consumer.next().await;
+        if received.event != "item" {
+            answers.push(received);
+            continue;
+        }
+        let id = received.data["id"].clone();
+        if received.data["attempt"] == 2 {
+            // The first catch-up: ack each message once, the moment it arrives.
+            consumer
+                .emit("received", json!({"clientId": client, "id": id}))
+                .await;
+            acked += 1;
+        }
+    }
+    let last = consumer
+        .call("received", json!({"clientId": client, "ids": []}))
+        .await;
+    assert_eq!(last["ok"], true, "{last}");
+    answers.extend(consumer.drain(Duration::from_millis(300)).await);
+    let refused: Vec<_> = answers.iter().filter(|r| r.event == "mq:error").collect();
+    assert!(refused.is_empty(), "nothing refused: {:?}", refused.first());
+    assert_eq!(app.pending(&queue, &client).await, 0, "every ack applied");
+    // The limit still holds for what creates work.
+    for n in 0..20 {
+        consumer
+            .emit(
+                "publish",
+                json!({"queue": queue, "event": "e", "payload": n}),
+            )
+            .await;
+    }
+    let flood = consumer.drain(Duration::from_millis(500)).await;
+    assert!(
+        flood
+            .iter()
+            .any(|r| r.event == "mq:error" && r.data["code"] == "rate_limited"),
+        "publishes over the rate are refused: {flood:?}"
+    );
+    app.stop().await;
+}
