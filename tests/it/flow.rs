@@ -196,3 +196,117 @@ async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
     assert_eq!(seen.last(), Some(&(MESSAGES as u64 - 1)));
     app.stop().await;
 }
+
+/// Sends a socket.io event with an ack id over a bare WebSocket and waits for its answer,
+/// reading past (and returning) whatever events arrive first.
+async fn raw_call(ws: &mut RawSocket, id: u32, event: &str, data: Value) -> (Value, Vec<Value>) {
+    let packet = json!([event, data]);
+    ws.send(Message::text(format!("42{id}{packet}")))
+        .await
+        .unwrap();
+    let mut before = Vec::new();
+    loop {
+        let text = next_text(ws).await.expect("answered");
+        if let Some(answer) = text.strip_prefix(&format!("43{id}")) {
+            let answer: Value = serde_json::from_str(answer).unwrap();
+            return (answer[0].clone(), before);
+        }
+        if let Some(event) = text.strip_prefix("42") {
+            before.push(serde_json::from_str(event).unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_worker_keeps_its_jobs_and_gets_them_once_it_reads() {
+    // A work-mode worker whose socket also follows a busy queue stops reading: the busy
+    // queue fills its buffer, then jobs arrive. Its jobs wait for it (they are not handed
+    // back and assigned again and again, which counted attempts until they went to the
+    // dead-letter queue), and once it reads it gets every job once.
+    // 5 000 messages of 8 KB: 40 MB, several times what the kernel's buffers and the
+    // socket's 1024 packets hold, so the buffer is surely full when the jobs come.
+    const BUSY: usize = 5_000;
+    const JOBS: usize = 500;
+    let app = spawn_app().await;
+    let (busy, queue, client) = (unique("busy"), unique("jobs"), unique("workers"));
+    let mut ws = raw_socket(&app.url).await;
+    let follow = json!({"clientId": unique("reader"), "queue": busy});
+    let (answer, _) = raw_call(&mut ws, 1, "subscribe", follow).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let work = json!({"clientId": client, "queue": queue, "mode": "work",
+        "prefetch": 1000, "maxDeliveries": 2, "ackTimeoutMs": 600000});
+    let (answer, _) = raw_call(&mut ws, 2, "subscribe", work).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    publish_numbered(&app, &busy, BUSY, 100, 8_000).await;
+    let jobs: Vec<Value> = (0..JOBS)
+        .map(|n| json!({"queue": queue, "event": "job", "payload": {"n": n}}))
+        .collect();
+    assert_eq!(app.post("/v1/messages", json!(jobs)).await.0, 201);
+
+    let (mut items, mut seen, mut ids) = (0, std::collections::BTreeSet::new(), Vec::new());
+    while items < BUSY || seen.len() < JOBS {
+        let text = next_text(&mut ws).await.expect("the server keeps pushing");
+        let Some(event) = text.strip_prefix("42") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(event).unwrap();
+        if event[0] == "item" {
+            items += 1;
+            continue;
+        }
+        assert_eq!(event[1]["attempt"], 1, "each job sent once: {event}");
+        assert!(seen.insert(event[1]["payload"]["n"].as_u64().unwrap()));
+        ids.push(event[1]["id"].clone());
+    }
+    let (answer, _) = raw_call(
+        &mut ws,
+        3,
+        "received",
+        json!({"clientId": client, "ids": ids}),
+    )
+    .await;
+    assert_eq!(answer["removed"], JOBS, "{answer}");
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["deadLettered"], 0, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_head_that_finds_the_buffer_full_arrives_once_the_socket_reads() {
+    // One socket subscribed to a busy queue (which fills its buffer) and to an ordered one:
+    // the ordered head, pushed while the buffer is full, waits for the socket instead of
+    // being lost until the next getAll.
+    const BUSY: usize = 3_000;
+    let app = spawn_app().await;
+    let (busy, steps, client) = (unique("busy"), unique("steps"), unique("c"));
+    let mut ws = raw_socket(&app.url).await;
+    let (answer, _) = raw_call(
+        &mut ws,
+        1,
+        "subscribe",
+        json!({"clientId": client, "queue": busy}),
+    )
+    .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let ordered = json!({"clientId": client, "queue": steps, "ordered": true});
+    let (answer, _) = raw_call(&mut ws, 2, "subscribe", ordered).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    publish_numbered(&app, &busy, BUSY, 100, 6_000).await;
+    app.publish(&steps, "step", json!("first")).await;
+
+    let (mut items, mut step) = (0, None);
+    while items < BUSY || step.is_none() {
+        let text = next_text(&mut ws).await.expect("the server keeps pushing");
+        let Some(event) = text.strip_prefix("42") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(event).unwrap();
+        match event[0].as_str() {
+            Some("item") => items += 1,
+            Some("step") => step = Some(event[1]["payload"].clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(step, Some(json!("first")));
+    app.stop().await;
+}
