@@ -9,8 +9,14 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket, spawn_app, unique,
+    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket_with_small_window, spawn_app,
+    unique,
 };
+
+/// The receive buffer of the bare WebSockets that stop reading: small, so that the server's
+/// buffer for them (1024 packets) fills after a few megabytes (the server's send buffer, up to
+/// 4 MiB, and this window) rather than after the receiver's kernel has absorbed up to 32 MiB.
+const WINDOW: u32 = 4096;
 
 /// Publishes `count` messages `{n, filler}` to `queue` as arrays of `batch`.
 async fn publish_numbered(app: &TestApp, queue: &str, count: usize, batch: usize, filler: usize) {
@@ -92,8 +98,8 @@ async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber
             ws
         }));
     }
-    // 6 KB each: a pause leaves more waiting than the kernel's buffers and the socket's hold.
-    publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
+    // A pause leaves more waiting than the socket's buffer and its small window hold.
+    publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
     published.send_replace(true);
     let mut sockets = Vec::new();
     for subscriber in subscribers {
@@ -119,7 +125,7 @@ async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber
 
 /// Subscribes a bare WebSocket as `client` to `queue` and waits for the subscribe's ack.
 async fn raw_subscriber(url: &str, client: &str, queue: &str) -> RawSocket {
-    let mut ws = raw_socket(url).await;
+    let mut ws = raw_socket_with_small_window(url, WINDOW).await;
     let subscribe = json!(["subscribe", {"clientId": client, "queue": queue}]);
     ws.send(Message::text(format!("421{subscribe}")))
         .await
@@ -149,13 +155,14 @@ async fn read_items(ws: &mut RawSocket, count: usize) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_again() {
-    // 3 000 messages of 6 KB: 18 MB, more than the kernel's socket buffers and the socket's
-    // 1024-packet buffer together hold, so its buffer fills while it does not read.
-    const MESSAGES: usize = 3_000;
+    // 5 000 messages of 2 KB: 10 MB, more than its small window, the server's send buffer (up
+    // to 4 MiB) and the socket's 1024-packet buffer together hold, so its buffer fills while
+    // it does not read.
+    const MESSAGES: usize = 5_000;
     let app = spawn_app().await;
     let (queue, slow) = (unique("news"), unique("slow"));
     let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
-    publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
+    publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
     // Reading again, it gets every message live, once, in publish order: no getAll sent.
     let seen = read_items(&mut ws, MESSAGES).await;
     let expected: Vec<u64> = (0..MESSAGES as u64).collect();
@@ -169,8 +176,8 @@ async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
-    const MESSAGES: usize = 3_000;
-    const FAST: usize = 3;
+    const MESSAGES: usize = 5_000;
+    const FAST: usize = 2;
     let app = spawn_app().await;
     let (queue, slow) = (unique("news"), unique("stalled"));
     let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
@@ -185,7 +192,7 @@ async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
         .into_iter()
         .map(|(socket, client)| acking_subscriber(socket, client, MESSAGES, None))
         .collect();
-    publish_numbered(&app, &queue, MESSAGES, 100, 6_000).await;
+    publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
     // The fast ones finish while the stalled one has not read a byte.
     for subscriber in fast {
         subscriber.await.expect("fast subscribers got everything");
@@ -223,13 +230,14 @@ async fn a_stalled_worker_keeps_its_jobs_and_gets_them_once_it_reads() {
     // queue fills its buffer, then jobs arrive. Its jobs wait for it (they are not handed
     // back and assigned again and again, which counted attempts until they went to the
     // dead-letter queue), and once it reads it gets every job once.
-    // 5 000 messages of 8 KB: 40 MB, several times what the kernel's buffers and the
-    // socket's 1024 packets hold, so the buffer is surely full when the jobs come.
+    // 5 000 messages of 2 KB: 10 MB, more than the socket's 1024 packets, the server's send
+    // buffer (up to 4 MiB) and the reader's small window hold, so the buffer is surely full
+    // when the jobs come.
     const BUSY: usize = 5_000;
     const JOBS: usize = 500;
     let app = spawn_app().await;
     let (busy, queue, client) = (unique("busy"), unique("jobs"), unique("workers"));
-    let mut ws = raw_socket(&app.url).await;
+    let mut ws = raw_socket_with_small_window(&app.url, WINDOW).await;
     let follow = json!({"clientId": unique("reader"), "queue": busy});
     let (answer, _) = raw_call(&mut ws, 1, "subscribe", follow).await;
     assert_eq!(answer["ok"], true, "{answer}");
@@ -237,7 +245,7 @@ async fn a_stalled_worker_keeps_its_jobs_and_gets_them_once_it_reads() {
         "prefetch": 1000, "maxDeliveries": 2, "ackTimeoutMs": 600000});
     let (answer, _) = raw_call(&mut ws, 2, "subscribe", work).await;
     assert_eq!(answer["ok"], true, "{answer}");
-    publish_numbered(&app, &busy, BUSY, 100, 8_000).await;
+    publish_numbered(&app, &busy, BUSY, 100, 2_000).await;
     let jobs: Vec<Value> = (0..JOBS)
         .map(|n| json!({"queue": queue, "event": "job", "payload": {"n": n}}))
         .collect();
@@ -276,10 +284,10 @@ async fn an_ordered_head_that_finds_the_buffer_full_arrives_once_the_socket_read
     // One socket subscribed to a busy queue (which fills its buffer) and to an ordered one:
     // the ordered head, pushed while the buffer is full, waits for the socket instead of
     // being lost until the next getAll.
-    const BUSY: usize = 3_000;
+    const BUSY: usize = 5_000;
     let app = spawn_app().await;
     let (busy, steps, client) = (unique("busy"), unique("steps"), unique("c"));
-    let mut ws = raw_socket(&app.url).await;
+    let mut ws = raw_socket_with_small_window(&app.url, WINDOW).await;
     let (answer, _) = raw_call(
         &mut ws,
         1,
@@ -291,7 +299,7 @@ async fn an_ordered_head_that_finds_the_buffer_full_arrives_once_the_socket_read
     let ordered = json!({"clientId": client, "queue": steps, "ordered": true});
     let (answer, _) = raw_call(&mut ws, 2, "subscribe", ordered).await;
     assert_eq!(answer["ok"], true, "{answer}");
-    publish_numbered(&app, &busy, BUSY, 100, 6_000).await;
+    publish_numbered(&app, &busy, BUSY, 100, 2_000).await;
     app.publish(&steps, "step", json!("first")).await;
 
     let (mut items, mut step) = (0, None);

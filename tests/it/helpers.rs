@@ -613,9 +613,33 @@ pub async fn raw_socket(url: &str) -> RawSocket {
         "{}/socket.io/?EIO=4&transport=websocket",
         url.replace("http://", "ws://")
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url)
         .await
         .expect("websocket opens");
+    join_root(ws).await
+}
+
+/// Like [`raw_socket`], over a connection whose receive buffer is `bytes` small: when it stops
+/// reading, the server's buffer for it fills after little traffic (the kernel would otherwise
+/// absorb megabytes first).
+pub async fn raw_socket_with_small_window(url: &str, bytes: u32) -> RawSocket {
+    let address = url.trim_start_matches("http://");
+    let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+    socket.set_recv_buffer_size(bytes).expect("receive buffer");
+    let stream = socket
+        .connect(address.parse().expect("socket address"))
+        .await
+        .expect("connects");
+    let ws_url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket");
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(ws_url, stream)
+        .await
+        .expect("websocket opens");
+    join_root(ws).await
+}
+
+/// Waits for engine.io's open packet and joins namespace `/`.
+async fn join_root(mut ws: RawSocket) -> RawSocket {
     let open = next_text(&mut ws).await.expect("engine.io open packet");
     assert!(open.starts_with('0'), "{open}");
     ws.send(Message::text("40")).await.unwrap();
