@@ -44,7 +44,29 @@ impl Broker {
     }
 
     fn request_dispatch(&self, client: ClientId, queue: QueueName) {
-        let _ = self.shared.dispatch.send((client, queue));
+        let _ = self.shared.dispatch.send(Request::Look(client, queue));
+    }
+
+    /// Inside a mutation: assigns what `client`'s work-mode (or ordered) subscription to
+    /// `queue` can take now, counting the attempts in the same commit, so that the messages
+    /// go out right after it (the work cycle needs no commit of its own: an ack, or a publish,
+    /// and the next assignment share one). Messages delivered too often are left to the
+    /// dispatcher, which moves them to the dead-letter queue.
+    pub(crate) fn dispatch_now(
+        index: &mut state::State,
+        effects: &mut super::writer::Effects,
+        (client, queue): (&ClientId, &QueueName),
+        now: u64,
+        online: bool,
+    ) {
+        let (assignments, dead) = index.dispatch(client, queue, now, &mut effects.ops);
+        effects.assigned.extend(assignments);
+        if let Some(head) = index.ordered_head(client, queue, now, online, &mut effects.ops) {
+            effects.assigned.push(head);
+        }
+        if !dead.is_empty() {
+            effects.dispatch.push((client.clone(), queue.clone()));
+        }
     }
 
     /// Sends the head of `client`'s ordered subscriptions (on `queue`, or all) again: a
@@ -69,8 +91,14 @@ impl Broker {
     }
 }
 
-/// A work subscription to look at.
-pub(crate) type Request = (ClientId, QueueName);
+/// What the dispatcher is asked to do.
+pub(crate) enum Request {
+    /// Look at a work (or ordered) subscription: assign, commit, send.
+    Look(ClientId, QueueName),
+    /// Send assignments whose attempts were committed already (ordered heads have no
+    /// consumer: they go to every socket of the client on that queue).
+    Send(Vec<state::Assignment>),
+}
 
 /// Runs until the broker closes.
 pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Request>) {
@@ -82,9 +110,26 @@ pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Re
             _ = &mut closed => return,
             n = requests.recv_many(&mut batch, 1024) => if n == 0 { return },
         }
-        // The same subscription asked for many times is looked at once.
-        let unique: BTreeSet<Request> = batch.drain(..).collect();
-        for (client, queue) in unique {
+        // Sends go out in the order they were committed; the same subscription asked for
+        // many times is looked at once, after them.
+        let mut looks = BTreeSet::new();
+        for request in batch.drain(..) {
+            match request {
+                Request::Look(client, queue) => {
+                    looks.insert((client, queue));
+                }
+                Request::Send(assignments) => {
+                    if let Err(err) = send_committed(&broker, assignments).await {
+                        tracing::warn!(
+                            code = err.code(),
+                            "sending assignments failed: {}",
+                            err.message()
+                        );
+                    }
+                }
+            }
+        }
+        for (client, queue) in looks {
             if let Err(err) = round(&broker, &client, &queue).await {
                 tracing::warn!(code = err.code(), client = %client, queue = %queue, "dispatch failed: {}", err.message());
             }
@@ -118,6 +163,19 @@ async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<
         broker.shared.timer.notify_one();
         send(broker, assignments).await?;
     }
+}
+
+/// Sends assignments (and ordered heads) committed by another mutation.
+async fn send_committed(broker: &Broker, assigned: Vec<state::Assignment>) -> Result<(), Error> {
+    let (heads, assignments): (Vec<_>, Vec<_>) =
+        assigned.into_iter().partition(|a| a.consumer.is_empty());
+    for head in heads {
+        push_head(broker, head).await?;
+    }
+    if assignments.is_empty() {
+        return Ok(());
+    }
+    send(broker, assignments).await
 }
 
 /// Pushes the head of an ordered subscription to all the client's sockets on its queue.
@@ -209,6 +267,7 @@ async fn dead_letter(
                 );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 effects.published(&outcome, message.payload);
+                effects.dispatch_later(&outcome);
             }
             Ok(())
         })?

@@ -42,6 +42,7 @@ impl Broker {
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 moved += 1;
                 effects.published(&outcome, message.payload);
+                effects.dispatch_later(&outcome);
             }
             if moved > 0 {
                 effects.note(ActivityKind::Kicked {

@@ -311,6 +311,12 @@ impl Broker {
             for (message, text) in prepared {
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
+                // Workers get the message right after this commit (no commit of its own).
+                for client in &outcome.workers {
+                    let queue = &outcome.receipt.queue;
+                    let sockets_online = online(client, queue);
+                    Broker::dispatch_now(index, effects, (client, queue), now, sockets_online);
+                }
                 effects.published(&outcome, message.payload);
             }
             Ok(answers)
@@ -401,15 +407,16 @@ impl Broker {
                 format!("at most {} ids per ack", self.shared.config.max_batch),
             ));
         }
+        let online = self.online();
+        let now = message::now_ms();
         self.mutate(|index, effects| {
             let (removed, queues) = index.ack(client, queue, ids, &mut effects.ops)?;
-            // Acks make room for work-mode workers.
-            effects.dispatch.extend(
-                index
-                    .dispatched_queues(client)
-                    .into_iter()
-                    .map(|queue| (client.clone(), queue)),
-            );
+            // Acks make room for work-mode workers (and move ordered heads on): the next
+            // messages are assigned in this same commit and sent right after it.
+            for dispatched in index.dispatched_queues(client) {
+                let sockets_online = online(client, &dispatched);
+                Broker::dispatch_now(index, effects, (client, &dispatched), now, sockets_online);
+            }
             let count = removed.iter().filter(|r| **r).count();
             if count > 0 {
                 effects.note(ActivityKind::Acked {

@@ -24,8 +24,9 @@ use crate::store::Op;
 
 use super::Shared;
 use super::activity::{Activity, ActivityKind};
+use super::dispatch::Request;
 use super::message::{Delivery, format_ms};
-use super::state::{PublishOutcome, State};
+use super::state::{Assignment, PublishOutcome, State};
 
 /// At most this many queued batches share one commit.
 pub(crate) const MAX_BATCHES_PER_COMMIT: usize = 4096;
@@ -42,6 +43,9 @@ pub(crate) struct Effects {
     pub(crate) watched: bool,
     /// Work subscriptions the dispatcher should look at after the commit.
     pub(crate) dispatch: Vec<(ClientId, QueueName)>,
+    /// Messages assigned to workers (and ordered heads) in this mutation, whose attempts it
+    /// commits: the dispatcher sends them after the commit, without a commit of its own.
+    pub(crate) assigned: Vec<Assignment>,
 }
 
 impl Effects {
@@ -52,19 +56,14 @@ impl Effects {
         }
     }
 
-    /// Records a publish: its live pushes and its activity (nothing for a duplicate).
+    /// Records a publish: its live pushes and its activity (nothing for a duplicate). Its
+    /// work-mode recipients are the caller's: dispatched now (see `Broker::dispatch_now`) or
+    /// later ([`Effects::dispatch_later`]).
     pub(crate) fn published(&mut self, outcome: &PublishOutcome, payload: serde_json::Value) {
         if outcome.duplicate {
             return;
         }
         self.deliveries.extend(outcome.deliveries(payload));
-        let queue = &outcome.receipt.queue;
-        self.dispatch.extend(
-            outcome
-                .workers
-                .iter()
-                .map(|client| (client.clone(), queue.clone())),
-        );
         self.note(ActivityKind::Published {
             queue: outcome.receipt.queue.clone(),
             event: outcome.receipt.event.clone(),
@@ -72,6 +71,19 @@ impl Effects {
             recipients: outcome.receipt.recipients,
             deliver_at: outcome.receipt.deliver_at_ms.map(format_ms),
         });
+    }
+}
+
+impl Effects {
+    /// Asks the dispatcher to look at the work-mode recipients of a publish after the commit.
+    pub(crate) fn dispatch_later(&mut self, outcome: &PublishOutcome) {
+        let queue = &outcome.receipt.queue;
+        self.dispatch.extend(
+            outcome
+                .workers
+                .iter()
+                .map(|client| (client.clone(), queue.clone())),
+        );
     }
 }
 
@@ -109,11 +121,17 @@ pub(crate) async fn run(
                         deliveries,
                         activity,
                         dispatch,
+                        assigned,
                         ..
                     } = batch.effects;
-                    for request in dispatch {
-                        // The dispatcher ends only when the broker closes.
-                        let _ = shared.dispatch.send(request);
+                    // The dispatcher ends only when the broker closes.
+                    if !assigned.is_empty() {
+                        // New ack deadlines: the timer may have to wake sooner.
+                        shared.timer.notify_one();
+                        let _ = shared.dispatch.send(Request::Send(assigned));
+                    }
+                    for (client, queue) in dispatch {
+                        let _ = shared.dispatch.send(Request::Look(client, queue));
                     }
                     if !deliveries.is_empty() {
                         // The fan-out task ends only after this writer: a send cannot fail
