@@ -44,8 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Each server runs as the very process whose pid we keep (exec), so that the idle
-# scenario reads that process's memory.
+# Each server runs as the very process whose pid we keep (exec), so that the bench reads
+# that process's CPU time and (idle) memory.
 "$ROOT/target/release/queuehub" --listen "127.0.0.1:$QH_PORT" --data-dir "$OUT/queuehub-data" \
   >"$OUT/queuehub.log" 2>&1 &
 QH_PID=$!
@@ -87,11 +87,10 @@ for entry in "${SCENARIOS[@]}"; do
   echo "$id|$short|$title" >>"$OUT/scenarios.txt"
   for server in queuehub node-hub; do
     if [[ $server == queuehub ]]; then port=$QH_PORT pid=$QH_PID; else port=$NODE_PORT pid=$NODE_PID; fi
-    extra=()
-    [[ $id == idle ]] && extra=(--pid "$pid")
     log "$title — $server"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/raw/$id.$server.load" # the machine may be shared
     # shellcheck disable=SC2086 # $args is a list of words
-    "$BENCH" $args "${extra[@]}" --url "http://127.0.0.1:$port" --label "$server" \
+    "$BENCH" $args --pid "$pid" --url "http://127.0.0.1:$port" --label "$server" \
       --timeout 120 --json "$OUT/raw/$id.$server.json" || echo "(exit $? — see the report)"
   done
 done
@@ -109,6 +108,12 @@ def load(path):
             return json.load(f)
     except (OSError, ValueError):
         return None
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
@@ -118,7 +123,9 @@ scenarios = []
 for line in open(os.path.join(out, "scenarios.txt")):
     sid, short, title = line.rstrip("\n").split("|", 2)
     scenarios.append({"id": sid, "short": short, "title": title, "reports": {
-        s: load(os.path.join(out, "raw", f"{sid}.{s}.json")) for s in ("queuehub", "node-hub")}})
+        s: load(os.path.join(out, "raw", f"{sid}.{s}.json")) for s in ("queuehub", "node-hub")},
+        "loadavg_before": {s: read(os.path.join(out, "raw", f"{sid}.{s}.load"))
+                           for s in ("queuehub", "node-hub")}})
 results = {
     "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     "quick": quick,

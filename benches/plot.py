@@ -32,6 +32,12 @@ def latency(report, key):
     return lat.get(key)
 
 
+def cores(report, who):
+    """CPU cores a process used over the scenario (CPU seconds / wall seconds)."""
+    value = ((report or {}).get("extra") or {}).get(f"{who}_cores")
+    return "–" if value is None else f"{value:.2f}"
+
+
 def note(report):
     """What a reader needs besides throughput and latency."""
     if report is None:
@@ -59,8 +65,8 @@ def note(report):
 
 def markdown(results):
     lines = [
-        "| scenario | server | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | notes |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| scenario | server | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server cores | bench cores | notes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for scenario in results["scenarios"]:
         for server, _ in SERVERS:
@@ -70,13 +76,13 @@ def markdown(results):
             lines.append(
                 f"| {scenario['title']} | {server} | {fmt(rate)} | "
                 + " | ".join(fmt(latency(report, k), 2) for k in ("p50", "p90", "p99", "max"))
-                + f" | {note(report)} |"
+                + f" | {cores(report, 'server')} | {cores(report, 'bench')} | {note(report)} |"
             )
     selftest = results.get("selftest") or []
     if selftest:
         lines.append("")
-        lines.append("| the tool's ceiling: against its trivial built-in server | deliveries/s | p99 ms |")
-        lines.append("|---|---:|---:|")
+        lines.append("| the tool's ceiling: against its trivial built-in server | deliveries/s | p99 ms | bench cores |")
+        lines.append("|---|---:|---:|---:|")
         for report in selftest:
             load = report["params"]["load"]
             what = (
@@ -84,7 +90,7 @@ def markdown(results):
                 + (f" in arrays of {load['batch']}" if load.get("batch") else "")
                 + (f" at {fmt(load['rate'])} msg/s" if load.get("rate") else "")
             )
-            lines.append(f"| {what} | {fmt(report['deliveries_per_s'])} | {fmt(latency(report, 'p99'), 2)} |")
+            lines.append(f"| {what} | {fmt(report['deliveries_per_s'])} | {fmt(latency(report, 'p99'), 2)} | {cores(report, 'bench')} |")
     return "\n".join(lines)
 
 

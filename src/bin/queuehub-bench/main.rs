@@ -12,6 +12,7 @@
 
 mod events;
 mod http;
+mod process;
 mod progress;
 mod protocol;
 mod report;
@@ -58,6 +59,10 @@ struct Common {
     /// A name for the server in the report (e.g. "queuehub", "node-hub").
     #[arg(long)]
     label: Option<String>,
+    /// The server's process id (same machine): the report then says how much CPU it used,
+    /// and `idle` how much memory each socket costs it.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -115,9 +120,6 @@ enum Scenario {
         common: Common,
         #[arg(long, default_value_t = 2000)]
         sockets: usize,
-        /// The server's process id, to read its VmRSS from /proc.
-        #[arg(long)]
-        pid: Option<u32>,
         /// Milliseconds to wait after the last socket subscribed before reading memory.
         #[arg(long, default_value_t = 1000)]
         settle_ms: u64,
@@ -196,7 +198,9 @@ async fn run(cli: Cli) -> Result<Vec<Report>> {
     let target = Target::resolve(&common.url, common.allow_remote).await?;
     let limit = Duration::from_secs(common.timeout);
     let run = Run::new(target, &common.url, common.label.clone(), limit);
-    let report = scenario(&run, cli.scenario).await?;
+    let usage = Usage::start(common.pid);
+    let mut report = scenario(&run, cli.scenario, common.pid).await?;
+    usage.finish(&mut report);
     print!("{}", report.text());
     if let Some(path) = &common.json {
         write_json(path, &report)?;
@@ -204,7 +208,7 @@ async fn run(cli: Cli) -> Result<Vec<Report>> {
     Ok(vec![report])
 }
 
-async fn scenario(run: &Run, scenario: Scenario) -> Result<Report> {
+async fn scenario(run: &Run, scenario: Scenario, pid: Option<u32>) -> Result<Report> {
     Ok(match scenario {
         Scenario::Publish {
             subscribers,
@@ -252,10 +256,7 @@ async fn scenario(run: &Run, scenario: Scenario) -> Result<Report> {
             messages, batch, ..
         } => scenario::catchup::run(run, messages, batch.max(1)).await,
         Scenario::Idle {
-            sockets,
-            pid,
-            settle_ms,
-            ..
+            sockets, settle_ms, ..
         } => scenario::idle::run(run, sockets, pid, Duration::from_millis(settle_ms)).await,
         Scenario::Work {
             workers,
@@ -307,12 +308,53 @@ async fn selftest(limit: Duration, fanout_rate: f64) -> Result<Vec<Report>> {
             rate,
             payload_bytes: 0,
         };
-        let report = scenario::publish::run(&run, name, subscribers, load).await;
+        let usage = Usage::start(None);
+        let mut report = scenario::publish::run(&run, name, subscribers, load).await;
+        usage.finish(&mut report);
         print!("{}", report.text());
         reports.push(report);
     }
     drop(server);
     Ok(reports)
+}
+
+/// The CPU time the server (with `--pid`) and the bench used during a scenario, setup
+/// included, in seconds and in cores (CPU seconds per second of the scenario).
+struct Usage {
+    began: std::time::Instant,
+    server: Option<(u32, f64)>,
+    bench: Option<f64>,
+}
+
+impl Usage {
+    fn start(pid: Option<u32>) -> Usage {
+        Usage {
+            began: std::time::Instant::now(),
+            server: pid.and_then(|pid| Some((pid, process::cpu_seconds(pid)?))),
+            bench: process::cpu_seconds(std::process::id()),
+        }
+    }
+
+    fn finish(self, report: &mut Report) {
+        let wall = self.began.elapsed().as_secs_f64().max(1e-9);
+        let mut put = |name: &str, before: Option<f64>, pid: u32| {
+            if let (Some(before), Some(after)) = (before, process::cpu_seconds(pid)) {
+                let used = after - before;
+                let cores = (used / wall * 100.0).round() / 100.0;
+                let used_s = (used * 100.0).round() / 100.0;
+                report
+                    .extra
+                    .insert(format!("{name}_cpu_s"), serde_json::json!(used_s));
+                report
+                    .extra
+                    .insert(format!("{name}_cores"), serde_json::json!(cores));
+            }
+        };
+        if let Some((pid, before)) = self.server {
+            put("server", Some(before), pid);
+        }
+        put("bench", self.bench, std::process::id());
+    }
 }
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {

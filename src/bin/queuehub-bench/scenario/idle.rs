@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{Live, Run, close_all, receive_all, stop_all, subscribe};
+use crate::process::rss_kib;
 use crate::progress::Progress;
 use crate::report::{Report, Status};
 
@@ -99,29 +100,4 @@ pub async fn run(run: &Run, sockets: usize, pid: Option<u32>, settle: Duration) 
     report.missing = dropped as u64;
     report.settle();
     report
-}
-
-/// The resident memory of process `pid` in KiB (VmRSS in /proc/PID/status).
-fn rss_kib(pid: u32) -> Result<u64, String> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|err| format!("reading {path}: {err}"))?;
-    parse_vm_rss(&status).ok_or_else(|| format!("{path} has no VmRSS line"))
-}
-
-fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vm_rss_is_read_in_kib() {
-        let status = "Name:\tnode\nVmPeak:\t  999 kB\nVmRSS:\t   52344 kB\nThreads:\t7\n";
-        assert_eq!(parse_vm_rss(status), Some(52344));
-        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
-        assert!(rss_kib(std::process::id()).unwrap() > 0, "our own RSS");
-    }
 }
