@@ -59,7 +59,9 @@ def note(report):
     if report.get("missing") or report.get("duplicates"):
         parts.append(f"missing {report['missing']}, duplicates {report['duplicates']}")
     if report.get("server_errors"):
-        parts.append(f"{report['server_errors']} server errors")
+        error = report.get("first_error") or ""
+        code = error.split('"code":"')[1].split('"')[0] if '"code":"' in error else "see the report"
+        parts.append(f"{fmt(report['server_errors'])} events refused by the server ({code}, e.g. acks)")
     return "; ".join(parts)
 
 
@@ -90,6 +92,9 @@ def markdown(results):
                 + (f" in arrays of {load['batch']}" if load.get("batch") else "")
                 + (f" at {fmt(load['rate'])} msg/s" if load.get("rate") else "")
             )
+            offered = (report.get("extra") or {}).get("offered_deliveries_per_s")
+            if offered:
+                what += f" (offered {fmt(offered)} deliveries/s)"
             lines.append(f"| {what} | {fmt(report['deliveries_per_s'])} | {fmt(latency(report, 'p99'), 2)} | {cores(report, 'bench')} |")
     return "\n".join(lines)
 
@@ -151,7 +156,8 @@ def log_panel(svg, y, title, rows, unit):
         for value, color, missing in bars:
             if value:
                 svg.rect(x0, y, x(value) - x0, BAR_H, color)
-                svg.text(x(value) + 4, y + BAR_H - 2, fmt(value, 0 if value >= 10 else 2), size=10, color="#2d3748")
+                label = (missing if color == CEILING_COLOR else "") + fmt(value, 0 if value >= 10 else 2)
+                svg.text(x(value) + 4, y + BAR_H - 2, label, size=10, color="#2d3748")
             else:
                 svg.text(x0 + 4, y + BAR_H - 2, missing, size=10, color="#718096")
             y += BAR_H + 2
@@ -173,8 +179,11 @@ def plot(results):
     svg = Svg(LABEL_W + PLOT_W + 110)
     machine = results.get("machine", {})
     svg.text(20, 26, "queuehub vs the Node hub, measured by queuehub-bench in one run", size=17, weight="bold")
-    svg.text(20, 44, f"{machine.get('cpus', '?')} cores shared by the server and the load tool; "
-             f"{results.get('generated', '')}; commit {machine.get('commit', '?')}", size=11, color="#4a5568")
+    loads = [float(v.split()[0]) for s in results["scenarios"]
+             for v in (s.get("loadavg_before") or {}).values() if v]
+    busy = f"; load average {min(loads):.1f}–{max(loads):.1f} before the runs" if loads else ""
+    svg.text(20, 44, f"{machine.get('cpus', '?')} cores shared by the server, the load tool and other work"
+             f"{busy}; {results.get('generated', '')}; commit {machine.get('commit', '?')}", size=11, color="#4a5568")
     y = legend(svg, 56, True)
     selftest = results.get("selftest") or []
     moving = [s for s in results["scenarios"] if s["id"] != "idle"]
@@ -192,7 +201,11 @@ def plot(results):
                 out.append((value_of(report), color, f"{server}: none"))
         index = CEILING_OF.get(scenario["id"])
         if ceiling and index is not None and index < len(selftest):
-            out.append((value_of(selftest[index]), CEILING_COLOR, ""))
+            report = selftest[index]
+            offered = (report.get("extra") or {}).get("offered_deliveries_per_s")
+            # A ceiling run that delivered all it was offered only shows a lower bound.
+            bound = "≥ " if offered and report["deliveries_per_s"] >= 0.97 * offered else ""
+            out.append((value_of(report), CEILING_COLOR, bound))
         return out
 
     rows = [(s["short"], bars(s, lambda r: r["deliveries_per_s"] or None, True)) for s in moving]
