@@ -34,6 +34,8 @@ def latency(report, key):
 
 def cores(report, who):
     """CPU cores a process used over the scenario (CPU seconds / wall seconds)."""
+    if (report or {}).get("status") in ("skipped", "failed"):
+        return "–"  # over a moment of set-up, a tick of CPU time reads as a core
     value = ((report or {}).get("extra") or {}).get(f"{who}_cores")
     return "–" if value is None else f"{value:.2f}"
 
