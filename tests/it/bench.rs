@@ -86,3 +86,38 @@ async fn the_bench_refuses_a_target_that_is_not_on_this_machine() {
     assert!(text.contains("--allow-remote"), "{text}");
     assert_eq!(report, Value::Null, "no report is written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_work_run_hands_each_job_to_exactly_one_of_the_workers() {
+    let app = spawn_app().await;
+    let (code, report, text) = bench(&[
+        "work",
+        "--url",
+        &app.url,
+        "--workers",
+        "3",
+        "--producers",
+        "2",
+        "--jobs",
+        "150",
+        "--timeout",
+        "30",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["status"], "complete", "{report}");
+    assert_eq!(report["deliveries"], 150, "{report}");
+    assert_eq!(
+        (report["missing"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let per_worker: Vec<u64> = report["extra"]["jobs_per_worker"]
+        .as_array()
+        .expect("jobs per worker")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(per_worker.len(), 3, "{report}");
+    assert_eq!(per_worker.iter().sum::<u64>(), 150, "{report}");
+    app.stop().await;
+}

@@ -97,7 +97,10 @@ pub async fn run(run: &Run, sockets: usize, pid: Option<u32>, settle: Duration) 
     } else {
         report.note = Some("no --pid given: server memory not measured".into());
     }
-    report.missing = dropped as u64;
     report.settle();
+    if dropped > 0 {
+        report.status = Status::Incomplete;
+        report.note = Some(format!("{dropped} sockets dropped while idle"));
+    }
     report
 }

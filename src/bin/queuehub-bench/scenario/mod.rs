@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -126,10 +126,16 @@ pub async fn subscribe(
         .call("subscribe", &data, run.deadline, |_, _| {})
         .await?;
     if !events::is_ok(&answer) {
-        bail!("subscribe was refused: {answer}");
+        socket.close().await;
+        return Err(Refused(answer).into());
     }
     Ok((socket, answer))
 }
+
+/// The server answered a `subscribe` with an error (as opposed to failing to answer).
+#[derive(Debug, thiserror::Error)]
+#[error("subscribe was refused: {0}")]
+pub struct Refused(pub Value);
 
 /// What one subscriber saw.
 pub struct Received {

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use super::{Live, Load, Run, close_all, publish, receive_all, stop_all, subscribe_all, wait_for};
+use super::{
+    Live, Load, Refused, Run, close_all, publish, receive_all, stop_all, subscribe_all, wait_for,
+};
 use crate::http::HttpConn;
 use crate::progress::Progress;
 use crate::report::{Report, Status};
@@ -40,9 +42,14 @@ pub async fn run(run: &Run, work: Work) -> Report {
     .await
     {
         Ok(workers) => workers,
-        Err(err) => {
+        Err(err) if err.downcast_ref::<Refused>().is_some() => {
             report.status = Status::Skipped;
             report.note = Some(format!("the server refused a work-mode subscribe: {err:#}"));
+            return report;
+        }
+        Err(err) => {
+            report.status = Status::Failed;
+            report.note = Some(format!("subscribing the workers: {err:#}"));
             return report;
         }
     };
