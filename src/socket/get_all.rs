@@ -103,13 +103,19 @@ pub type Job = (CatchUp, Reply);
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
 /// queues the streaming to the socket's catch-up task (waiting while a few are queued).
-pub async fn handle(session: &Session, data: Value, reply: Reply, catch_ups: &mpsc::Sender<Job>) {
+pub async fn handle(
+    session: &Session,
+    data: Value,
+    reply: Reply,
+    catch_ups: &mpsc::Sender<Box<Job>>,
+) {
     match start(session, data) {
         Err(err) => reply.now(Err(err)),
         Ok(catch_up) => {
-            if let Err(mpsc::error::SendError((_, reply))) = catch_ups.send((catch_up, reply)).await
+            if let Err(mpsc::error::SendError(job)) =
+                catch_ups.send(Box::new((catch_up, reply))).await
             {
-                reply.now(Err(Error::shutting_down()));
+                job.1.now(Err(Error::shutting_down()));
             }
         }
     }
@@ -119,7 +125,7 @@ pub async fn handle(session: &Session, data: Value, reply: Reply, catch_ups: &mp
 /// its other events. Ends when the socket disconnects.
 pub async fn run(
     session: Arc<Session>,
-    mut jobs: mpsc::Receiver<Job>,
+    mut jobs: mpsc::Receiver<Box<Job>>,
     mut closed: watch::Receiver<bool>,
 ) {
     loop {
@@ -127,9 +133,10 @@ pub async fn run(
             job = jobs.recv() => job,
             _ = closed.wait_for(|closed| *closed) => None,
         };
-        let Some((catch_up, reply)) = job else {
+        let Some(job) = job else {
             return;
         };
+        let (catch_up, reply) = *job;
         let result = stream(&session, catch_up).await;
         // Answered by this task itself, after the last message it sent.
         reply

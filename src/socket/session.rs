@@ -49,7 +49,7 @@ struct Command {
 /// The way into a socket's event queue, shared by its handlers.
 #[derive(Clone)]
 struct Inlet {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Box<Command>>,
     rate: Arc<Mutex<RateLimit>>,
     /// Bytes of event data waiting in the queue.
     queued: Arc<AtomicUsize>,
@@ -134,7 +134,7 @@ fn connect_client(
 
 /// What a socket's handlers feed, kept from [`prepare`] until [`start`].
 pub struct Prepared {
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Box<Command>>,
     queued: Arc<AtomicUsize>,
     closed_tx: watch::Sender<bool>,
     closed: watch::Receiver<bool>,
@@ -146,7 +146,9 @@ pub struct Prepared {
 /// the handlers must exist before it is sent. Events queue up until [`start`].
 pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: usize) -> Prepared {
     let dialect = options.dialect_of(socket.ns());
-    let (tx, commands) = mpsc::channel::<Command>(QUEUE_LENGTH);
+    // Boxed: a channel allocates its first block of slots at once, and the socket's idle
+    // memory is counted in slots (see `reply::Replies`).
+    let (tx, commands) = mpsc::channel::<Box<Command>>(QUEUE_LENGTH);
     let (closed_tx, closed) = watch::channel(false);
     let replies = Replies::start(socket, closed.clone());
     let max_packet = max_payload_bytes + super::MAX_PACKET_OVERHEAD;
@@ -332,7 +334,7 @@ impl Inlet {
         }
         if let Err(
             mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
-        ) = self.tx.try_send(command)
+        ) = self.tx.try_send(Box::new(command))
         {
             self.queued.fetch_sub(size, Ordering::Relaxed);
             command.reply.now(Err(queue_full()));
@@ -353,26 +355,26 @@ fn queue_full() -> Error {
 /// Handles the socket's events one after another until it disconnects.
 async fn run(
     session: Arc<Session>,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::Receiver<Box<Command>>,
     queued: Arc<AtomicUsize>,
     mut closed: watch::Receiver<bool>,
 ) {
-    let (catch_ups, jobs) = mpsc::channel(CATCH_UP_QUEUE);
+    let (catch_ups, jobs) = mpsc::channel::<Box<get_all::Job>>(CATCH_UP_QUEUE);
     tokio::spawn(get_all::run(Arc::clone(&session), jobs, closed.clone()));
     loop {
         let next = tokio::select! {
             command = commands.recv() => command,
             _ = closed.wait_for(|closed| *closed) => None,
         };
-        let Some(Command {
+        let Some(command) = next else {
+            return;
+        };
+        let Command {
             kind,
             data,
             size,
             reply,
-        }) = next
-        else {
-            return;
-        };
+        } = *command;
         queued.fetch_sub(size, Ordering::Relaxed);
         let data = match data {
             Ok(data) => data,
