@@ -4,6 +4,14 @@ use clap::Parser;
 use queuehub::config::{Cli, Config};
 use queuehub::{Application, app, telemetry};
 
+/// jemalloc: the server allocates and frees many small buffers per message and per delivery,
+/// from several threads; under load glibc's malloc and free took about a quarter of its CPU,
+/// and the 500 msg/s fan-out sometimes fell behind with it. Measured side by side with
+/// queuehub-bench (docs/BENCHMARKS.md): less server CPU for the same load, the fan-out held,
+/// and the memory of an idle socket about the same.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_cli(Cli::parse())?;
