@@ -51,8 +51,8 @@ fn number(field: &str, value: &Option<Value>, min: u64, max: u64) -> Result<Opti
 }
 
 impl Subscribe {
-    /// Checks the mode and its options. `ordered` is not supported yet and is refused, not
-    /// ignored; work-mode options without `mode: "work"` are an error.
+    /// Checks the mode and its options: `ordered` applies to broadcast subscriptions only, and
+    /// work-mode options without `mode: "work"` are an error.
     fn options(&mut self) -> Result<Options, Error> {
         let mode = match self.mode.as_deref() {
             None | Some("broadcast") => Mode::Broadcast,
