@@ -105,10 +105,12 @@ pub(crate) async fn run(
         .await
         > 0
     {
-        let ops: Vec<Op> = pending
-            .iter_mut()
-            .flat_map(|b| b.effects.ops.drain(..))
-            .collect();
+        let ops: Vec<Op> = latest_counters_only(
+            pending
+                .iter_mut()
+                .flat_map(|b| b.effects.ops.drain(..))
+                .collect(),
+        );
         let result = if ops.is_empty() {
             Ok(())
         } else {
@@ -159,6 +161,24 @@ pub(crate) async fn run(
     }
 }
 
+/// Drops every `PutCounters` of a queue but the last in one commit: each overwrites the
+/// queue's counters record, so only the last is seen, and under load a commit holds one per
+/// publish and per ack (hundreds for the same queue).
+fn latest_counters_only(mut ops: Vec<Op>) -> Vec<Op> {
+    let mut seen = std::collections::HashSet::new();
+    let mut keep = vec![true; ops.len()];
+    for (i, op) in ops.iter().enumerate().rev() {
+        if let Op::PutCounters { queue, .. } = op
+            && !seen.insert(queue.clone())
+        {
+            keep[i] = false;
+        }
+    }
+    let mut keep = keep.into_iter();
+    ops.retain(|_| keep.next().unwrap_or(true));
+    ops
+}
+
 fn fail_all(pending: &mut Vec<Batch>, error: &Error) {
     for batch in pending.drain(..) {
         let _ = batch.done.send(Err(error.clone()));
@@ -194,5 +214,41 @@ async fn recover(shared: &Shared, batches: &mut mpsc::UnboundedReceiver<Batch>, 
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Counters;
+
+    fn counters(queue: &str, published: u64) -> Op {
+        Op::PutCounters {
+            queue: QueueName::parse(queue).unwrap(),
+            counters: Counters {
+                published,
+                ..Counters::default()
+            },
+        }
+    }
+
+    #[test]
+    fn only_the_last_counters_of_each_queue_are_written() {
+        let ops = vec![
+            counters("a", 1),
+            Op::DeleteMessage(7),
+            counters("b", 1),
+            counters("a", 2),
+            counters("a", 3),
+        ];
+        let kept: Vec<String> = latest_counters_only(ops)
+            .iter()
+            .map(|op| match op {
+                Op::PutCounters { queue, counters } => format!("{queue}={}", counters.published),
+                Op::DeleteMessage(seq) => format!("delete {seq}"),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(kept, ["delete 7", "b=1", "a=3"]);
     }
 }
