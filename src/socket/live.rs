@@ -130,7 +130,10 @@ impl Live {
         let key = (envelope.client_id.clone(), envelope.queue.clone());
         let mut state = self.lock();
         if delivery.head {
-            if !self.try_emit(envelope.event.as_str(), data) {
+            // A newer head replaces one still waiting (that one was acked meanwhile).
+            if self.try_emit(envelope.event.as_str(), data) {
+                state.heads.remove(&key);
+            } else {
                 state.heads.insert(key, envelope.clone());
                 self.resume(&mut state);
             }
@@ -211,7 +214,8 @@ impl Live {
         }
     }
 
-    /// Records that `key` has been sent up to `upto`; live again if nothing was skipped past.
+    /// Records that `key` has been sent up to `upto` (0: nothing new in order); live again if
+    /// nothing was skipped past it and no late message waits.
     fn sent(&self, key: &Key, upto: u64) {
         let mut state = self.lock();
         if let Some(lag) = state.lagging.get_mut(key) {
@@ -279,7 +283,13 @@ async fn resume(live: Arc<Live>) {
                 }
                 sent
             }
-            Step::Late(key, seq) => live.stream(&key, (seq.saturating_sub(1), seq)).await,
+            Step::Late(key, seq) => {
+                let sent = live.stream(&key, (seq.saturating_sub(1), seq)).await;
+                if sent.is_ok() {
+                    live.sent(&key, 0); // live again if that was all it missed
+                }
+                sent
+            }
             Step::WaitForFanOut(sent_upto) => {
                 let moved = fanned_out.wait_for(|mark| *mark > sent_upto).await;
                 if moved.is_err() {

@@ -318,3 +318,42 @@ async fn an_ordered_head_that_finds_the_buffer_full_arrives_once_the_socket_read
     assert_eq!(step, Some(json!("first")));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_message_that_comes_due_while_its_subscriber_lags_arrives_once() {
+    // The delayed message is published first (so its sequence number is lower than everything
+    // behind it) and comes due while the subscriber is not reading and its live push lags
+    // far past that number: it must still reach the subscriber, once, without a getAll.
+    const MESSAGES: usize = 5_000;
+    let app = spawn_app().await;
+    let (queue, slow) = (unique("news"), unique("slow"));
+    let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
+    let body = json!({"event": "reminder", "payload": "later", "delayMs": 1500});
+    let (status, _) = app
+        .post(&format!("/v1/queues/{queue}/messages"), body)
+        .await;
+    assert_eq!(status, 201);
+    publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await; // due, while nothing is read
+
+    let (mut items, mut reminders) = (0, 0);
+    while items < MESSAGES || reminders == 0 {
+        let text = next_text(&mut ws).await.expect("the server keeps pushing");
+        let Some(event) = text.strip_prefix("42") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(event).unwrap();
+        match event[0].as_str() {
+            Some("item") => items += 1,
+            Some("reminder") => reminders += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let more = tokio::time::timeout(Duration::from_millis(500), next_text(&mut ws)).await;
+    assert!(
+        more.is_err(),
+        "nothing more (the reminder came once): {more:?}"
+    );
+    assert_eq!(reminders, 1);
+    app.stop().await;
+}
