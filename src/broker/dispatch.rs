@@ -180,14 +180,19 @@ async fn send_committed(broker: &Broker, assigned: Vec<state::Assignment>) -> Re
 
 /// Pushes the head of an ordered subscription to all the client's sockets on its queue.
 async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error> {
-    let payloads = broker.payloads(vec![head.meta.seq]).await?;
-    let payload = payloads
-        .into_iter()
-        .next()
-        .flatten()
-        .and_then(|text| serde_json::from_str(&text).ok());
+    let payload = match &head.payload {
+        Some(payload) => Some(Arc::clone(payload)),
+        None => broker
+            .payloads(vec![head.meta.seq])
+            .await?
+            .into_iter()
+            .next()
+            .flatten()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .map(Arc::new),
+    };
     if let (Some(outbox), Some(payload)) = (broker.shared.outbox.get(), payload) {
-        let envelope = Envelope::new(&head.meta, Arc::new(payload), &head.client, head.attempt);
+        let envelope = Envelope::new(&head.meta, payload, &head.client, head.attempt);
         let seq = head.meta.seq;
         outbox
             .deliver(super::Delivery {
@@ -202,16 +207,33 @@ async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error
 
 /// Sends each assignment to its worker; a worker that cannot take it hands it back.
 async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<(), Error> {
-    let seqs = assignments.iter().map(|a| a.meta.seq).collect();
-    let payloads = broker.payloads(seqs).await?;
+    // Payloads not in hand are read from the store, all in one read.
+    let missing = assignments
+        .iter()
+        .filter(|a| a.payload.is_none())
+        .map(|a| a.meta.seq)
+        .collect::<Vec<_>>();
+    let mut read = if missing.is_empty() {
+        Vec::new()
+    } else {
+        broker.payloads(missing).await?
+    }
+    .into_iter();
     let outbox = broker.shared.outbox.get();
-    for (assignment, payload) in assignments.into_iter().zip(payloads) {
-        let payload = payload.and_then(|text| serde_json::from_str(&text).ok());
+    for assignment in assignments {
+        let payload = match &assignment.payload {
+            Some(payload) => Some(Arc::clone(payload)),
+            None => read
+                .next()
+                .flatten()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .map(Arc::new),
+        };
         let sent = match (outbox, payload) {
             (Some(outbox), Some(payload)) => {
                 let envelope = Envelope::new(
                     &assignment.meta,
-                    Arc::new(payload),
+                    payload,
                     &assignment.client,
                     assignment.attempt,
                 );
@@ -266,7 +288,7 @@ async fn dead_letter(
                     meta.source.clone(),
                 );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
-                effects.published(&outcome, message.payload);
+                effects.published(&outcome, Arc::new(message.payload));
                 effects.dispatch_later(&outcome);
             }
             Ok(())

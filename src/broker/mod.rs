@@ -311,13 +311,22 @@ impl Broker {
             for (message, text) in prepared {
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
-                // Workers get the message right after this commit (no commit of its own).
+                let payload = Arc::new(message.payload);
+                // Workers get the message right after this commit (no commit of its own),
+                // with the payload in hand.
+                let assigned = effects.assigned.len();
                 for client in &outcome.workers {
                     let queue = &outcome.receipt.queue;
                     let sockets_online = online(client, queue);
                     Broker::dispatch_now(index, effects, (client, queue), now, sockets_online);
                 }
-                effects.published(&outcome, message.payload);
+                let seq = outcome.meta.as_ref().map(|m| m.seq);
+                for assignment in &mut effects.assigned[assigned..] {
+                    if Some(assignment.meta.seq) == seq {
+                        assignment.payload = Some(Arc::clone(&payload));
+                    }
+                }
+                effects.published(&outcome, payload);
             }
             Ok(answers)
         });

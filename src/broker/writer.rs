@@ -25,7 +25,7 @@ use crate::store::Op;
 use super::Shared;
 use super::activity::{Activity, ActivityKind};
 use super::dispatch::Request;
-use super::message::{Delivery, format_ms};
+use super::message::{Delivery, SharedPayload, format_ms};
 use super::state::{Assignment, PublishOutcome, State};
 
 /// At most this many queued batches share one commit.
@@ -59,7 +59,7 @@ impl Effects {
     /// Records a publish: its live pushes and its activity (nothing for a duplicate). Its
     /// work-mode recipients are the caller's: dispatched now (see `Broker::dispatch_now`) or
     /// later ([`Effects::dispatch_later`]).
-    pub(crate) fn published(&mut self, outcome: &PublishOutcome, payload: serde_json::Value) {
+    pub(crate) fn published(&mut self, outcome: &PublishOutcome, payload: SharedPayload) {
         if outcome.duplicate {
             return;
         }

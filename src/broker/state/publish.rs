@@ -228,9 +228,9 @@ impl State {
 
 impl PublishOutcome {
     /// The live pushes of a new message, one per recipient, sharing one parsed payload.
-    pub(crate) fn deliveries(&self, payload: serde_json::Value) -> Vec<Delivery> {
+    pub(crate) fn deliveries(&self, payload: SharedPayload) -> Vec<Delivery> {
         match &self.meta {
-            Some(meta) => deliveries(meta, &self.recipients, Arc::new(payload)),
+            Some(meta) => deliveries(meta, &self.recipients, payload),
             None => Vec::new(),
         }
     }

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::broker::message::SharedPayload;
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 use crate::store::{MessageMeta, Mode, Op};
@@ -100,6 +101,9 @@ pub(crate) struct Assignment {
     pub(crate) client: ClientId,
     pub(crate) meta: Arc<MessageMeta>,
     pub(crate) attempt: u32,
+    /// The payload, when the mutation that assigned it has it in memory (a publish): then
+    /// nobody reads it back from the store to send it.
+    pub(crate) payload: Option<SharedPayload>,
 }
 
 impl Subscriber {
@@ -255,6 +259,7 @@ impl State {
                 client: client.clone(),
                 meta,
                 attempt: *attempts,
+                payload: None,
             });
         }
         (assignments, dead)
@@ -389,6 +394,7 @@ impl State {
             client: client.clone(),
             meta: Arc::clone(&messages.get(&seq)?.meta),
             attempt: *attempts,
+            payload: None,
         })
     }
 
