@@ -82,11 +82,7 @@ async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber
         subscribers.push(tokio::spawn(async move {
             let mut seen = 0;
             while seen < MESSAGES {
-                let text = next_text(&mut ws).await.expect("the server keeps pushing");
-                let Some(event) = text.strip_prefix("42") else {
-                    continue;
-                };
-                let event: Value = serde_json::from_str(event).expect("an event packet");
+                let event = next_event(&mut ws).await;
                 assert_eq!(event[1]["payload"]["n"], seen, "{client} in order: {event}");
                 let ack = json!(["received", {"clientId": client, "id": event[1]["id"]}]);
                 ws.send(Message::text(format!("42{ack}"))).await.unwrap();
@@ -138,15 +134,21 @@ async fn raw_subscriber(url: &str, client: &str, queue: &str) -> RawSocket {
     ws
 }
 
+/// The next event a bare WebSocket receives, as `[name, argument]` (other packets skipped).
+async fn next_event(ws: &mut RawSocket) -> Value {
+    loop {
+        let text = next_text(ws).await.expect("the server keeps pushing");
+        if let Some(event) = text.strip_prefix("42") {
+            return serde_json::from_str(event).expect("an event packet");
+        }
+    }
+}
+
 /// Reads events from a bare WebSocket until `count` `item`s came; returns their `n`s.
 async fn read_items(ws: &mut RawSocket, count: usize) -> Vec<u64> {
     let mut seen = Vec::with_capacity(count);
     while seen.len() < count {
-        let text = next_text(ws).await.expect("the server keeps pushing");
-        let Some(event) = text.strip_prefix("42") else {
-            continue;
-        };
-        let event: Value = serde_json::from_str(event).expect("an event packet");
+        let event = next_event(ws).await;
         assert_eq!(event[0], "item", "{event}");
         seen.push(event[1]["payload"]["n"].as_u64().expect("n"));
     }
@@ -253,11 +255,7 @@ async fn a_stalled_worker_keeps_its_jobs_and_gets_them_once_it_reads() {
 
     let (mut items, mut seen, mut ids) = (0, std::collections::BTreeSet::new(), Vec::new());
     while items < BUSY || seen.len() < JOBS {
-        let text = next_text(&mut ws).await.expect("the server keeps pushing");
-        let Some(event) = text.strip_prefix("42") else {
-            continue;
-        };
-        let event: Value = serde_json::from_str(event).unwrap();
+        let event = next_event(&mut ws).await;
         if event[0] == "item" {
             items += 1;
             continue;
@@ -304,11 +302,7 @@ async fn an_ordered_head_that_finds_the_buffer_full_arrives_once_the_socket_read
 
     let (mut items, mut step) = (0, None);
     while items < BUSY || step.is_none() {
-        let text = next_text(&mut ws).await.expect("the server keeps pushing");
-        let Some(event) = text.strip_prefix("42") else {
-            continue;
-        };
-        let event: Value = serde_json::from_str(event).unwrap();
+        let event = next_event(&mut ws).await;
         match event[0].as_str() {
             Some("item") => items += 1,
             Some("step") => step = Some(event[1]["payload"].clone()),
@@ -338,11 +332,7 @@ async fn a_delayed_message_that_comes_due_while_its_subscriber_lags_arrives_once
 
     let (mut items, mut reminders) = (0, 0);
     while items < MESSAGES || reminders == 0 {
-        let text = next_text(&mut ws).await.expect("the server keeps pushing");
-        let Some(event) = text.strip_prefix("42") else {
-            continue;
-        };
-        let event: Value = serde_json::from_str(event).unwrap();
+        let event = next_event(&mut ws).await;
         match event[0].as_str() {
             Some("item") => items += 1,
             Some("reminder") => reminders += 1,
