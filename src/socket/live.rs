@@ -226,6 +226,13 @@ impl Live {
         }
     }
 
+    /// A late message could not be read from the store: it is tried again.
+    fn late_again(&self, key: &Key, seq: u64) {
+        if let Some(lag) = self.lock().lagging.get_mut(key) {
+            lag.late.insert(seq);
+        }
+    }
+
     /// The subscription ended (or the index no longer has it): nothing to resume there.
     fn forget(&self, key: &Key) {
         self.lock().lagging.remove(key);
@@ -239,26 +246,27 @@ impl Live {
         }
     }
 
-    /// Streams `key`'s inbox for `range` to the socket at its pace. `Err`: the socket is gone
-    /// (or a message could not be encoded).
-    async fn stream(&self, key: &Key, range: (u64, u64)) -> Result<(), SendError> {
+    /// Streams `key`'s inbox for `range` to the socket at its pace. `Ok(true)`: all of it went
+    /// out (or the subscription is gone); `Ok(false)`: the store could not be read, try the
+    /// range again (what went out already may go out twice: at-least-once). `Err`: the socket
+    /// is gone (or a message could not be encoded).
+    async fn stream(&self, key: &Key, range: (u64, u64)) -> Result<bool, SendError> {
         let (client, queue) = key.clone();
         let Ok(mut catch_up) = self.broker.resume(client, queue, range) else {
             self.forget(key);
-            return Ok(());
+            return Ok(true);
         };
         loop {
             let page = match self.broker.next_page(&mut catch_up).await {
                 Ok(page) => page,
                 Err(err) => {
-                    // The store could not be read: try again from the same place.
                     tracing::warn!(code = err.code(), "resuming a live push: {}", err.message());
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    return Ok(());
+                    return Ok(false);
                 }
             };
             if page.is_empty() {
-                return Ok(());
+                return Ok(true);
             }
             for envelope in &page {
                 self.emit(envelope).await?;
@@ -276,19 +284,19 @@ async fn resume(live: Arc<Live>) {
         let sent = match live.next_step(mark) {
             Step::Done => return,
             Step::Send(envelope) => live.emit(&envelope).await,
-            Step::Page(key, range) => {
-                let sent = live.stream(&key, range).await;
-                if sent.is_ok() {
+            Step::Page(key, range) => live.stream(&key, range).await.map(|complete| {
+                if complete {
                     live.sent(&key, range.1);
                 }
-                sent
-            }
+            }),
             Step::Late(key, seq) => {
-                let sent = live.stream(&key, (seq.saturating_sub(1), seq)).await;
-                if sent.is_ok() {
-                    live.sent(&key, 0); // live again if that was all it missed
-                }
-                sent
+                let range = (seq.saturating_sub(1), seq);
+                live.stream(&key, range)
+                    .await
+                    .map(|complete| match complete {
+                        true => live.sent(&key, 0), // live again if that was all it missed
+                        false => live.late_again(&key, seq),
+                    })
             }
             Step::WaitForFanOut(sent_upto) => {
                 let moved = fanned_out.wait_for(|mark| *mark > sent_upto).await;
