@@ -3,33 +3,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Http, SocketClient, TestApp, spawn_app, unique};
-
-async fn raw_post(
-    app: &TestApp,
-    path: &str,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}{path}", app.url))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error code in {body}"))
-}
+use crate::helpers::{
+    Http, SocketClient, TestApp, error_code as code, raw_post, spawn_app, unique,
+};
 
 #[tokio::test]
 async fn bad_http_publishes_get_clear_errors_and_store_nothing() {

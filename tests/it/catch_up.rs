@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, spawn_app, unique};
+use crate::helpers::{
+    Http, ServerProcess, SocketClient, data_dir, polling_session, spawn_app, unique,
+};
 
 /// The inbox size the spec names for catch-up with backpressure.
 const INBOX: usize = 100_000;
@@ -92,17 +94,7 @@ async fn a_client_can_ack_each_caught_up_message_as_fast_as_it_arrives() {
 /// polls again: a socket that reads nothing.
 async fn subscribe_and_never_read(url: &str, client: &str, queue: &str) {
     let http = reqwest::Client::new();
-    let handshake = http
-        .get(format!("{url}/socket.io/?EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_str(handshake.trim_start_matches('0')).unwrap();
-    let sid = open["sid"].as_str().unwrap().to_owned();
-    let endpoint = format!("{url}/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let endpoint = polling_session(&http, url).await;
     let send = |body: String| http.post(&endpoint).body(body).send();
     assert!(send("40".into()).await.unwrap().status().is_success());
     // Wait for the namespace's connect answer (`40{...}`): an event sent before it could

@@ -598,6 +598,51 @@ impl SocketClient {
     }
 }
 
+/// The content type of JSON bodies.
+pub const JSON: &str = "application/json";
+
+/// POSTs `body` as it is (not necessarily valid JSON) with `content_type`; returns the status
+/// and the answer (`null` if it is not JSON).
+pub async fn raw_post(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}{path}", app.url))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The stable code of an error answer.
+pub fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+/// Opens a bare engine.io long-polling session; returns its endpoint (`...&sid=`).
+pub async fn polling_session(http: &reqwest::Client, url: &str) -> String {
+    let handshake = http
+        .get(format!("{url}/socket.io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: Value = serde_json::from_str(handshake.trim_start_matches('0')).unwrap();
+    let sid = open["sid"].as_str().expect("a session id");
+    format!("{url}/socket.io/?EIO=4&transport=polling&sid={sid}")
+}
+
 /// A unique name for this test run, so tests never share queues or clients.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Http, ServerProcess, SocketClient, WAIT, data_dir, engine_io_websocket, next_text, raw_socket,
-    spawn_app_with, unique,
+    Http, ServerProcess, SocketClient, WAIT, data_dir, engine_io_websocket, next_text,
+    polling_session, raw_socket, spawn_app_with, unique,
 };
 
 /// A socket.io `publish` event asking for ack 1, with a payload of `size` characters.
@@ -91,21 +91,7 @@ async fn an_http_request_slower_than_the_timeout_is_answered_408_and_changes_not
 async fn a_long_polling_post_over_the_packet_limit_is_refused() {
     let app = spawn_app_with(|c| c.broker.max_payload_bytes = 1_000).await;
     let queue = unique("q");
-    let handshake = app
-        .http
-        .get(format!("{}/socket.io/?EIO=4&transport=polling", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_str(handshake.trim_start_matches('0')).unwrap();
-    let endpoint = format!(
-        "{}/socket.io/?EIO=4&transport=polling&sid={}",
-        app.url,
-        open["sid"].as_str().unwrap()
-    );
+    let endpoint = polling_session(&app.http, &app.url).await;
     let post = |body: String| app.http.post(&endpoint).body(body).send();
     assert!(post("40".into()).await.unwrap().status().is_success());
 

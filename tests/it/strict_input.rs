@@ -5,28 +5,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Http, SocketClient, TestApp, spawn_app, unique};
-
-async fn raw_post(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}{path}", app.url))
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error code in {body}"))
-}
+use crate::helpers::{
+    Http, JSON, SocketClient, TestApp, error_code as code, raw_post, spawn_app, unique,
+};
 
 /// A socket subscribed as `client` to `queue`, so that the queue exists and anything
 /// published to it would show as pending (and be pushed to this socket).
@@ -152,7 +135,7 @@ async fn a_repeated_key_in_an_http_body_is_invalid_json_and_publishes_nothing() 
         ),
     ];
     for (path, body) in cases {
-        let (status, answer) = raw_post(&app, &path, &body).await;
+        let (status, answer) = raw_post(&app, &path, JSON, body.clone()).await;
         assert_eq!(
             (status, code(&answer)),
             (400, "invalid_json"),
@@ -176,6 +159,7 @@ async fn a_repeated_key_in_an_http_body_is_invalid_json_and_publishes_nothing() 
     let (status, answer) = raw_post(
         &app,
         &one,
+        JSON,
         r#"{"event": "e", "payload": {"a": {"id": 1}, "b": {"id": 2}}}"#,
     )
     .await;
