@@ -127,24 +127,29 @@ impl Live {
     /// socket cannot take it. `data` is the envelope as this socket's namespace shows it.
     pub fn push<T: Serialize + ?Sized>(self: &Arc<Self>, delivery: &Delivery, data: &T) {
         let envelope = &delivery.envelope;
-        let key = (envelope.client_id.clone(), envelope.queue.clone());
+        let key = || (envelope.client_id.clone(), envelope.queue.clone());
         let mut state = self.lock();
         if delivery.head {
             // A newer head replaces one still waiting (that one was acked meanwhile).
             if self.try_emit(envelope.event.as_str(), data) {
-                state.heads.remove(&key);
+                if !state.heads.is_empty() {
+                    state.heads.remove(&key());
+                }
             } else {
-                state.heads.insert(key, envelope.clone());
+                state.heads.insert(key(), envelope.clone());
                 self.resume(&mut state);
             }
             return;
         }
-        if let Some(lag) = state.lagging.get_mut(&key) {
+        // The common case, no lag at all, builds no key.
+        if !state.lagging.is_empty()
+            && let Some(lag) = state.lagging.get_mut(&key())
+        {
             lag.skip(delivery.seq);
             return;
         }
         if !self.try_emit(envelope.event.as_str(), data) {
-            state.lagging.insert(key, Lag::starting_at(delivery.seq));
+            state.lagging.insert(key(), Lag::starting_at(delivery.seq));
             self.resume(&mut state);
         }
     }
@@ -203,7 +208,8 @@ impl Live {
             if fanned_out > lag.sent_upto {
                 return Step::Page(key.clone(), (lag.sent_upto, fanned_out));
             }
-            waiting = Some(lag.sent_upto);
+            // Wait for the mark to pass the lowest of them: that one can page first.
+            waiting = Some(waiting.map_or(lag.sent_upto, |w: u64| w.min(lag.sent_upto)));
         }
         match waiting {
             Some(sent_upto) => Step::WaitForFanOut(sent_upto),
