@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::message::{Envelope, NewMessage, now_ms};
+use super::message::{Envelope, NewMessage, SharedPayload, now_ms};
+use super::writer::Pooled;
 use super::{Broker, state};
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
@@ -59,8 +60,8 @@ impl Broker {
         now: u64,
         online: bool,
     ) {
-        let (assignments, dead) = index.dispatch(client, queue, now, &mut effects.ops);
-        effects.assigned.extend(assignments);
+        let dispatched = index.dispatch(client, queue, now, &mut effects.ops);
+        let dead = effects.dispatched(client, queue, dispatched);
         if let Some(head) = index.ordered_head(client, queue, now, online, &mut effects.ops) {
             effects.assigned.push(head);
         }
@@ -98,6 +99,9 @@ pub(crate) enum Request {
     /// Send assignments whose attempts were committed already (ordered heads have no
     /// consumer: they go to every socket of the client on that queue).
     Send(Vec<state::Assignment>),
+    /// Messages pooled by a commit that is now on disk: read the payloads not in hand and
+    /// mark them ready.
+    Pooled(Vec<Pooled>),
 }
 
 /// Runs until the broker closes.
@@ -117,6 +121,15 @@ pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Re
             match request {
                 Request::Look(client, queue) => {
                     looks.insert((client, queue));
+                }
+                Request::Pooled(pooled) => {
+                    if let Err(err) = make_ready(&broker, pooled).await {
+                        tracing::warn!(
+                            code = err.code(),
+                            "reading pooled messages failed: {}",
+                            err.message()
+                        );
+                    }
                 }
                 Request::Send(assignments) => {
                     if let Err(err) = send_committed(&broker, assignments).await {
@@ -144,7 +157,11 @@ async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<
         let online = broker.online()(client, queue);
         let (assignments, dead, head) = broker
             .mutate(|index, effects| {
-                let (assignments, dead) = index.dispatch(client, queue, now, &mut effects.ops);
+                let mut dispatched = index.dispatch(client, queue, now, &mut effects.ops);
+                // Pooled messages go out at once and mark themselves ready after the commit;
+                // the rest is sent below.
+                let assignments = std::mem::take(&mut dispatched.assigned);
+                let dead = effects.dispatched(client, queue, dispatched);
                 let head = index.ordered_head(client, queue, now, online, &mut effects.ops);
                 Ok((assignments, dead, head))
             })?
@@ -165,6 +182,22 @@ async fn round(broker: &Broker, client: &ClientId, queue: &QueueName) -> Result<
     }
 }
 
+/// Marks pooled messages ready, reading the payloads not in hand (all in one read). A pooled
+/// message that was given to a worker meanwhile went out after a commit like any other.
+async fn make_ready(broker: &Broker, pooled: Vec<Pooled>) -> Result<(), Error> {
+    let payloads = broker
+        .payloads_in_hand(pooled.iter().map(|p| (p.seq, p.payload.clone())))
+        .await?;
+    let mut core = broker.shared.lock();
+    for (entry, payload) in pooled.into_iter().zip(payloads) {
+        if let Some(payload) = payload {
+            core.index
+                .pool_ready(&entry.client, &entry.queue, entry.seq, payload);
+        }
+    }
+    Ok(())
+}
+
 /// Sends assignments (and ordered heads) committed by another mutation.
 async fn send_committed(broker: &Broker, assigned: Vec<state::Assignment>) -> Result<(), Error> {
     let (heads, assignments): (Vec<_>, Vec<_>) =
@@ -180,17 +213,11 @@ async fn send_committed(broker: &Broker, assigned: Vec<state::Assignment>) -> Re
 
 /// Pushes the head of an ordered subscription to all the client's sockets on its queue.
 async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error> {
-    let payload = match &head.payload {
-        Some(payload) => Some(Arc::clone(payload)),
-        None => broker
-            .payloads(vec![head.meta.seq])
-            .await?
-            .into_iter()
-            .next()
-            .flatten()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .map(Arc::new),
-    };
+    let payload = broker
+        .payloads_in_hand([(head.meta.seq, head.payload.clone())])
+        .await?
+        .pop()
+        .flatten();
     if let (Some(outbox), Some(payload)) = (broker.shared.outbox.get(), payload) {
         let envelope = Envelope::new(&head.meta, payload, &head.client, head.attempt);
         let seq = head.meta.seq;
@@ -205,30 +232,24 @@ async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error
     Ok(())
 }
 
-/// Sends each assignment to its worker; a worker that cannot take it hands it back.
+/// Sends each assignment to its worker, reading the payloads not in hand first.
 async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<(), Error> {
-    // Payloads not in hand are read from the store, all in one read.
-    let missing = assignments
-        .iter()
-        .filter(|a| a.payload.is_none())
-        .map(|a| a.meta.seq)
-        .collect::<Vec<_>>();
-    let mut read = if missing.is_empty() {
-        Vec::new()
-    } else {
-        broker.payloads(missing).await?
-    }
-    .into_iter();
+    let payloads = broker
+        .payloads_in_hand(assignments.iter().map(|a| (a.meta.seq, a.payload.clone())))
+        .await?;
+    give(broker, assignments.into_iter().zip(payloads));
+    Ok(())
+}
+
+/// Gives each assignment to its worker, without waiting; a worker that cannot take it
+/// (gone) hands it back: the attempt still counts, and the message goes to the next worker
+/// with room when the subscription is looked at again (a worker leaving triggers that).
+pub(super) fn give(
+    broker: &Broker,
+    assignments: impl IntoIterator<Item = (state::Assignment, Option<SharedPayload>)>,
+) {
     let outbox = broker.shared.outbox.get();
-    for assignment in assignments {
-        let payload = match &assignment.payload {
-            Some(payload) => Some(Arc::clone(payload)),
-            None => read
-                .next()
-                .flatten()
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .map(Arc::new),
-        };
+    for (assignment, payload) in assignments {
         let sent = match (outbox, payload) {
             (Some(outbox), Some(payload)) => {
                 let envelope = Envelope::new(
@@ -242,8 +263,6 @@ async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<()
             _ => false,
         };
         if !sent {
-            // The attempt still counts; the message goes to the next worker with room when
-            // the subscription is looked at again (a worker leaving triggers that).
             broker.shared.lock().index.hand_back(
                 &assignment.client,
                 &assignment.meta.queue,
@@ -251,7 +270,6 @@ async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<()
             );
         }
     }
-    Ok(())
 }
 
 /// Moves messages delivered too often to `<queue>.dead`: removed from the inbox and

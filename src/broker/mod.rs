@@ -44,6 +44,7 @@ use crate::store::{Store, StoreError, SubscriptionRecord};
 pub use crate::store::SubscriptionRecord as SubscriptionOptions;
 pub use activity::{Activity, ActivityKind};
 pub use catch_up::{CATCH_UP_PAGE, CatchUp};
+use message::SharedPayload;
 pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use state::State;
 use writer::{Batch, Effects};
@@ -242,11 +243,25 @@ impl Broker {
             ..Effects::default()
         };
         let value = mutate(&mut core.index, &mut effects)?;
+        let ready = std::mem::take(&mut effects.ready);
         let batch = Batch {
             effects,
             done: done_tx,
         };
         writer.send(batch).map_err(|_| Error::shutting_down())?;
+        drop(core);
+        if !ready.is_empty() {
+            // Counted on disk before this mutation, payloads in hand: a worker's next message
+            // does not wait for this commit. New ack deadlines: the timer may wake sooner.
+            self.shared.timer.notify_one();
+            dispatch::give(
+                self,
+                ready.into_iter().map(|a| {
+                    let payload = a.payload.clone();
+                    (a, payload)
+                }),
+            );
+        }
         Ok(Pending {
             value,
             done: done_rx,
@@ -314,7 +329,7 @@ impl Broker {
                 let payload = Arc::new(message.payload);
                 // Workers get the message right after this commit (no commit of its own),
                 // with the payload in hand.
-                let assigned = effects.assigned.len();
+                let (assigned, pooled) = (effects.assigned.len(), effects.pooled.len());
                 for client in &outcome.workers {
                     let queue = &outcome.receipt.queue;
                     let sockets_online = online(client, queue);
@@ -324,6 +339,11 @@ impl Broker {
                 for assignment in &mut effects.assigned[assigned..] {
                     if Some(assignment.meta.seq) == seq {
                         assignment.payload = Some(Arc::clone(&payload));
+                    }
+                }
+                for entry in &mut effects.pooled[pooled..] {
+                    if Some(entry.seq) == seq {
+                        entry.payload = Some(Arc::clone(&payload));
                     }
                 }
                 effects.published(&outcome, payload);
@@ -454,6 +474,37 @@ impl Broker {
             .payloads(seqs)
             .await
             .map_err(|e| Error::unavailable(e.to_string()))
+    }
+
+    /// The payloads of `wanted` messages, in order: the one in hand, else read from the
+    /// store (all in one read) and parsed; `None` for a message no longer stored.
+    async fn payloads_in_hand(
+        &self,
+        wanted: impl IntoIterator<Item = (u64, Option<SharedPayload>)>,
+    ) -> Result<Vec<Option<SharedPayload>>, Error> {
+        let wanted: Vec<_> = wanted.into_iter().collect();
+        let missing: Vec<u64> = wanted
+            .iter()
+            .filter(|(_, payload)| payload.is_none())
+            .map(|(seq, _)| *seq)
+            .collect();
+        let mut read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.payloads(missing).await?
+        }
+        .into_iter();
+        Ok(wanted
+            .into_iter()
+            .map(|(_, payload)| {
+                payload.or_else(|| {
+                    read.next()
+                        .flatten()
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .map(Arc::new)
+                })
+            })
+            .collect())
     }
 
     /// Whether a client has a socket connected to a queue, as the outbox sees it.

@@ -26,7 +26,8 @@ use super::Shared;
 use super::activity::{Activity, ActivityKind};
 use super::dispatch::Request;
 use super::message::{Delivery, SharedPayload, format_ms};
-use super::state::{Assignment, PublishOutcome, State};
+use super::state::{Assignment, Dispatched, PublishOutcome, State};
+use crate::store::MessageMeta;
 
 /// At most this many queued batches share one commit.
 pub(crate) const MAX_BATCHES_PER_COMMIT: usize = 4096;
@@ -46,6 +47,21 @@ pub(crate) struct Effects {
     /// Messages assigned to workers (and ordered heads) in this mutation, whose attempts it
     /// commits: the dispatcher sends them after the commit, without a commit of its own.
     pub(crate) assigned: Vec<Assignment>,
+    /// Pooled messages given to workers in this mutation: counted on disk already, payload
+    /// in hand; the broker sends them as soon as the mutation is applied, before its commit.
+    pub(crate) ready: Vec<Assignment>,
+    /// Messages pooled in this mutation: after the commit the dispatcher reads the payloads it
+    /// lacks and marks them ready.
+    pub(crate) pooled: Vec<Pooled>,
+}
+
+/// A message whose next attempt a mutation counted ahead (see `state::work`).
+pub(crate) struct Pooled {
+    pub(crate) client: ClientId,
+    pub(crate) queue: QueueName,
+    pub(crate) seq: u64,
+    /// In hand when the mutation published it.
+    pub(crate) payload: Option<SharedPayload>,
 }
 
 impl Effects {
@@ -75,6 +91,27 @@ impl Effects {
 }
 
 impl Effects {
+    /// Takes what a look at `client`'s work subscription to `queue` decided: assignments to
+    /// send after the commit, ready ones to send at once, messages pooled. Returns the
+    /// messages to move to the dead-letter queue.
+    pub(crate) fn dispatched(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        dispatched: Dispatched,
+    ) -> Vec<Arc<MessageMeta>> {
+        self.assigned.extend(dispatched.assigned);
+        self.ready.extend(dispatched.ready);
+        self.pooled
+            .extend(dispatched.pooled.into_iter().map(|seq| Pooled {
+                client: client.clone(),
+                queue: queue.clone(),
+                seq,
+                payload: None,
+            }));
+        dispatched.dead
+    }
+
     /// Asks the dispatcher to look at the work-mode recipients of a publish after the commit.
     pub(crate) fn dispatch_later(&mut self, outcome: &PublishOutcome) {
         let queue = &outcome.receipt.queue;
@@ -124,6 +161,7 @@ pub(crate) async fn run(
                         activity,
                         dispatch,
                         assigned,
+                        pooled,
                         ..
                     } = batch.effects;
                     // The dispatcher ends only when the broker closes.
@@ -131,6 +169,9 @@ pub(crate) async fn run(
                         // New ack deadlines: the timer may have to wake sooner.
                         shared.timer.notify_one();
                         let _ = shared.dispatch.send(Request::Send(assigned));
+                    }
+                    if !pooled.is_empty() {
+                        let _ = shared.dispatch.send(Request::Pooled(pooled));
                     }
                     for (client, queue) in dispatch {
                         let _ = shared.dispatch.send(Request::Look(client, queue));

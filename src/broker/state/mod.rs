@@ -24,7 +24,7 @@ mod work;
 pub(crate) use inbox::envelopes;
 pub(crate) use publish::deliveries;
 pub(crate) use timing::expired;
-pub(crate) use work::{Assignment, Workers};
+pub(crate) use work::{Assignment, Dispatched, Workers};
 
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
 /// list) still reference it. At zero references the message is deleted.

@@ -7,7 +7,12 @@
 //! its in-flight messages back at once.
 //!
 //! Which messages are in flight, and to whom, lives in memory only: after a restart every
-//! unacked message is deliverable again. Attempt counts are durable.
+//! unacked message is deliverable again. Attempt counts are durable, and committed before a
+//! message is sent. So that a worker's next message need not wait for a commit after its
+//! ack, the next few deliverable messages of a busy inbox are *pooled*: their next attempt is
+//! counted ahead (in the commit of whatever mutation found no worker with room for them), and
+//! once that commit is on disk and their payload read they go out the moment a worker has
+//! room (DECISIONS 19).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +26,12 @@ use super::{State, Subscriber, expired};
 
 /// The default time a worker has to ack a message.
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
+
+/// Messages pooled per attached worker: one for the ack on its way, one for the next.
+const POOLED_PER_WORKER: usize = 2;
+
+/// At most this many messages of one subscription are pooled (their payloads are in memory).
+const POOLED_MAX: usize = 16;
 
 /// Identifies one worker (a socket) to the outbox.
 pub type ConsumerId = String;
@@ -36,6 +47,10 @@ pub(crate) struct Workers {
     /// Messages whose ack deadline passed, with the worker that held them: their next
     /// delivery goes to another worker if one has room.
     timed_out: BTreeMap<u64, ConsumerId>,
+    /// Messages not in flight whose next attempt is counted already: `None` while that count
+    /// may not be on disk yet or the payload is not in hand, then the payload (ready to go
+    /// out without a commit).
+    pooled: BTreeMap<u64, Option<SharedPayload>>,
 }
 
 struct Consumer {
@@ -53,6 +68,11 @@ impl Workers {
     /// How many messages are in flight to them.
     pub(crate) fn in_flight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// How many messages may be pooled now.
+    fn pool_target(&self) -> usize {
+        (self.consumers.len() * POOLED_PER_WORKER).min(POOLED_MAX)
     }
 
     /// Forgets that `seq` is in flight (acked, handed back, dead-lettered); returns its ack
@@ -104,6 +124,21 @@ pub(crate) struct Assignment {
     /// The payload, when the mutation that assigned it has it in memory (a publish): then
     /// nobody reads it back from the store to send it.
     pub(crate) payload: Option<SharedPayload>,
+}
+
+/// What one look at a work-mode subscription decided.
+#[derive(Default)]
+pub(crate) struct Dispatched {
+    /// Given to workers; to be sent after the mutation's commit (their attempt counts are in
+    /// it, or in an earlier one).
+    pub(crate) assigned: Vec<Assignment>,
+    /// Given to workers from the pool: counted on disk already, payload in hand; to be sent
+    /// at once.
+    pub(crate) ready: Vec<Assignment>,
+    /// Pooled by this mutation: ready once it is committed and their payloads are in hand.
+    pub(crate) pooled: Vec<u64>,
+    /// Delivered `maxDeliveries` times: to be moved to the dead-letter queue.
+    pub(crate) dead: Vec<Arc<MessageMeta>>,
 }
 
 impl Subscriber {
@@ -189,23 +224,25 @@ impl State {
     }
 
     /// Assigns deliverable messages of `client`'s work-mode inbox on `queue` to workers with
-    /// spare capacity, oldest first, counting each as an attempt (durably, through `ops`).
-    /// Messages already delivered `maxDeliveries` times are returned separately, to be moved
-    /// to the dead-letter queue.
+    /// spare capacity, oldest first, counting each as an attempt (durably, through `ops`),
+    /// unless it was pooled (counted already). When no worker has room, the next messages are
+    /// pooled: counted now, sent without a commit of their own later. Messages already
+    /// delivered `maxDeliveries` times are returned separately, to be moved to the
+    /// dead-letter queue.
     pub(crate) fn dispatch(
         &mut self,
         client: &ClientId,
         queue_name: &QueueName,
         now: u64,
         ops: &mut Vec<Op>,
-    ) -> (Vec<Assignment>, Vec<Arc<MessageMeta>>) {
-        let (mut assignments, mut dead) = (Vec::new(), Vec::new());
+    ) -> Dispatched {
+        let mut out = Dispatched::default();
         let Some(subscriber) = self
             .queues
             .get_mut(queue_name)
             .and_then(|q| q.subscribers.get_mut(client))
         else {
-            return (assignments, dead);
+            return out;
         };
         let timeout = subscriber
             .record
@@ -213,11 +250,14 @@ impl State {
             .unwrap_or(DEFAULT_ACK_TIMEOUT_MS);
         let max_deliveries = subscriber.record.max_deliveries;
         let Some(workers) = subscriber.workers.as_mut() else {
-            return (assignments, dead);
+            return out;
         };
-        // Timed-out messages that left the inbox meanwhile (TTL) need no worker to avoid.
+        // Messages that left the inbox meanwhile (acked, TTL) need no worker to avoid, and
+        // no place in the pool.
         let inbox = &subscriber.inbox;
         workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
+        workers.pooled.retain(|seq, _| inbox.contains_key(seq));
+        let pool_target = workers.pool_target();
         for (&seq, attempts) in subscriber.inbox.iter_mut() {
             if workers.inflight.contains_key(&seq) {
                 continue;
@@ -228,41 +268,82 @@ impl State {
             if expired(&meta, now) {
                 continue; // the timer removes it
             }
-            if max_deliveries.is_some_and(|max| *attempts >= max) {
-                dead.push(meta);
+            let pooled = workers.pooled.contains_key(&seq);
+            if !pooled && max_deliveries.is_some_and(|max| *attempts >= max) {
+                out.dead.push(meta);
                 continue;
             }
+            let count = |attempts: &mut u32, ops: &mut Vec<Op>| {
+                *attempts += 1;
+                ops.push(Op::SetAttempts {
+                    client: client.clone(),
+                    queue: queue_name.clone(),
+                    seq,
+                    attempts: *attempts,
+                });
+            };
             let previous = workers.timed_out.remove(&seq);
             let Some(index) = workers.pick(previous.as_deref()) else {
                 if let Some(previous) = previous {
                     workers.timed_out.insert(seq, previous);
                 }
-                break;
+                if pooled {
+                    continue;
+                }
+                if workers.pooled.len() >= pool_target {
+                    break;
+                }
+                count(attempts, ops);
+                workers.pooled.insert(seq, None);
+                out.pooled.push(seq);
+                continue;
             };
+            let payload = workers.pooled.remove(&seq).flatten();
+            if !pooled {
+                count(attempts, ops);
+            }
             let consumer = &mut workers.consumers[index];
             consumer.holding += 1;
-            *attempts += 1;
             let deadline = now.saturating_add(timeout);
             workers
                 .inflight
                 .insert(seq, (consumer.id.clone(), deadline));
             self.ack_deadlines
                 .insert((deadline, seq, client.clone(), queue_name.clone()));
-            ops.push(Op::SetAttempts {
-                client: client.clone(),
-                queue: queue_name.clone(),
-                seq,
-                attempts: *attempts,
-            });
-            assignments.push(Assignment {
+            let assignment = Assignment {
                 consumer: consumer.id.clone(),
                 client: client.clone(),
                 meta,
                 attempt: *attempts,
-                payload: None,
-            });
+                payload,
+            };
+            if assignment.payload.is_some() {
+                out.ready.push(assignment);
+            } else {
+                out.assigned.push(assignment);
+            }
         }
-        (assignments, dead)
+        out
+    }
+
+    /// A pooled message's count is on disk and its payload in hand: the next worker with room
+    /// gets it without a commit.
+    pub(crate) fn pool_ready(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        seq: u64,
+        payload: SharedPayload,
+    ) {
+        if let Some(slot) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.subscribers.get_mut(client))
+            .and_then(|s| s.workers.as_mut())
+            .and_then(|w| w.pooled.get_mut(&seq))
+        {
+            *slot = Some(payload);
+        }
     }
 
     /// Hands back a message a worker could not be given (its socket went away or is full).
@@ -462,9 +543,11 @@ mod tests {
         queue: &QueueName,
         now: u64,
     ) -> Vec<(String, u32)> {
-        let (assignments, _) = state.dispatch(client, queue, now, &mut Vec::new());
-        assignments
+        let dispatched = state.dispatch(client, queue, now, &mut Vec::new());
+        dispatched
+            .assigned
             .into_iter()
+            .chain(dispatched.ready)
             .map(|a| (a.consumer, a.attempt))
             .collect()
     }
@@ -526,5 +609,99 @@ mod tests {
             [("one".into(), 2)],
             "the only worker with room"
         );
+    }
+
+    fn attempts_written(ops: &[Op]) -> Vec<(u64, u32)> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::SetAttempts { seq, attempts, .. } => Some((*seq, *attempts)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_next_messages_are_counted_ahead_and_go_out_without_a_commit_once_ready() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        for _ in 0..5 {
+            publish(&mut state, &queue, 0);
+        }
+        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
+            .inbox
+            .keys()
+            .copied()
+            .collect();
+        let mut ops = Vec::new();
+        let first = state.dispatch(&client, &queue, 0, &mut ops);
+        assert_eq!(first.assigned.len(), 1, "one worker, prefetch 1");
+        assert!(first.ready.is_empty());
+        assert_eq!(first.pooled, seqs[1..3], "two pooled per worker");
+        assert_eq!(
+            attempts_written(&ops),
+            [(seqs[0], 1), (seqs[1], 1), (seqs[2], 1)],
+            "pooled messages are counted in the same commit"
+        );
+
+        // The pool's commit is on disk: the payloads come in hand.
+        for &seq in &seqs[1..3] {
+            state.pool_ready(&client, &queue, seq, Arc::new(json!({ "seq": seq })));
+        }
+        let ids: Vec<_> = seqs
+            .iter()
+            .map(|seq| state.messages[seq].meta.id.clone())
+            .collect();
+        let (acked, removed_pooled) = (ids[0].clone(), ids[2].clone());
+        // An ack makes room: the next pooled message goes out at once, counted already; a
+        // pooled message acked before it was sent leaves the pool, which takes the next two.
+        state
+            .ack(
+                &client,
+                Some(&queue),
+                &[acked, removed_pooled],
+                &mut Vec::new(),
+            )
+            .unwrap();
+        let mut ops = Vec::new();
+        let next = state.dispatch(&client, &queue, 0, &mut ops);
+        assert!(next.assigned.is_empty());
+        assert_eq!(next.ready.len(), 1);
+        assert_eq!(next.ready[0].meta.seq, seqs[1]);
+        assert_eq!(next.ready[0].attempt, 1);
+        assert_eq!(
+            next.ready[0].payload,
+            Some(Arc::new(json!({ "seq": seqs[1] })))
+        );
+        assert_eq!(next.pooled, seqs[3..5]);
+        assert_eq!(attempts_written(&ops), [(seqs[3], 1), (seqs[4], 1)]);
+
+        // A pooled message that is not ready yet goes out after the commit, without a second
+        // count.
+        state
+            .ack(&client, Some(&queue), &[ids[1].clone()], &mut Vec::new())
+            .unwrap();
+        let mut ops = Vec::new();
+        let last = state.dispatch(&client, &queue, 0, &mut ops);
+        assert!(last.ready.is_empty());
+        assert_eq!(last.assigned.len(), 1);
+        assert_eq!(last.assigned[0].meta.seq, seqs[3]);
+        assert_eq!(last.assigned[0].attempt, 1);
+        assert!(attempts_written(&ops).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_counted_ahead_without_workers() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &[]);
+        publish(&mut state, &queue, 0);
+        let mut ops = Vec::new();
+        let dispatched = state.dispatch(&client, &queue, 0, &mut ops);
+        assert!(dispatched.pooled.is_empty() && ops.is_empty());
     }
 }
