@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::Broker;
+use super::index::{self, InboxFilter};
 use super::message::{self, Envelope};
-use super::state::{self, InboxFilter};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
 
@@ -139,6 +139,6 @@ impl Broker {
     ) -> Result<Vec<Envelope>, Error> {
         let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
         let payloads = self.payloads(seqs).await?;
-        Ok(state::envelopes(client, entries, payloads))
+        Ok(index::envelopes(client, entries, payloads))
     }
 }

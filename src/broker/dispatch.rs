@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::message::{Envelope, NewMessage, SharedPayload, now_ms};
 use super::writer::Pooled;
-use super::{Broker, state};
+use super::{Broker, index};
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 
@@ -54,7 +54,7 @@ impl Broker {
     /// and the next assignment share one). Messages delivered too often are left to the
     /// dispatcher, which moves them to the dead-letter queue.
     pub(crate) fn dispatch_now(
-        index: &mut state::State,
+        index: &mut index::Index,
         effects: &mut super::writer::Effects,
         (client, queue): (&ClientId, &QueueName),
         now: u64,
@@ -98,7 +98,7 @@ pub(crate) enum Request {
     Look(ClientId, QueueName),
     /// Send assignments whose attempts were committed already (ordered heads have no
     /// consumer: they go to every socket of the client on that queue).
-    Send(Vec<state::Assignment>),
+    Send(Vec<index::Assignment>),
     /// Messages pooled by a commit that is now on disk: read the payloads not in hand and
     /// mark them ready.
     Pooled(Vec<Pooled>),
@@ -199,7 +199,7 @@ async fn make_ready(broker: &Broker, pooled: Vec<Pooled>) -> Result<(), Error> {
 }
 
 /// Sends assignments (and ordered heads) committed by another mutation.
-async fn send_committed(broker: &Broker, assigned: Vec<state::Assignment>) -> Result<(), Error> {
+async fn send_committed(broker: &Broker, assigned: Vec<index::Assignment>) -> Result<(), Error> {
     let (heads, assignments): (Vec<_>, Vec<_>) =
         assigned.into_iter().partition(|a| a.consumer.is_empty());
     for head in heads {
@@ -212,7 +212,7 @@ async fn send_committed(broker: &Broker, assigned: Vec<state::Assignment>) -> Re
 }
 
 /// Pushes the head of an ordered subscription to all the client's sockets on its queue.
-async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error> {
+async fn push_head(broker: &Broker, head: index::Assignment) -> Result<(), Error> {
     let payload = broker
         .payloads_in_hand([(head.meta.seq, head.payload.clone())])
         .await?
@@ -233,7 +233,7 @@ async fn push_head(broker: &Broker, head: state::Assignment) -> Result<(), Error
 }
 
 /// Sends each assignment to its worker, reading the payloads not in hand first.
-async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<(), Error> {
+async fn send(broker: &Broker, assignments: Vec<index::Assignment>) -> Result<(), Error> {
     let payloads = broker
         .payloads_in_hand(assignments.iter().map(|a| (a.meta.seq, a.payload.clone())))
         .await?;
@@ -246,7 +246,7 @@ async fn send(broker: &Broker, assignments: Vec<state::Assignment>) -> Result<()
 /// with room when the subscription is looked at again (a worker leaving triggers that).
 pub(super) fn give(
     broker: &Broker,
-    assignments: impl IntoIterator<Item = (state::Assignment, Option<SharedPayload>)>,
+    assignments: impl IntoIterator<Item = (index::Assignment, Option<SharedPayload>)>,
 ) {
     let outbox = broker.shared.outbox.get();
     for (assignment, payload) in assignments {

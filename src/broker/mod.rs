@@ -20,9 +20,9 @@
 mod activity;
 mod catch_up;
 mod dispatch;
+mod index;
 mod kick;
 pub mod message;
-mod state;
 pub mod stats;
 mod timer;
 mod writer;
@@ -44,9 +44,9 @@ use crate::store::{Store, StoreError, SubscriptionRecord};
 pub use crate::store::SubscriptionRecord as SubscriptionOptions;
 pub use activity::{Activity, ActivityKind};
 pub use catch_up::{CATCH_UP_PAGE, CatchUp};
+use index::Index;
 use message::SharedPayload;
 pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
-use state::State;
 use writer::{Batch, Effects};
 
 /// Where live deliveries go; implemented by the socket.io layer.
@@ -127,7 +127,7 @@ pub(crate) struct Shared {
 
 /// The index and the switch that decides whether mutations are accepted.
 pub(crate) struct Core {
-    index: State,
+    index: Index,
     /// `None` once the broker is closing.
     writer: Option<mpsc::UnboundedSender<Batch>>,
     /// While the index is rebuilt after a failed commit: what mutations are refused with
@@ -173,7 +173,7 @@ impl Broker {
     /// Opens the broker on `store`, rebuilding the index from it, and starts the writer.
     pub async fn open(store: Arc<dyn Store>, config: BrokerConfig) -> Result<Self, StoreError> {
         let snapshot = store.load().await?;
-        let index = State::from_snapshot(snapshot);
+        let index = Index::from_snapshot(snapshot);
         let last_seq = index.last_seq();
         tracing::info!(
             engine = store.engine(),
@@ -228,7 +228,7 @@ impl Broker {
     /// [`Pending`] resolves when they are durable.
     fn mutate<T>(
         &self,
-        mutate: impl FnOnce(&mut State, &mut Effects) -> Result<T, Error>,
+        mutate: impl FnOnce(&mut Index, &mut Effects) -> Result<T, Error>,
     ) -> Result<Pending<T>, Error> {
         let (done_tx, done_rx) = oneshot::channel();
         let mut core = self.shared.lock();

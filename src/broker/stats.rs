@@ -78,7 +78,7 @@ pub struct Totals {
     pub queues: usize,
 }
 
-fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary {
+fn summary(queue: &QueueName, state: &super::index::QueueState) -> QueueSummary {
     let Counters {
         published,
         acked,
@@ -107,7 +107,7 @@ fn summary(queue: &QueueName, state: &super::state::QueueState) -> QueueSummary 
 /// A queue in detail; `outbox` tells which broadcast subscribers have sockets connected.
 fn detail(
     queue: &QueueName,
-    state: &super::state::QueueState,
+    state: &super::index::QueueState,
     outbox: Option<&dyn super::Outbox>,
 ) -> QueueDetail {
     let subscribers = state

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::index::deliveries;
 use super::message::{SharedPayload, now_ms};
-use super::state::deliveries;
 use super::{ActivityKind, Broker};
 use crate::error::Error;
 

@@ -1,7 +1,7 @@
 //! The group-commit writer: one task that turns many concurrent mutations into few durable
 //! commits.
 //!
-//! Callers change the in-memory index under the state lock and, still holding it, queue a
+//! Callers change the in-memory index under the index lock and, still holding it, queue a
 //! [`Batch`] of store ops here; so batches arrive in the order the index changed. The writer
 //! takes every batch that is waiting (up to [`MAX_BATCHES_PER_COMMIT`]), commits them as one
 //! store transaction (one fsync for all of them), then answers each caller and hands the live
@@ -9,7 +9,7 @@
 //! before it is durable.
 //!
 //! If a commit fails, nothing of it reached the store, but the index already shows it. The
-//! writer then marks the state as rebuilding (new mutations fail fast with the same error:
+//! writer then marks the index as rebuilding (new mutations fail fast with the same error:
 //! `storage_full` for a full disk, `store_unavailable` otherwise), fails every batch still
 //! queued, and rebuilds the index from the store, retrying until the store can be read.
 
@@ -25,8 +25,8 @@ use crate::store::Op;
 use super::Shared;
 use super::activity::{Activity, ActivityKind};
 use super::dispatch::Request;
+use super::index::{Assignment, Dispatched, Index, PublishOutcome};
 use super::message::{Delivery, SharedPayload, format_ms};
-use super::state::{Assignment, Dispatched, PublishOutcome, State};
 use crate::store::MessageMeta;
 
 /// At most this many queued batches share one commit.
@@ -55,7 +55,7 @@ pub(crate) struct Effects {
     pub(crate) pooled: Vec<Pooled>,
 }
 
-/// A message whose next attempt a mutation counted ahead (see `state::work`).
+/// A message whose next attempt a mutation counted ahead (see `index::work`).
 pub(crate) struct Pooled {
     pub(crate) client: ClientId,
     pub(crate) queue: QueueName,
@@ -241,7 +241,7 @@ async fn recover(shared: &Shared, batches: &mut mpsc::UnboundedReceiver<Batch>, 
             Ok(snapshot) => {
                 let messages = snapshot.messages.len();
                 let mut core = shared.lock();
-                core.index = State::from_snapshot(snapshot);
+                core.index = Index::from_snapshot(snapshot);
                 core.rebuilding = None;
                 tracing::info!(
                     messages,

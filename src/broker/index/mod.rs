@@ -1,10 +1,11 @@
-//! [`State`]: the broker's in-memory index of queues, subscriptions and inboxes.
+//! [`Index`]: the broker's in-memory index of queues, subscriptions and inboxes.
 //!
 //! Every mutation is a method that checks its input against the current state, changes the
 //! state, and returns the store [`Op`]s that make the same change durable. The caller (the
-//! broker) sends those ops to the group-commit writer while it still holds the state lock, so
-//! the order of commits is the order of mutations. The index holds no payloads: only message
-//! metadata and, per inbox, the sequence numbers it references. It is a cache of the store and
+//! broker) sends those ops to the group-commit writer while it still holds the index lock, so
+//! the order of commits is the order of mutations. The index holds no payloads (but those of the few
+//! pooled work-mode messages, see `work`): only message metadata and, per inbox, the sequence
+//! numbers it references. It is a cache of the store and
 //! is rebuilt from a [`Snapshot`] at start and after a failed commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -109,7 +110,7 @@ pub(crate) struct InboxFilter {
 
 /// The broker's in-memory index. See the module docs.
 #[derive(Default)]
-pub(crate) struct State {
+pub(crate) struct Index {
     next_seq: u64,
     messages: HashMap<u64, Entry>,
     pub(crate) queues: BTreeMap<QueueName, QueueState>,
@@ -124,18 +125,18 @@ pub(crate) struct State {
     ack_deadlines: BTreeSet<(u64, u64, ClientId, QueueName)>,
 }
 
-impl State {
+impl Index {
     /// Rebuilds the index from what the store holds.
     pub(crate) fn from_snapshot(snapshot: Snapshot) -> Self {
-        let mut state = State {
+        let mut index = Index {
             next_seq: 1,
-            ..State::default()
+            ..Index::default()
         };
         for meta in snapshot.messages {
-            state.next_seq = state.next_seq.max(meta.seq + 1);
-            let queue = state.queues.entry(meta.queue.clone()).or_default();
+            index.next_seq = index.next_seq.max(meta.seq + 1);
+            let queue = index.queues.entry(meta.queue.clone()).or_default();
             queue.ids.insert(meta.id.clone(), meta.seq);
-            state.messages.insert(
+            index.messages.insert(
                 meta.seq,
                 Entry {
                     meta: Arc::new(meta),
@@ -144,12 +145,12 @@ impl State {
             );
         }
         for (client, queue, record) in snapshot.subscriptions {
-            state
+            index
                 .clients
                 .entry(client.clone())
                 .or_default()
                 .insert(queue.clone());
-            state
+            index
                 .queues
                 .entry(queue)
                 .or_default()
@@ -157,10 +158,10 @@ impl State {
                 .insert(client, Subscriber::new(record));
         }
         for (client, queue, seq) in snapshot.inbox {
-            let Some(entry) = state.messages.get_mut(&seq) else {
+            let Some(entry) = index.messages.get_mut(&seq) else {
                 continue; // an entry whose message is gone references nothing
             };
-            let subscriber = state
+            let subscriber = index
                 .queues
                 .get_mut(&queue)
                 .and_then(|q| q.subscribers.get_mut(&client));
@@ -170,13 +171,13 @@ impl State {
             }
         }
         for (queue, seq) in snapshot.waiting {
-            if let Some(entry) = state.messages.get_mut(&seq) {
+            if let Some(entry) = index.messages.get_mut(&seq) {
                 entry.refs += 1;
-                state.queues.entry(queue).or_default().waiting.insert(seq);
+                index.queues.entry(queue).or_default().waiting.insert(seq);
             }
         }
         for (client, queue, seq, attempts) in snapshot.attempts {
-            let entry = state
+            let entry = index
                 .queues
                 .get_mut(&queue)
                 .and_then(|q| q.subscribers.get_mut(&client))
@@ -186,15 +187,15 @@ impl State {
             }
         }
         for (queue, counters) in snapshot.counters {
-            state.queues.entry(queue).or_default().counters = counters;
+            index.queues.entry(queue).or_default().counters = counters;
         }
-        state.rebuild_timers();
+        index.rebuild_timers();
         let mut receipts: Vec<Receipt> = snapshot.receipts;
         receipts.sort_by_key(|r| r.published_at_ms);
         for receipt in receipts {
-            state.receipts.insert(receipt);
+            index.receipts.insert(receipt);
         }
-        state
+        index
     }
 
     /// Subscribes `client` to `queue` (or updates its options). A new subscriber takes every

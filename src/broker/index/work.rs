@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 use crate::store::{MessageMeta, Mode, Op};
 
-use super::{State, Subscriber, expired};
+use super::{Index, Subscriber, expired};
 
 /// The default time a worker has to ack a message.
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
@@ -157,7 +157,7 @@ impl Subscriber {
     }
 }
 
-impl State {
+impl Index {
     /// Adds worker `consumer` (with room for `prefetch` unacked messages) to `client`'s
     /// work-mode subscription to `queue`.
     pub(crate) fn attach(
@@ -512,8 +512,8 @@ mod tests {
 
     /// An index with `client` subscribed to `queue` in work mode and the given workers
     /// (prefetch 1 each).
-    fn index(client: &ClientId, queue: &QueueName, workers: &[&str]) -> State {
-        let mut state = State::from_snapshot(Snapshot::default());
+    fn index(client: &ClientId, queue: &QueueName, workers: &[&str]) -> Index {
+        let mut state = Index::from_snapshot(Snapshot::default());
         let record = SubscriptionRecord {
             mode: Mode::Work,
             ack_timeout_ms: Some(TIMEOUT),
@@ -526,7 +526,7 @@ mod tests {
         state
     }
 
-    fn publish(state: &mut State, queue: &QueueName, now: u64) {
+    fn publish(state: &mut Index, queue: &QueueName, now: u64) {
         let message = NewMessage::new(
             queue.clone(),
             EventName::parse("job").unwrap(),
@@ -538,7 +538,7 @@ mod tests {
 
     /// Dispatches at `now`; the workers given each message, as (worker, attempt).
     fn dispatch(
-        state: &mut State,
+        state: &mut Index,
         client: &ClientId,
         queue: &QueueName,
         now: u64,

@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use super::super::message::{Delivery, Envelope, SharedPayload};
-use super::{Entry, NewMessage, PublishOutcome, Receipts, State};
+use super::{Entry, Index, NewMessage, PublishOutcome, Receipts};
 use crate::error::{Error, ErrorKind};
 use crate::names::{ClientId, MessageId, QueueName};
 use crate::store::{MessageMeta, Op, Receipt, StoredMessage};
 
-impl State {
+impl Index {
     /// Publishes one message: it enters the inbox of every subscriber whose event filter
     /// accepts it, or waits for the first subscriber if there is none; a delayed message is
-    /// scheduled instead and routed when it is due ([`State::release_due`]). A
+    /// scheduled instead and routed when it is due ([`Index::release_due`]). A
     /// publisher-chosen id already seen on this queue returns the first receipt and changes
     /// nothing. `online` tells which subscribers have a socket connected: for them the live
     /// push counts as the first delivery attempt.

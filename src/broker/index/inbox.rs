@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use super::super::message::{Envelope, SharedPayload};
-use super::{InboxFilter, State, expired};
+use super::{InboxFilter, Index, expired};
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 use crate::store::{MessageMeta, Op};
 
-impl State {
+impl Index {
     /// The queues `client` is subscribed to (just `queue` if given), or `not_subscribed`.
     pub(crate) fn subscribed_queues(
         &self,

@@ -1,6 +1,6 @@
 //! Time in the index: delayed messages wait in a schedule until they are due, and messages
 //! with a TTL leave every inbox when it runs out. One timer in the broker sleeps until
-//! [`State::next_deadline`]; nothing polls.
+//! [`Index::next_deadline`]; nothing polls.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use crate::names::{ClientId, QueueName};
 use crate::store::{MessageMeta, Op};
 
-use super::State;
+use super::Index;
 
-impl State {
+impl Index {
     /// Holds a delayed message until `due`; the schedule counts as one reference.
     pub(super) fn schedule(&mut self, meta: &MessageMeta, due: u64) {
         self.scheduled.insert((due, meta.seq));
