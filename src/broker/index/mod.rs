@@ -22,6 +22,9 @@ mod publish;
 mod timing;
 mod work;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use inbox::envelopes;
 pub(crate) use publish::deliveries;
 pub(crate) use timing::expired;
@@ -214,8 +217,21 @@ impl Index {
             .insert(queue_name.clone());
         if let Some(existing) = queue.subscribers.get_mut(client) {
             if existing.record != record {
+                let was_dispatched = existing.is_dispatched();
                 existing.record = record.clone();
                 existing.fit_mode();
+                if existing.is_dispatched() && !was_dispatched {
+                    // Attempt counts become durable in work mode and ordered (DECISIONS 19):
+                    // those counted in memory so far are written now.
+                    for (&seq, &attempts) in existing.inbox.iter().filter(|(_, n)| **n > 0) {
+                        ops.push(Op::SetAttempts {
+                            client: client.clone(),
+                            queue: queue_name.clone(),
+                            seq,
+                            attempts,
+                        });
+                    }
+                }
                 ops.push(Op::PutSubscription {
                     client: client.clone(),
                     queue: queue_name.clone(),

@@ -13,7 +13,7 @@ use crate::store::{MessageMeta, Op, Receipt, StoredMessage};
 impl Index {
     /// Publishes one message: it enters the inbox of every subscriber whose event filter
     /// accepts it, or waits for the first subscriber if there is none; a delayed message is
-    /// scheduled instead and routed when it is due ([`Index::release_due`]). A
+    /// scheduled instead and routed when it is due ([`Index::wake`]). A
     /// publisher-chosen id already seen on this queue returns the first receipt and changes
     /// nothing. `online` tells which subscribers have a socket connected: for them the live
     /// push counts as the first delivery attempt.
