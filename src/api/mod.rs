@@ -84,7 +84,7 @@ async fn not_found() -> ApiError {
     ApiError(Error::new(
         ErrorKind::NotFound,
         "not_found",
-        "no such route; see the README for the API reference",
+        "no such route; see docs/API.md for the API reference",
     ))
 }
 

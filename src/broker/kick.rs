@@ -9,8 +9,8 @@ use crate::names::QueueName;
 
 impl Broker {
     /// Moves up to `limit` messages waiting in `<queue>.dead` back into `queue` (beanstalkd's
-    /// kick): each is published to `queue` again with its id, event and payload. Returns how
-    /// many moved.
+    /// kick): each is published to `queue` again as a new message (a new id; the same event,
+    /// payload and source: DECISIONS 10). Returns how many moved.
     pub async fn kick(&self, queue: &QueueName, limit: usize) -> Result<usize, Error> {
         let dead = queue.dead_letter().ok_or_else(|| {
             Error::invalid_name(format!(

@@ -435,8 +435,9 @@ async fn kick_moves_dead_letters_back_into_the_queue() {
     let app = spawn_app().await;
     let (queue, worker) = (unique("jobs"), unique("worker"));
     let dead = format!("{queue}.dead");
+    let mut dead_ids = Vec::new();
     for n in 0..3 {
-        app.publish(&dead, "build", json!({"n": n})).await;
+        dead_ids.push(app.publish(&dead, "build", json!({"n": n})).await["id"].clone());
     }
     let mut socket = SocketClient::connect(&app.url).await;
     socket.subscribe(&worker, &queue).await;
@@ -454,6 +455,10 @@ async fn kick_moves_dead_letters_back_into_the_queue() {
         (json!(0), json!(1))
     );
     assert_eq!(got[0]["queue"], queue.as_str());
+    assert!(
+        got.iter().all(|m| !dead_ids.contains(&m["id"])),
+        "a kicked message is a new message with a new id (DECISIONS 10): {got:?}"
+    );
     let (_, stats) = app.get(&format!("/v1/queues/{dead}")).await;
     assert_eq!(stats["waiting"], 1);
     let (_, body) = app
