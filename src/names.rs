@@ -2,7 +2,7 @@
 //!
 //! Every name that enters queuehub from a client (HTTP body, URL path, socket.io event) is
 //! parsed into one of these newtypes at the edge, so the broker and the store only ever see
-//! valid names. The rules (SPEC section 1): 1–128 characters, no control characters, no `/`,
+//! valid names. The rules (docs/SPEC.md, section 1): 1–128 characters, no control characters, no `/`,
 //! not only whitespace. A queue, client or event may not be named `*`, the wildcard of token
 //! permission lists. Event names must also not be one of the [`RESERVED_EVENTS`]: those
 //! socket.io clients and servers (4.x and 2.x) use for themselves, and those queuehub emits.

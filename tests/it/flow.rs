@@ -1,4 +1,4 @@
-//! Live push under load (SPEC 2.4): a subscriber's socket whose buffer fills is paused, not
+//! Live push under load (docs/SPEC.md, 2.4): a subscriber's socket whose buffer fills is paused, not
 //! forgotten. Everything published while it is connected reaches it live, in order, as soon
 //! as it reads again, without a `getAll`, and a slow socket delays nobody else.
 

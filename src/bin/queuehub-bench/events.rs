@@ -1,4 +1,4 @@
-//! The queue protocol's events as the bench uses them (SPEC section 4): what it sends
+//! The queue protocol's events as the bench uses them (docs/SPEC.md, section 4): what it sends
 //! (`subscribe`, `received`, `getAll`), how it reads a delivery, and the [`Mark`] it puts in
 //! every payload so that a delivery says which message it is and when it was sent.
 
