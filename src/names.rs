@@ -81,7 +81,7 @@ fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, checks: [$($check:ident),*]) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -90,6 +90,14 @@ macro_rules! name_type {
         impl $name {
             /// Human name of the field, used in error messages.
             pub const FIELD: &'static str = $what;
+
+            /// Parses a name: the rules of every name, then this kind's own.
+            pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
+                let raw = raw.into();
+                check_name(Self::FIELD, &raw)?;
+                $($check(Self::FIELD, &raw)?;)*
+                Ok(Self(raw))
+            }
 
             /// The name as text.
             pub fn as_str(&self) -> &str {
@@ -134,22 +142,26 @@ macro_rules! name_type {
 name_type!(
     /// The name of a queue, e.g. `orders` or `acme-widgets`.
     QueueName,
-    "queue"
+    "queue",
+    checks: [check_not_wildcard]
 );
 name_type!(
     /// A durable consumer identity; it outlives sockets.
     ClientId,
-    "clientId"
+    "clientId",
+    checks: [check_not_wildcard]
 );
 name_type!(
     /// The socket.io event a message is delivered as, e.g. `delivered`.
     EventName,
-    "event"
+    "event",
+    checks: [check_not_wildcard, check_not_reserved]
 );
 name_type!(
     /// A message id: generated (UUID v7, sorts by time) or chosen by the publisher.
     MessageId,
-    "id"
+    "id",
+    checks: []
 );
 
 /// Refuses `*`, which reads as "every queue" in a token's permission lists.
@@ -157,6 +169,16 @@ fn check_not_wildcard(what: &'static str, raw: &str) -> Result<(), Error> {
     if raw == WILDCARD {
         return Err(Error::invalid_name(format!(
             "{what} must not be '*', the wildcard of token permissions"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses the [`RESERVED_EVENTS`] as event names.
+fn check_not_reserved(what: &'static str, raw: &str) -> Result<(), Error> {
+    if RESERVED_EVENTS.contains(&raw) {
+        return Err(Error::invalid_name(format!(
+            "{what} '{raw}' is reserved (socket.io or queuehub uses it for itself); choose another name"
         )));
     }
     Ok(())
@@ -197,14 +219,6 @@ pub mod stored {
 }
 
 impl QueueName {
-    /// Parses a queue name.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
-        let raw = raw.into();
-        check_name(Self::FIELD, &raw)?;
-        check_not_wildcard(Self::FIELD, &raw)?;
-        Ok(Self(raw))
-    }
-
     /// The dead-letter queue of this queue, `<queue>.dead`; `None` if that name would be too long.
     pub fn dead_letter(&self) -> Option<QueueName> {
         QueueName::parse(format!("{}.dead", self.0)).ok()
@@ -216,42 +230,10 @@ impl QueueName {
     }
 }
 
-impl ClientId {
-    /// Parses a client id.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
-        let raw = raw.into();
-        check_name(Self::FIELD, &raw)?;
-        check_not_wildcard(Self::FIELD, &raw)?;
-        Ok(Self(raw))
-    }
-}
-
 impl MessageId {
-    /// Parses a publisher-chosen message id.
-    pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
-        let raw = raw.into();
-        check_name(Self::FIELD, &raw)?;
-        Ok(Self(raw))
-    }
-
     /// A fresh id: a UUID v7, so generated ids sort by publish time.
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().to_string())
-    }
-}
-
-impl EventName {
-    /// Parses an event name, refusing the [`RESERVED_EVENTS`].
-    pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
-        let raw = raw.into();
-        check_name(Self::FIELD, &raw)?;
-        check_not_wildcard(Self::FIELD, &raw)?;
-        if RESERVED_EVENTS.contains(&raw.as_str()) {
-            return Err(Error::invalid_name(format!(
-                "event '{raw}' is reserved (socket.io or queuehub uses it for itself); choose another name"
-            )));
-        }
-        Ok(Self(raw))
     }
 }
 
