@@ -496,3 +496,23 @@ async fn a_room_pickup_survives_a_restart_before_the_driver_joins() {
     let mut driver = join_room(&server.url, "flowers").await;
     assert_eq!(driver.take("pickup", 1).await.remove(0), order);
 }
+
+// ---- under every preset ----
+
+#[tokio::test]
+async fn the_dashboard_works_under_every_built_in_preset() {
+    for preset in queuehub::compat::builtin_names() {
+        let app = spawn_app_with_args(&["--preset", preset]).await;
+        let mut dashboard = SocketClient::connect_to(&app.url, "/dashboard", None).await;
+        assert_eq!(dashboard.next().await.event, "snapshot", "{preset}");
+        let id = app.publish("lab-queue", "delivered", json!({"n": 1})).await["id"].clone();
+        loop {
+            let received = dashboard.next().await;
+            if received.event == "activity" && received.data["id"] == id {
+                assert_eq!(received.data["kind"], "published", "{preset}");
+                break;
+            }
+        }
+        app.stop().await;
+    }
+}
