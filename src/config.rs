@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::auth::{ApiKeys, Security, Tokens};
 use crate::broker::BrokerConfig;
-use crate::compat::{self, Dialect, HttpRoute};
+use crate::compat::{self, Dialect, HttpRoute, PresetError};
 
 /// Where messages are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +146,11 @@ pub struct Cli {
 struct FileConfig {
     compat: Option<Dialect>,
     http_routes: Option<Vec<HttpRoute>>,
+    /// The file the `[compat]` table and the routes came from, for error messages.
+    #[serde(skip)]
+    compat_from: Option<String>,
+    #[serde(skip)]
+    routes_from: Option<String>,
     listen: Option<Vec<SocketAddr>>,
     data_dir: Option<PathBuf>,
     store_cache_mb: Option<u64>,
@@ -168,6 +173,14 @@ impl FileConfig {
     /// This file's settings, with `lower`'s where this one has none.
     fn over(self, lower: FileConfig) -> FileConfig {
         FileConfig {
+            compat_from: match self.compat {
+                Some(_) => self.compat_from,
+                None => lower.compat_from,
+            },
+            routes_from: match self.http_routes {
+                Some(_) => self.routes_from,
+                None => lower.routes_from,
+            },
             compat: self.compat.or(lower.compat),
             http_routes: self.http_routes.or(lower.http_routes),
             listen: self.listen.or(lower.listen),
@@ -216,10 +229,19 @@ fn security(cli: &Cli, file: &FileConfig) -> anyhow::Result<Security> {
 
 /// Reads a preset: a built-in name or a file.
 fn read_preset(preset: &str) -> anyhow::Result<FileConfig> {
-    let file: FileConfig = match compat::builtin_preset(preset) {
-        Some(text) => toml::from_str(text).with_context(|| format!("built-in preset {preset}"))?,
+    let builtin = compat::BUILTIN_PRESETS
+        .iter()
+        .find(|(name, _, _)| *name == preset);
+    let file: FileConfig = match builtin {
+        Some((_, file, text)) => {
+            let name = format!("built-in preset {preset} ({file})");
+            parse_file(text, &name)?
+        }
         None if Path::new(preset).is_file() => read_file(Path::new(preset))?,
-        None => bail!("unknown preset {preset:?}: use `caps` or the path of a preset file"),
+        None => bail!(
+            "unknown preset {preset:?}: use one of {:?} or the path of a preset file",
+            compat::builtin_names()
+        ),
     };
     if file.preset.is_some() {
         bail!("preset {preset:?} names another preset; presets do not nest");
@@ -271,17 +293,17 @@ impl Config {
         }
         let dialect = match file.compat {
             Some(dialect) => {
+                let from = file.compat_from.as_deref().unwrap_or("the configuration");
                 dialect
                     .validate()
-                    .map_err(|e| anyhow::anyhow!("invalid [compat] table: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
                 Some(Arc::new(dialect))
             }
             None => None,
         };
         let http_routes = file.http_routes.unwrap_or_default();
-        for route in &http_routes {
-            check_lab_route(&route.path)?;
-        }
+        let from = file.routes_from.as_deref().unwrap_or("the configuration");
+        check_lab_routes(&http_routes).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
         Ok(Config {
             max_connections_per_ip: cli.max_connections_per_ip.or(file.max_connections_per_ip),
             max_events_per_sec: cli
@@ -325,17 +347,33 @@ fn mebibytes(mb: u64) -> usize {
 /// Paths queuehub serves itself; a lab route may not take them over.
 const RESERVED_PATHS: [&str; 5] = ["/v1", "/socket.io", "/healthz", "/metrics", "/dashboard"];
 
-/// A preset's HTTP route must be a path of its own.
-fn check_lab_route(path: &str) -> anyhow::Result<()> {
-    if !path.starts_with('/') || path.contains("//") || path.contains('*') {
-        bail!("lab route {path:?} must be a path like /delivery/{{store}}/{{code}}");
-    }
-    let first = path.split('/').nth(1).unwrap_or_default();
-    if RESERVED_PATHS
-        .iter()
-        .any(|reserved| reserved[1..] == *first)
-    {
-        bail!("lab route {path:?} would hide queuehub's own {first:?} routes");
+/// Each of a preset's HTTP routes must be a path of its own, declared once.
+fn check_lab_routes(routes: &[HttpRoute]) -> Result<(), PresetError> {
+    for (i, route) in routes.iter().enumerate() {
+        let path = &route.path;
+        let refuse = |problem: String| PresetError {
+            key: format!("http_routes[{i}].path"),
+            problem,
+        };
+        if !path.starts_with('/') || path.contains("//") || path.contains('*') {
+            return Err(refuse(format!(
+                "{path:?} must be a path like /delivery/{{store}}/{{code}}"
+            )));
+        }
+        let first = path.split('/').nth(1).unwrap_or_default();
+        if RESERVED_PATHS
+            .iter()
+            .any(|reserved| reserved[1..] == *first)
+        {
+            return Err(refuse(format!(
+                "{path:?} would hide queuehub's own {first:?} routes"
+            )));
+        }
+        if let Some(earlier) = routes[..i].iter().position(|r| r.path == *path) {
+            return Err(refuse(format!(
+                "{path:?} is declared twice (also http_routes[{earlier}]); keep one route"
+            )));
+        }
     }
     Ok(())
 }
@@ -343,7 +381,20 @@ fn check_lab_route(path: &str) -> anyhow::Result<()> {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    parse_file(&text, &path.display().to_string())
+}
+
+/// Parses a config or preset file's text; `name` names it in errors.
+fn parse_file(text: &str, name: &str) -> anyhow::Result<FileConfig> {
+    let mut file: FileConfig =
+        toml::from_str(text).with_context(|| format!("invalid config file {name}"))?;
+    if file.compat.is_some() {
+        file.compat_from = Some(name.to_owned());
+    }
+    if file.http_routes.is_some() {
+        file.routes_from = Some(name.to_owned());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -440,6 +491,61 @@ mod tests {
         let config = Config::from_cli(cli).unwrap();
         assert_eq!(config.listen, vec!["127.0.0.1:0".parse().unwrap()]);
         assert!(config.dialect.is_some());
+    }
+
+    #[test]
+    fn every_built_in_preset_loads_and_validates() {
+        for name in compat::builtin_names() {
+            let cli = Cli::try_parse_from(["queuehub", "--preset", name]).unwrap();
+            let config = Config::from_cli(cli).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(config.dialect.is_some(), "{name}");
+        }
+        assert!(compat::builtin_names().len() >= 4);
+    }
+
+    /// The error `Config::from_cli` gives for a preset file holding `text`, and the file.
+    fn preset_error(text: &str) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lab.toml");
+        std::fs::write(&path, text).unwrap();
+        let cli = Cli::try_parse_from(["queuehub", "--preset", path.to_str().unwrap()]).unwrap();
+        let err = Config::from_cli(cli).expect_err("refused");
+        (format!("{err:#}"), path.display().to_string())
+    }
+
+    #[test]
+    fn a_refused_preset_names_the_file_the_key_and_the_problem() {
+        let (err, file) = preset_error(
+            "[compat]\nnamespaces = [\"/lab\"]\n[compat.event_aliases]\njoin = \"subscribe\"\n\
+             [[compat.app_events]]\nevent = \"join\"\nqueue = \"q\"\n",
+        );
+        assert!(err.starts_with(&file), "{err}");
+        assert!(err.contains("compat.app_events[0].event"), "{err}");
+        assert!(err.contains("'join' is already an alias"), "{err}");
+        let (err, file) = preset_error("[compat]\nnamespaces = [\"/dashboard\"]\n");
+        assert!(
+            err.starts_with(&file) && err.contains("compat.namespaces[0]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_route_declared_twice_or_over_queuehubs_own_is_refused() {
+        let route = "[[http_routes]]\npath = \"/drop\"\nqueue = \"q\"\nevent = \"e\"\n";
+        let (err, file) = preset_error(&format!("{route}{route}"));
+        assert!(err.starts_with(&file), "{err}");
+        assert!(
+            err.contains("http_routes[1].path") && err.contains("twice"),
+            "{err}"
+        );
+        let (err, _) = preset_error(&route.replace("/drop", "/v1/x"));
+        assert!(err.contains("http_routes[0].path"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_preset_is_refused_with_the_file() {
+        let (err, file) = preset_error("[compat]\nnamespace = [\"/\"]\n");
+        assert!(err.contains(&file) && err.contains("namespace"), "{err}");
     }
 
     #[test]

@@ -1,43 +1,87 @@
 //! The classroom preset: how a lab's own dialect maps onto queuehub, declared as data.
 //!
-//! A [`Dialect`] comes from the `[compat]` table of a preset or config file (see
-//! `presets/caps.toml`): other names for queuehub's events (`getall`, `recieved`, `join`) and
-//! fields (`clientID`, `messageID`…), the lab's own events that publish (`pickup` → queue
-//! `driver`), and [`HttpRoute`]s such as `POST /delivery/{store}/{code}`. This module only
-//! rewrites JSON: the socket layer asks it to translate what a lab client sent into queuehub's
-//! own event payloads, and to dress envelopes the way lab code reads them.
+//! A [`Dialect`] comes from the `[compat]` table of a preset or config file (the language is
+//! documented key by key in docs/PRESETS.md): other names for queuehub's events and fields,
+//! the lab's own events that publish ([`AppEvent`]), events relayed live to the other
+//! sockets of a queue ([`Relay`]), events accepted and dropped, how envelopes are dressed,
+//! and [`HttpRoute`]s such as `POST /delivery/{store}/{code}`. This module only reads and
+//! rewrites JSON: the socket layer asks it to translate what a lab client sent into
+//! queuehub's own event payloads, and to dress envelopes the way lab code reads them.
+//! [`Dialect::validate`] refuses a preset that contradicts itself, naming the key at fault.
+//!
+//! No lab is named here: the built-in presets are the files of `presets/`, compiled in by
+//! `build.rs`.
 
+mod rules;
 mod template;
+mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+pub use rules::{AppEvent, HttpRoute, PayloadRule, Relay};
 pub use template::Template;
+pub use validate::{PresetError, RESERVED_NAMESPACES};
 
 use crate::broker::Envelope;
 use crate::error::Error;
-use crate::names::{EventName, QueueName};
+use crate::names::{EventName, MessageId, QueueName};
+
+include!(concat!(env!("OUT_DIR"), "/presets.rs"));
 
 /// queuehub's own client events, the targets of event aliases.
 pub const NATIVE_EVENTS: [&str; 5] = ["subscribe", "unsubscribe", "getAll", "received", "publish"];
 
-/// The `[compat]` table of a preset.
+/// What a socket event's argument is, for lab code that reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvelopeShape {
+    /// queuehub's envelope `{id, queue, event, payload, clientId, ...}`.
+    #[default]
+    Queuehub,
+    /// The envelope plus `messageID`/`messageId` and an object payload's own fields.
+    Lab,
+    /// The payload alone: the lab's own object, exactly as it was published.
+    Payload,
+}
+
+impl EnvelopeShape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queuehub => "queuehub",
+            Self::Lab => "lab",
+            Self::Payload => "payload",
+        }
+    }
+}
+
+/// The `[compat]` table of a preset. Every key is optional; see docs/PRESETS.md.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dialect {
     /// Namespaces that speak this dialect, e.g. `["/", "/caps"]`.
     #[serde(default)]
     pub namespaces: Vec<String>,
-    /// Envelopes also carry `messageID`/`messageId` and an object payload's fields at the
-    /// top level.
+    /// The argument of every event a socket of this dialect receives.
+    #[serde(default)]
+    pub envelope: Option<EnvelopeShape>,
+    /// The older spelling of `envelope = "lab"`.
     #[serde(default)]
     pub lab_envelopes: bool,
     /// A client names its own mailbox: subscribing as X without naming a queue subscribes to
     /// the queue X, and a `getAll` as X subscribes first if needed.
     #[serde(default)]
     pub queue_per_client: bool,
+    /// A subscribe is followed by a catch-up (`getAll`) of the same client, for labs that
+    /// never ask.
+    #[serde(default)]
+    pub catch_up_on_subscribe: bool,
+    /// A message counts as received once it was sent to one of the client's sockets, for
+    /// labs that never acknowledge.
+    #[serde(default)]
+    pub auto_ack: bool,
     /// Other event names → queuehub's event names.
     #[serde(default)]
     pub event_aliases: BTreeMap<String, String>,
@@ -47,24 +91,12 @@ pub struct Dialect {
     /// Lab events that publish a message.
     #[serde(default)]
     pub app_events: Vec<AppEvent>,
-}
-
-/// A lab event that publishes: its data becomes a message on the queue `queue` names.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppEvent {
-    pub event: EventName,
-    pub queue: Template,
-}
-
-/// An HTTP route of the lab's API server that publishes a message.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpRoute {
-    /// An axum path, e.g. `/delivery/{store}/{code}`.
-    pub path: String,
-    pub queue: Template,
-    pub event: EventName,
+    /// Events passed on live to the other sockets of a queue.
+    #[serde(default)]
+    pub relays: Vec<Relay>,
+    /// Lab events accepted and dropped (answered `ok`).
+    #[serde(default)]
+    pub ignore: Vec<String>,
 }
 
 /// How a socket event is to be handled.
@@ -74,35 +106,30 @@ pub enum EventKind {
     Native(&'static str),
     /// The lab event at this index of [`Dialect::app_events`].
     App(usize),
+    /// Only relayed: the relay at this index of [`Dialect::relays`].
+    Relay(usize),
+    /// Accepted and dropped ([`Dialect::ignore`]).
+    Ignored,
+}
+
+/// A lab event's message, ready to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppMessage {
+    pub queue: QueueName,
+    pub event: EventName,
+    pub payload: Value,
+    /// The lab's own id, if the rule names one and the data has it.
+    pub id: Option<MessageId>,
 }
 
 impl Dialect {
-    /// Checks that aliases point at real events and names are valid. (App events are event
-    /// names, checked as they are read: a preset cannot declare a reserved one.)
-    pub fn validate(&self) -> Result<(), String> {
-        for (alias, target) in &self.event_aliases {
-            // A client emits an alias: a reserved name would be socket.io's own event.
-            EventName::parse(alias.as_str())
-                .map_err(|e| format!("event alias {alias:?}: {}", e.message()))?;
-            if !NATIVE_EVENTS.contains(&target.as_str()) {
-                return Err(format!(
-                    "event alias {alias:?} points at {target:?}, which is not one of {NATIVE_EVENTS:?}"
-                ));
-            }
+    /// The argument shape of this dialect's events.
+    pub fn shape(&self) -> EnvelopeShape {
+        match (self.envelope, self.lab_envelopes) {
+            (Some(shape), _) => shape,
+            (None, true) => EnvelopeShape::Lab,
+            (None, false) => EnvelopeShape::Queuehub,
         }
-        for field in self.field_aliases.keys() {
-            if field != "clientId" && field != "id" {
-                return Err(format!(
-                    "field aliases exist for 'clientId' and 'id', not {field:?}"
-                ));
-            }
-        }
-        for namespace in &self.namespaces {
-            if !namespace.starts_with('/') {
-                return Err(format!("namespace {namespace:?} must start with '/'"));
-            }
-        }
-        Ok(())
     }
 
     /// Every event name a socket of this dialect handles, with what it means.
@@ -119,24 +146,41 @@ impl Dialect {
         for (index, app) in self.app_events.iter().enumerate() {
             events.push((app.event.to_string(), EventKind::App(index)));
         }
+        for ignored in &self.ignore {
+            events.push((ignored.clone(), EventKind::Ignored));
+        }
+        for (index, relay) in self.relays.iter().enumerate() {
+            if !events.iter().any(|(name, _)| name == relay.event.as_str()) {
+                events.push((relay.event.to_string(), EventKind::Relay(index)));
+            }
+        }
         events
+    }
+
+    /// The relay attached to the event `name`, if any.
+    pub fn relay(&self, name: &str) -> Option<&Relay> {
+        self.relays.iter().find(|r| r.event.as_str() == name)
     }
 
     fn aliases(&self, field: &str) -> &[String] {
         self.field_aliases.get(field).map_or(&[], Vec::as_slice)
     }
 
-    /// Copies the first alias of `field` that `object` has into `field`, if it has none.
+    /// Copies the first alias of `field` that `object` has into `field`, if it has none. A
+    /// number becomes text: labs number their messages (`messageId: 1`).
     fn fill_alias(&self, object: &mut Map<String, Value>, field: &str) {
-        if object.contains_key(field) {
-            return;
+        if !object.contains_key(field) {
+            let found = self
+                .aliases(field)
+                .iter()
+                .find_map(|alias| object.get(alias).filter(|v| !v.is_null()).cloned());
+            if let Some(value) = found {
+                object.insert(field.to_owned(), value);
+            }
         }
-        let found = self
-            .aliases(field)
-            .iter()
-            .find_map(|alias| object.get(alias).filter(|v| !v.is_null()).cloned());
-        if let Some(value) = found {
-            object.insert(field.to_owned(), value);
+        if let Some(Value::Number(n)) = object.get(field) {
+            let text = n.to_string();
+            object.insert(field.to_owned(), Value::String(text));
         }
     }
 
@@ -177,273 +221,88 @@ impl Dialect {
         Value::Object(object)
     }
 
-    /// The queue and payload of a lab event's message. The payload is the data's `payload`
-    /// field if it has one, else the whole data.
-    pub fn app_message(&self, app: &AppEvent, data: Value) -> Result<(QueueName, Value), Error> {
+    /// The message a lab event publishes: the queue, event, payload and id its rule names.
+    pub fn app_message(&self, app: &AppEvent, data: Value) -> Result<AppMessage, Error> {
         let queue = app
             .queue
             .render(|field| field_text(&data, field))
             .ok_or_else(|| {
                 Error::invalid_field(format!(
-                    "'{}' needs one of the fields {:?} to know whose queue it goes to",
+                    "'{}' needs one of the fields {:?} to know which queue it goes to",
                     app.event,
                     app.queue.fields()
                 ))
             })?;
         let queue = QueueName::parse(queue)?;
-        let payload = match data {
-            Value::Object(mut object) if object.contains_key("payload") => {
-                object.remove("payload").unwrap_or_default()
-            }
-            other => other,
+        let id = match &app.id {
+            Some(template) => template
+                .render(|field| field_text(&data, field))
+                .map(MessageId::parse)
+                .transpose()?,
+            None => None,
         };
-        Ok((queue, payload))
+        let payload = app.payload.apply(&app.event, data)?;
+        Ok(AppMessage {
+            queue,
+            event: app.published_event().clone(),
+            payload,
+            id,
+        })
     }
 
-    /// An envelope as lab code reads it (see [`Dialect::lab_envelopes`]); queuehub's own
-    /// envelope fields win a name clash.
+    /// An envelope as lab code reads it (see [`EnvelopeShape`]); in the lab shape,
+    /// queuehub's own envelope fields win a name clash.
     pub fn envelope(&self, envelope: &Envelope) -> Value {
-        let mut value = serde_json::to_value(envelope).unwrap_or_default();
-        if !self.lab_envelopes {
-            return value;
+        match self.shape() {
+            EnvelopeShape::Queuehub => serde_json::to_value(envelope).unwrap_or_default(),
+            EnvelopeShape::Payload => envelope.payload.as_ref().clone(),
+            EnvelopeShape::Lab => lab_envelope(envelope),
         }
-        if let Value::Object(object) = &mut value {
-            let id = Value::String(envelope.id.to_string());
-            object.insert("messageID".into(), id.clone());
-            object.insert("messageId".into(), id);
-            if let Value::Object(payload) = envelope.payload.as_ref() {
-                for (key, field) in payload {
-                    object.entry(key.clone()).or_insert_with(|| field.clone());
-                }
-            }
-        }
-        value
     }
 }
 
-/// A field of `data` as text: at the top level, else inside `data.payload`.
-fn field_text(data: &Value, field: &str) -> Option<String> {
-    let text = |v: &Value| match v {
+fn lab_envelope(envelope: &Envelope) -> Value {
+    let mut value = serde_json::to_value(envelope).unwrap_or_default();
+    if let Value::Object(object) = &mut value {
+        let id = Value::String(envelope.id.to_string());
+        object.insert("messageID".into(), id.clone());
+        object.insert("messageId".into(), id);
+        if let Value::Object(payload) = envelope.payload.as_ref() {
+            for (key, field) in payload {
+                object.entry(key.clone()).or_insert_with(|| field.clone());
+            }
+        }
+    }
+    value
+}
+
+/// The value at a dotted path of `data`: `store`, `payload.store`.
+pub fn path_value<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(data, |value, key| value.as_object()?.get(key))
+}
+
+/// The value at a dotted path of `data` as text (a string, or a number written out).
+pub fn field_text(data: &Value, path: &str) -> Option<String> {
+    match path_value(data, path)? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    };
-    data.get(field)
-        .and_then(text)
-        .or_else(|| data.get("payload")?.get(field).and_then(text))
-}
-
-impl HttpRoute {
-    /// The queue and payload of a request to this route: the JSON body (an object; empty
-    /// means `{}`) with the path parameters added where the body does not have them.
-    pub fn message(
-        &self,
-        params: &HashMap<String, String>,
-        body: Option<Value>,
-    ) -> Result<(QueueName, Value), Error> {
-        let queue = self
-            .queue
-            .render(|field| params.get(field).cloned())
-            .ok_or_else(|| {
-                Error::invalid_field(format!(
-                    "route {} has no value for {:?}",
-                    self.path,
-                    self.queue.fields()
-                ))
-            })?;
-        let queue = QueueName::parse(queue)?;
-        let mut payload = match body {
-            None => Map::new(),
-            Some(Value::Object(object)) => object,
-            Some(_) => {
-                return Err(Error::invalid_field(format!(
-                    "the body of {} must be a JSON object",
-                    self.path
-                )));
-            }
-        };
-        for (key, value) in params {
-            payload
-                .entry(key.clone())
-                .or_insert_with(|| Value::String(value.clone()));
-        }
-        Ok((queue, Value::Object(payload)))
     }
 }
 
-/// The built-in presets, by name.
+/// The built-in preset `name` (a file of `presets/`), if there is one.
 pub fn builtin_preset(name: &str) -> Option<&'static str> {
-    match name {
-        "caps" => Some(include_str!("../../presets/caps.toml")),
-        _ => None,
-    }
+    BUILTIN_PRESETS
+        .iter()
+        .find(|(builtin, _, _)| *builtin == name)
+        .map(|(_, _, text)| *text)
+}
+
+/// The names of the built-in presets.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN_PRESETS.iter().map(|(name, _, _)| *name).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use serde_json::json;
-
-    use super::*;
-
-    fn caps() -> Dialect {
-        let file: toml::Table = toml::from_str(builtin_preset("caps").unwrap()).unwrap();
-        let dialect: Dialect = file["compat"].clone().try_into().unwrap();
-        dialect.validate().unwrap();
-        dialect
-    }
-
-    #[test]
-    fn two_x_era_subscribe_names_the_clients_own_queue() {
-        let data = caps().translate(
-            "subscribe",
-            json!({"event": "delivered", "clientID": "acme"}),
-        );
-        assert_eq!(data["clientId"], "acme");
-        assert_eq!(data["queue"], "acme");
-    }
-
-    #[test]
-    fn join_with_a_store_name_or_an_order_names_the_client() {
-        let dialect = caps();
-        assert_eq!(
-            dialect.translate("subscribe", json!("acme"))["queue"],
-            "acme"
-        );
-        let order = json!({"store": "1-800-flowers", "orderId": "o1"});
-        assert_eq!(
-            dialect.translate("subscribe", order)["clientId"],
-            "1-800-flowers"
-        );
-        assert_eq!(
-            dialect.translate("subscribe", json!({"storeName": "s"}))["queue"],
-            "s"
-        );
-    }
-
-    #[test]
-    fn getall_reads_the_event_from_payload_and_received_the_id_from_message_id() {
-        let dialect = caps();
-        let data = dialect.translate(
-            "getAll",
-            json!({"clientID": "acme", "payload": "delivered"}),
-        );
-        assert_eq!(
-            (data["clientId"].clone(), data["event"].clone()),
-            (json!("acme"), json!("delivered"))
-        );
-        let data = dialect.translate(
-            "received",
-            json!({"clientID": "acme", "messageID": "m1", "event": "delivered"}),
-        );
-        assert_eq!(
-            (data["clientId"].clone(), data["id"].clone()),
-            (json!("acme"), json!("m1"))
-        );
-    }
-
-    #[test]
-    fn native_fields_win_over_aliases() {
-        let data = caps().translate(
-            "received",
-            json!({"clientId": "a", "store": "b", "id": "x", "messageId": "y"}),
-        );
-        assert_eq!(
-            (data["clientId"].clone(), data["id"].clone()),
-            (json!("a"), json!("x"))
-        );
-    }
-
-    #[test]
-    fn app_events_route_to_the_driver_or_the_store() {
-        let dialect = caps();
-        let order = json!({"store": "acme", "orderId": "o1", "customer": "Ada", "address": "x"});
-        let pickup = &dialect.app_events[0];
-        let (queue, payload) = dialect.app_message(pickup, order.clone()).unwrap();
-        assert_eq!((queue.as_str(), payload.clone()), ("driver", order.clone()));
-        let delivered = &dialect.app_events[2];
-        let (queue, payload) = dialect.app_message(delivered, order.clone()).unwrap();
-        assert_eq!((queue.as_str(), payload), ("acme", order.clone()));
-        let two_x = json!({"clientID": "acme", "payload": order.clone()});
-        let (queue, payload) = dialect.app_message(delivered, two_x).unwrap();
-        assert_eq!((queue.as_str(), payload), ("acme", order));
-        let err = dialect
-            .app_message(delivered, json!({"orderId": 1}))
-            .unwrap_err();
-        assert_eq!(err.code(), "invalid_field");
-    }
-
-    #[test]
-    fn lab_envelopes_carry_message_ids_and_the_orders_fields() {
-        let meta = crate::store::MessageMeta {
-            seq: 1,
-            id: crate::names::MessageId::parse("m1").unwrap(),
-            queue: QueueName::parse("acme").unwrap(),
-            event: EventName::parse("delivered").unwrap(),
-            published_at_ms: 0,
-            source: "http".into(),
-            deliver_at_ms: None,
-            expires_at_ms: None,
-        };
-        let client = crate::names::ClientId::parse("acme").unwrap();
-        let payload = Arc::new(json!({"orderId": "o1", "queue": "not this"}));
-        let envelope = Envelope::new(&meta, payload, &client, 1);
-        let lab = caps().envelope(&envelope);
-        assert_eq!(lab["messageID"], "m1");
-        assert_eq!(lab["messageId"], "m1");
-        assert_eq!(lab["orderId"], "o1");
-        assert_eq!(lab["queue"], "acme", "queuehub's own fields win");
-        assert_eq!(lab["payload"]["orderId"], "o1");
-    }
-
-    #[test]
-    fn http_routes_fill_the_queue_from_the_path_and_keep_the_body() {
-        let route = HttpRoute {
-            path: "/delivery/{store}/{code}".into(),
-            queue: Template::parse("{store}").unwrap(),
-            event: EventName::parse("delivered").unwrap(),
-        };
-        let params = HashMap::from([
-            ("store".to_owned(), "acme".to_owned()),
-            ("code".to_owned(), "7".to_owned()),
-        ]);
-        let (queue, payload) = route
-            .message(&params, Some(json!({"note": "left at door"})))
-            .unwrap();
-        assert_eq!(queue.as_str(), "acme");
-        assert_eq!(
-            payload,
-            json!({"store": "acme", "code": "7", "note": "left at door"})
-        );
-        assert!(route.message(&params, Some(json!([1]))).is_err());
-    }
-
-    #[test]
-    fn a_preset_cannot_declare_a_reserved_event() {
-        for reserved in ["error", "mq:error", "snapshot", "connect", "*"] {
-            let app_event: Result<Dialect, _> = toml::from_str(&format!(
-                "[[app_events]]\nevent = {reserved:?}\nqueue = \"driver\"\n"
-            ));
-            let err = app_event.expect_err(reserved).to_string();
-            assert!(err.contains("invalid_name"), "{reserved}: {err}");
-            let route: Result<HttpRoute, _> = toml::from_str(&format!(
-                "path = \"/x\"\nqueue = \"driver\"\nevent = {reserved:?}\n"
-            ));
-            assert!(route.is_err(), "{reserved}");
-            let mut dialect = caps();
-            dialect
-                .event_aliases
-                .insert(reserved.to_owned(), "getAll".into());
-            let err = dialect.validate().expect_err(reserved);
-            assert!(err.contains(reserved), "{err}");
-        }
-    }
-
-    #[test]
-    fn aliases_to_unknown_events_are_refused() {
-        let mut dialect = caps();
-        dialect.event_aliases.insert("x".into(), "nothing".into());
-        assert!(dialect.validate().is_err());
-    }
-}
+mod tests;

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::reply::{Reply, emit_paced};
-use super::room;
 use super::session::{Session, parse};
+use super::{ack_sent, queue_room, room, sent_by};
 use crate::broker::{CatchUp, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
@@ -36,7 +36,9 @@ struct GetAll {
 fn join_own_queue(session: &Session, client: &ClientId) -> Result<(), Error> {
     let queue = QueueName::parse(client.as_str())?;
     session.identity.check_subscribe(&queue)?;
-    session.socket.join(room(client, &queue));
+    session
+        .socket
+        .join([room(client, &queue), queue_room(&queue)]);
     if session.broker.subscriptions(client).contains(&queue) {
         return Ok(());
     }
@@ -76,12 +78,16 @@ fn start(session: &Session, data: Value) -> Result<CatchUp, Error> {
 /// Sends every page; returns how many messages went out.
 async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error> {
     let mut count = 0;
+    let consumer = session.consumer_id();
     loop {
         let page = session.broker.next_page(&mut catch_up).await?;
         if page.is_empty() {
             return Ok(count);
         }
         for envelope in &page {
+            if sent_by(envelope, &consumer) {
+                continue; // the lab's sender never gets its own message back
+            }
             let event = envelope.event.as_str();
             let sent = match &session.dialect {
                 Some(dialect) => {
@@ -93,13 +99,17 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
                 // The socket is gone; the messages stay in the inbox for the next catch-up.
                 return Ok(count);
             }
+            if session.dialect.as_ref().is_some_and(|d| d.auto_ack) {
+                ack_sent(&session.broker, envelope);
+            }
             count += 1;
         }
     }
 }
 
-/// A catch-up waiting its turn, and the reply to send when it is done.
-pub type Job = (CatchUp, Reply);
+/// A catch-up waiting its turn, and the reply to send when it is done (none for a catch-up
+/// the client did not ask for).
+pub type Job = (CatchUp, Option<Reply>);
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
 /// queues the streaming to the socket's catch-up task (waiting while a few are queued).
@@ -113,10 +123,23 @@ pub async fn handle(
         Err(err) => reply.now(Err(err)),
         Ok(catch_up) => {
             if let Err(mpsc::error::SendError(job)) =
-                catch_ups.send(Box::new((catch_up, reply))).await
+                catch_ups.send(Box::new((catch_up, Some(reply)))).await
+                && let Some(reply) = job.1
             {
-                job.1.now(Err(Error::shutting_down()));
+                reply.now(Err(Error::shutting_down()));
             }
+        }
+    }
+}
+
+/// Starts a catch-up nobody asked for (a dialect's `catch_up_on_subscribe`): `data` is a
+/// `getAll` request. A request that cannot start is only logged: the subscribe it follows
+/// was answered already.
+pub async fn catch_up_quietly(session: &Session, data: Value, catch_ups: &mpsc::Sender<Box<Job>>) {
+    match start(session, data) {
+        Err(err) => tracing::debug!(code = err.code(), "no catch-up: {}", err.message()),
+        Ok(catch_up) => {
+            let _ = catch_ups.send(Box::new((catch_up, None))).await;
         }
     }
 }
@@ -139,8 +162,17 @@ pub async fn run(
         let (catch_up, reply) = *job;
         let result = stream(&session, catch_up).await;
         // Answered by this task itself, after the last message it sent.
-        reply
-            .send(result.map(|count| json!({ "count": count })))
-            .await;
+        match reply {
+            Some(reply) => {
+                reply
+                    .send(result.map(|count| json!({ "count": count })))
+                    .await
+            }
+            None => {
+                if let Err(err) = result {
+                    tracing::warn!(code = err.code(), "catch-up failed: {}", err.message());
+                }
+            }
+        }
     }
 }

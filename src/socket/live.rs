@@ -123,9 +123,20 @@ impl Live {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Acknowledges a message this socket was sent (a dialect's `auto_ack`).
+    pub fn ack_sent(&self, envelope: &Envelope) {
+        super::ack_sent(&self.broker, envelope);
+    }
+
+    /// Whether this dialect acknowledges what it sends.
+    fn auto_ack(&self) -> bool {
+        self.dialect.as_ref().is_some_and(|d| d.auto_ack)
+    }
+
     /// Pushes a committed message to this socket now, or leaves it to the resume task if the
     /// socket cannot take it. `data` is the envelope as this socket's namespace shows it.
-    pub fn push<T: Serialize + ?Sized>(self: &Arc<Self>, delivery: &Delivery, data: &T) {
+    /// `true` if it went out now (`false`: it waits, or the resume task sends it).
+    pub fn push<T: Serialize + ?Sized>(self: &Arc<Self>, delivery: &Delivery, data: &T) -> bool {
         let envelope = &delivery.envelope;
         let key = || (envelope.client_id.clone(), envelope.queue.clone());
         let mut state = self.lock();
@@ -135,23 +146,25 @@ impl Live {
                 if !state.heads.is_empty() {
                     state.heads.remove(&key());
                 }
-            } else {
-                state.heads.insert(key(), envelope.clone());
-                self.resume(&mut state);
+                return true;
             }
-            return;
+            state.heads.insert(key(), envelope.clone());
+            self.resume(&mut state);
+            return false;
         }
         // The common case, no lag at all, builds no key.
         if !state.lagging.is_empty()
             && let Some(lag) = state.lagging.get_mut(&key())
         {
             lag.skip(delivery.seq);
-            return;
+            return false;
         }
-        if !self.try_emit(envelope.event.as_str(), data) {
-            state.lagging.insert(key(), Lag::starting_at(delivery.seq));
-            self.resume(&mut state);
+        if self.try_emit(envelope.event.as_str(), data) {
+            return true;
         }
+        state.lagging.insert(key(), Lag::starting_at(delivery.seq));
+        self.resume(&mut state);
+        false
     }
 
     /// Sends a work-mode assignment now, or as soon as the socket drains.
@@ -274,8 +287,15 @@ impl Live {
             if page.is_empty() {
                 return Ok(true);
             }
+            let consumer = super::session::consumer_id(&self.socket);
             for envelope in &page {
+                if super::sent_by(envelope, &consumer) {
+                    continue;
+                }
                 self.emit(envelope).await?;
+                if self.auto_ack() {
+                    self.ack_sent(envelope);
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ mod live;
 mod publish;
 mod rate;
 mod received;
+mod relay;
 mod reply;
 mod session;
 mod subscribe;
@@ -56,6 +57,47 @@ pub(crate) const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
 /// contain control characters, so the NUL separator cannot be forged.
 pub fn room(client: &ClientId, queue: &QueueName) -> String {
     format!("{queue}\u{0}{client}")
+}
+
+/// The room of every socket subscribed to `queue`, whatever its client (where a preset's
+/// relays go). No client is named by the empty string, so it is no client's room.
+pub fn queue_room(queue: &QueueName) -> String {
+    format!("{queue}\u{0}")
+}
+
+/// Whether `envelope` was published by the socket `consumer` with the sender excluded (a
+/// preset's `exclude_sender`): its source is then that socket's worker name, which holds a
+/// `/` and so is never a client id.
+pub(crate) fn sent_by(envelope: &Envelope, consumer: &str) -> bool {
+    envelope.source == consumer
+}
+
+/// Acknowledges a message that was sent to one of its client's sockets, in a dialect whose
+/// labs never acknowledge (`auto_ack`). The commit is awaited in the background.
+fn ack_sent(broker: &Broker, envelope: &Envelope) {
+    let acked = broker.ack(
+        &envelope.client_id,
+        Some(&envelope.queue),
+        std::slice::from_ref(&envelope.id),
+    );
+    match acked {
+        Ok(pending) => {
+            tokio::spawn(async move {
+                if let Err(err) = pending.committed().await {
+                    tracing::warn!(
+                        code = err.code(),
+                        "automatic ack not committed: {}",
+                        err.message()
+                    );
+                }
+            });
+        }
+        Err(err) => tracing::warn!(
+            code = err.code(),
+            "automatic ack refused: {}",
+            err.message()
+        ),
+    }
 }
 
 /// A namespace queuehub serves, and the lab dialect it speaks, if any.
@@ -245,14 +287,27 @@ impl Outbox for SocketOutbox {
                 continue;
             }
             let dressed = namespace.dialect.as_ref().map(|d| d.envelope(envelope));
+            let auto_ack = namespace.dialect.as_ref().is_some_and(|d| d.auto_ack);
+            let mut sent_to = None;
             for socket in sockets {
-                let Some(live) = self.sockets.get(&session::consumer_id(&socket)) else {
+                let consumer = session::consumer_id(&socket);
+                if sent_by(envelope, &consumer) {
+                    continue;
+                }
+                let Some(live) = self.sockets.get(&consumer) else {
                     continue; // still connecting: it reads its inbox with getAll
                 };
-                match &dressed {
+                let sent = match &dressed {
                     Some(data) => live.push(&delivery, data),
                     None => live.push(&delivery, envelope),
+                };
+                if sent {
+                    sent_to = Some(live);
                 }
+            }
+            // Every other socket of the client got it: it counts as received, once.
+            if auto_ack && let Some(live) = sent_to {
+                live.ack_sent(envelope);
             }
         }
     }

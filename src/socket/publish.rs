@@ -53,10 +53,16 @@ fn app_event(session: &Session, index: usize, data: Value) -> Result<Pending<Val
         .app_events
         .get(index)
         .ok_or_else(|| Error::invalid_field("unknown lab event"))?;
-    let (queue, payload) = dialect.app_message(app, data)?;
-    session.identity.check_publish(&queue)?;
-    let message = NewMessage::new(queue, app.event.clone(), payload, source(session, None));
-    Ok(session.broker.publish(vec![message])?.map(render))
+    let message = dialect.app_message(app, data)?;
+    session.identity.check_publish(&message.queue)?;
+    // A message its sender must never get back carries the sending socket as its source.
+    let source = match app.exclude_sender {
+        true => session.consumer_id(),
+        false => source(session, None),
+    };
+    let mut new = NewMessage::new(message.queue, message.event, message.payload, source);
+    new.id = message.id;
+    Ok(session.broker.publish(vec![new])?.map(render))
 }
 
 /// Publishes a lab event now; answers (if asked) once it is durable.

@@ -15,7 +15,7 @@ use super::live::Live;
 use super::rate::RateLimit;
 use super::reply::{AckHandle, Replies, Reply};
 use super::{LiveSockets, SocketOptions};
-use super::{get_all, publish, received, subscribe, unsubscribe};
+use super::{get_all, publish, received, relay, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
 use crate::error::{Error, from_json_error};
@@ -307,7 +307,10 @@ fn allowed(rate: &Mutex<RateLimit>) -> bool {
 /// for their rate. Everything that creates work (publish, lab events, subscribe,
 /// unsubscribe, unknown events) counts.
 fn counts_against_rate(kind: EventKind) -> bool {
-    !matches!(kind, EventKind::Native("received" | "getAll"))
+    !matches!(
+        kind,
+        EventKind::Native("received" | "getAll") | EventKind::Ignored
+    )
 }
 
 fn too_fast() -> Error {
@@ -392,21 +395,62 @@ async fn run(
                 publish::handle_app_event(&session, index, data, reply);
                 continue;
             }
+            EventKind::Relay(_) => {
+                let relayed = relay::handle(&session, &reply.event, &data).await;
+                reply.now(relayed);
+                continue;
+            }
+            EventKind::Ignored => {
+                reply.now(Ok(serde_json::json!({ "ignored": true })));
+                continue;
+            }
         };
-        let data = match &session.dialect {
-            Some(dialect) => dialect.translate(native, data),
-            None => data,
+        let Some(dialect) = session.dialect.clone() else {
+            handle_native(&session, native, data, reply, &catch_ups).await;
+            continue;
         };
-        match native {
-            "subscribe" => subscribe::handle(&session, data, reply),
-            "unsubscribe" => unsubscribe::handle(&session, data, reply),
-            "getAll" => get_all::handle(&session, data, reply, &catch_ups).await,
-            "received" => received::handle(&session, data, reply),
-            "publish" => publish::handle(&session, data, reply),
-            _ => reply.now(Err(Error::invalid_field(format!(
-                "'{native}' has no handler"
-            ))
-            .with_code("unknown_event"))),
+        // A lab event that also goes to the other sockets of its room (`join`).
+        let relayed = dialect.relay(&reply.event).map(|_| data.clone());
+        let name = reply.event.clone();
+        let data = dialect.translate(native, data);
+        let catch_up = (native == "subscribe" && dialect.catch_up_on_subscribe).then(|| {
+            let mut request = serde_json::Map::new();
+            for field in ["clientId", "queue"] {
+                if let Some(value) = data.get(field) {
+                    request.insert(field.into(), value.clone());
+                }
+            }
+            Value::Object(request)
+        });
+        handle_native(&session, native, data, reply, &catch_ups).await;
+        if let Some(request) = catch_up {
+            get_all::catch_up_quietly(&session, request, &catch_ups).await;
         }
+        if let Some(data) = relayed
+            && let Err(err) = relay::handle(&session, &name, &data).await
+        {
+            tracing::debug!(code = err.code(), "not relayed: {}", err.message());
+        }
+    }
+}
+
+/// Handles one of queuehub's own events (already translated from a lab's dialect).
+async fn handle_native(
+    session: &Session,
+    native: &str,
+    data: Value,
+    reply: Reply,
+    catch_ups: &mpsc::Sender<Box<get_all::Job>>,
+) {
+    match native {
+        "subscribe" => subscribe::handle(session, data, reply),
+        "unsubscribe" => unsubscribe::handle(session, data, reply),
+        "getAll" => get_all::handle(session, data, reply, catch_ups).await,
+        "received" => received::handle(session, data, reply),
+        "publish" => publish::handle(session, data, reply),
+        _ => reply.now(Err(Error::invalid_field(format!(
+            "'{native}' has no handler"
+        ))
+        .with_code("unknown_event"))),
     }
 }

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::reply::Reply;
-use super::room;
 use super::session::{Session, parse};
+use super::{queue_room, room};
 use crate::broker::{Pending, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
@@ -114,10 +114,14 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
     }
     // Broadcast: join first, so that a message committed right after the subscribe is pushed
     // live rather than only waiting in the inbox. Work: messages come through the dispatcher.
-    let rooms: Vec<String> = match options.prefetch {
+    let mut rooms: Vec<String> = match options.prefetch {
         None => queues.iter().map(|q| room(&client, q)).collect(),
         Some(_) => Vec::new(),
     };
+    // In a lab dialect, also the queue's own room, where relays go.
+    if session.dialect.is_some() {
+        rooms.extend(queues.iter().map(queue_room));
+    }
     session.socket.join(rooms.clone());
     let pending = match session.broker.subscribe(&client, &queues, options.record) {
         Ok(pending) => pending,

@@ -1,9 +1,12 @@
-//! The classroom preset (`--preset caps`): the CAPS lab's events, fields and routes, over
-//! real socket.io clients and real HTTP.
+//! The classroom presets: the CAPS lab's events, fields and routes (`--preset caps`), and
+//! each lab generation on its own preset (`caps-v2`, `caps-rooms`, `message-queue`), over
+//! real socket.io clients and real HTTP; restarts with the real binary.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Http, SocketClient, spawn_app_with_args};
+use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, spawn_app_with_args};
 
 fn order(store: &str, id: &str) -> Value {
     json!({"store": store, "orderId": id, "customer": "Ada Lovelace", "address": "12 Analytical St"})
@@ -194,4 +197,322 @@ async fn the_preset_allows_the_labs_browser_page_from_any_origin() {
     assert!(response.status().is_success(), "{}", response.status());
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
     app.stop().await;
+}
+
+// ---- the socket.io-2 CAPS lab (`caps-v2`, and `caps` which also speaks it on `/`) ----
+
+/// What a 2.x lab client emits: `{clientID: <the sender's own id>, payload}`.
+fn from_sender(sender: &str, payload: Value) -> Value {
+    json!({"clientID": sender, "payload": payload})
+}
+
+#[tokio::test]
+async fn two_x_deliveries_go_to_the_store_the_order_names_never_to_the_sender() {
+    for preset in ["caps-v2", "caps"] {
+        let app = spawn_app_with_args(&["--preset", preset]).await;
+        let driver = SocketClient::connect_to(&app.url, "/", None).await;
+        let api = SocketClient::connect_to(&app.url, "/", None).await;
+        let order = order("acme-widgets", "o-2x");
+        for event in ["in-transit", "delivered"] {
+            let ack = driver
+                .call(event, from_sender("driver", order.clone()))
+                .await;
+            assert_eq!(ack["queue"], "acme-widgets", "{preset} {event}: {ack}");
+        }
+        let scanned = json!({"store": "acme-widgets", "code": "c-7"});
+        let ack = api.call("delivered", from_sender("api", scanned)).await;
+        assert_eq!(ack["queue"], "acme-widgets", "{preset}: {ack}");
+        let (_, queues) = app.get("/v1/queues").await;
+        let names: Vec<&Value> = queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| &q["queue"])
+            .collect();
+        assert!(
+            !names.contains(&&json!("driver")) && !names.contains(&&json!("api")),
+            "{preset}: {queues}"
+        );
+
+        let mut vendor = SocketClient::connect_to(&app.url, "/", None).await;
+        vendor
+            .emit(
+                "subscribe",
+                json!({"event": "delivered", "clientID": "acme-widgets"}),
+            )
+            .await;
+        let ack = vendor
+            .call(
+                "getall",
+                json!({"clientID": "acme-widgets", "event": "delivered"}),
+            )
+            .await;
+        assert_eq!(ack["count"], 2, "{preset}: {ack}");
+        let got = vendor.take("delivered", 2).await;
+        assert_eq!(got[0]["payload"]["orderId"], "o-2x", "{preset}");
+        assert_eq!(got[1]["payload"]["code"], "c-7", "{preset}");
+        for message in &got {
+            let ack = vendor
+                .call("received", json!({"clientID": "acme-widgets", "messageID": message["messageID"], "event": "delivered"}))
+                .await;
+            assert_eq!(ack["removed"], true, "{preset}: {ack}");
+        }
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_two_x_pickup_waits_for_the_driver_and_arrives_as_message_id_and_payload() {
+    let app = spawn_app_with_args(&["--preset", "caps-v2"]).await;
+    let vendor = SocketClient::connect_to(&app.url, "/", None).await;
+    let ack = vendor
+        .call(
+            "pickup",
+            from_sender("acme-widgets", order("acme-widgets", "o-p")),
+        )
+        .await;
+    assert_eq!(ack["queue"], "driver", "{ack}");
+    let mut driver = SocketClient::connect_to(&app.url, "/", None).await;
+    driver
+        .emit(
+            "subscribe",
+            json!({"event": "pickup", "clientID": "driver"}),
+        )
+        .await;
+    driver
+        .emit("getall", json!({"clientID": "driver", "event": "pickup"}))
+        .await;
+    let pickup = driver.take("pickup", 1).await.remove(0);
+    assert_eq!(pickup["payload"], order("acme-widgets", "o-p"));
+    assert!(pickup["messageID"].is_string(), "{pickup}");
+    app.stop().await;
+}
+
+/// Starts the real binary with `preset` on a free port, its store in `dir`.
+fn start_preset(preset: &str, dir: &std::path::Path) -> ServerProcess {
+    let dir = dir.to_str().expect("utf-8 path");
+    let args = [
+        "--preset",
+        preset,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+    ];
+    ServerProcess::start_with(&args, &[], 1, None)
+}
+
+#[tokio::test]
+async fn a_two_x_delivery_survives_a_restart_before_the_store_connects() {
+    let (_dir, path) = data_dir();
+    let server = start_preset("caps-v2", &path);
+    let api = SocketClient::connect_to(&server.url, "/", None).await;
+    let ack = api
+        .call(
+            "delivered",
+            from_sender("api", json!({"store": "flowers", "code": "r-1"})),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    server.kill_9();
+
+    let server = start_preset("caps-v2", &path);
+    let mut vendor = SocketClient::connect_to(&server.url, "/", None).await;
+    let ack = vendor
+        .call(
+            "getall",
+            json!({"clientID": "flowers", "payload": "delivered"}),
+        )
+        .await;
+    assert_eq!(ack["count"], 1, "{ack}");
+    assert_eq!(
+        vendor.take("delivered", 1).await[0]["payload"]["code"],
+        "r-1"
+    );
+}
+
+// ---- the socket.io-4 message-queue demo (`message-queue`) ----
+
+fn note(id: i64, text: &str) -> Value {
+    json!({"messageId": id, "text": text, "clientId": "client2"})
+}
+
+#[tokio::test]
+async fn the_message_queue_demo_delivers_the_senders_object_as_messages_and_acks_it() {
+    let app = spawn_app_with_args(&["--preset", "message-queue"]).await;
+    let mut receiver = SocketClient::connect_to(&app.url, "/messages", None).await;
+    let sender = SocketClient::connect_to(&app.url, "/messages", None).await;
+    let ack = receiver
+        .call("get-messages", json!({"clientId": "client2"}))
+        .await;
+    assert_eq!(ack["count"], 0, "{ack}");
+
+    let ack = sender.call("message", note(1, "hello")).await;
+    assert_eq!(
+        (ack["queue"].clone(), ack["id"].clone()),
+        (json!("client2"), json!("1")),
+        "{ack}"
+    );
+    let got = receiver.take("messages", 1).await.remove(0);
+    assert_eq!(
+        got,
+        note(1, "hello"),
+        "the argument is the sender's own object"
+    );
+
+    let ack = receiver.call("received", got).await;
+    assert_eq!(ack["removed"], true, "{ack}");
+    assert_eq!(app.pending("client2", "client2").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_message_queue_demo_catches_up_once_per_lab_id() {
+    let app = spawn_app_with_args(&["--preset", "message-queue"]).await;
+    let sender = SocketClient::connect_to(&app.url, "/messages", None).await;
+    for message in [note(1, "first"), note(1, "first"), note(2, "second")] {
+        assert_eq!(sender.call("message", message).await["ok"], true);
+    }
+    let (_, queue) = app.get("/v1/queues/client2").await;
+    assert_eq!(
+        queue["waiting"], 2,
+        "the same messageId twice is one message: {queue}"
+    );
+
+    let mut receiver = SocketClient::connect_to(&app.url, "/messages", None).await;
+    let ack = receiver
+        .call("get-messages", json!({"clientId": "client2"}))
+        .await;
+    assert_eq!(ack["count"], 2, "{ack}");
+    let got = receiver.take("messages", 2).await;
+    assert_eq!(got, vec![note(1, "first"), note(2, "second")]);
+    for message in got {
+        assert_eq!(receiver.call("received", message).await["removed"], true);
+    }
+    assert_eq!(app.pending("client2", "client2").await, 0);
+    // Once received, the lab may use its id again (its hub forgot it too).
+    assert_eq!(sender.call("message", note(1, "again")).await["ok"], true);
+    assert_eq!(receiver.take("messages", 1).await[0], note(1, "again"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_demo_message_survives_a_restart_before_the_receiver_asks() {
+    let (_dir, path) = data_dir();
+    let server = start_preset("message-queue", &path);
+    let sender = SocketClient::connect_to(&server.url, "/messages", None).await;
+    assert_eq!(sender.call("message", note(5, "kept")).await["ok"], true);
+    server.kill_9();
+
+    let server = start_preset("message-queue", &path);
+    let mut receiver = SocketClient::connect_to(&server.url, "/messages", None).await;
+    let ack = receiver
+        .call("get-messages", json!({"clientId": "client2"}))
+        .await;
+    assert_eq!(ack["count"], 1, "{ack}");
+    let got = receiver.take("messages", 1).await.remove(0);
+    assert_eq!(got, note(5, "kept"));
+    assert_eq!(receiver.call("received", got).await["removed"], true);
+}
+
+// ---- the socket.io-4 CAPS lab with rooms (`caps-rooms`) ----
+
+/// Connects to /caps and joins `store`'s room as the lab does (`join {storeName}`).
+async fn join_room(url: &str, store: &str) -> SocketClient {
+    let socket = SocketClient::connect_to(url, "/caps", None).await;
+    let ack = socket.call("join", json!({"storeName": store})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    socket
+}
+
+/// Nothing but what `allowed` names arrives at `socket` for a moment.
+async fn hears_nothing(socket: &mut SocketClient, who: &str) {
+    let got = socket.drain(Duration::from_millis(300)).await;
+    assert!(got.is_empty(), "{who} got {got:?}");
+}
+
+#[tokio::test]
+async fn in_a_room_pickup_and_delivered_go_to_the_others_and_join_is_relayed() {
+    let app = spawn_app_with_args(&["--preset", "caps-rooms"]).await;
+    let mut driver = join_room(&app.url, "acme-widgets").await;
+    let mut vendor = join_room(&app.url, "acme-widgets").await;
+    let joined = driver.take("join", 1).await.remove(0);
+    assert_eq!(joined, json!({"storeName": "acme-widgets"}));
+    let mut elsewhere = join_room(&app.url, "1-800-flowers").await;
+
+    let order = order("acme-widgets", "r-1");
+    assert_eq!(vendor.call("pickup", order.clone()).await["ok"], true);
+    assert_eq!(
+        driver.take("pickup", 1).await.remove(0),
+        order,
+        "the order itself"
+    );
+    let ack = driver.call("in-transit", order.clone()).await;
+    assert_eq!(ack["ok"], true, "in-transit is accepted: {ack}");
+    assert_eq!(driver.call("delivered", order.clone()).await["ok"], true);
+    assert_eq!(vendor.take("delivered", 1).await.remove(0), order);
+
+    hears_nothing(&mut vendor, "the vendor (its own pickup, in-transit)").await;
+    hears_nothing(&mut driver, "the driver (its own delivered)").await;
+    hears_nothing(&mut elsewhere, "another store's room").await;
+    assert_eq!(
+        app.pending("acme-widgets", "acme-widgets").await,
+        0,
+        "sent is received"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_pickup_made_while_no_driver_was_in_the_room_waits_for_the_next_one() {
+    let app = spawn_app_with_args(&["--preset", "caps-rooms"]).await;
+    let mut vendor = join_room(&app.url, "acme-widgets").await;
+    let order = order("acme-widgets", "r-2");
+    assert_eq!(vendor.call("pickup", order.clone()).await["ok"], true);
+    assert_eq!(app.pending("acme-widgets", "acme-widgets").await, 1);
+
+    let mut driver = join_room(&app.url, "acme-widgets").await;
+    assert_eq!(driver.take("pickup", 1).await.remove(0), order);
+    assert_eq!(
+        vendor.take("join", 1).await.len(),
+        1,
+        "the vendor hears the driver join"
+    );
+    hears_nothing(&mut vendor, "the vendor").await;
+    assert_eq!(app.pending("acme-widgets", "acme-widgets").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_pickup_survives_a_restart_before_the_driver_joins() {
+    let (_dir, path) = data_dir();
+    let server = start_preset("caps-rooms", &path);
+    let vendor = join_room(&server.url, "flowers").await;
+    let order = order("flowers", "r-3");
+    assert_eq!(vendor.call("pickup", order.clone()).await["ok"], true);
+    server.kill_9();
+
+    let server = start_preset("caps-rooms", &path);
+    let mut driver = join_room(&server.url, "flowers").await;
+    assert_eq!(driver.take("pickup", 1).await.remove(0), order);
+}
+
+// ---- under every preset ----
+
+#[tokio::test]
+async fn the_dashboard_works_under_every_built_in_preset() {
+    for preset in queuehub::compat::builtin_names() {
+        let app = spawn_app_with_args(&["--preset", preset]).await;
+        let mut dashboard = SocketClient::connect_to(&app.url, "/dashboard", None).await;
+        assert_eq!(dashboard.next().await.event, "snapshot", "{preset}");
+        let id = app.publish("lab-queue", "delivered", json!({"n": 1})).await["id"].clone();
+        loop {
+            let received = dashboard.next().await;
+            if received.event == "activity" && received.data["id"] == id {
+                assert_eq!(received.data["kind"], "published", "{preset}");
+                break;
+            }
+        }
+        app.stop().await;
+    }
 }
