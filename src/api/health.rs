@@ -50,7 +50,7 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         let _ = writeln!(out, "# HELP queuehub_messages_{name}_total {help}");
         let _ = writeln!(out, "# TYPE queuehub_messages_{name}_total counter");
         for q in &queues {
-            let count = [q.published, q.acked, q.expired][value];
+            let count = [q.counters.published, q.counters.acked, q.counters.expired][value];
             let _ = writeln!(
                 out,
                 "queuehub_messages_{name}_total{{queue=\"{}\"}} {count}",

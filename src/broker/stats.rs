@@ -24,6 +24,14 @@ pub struct QueueSummary {
     pub scheduled: usize,
     /// Unacked messages per subscribed client.
     pub pending: BTreeMap<ClientId, usize>,
+    #[serde(flatten)]
+    pub counters: QueueCounters,
+}
+
+/// A queue's lifetime counters, as stats show them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueCounters {
     pub published: u64,
     pub acked: u64,
     /// Inbox entries (and waiting messages) whose TTL ran out.
@@ -32,6 +40,25 @@ pub struct QueueSummary {
     pub rejected: u64,
     /// Messages moved to the dead-letter queue after too many deliveries.
     pub dead_lettered: u64,
+}
+
+impl From<Counters> for QueueCounters {
+    fn from(counters: Counters) -> Self {
+        let Counters {
+            published,
+            acked,
+            expired,
+            rejected,
+            dead_lettered,
+        } = counters;
+        Self {
+            published,
+            acked,
+            expired,
+            rejected,
+            dead_lettered,
+        }
+    }
 }
 
 /// One subscriber of a queue, in detail.
@@ -63,11 +90,8 @@ pub struct QueueDetail {
     pub queue: QueueName,
     pub waiting: usize,
     pub scheduled: usize,
-    pub published: u64,
-    pub acked: u64,
-    pub expired: u64,
-    pub rejected: u64,
-    pub dead_lettered: u64,
+    #[serde(flatten)]
+    pub counters: QueueCounters,
     pub subscribers: Vec<SubscriberDetail>,
 }
 
@@ -79,13 +103,6 @@ pub struct Totals {
 }
 
 fn summary(queue: &QueueName, state: &super::index::QueueState) -> QueueSummary {
-    let Counters {
-        published,
-        acked,
-        expired,
-        rejected,
-        dead_lettered,
-    } = state.counters;
     QueueSummary {
         queue: queue.clone(),
         subscribers: state.subscribers.len(),
@@ -96,11 +113,7 @@ fn summary(queue: &QueueName, state: &super::index::QueueState) -> QueueSummary 
             .iter()
             .map(|(client, s)| (client.clone(), s.inbox.len()))
             .collect(),
-        published,
-        acked,
-        expired,
-        rejected,
-        dead_lettered,
+        counters: state.counters.into(),
     }
 }
 
@@ -137,11 +150,7 @@ fn detail(
         queue: queue.clone(),
         waiting: state.waiting.len(),
         scheduled: state.scheduled,
-        published: state.counters.published,
-        acked: state.counters.acked,
-        expired: state.counters.expired,
-        rejected: state.counters.rejected,
-        dead_lettered: state.counters.dead_lettered,
+        counters: state.counters.into(),
         subscribers,
     }
 }

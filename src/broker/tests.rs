@@ -115,7 +115,7 @@ async fn a_failed_commit_changes_nothing_and_the_broker_recovers() {
         summary.pending[&client], 2,
         "messages 1 and 4, not the failed 2 and 3"
     );
-    assert_eq!(summary.published, 2);
+    assert_eq!(summary.counters.published, 2);
     let peeked = broker.peek(&queue, &client, 10).await.unwrap();
     let payloads: Vec<_> = peeked.iter().map(|e| (*e.payload).clone()).collect();
     assert_eq!(payloads, vec![json!(1), json!(4)]);
