@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::body::Names;
 use super::{ApiError, ApiState, JsonBody};
+use crate::broker::Acked;
 use crate::error::Error;
 use crate::names::{ClientId, MessageId, QueueName};
 
@@ -60,15 +61,9 @@ pub async fn ack(
         .ack(&client, Some(&queue), &body.ids)?
         .committed()
         .await?;
-    let count = removed.iter().filter(|r| **r).count();
-    let results: Vec<Value> = body
-        .ids
-        .iter()
-        .zip(&removed)
-        .map(|(id, removed)| json!({ "id": id, "removed": removed }))
-        .collect();
+    let acked = Acked::new(&body.ids, &removed);
     Ok(Json(
-        json!({ "ok": true, "removed": count, "results": results }),
+        json!({ "ok": true, "removed": acked.removed, "results": acked.results }),
     ))
 }
 

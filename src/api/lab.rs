@@ -49,6 +49,5 @@ async fn publish_to(
     let (queue, payload) = route.message(&params, body)?;
     let message = NewMessage::new(queue, route.event.clone(), payload, SOURCE_HTTP);
     let published = state.broker.publish(vec![message])?.committed().await?;
-    let body = serde_json::to_value(&published[0]).unwrap_or_default();
-    Ok(publish::created(&published, body))
+    Ok(publish::created(published, true))
 }

@@ -32,7 +32,15 @@ fn parse(value: Value, route: Option<&QueueName>) -> Result<crate::broker::NewMe
     request.into_message(route, SOURCE_HTTP.to_owned())
 }
 
-pub(super) fn created(published: &[Published], body: Value) -> Response {
+/// 201 with the receipt of one publish (`one`), or the array of a batch's receipts; a replay
+/// of ids seen before says so in a header.
+pub(super) fn created(published: Vec<Published>, one: bool) -> Response {
+    let body = match one {
+        true => published.first().map(serde_json::to_value),
+        false => Some(serde_json::to_value(&published)),
+    }
+    .and_then(Result::ok)
+    .unwrap_or_default();
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
     if !published.is_empty() && published.iter().all(|p| p.duplicate) {
         response
@@ -50,8 +58,7 @@ pub async fn to_queue(
 ) -> Result<Response, ApiError> {
     let message = parse(body, Some(&queue))?;
     let published = state.broker.publish(vec![message])?.committed().await?;
-    let body = serde_json::to_value(&published[0]).unwrap_or_default();
-    Ok(created(&published, body))
+    Ok(created(published, true))
 }
 
 /// `POST /v1/messages` with `{queue, event, payload, id?}` or an array of them.
@@ -66,8 +73,7 @@ pub async fn batch(
                 .publish(vec![parse(value, None)?])?
                 .committed()
                 .await?;
-            let body = serde_json::to_value(&published[0]).unwrap_or_default();
-            Ok(created(&published, body))
+            Ok(created(published, true))
         }
         OneOrMany::Many(values) => {
             let mut messages = Vec::with_capacity(values.len());
@@ -82,8 +88,7 @@ pub async fn batch(
                 messages.push(message);
             }
             let published = state.broker.publish(messages)?.committed().await?;
-            let body = serde_json::to_value(&published).unwrap_or_default();
-            Ok(created(&published, body))
+            Ok(created(published, false))
         }
     }
 }

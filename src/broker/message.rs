@@ -127,6 +127,39 @@ impl Published {
     }
 }
 
+/// The answer to an ack of several ids: how many were removed, and for each id whether it
+/// was (an unknown or repeated id was not; that is not an error).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Acked {
+    pub removed: usize,
+    pub results: Vec<AckResult>,
+}
+
+/// One id of an ack.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AckResult {
+    pub id: MessageId,
+    pub removed: bool,
+}
+
+impl Acked {
+    /// Pairs `ids` with what [`Broker::ack`](super::Broker::ack) answered for them.
+    pub fn new(ids: &[MessageId], removed: &[bool]) -> Self {
+        let results: Vec<AckResult> = ids
+            .iter()
+            .zip(removed)
+            .map(|(id, removed)| AckResult {
+                id: id.clone(),
+                removed: *removed,
+            })
+            .collect();
+        Self {
+            removed: results.iter().filter(|r| r.removed).count(),
+            results,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()

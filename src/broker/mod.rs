@@ -46,7 +46,7 @@ pub use activity::{Activity, ActivityKind};
 pub use catch_up::{CATCH_UP_PAGE, CatchUp};
 use index::Index;
 use message::SharedPayload;
-pub use message::{Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
+pub use message::{AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use writer::{Batch, Effects};
 
 /// Where live deliveries go; implemented by the socket.io layer.

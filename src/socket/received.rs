@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::reply::Reply;
 use super::session::{Session, parse};
-use crate::broker::Pending;
+use crate::broker::{Acked, Pending};
 use crate::error::Error;
 use crate::names::{ClientId, MessageId, QueueName};
 
@@ -29,15 +29,10 @@ fn received(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
             .broker
             .ack(&client, queue, &[id])?
             .map(|removed| json!({ "removed": removed.first().copied().unwrap_or(false) }))),
-        (None, Some(ids)) => Ok(session.broker.ack(&client, queue, &ids)?.map(|removed| {
-            let results: Vec<Value> = ids
-                .iter()
-                .zip(&removed)
-                .map(|(id, removed)| json!({ "id": id, "removed": removed }))
-                .collect();
-            let count = removed.iter().filter(|r| **r).count();
-            json!({ "removed": count, "results": results })
-        })),
+        (None, Some(ids)) => Ok(session
+            .broker
+            .ack(&client, queue, &ids)?
+            .map(|removed| serde_json::to_value(Acked::new(&ids, &removed)).unwrap_or_default())),
         (Some(_), Some(_)) => Err(Error::invalid_field("send either 'id' or 'ids', not both")),
         (None, None) => Err(Error::invalid_field("missing field `id` (or `ids`)")),
     }
