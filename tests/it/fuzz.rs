@@ -94,6 +94,223 @@ proptest! {
     fn preset_files_never_panic(raw in ".{0,200}") {
         let _ = toml::from_str::<Dialect>(&raw);
     }
+
+    /// Random but well-formed `[compat]` tables (keys of the preset language, values of the
+    /// right and of wrong shapes), so that the dialect's parser and its validation are reached,
+    /// not just the TOML reader; a dialect that validates then translates random events.
+    #[test]
+    fn random_dialects_parse_validate_and_translate_without_panic(
+        table in dialect_table(),
+        data in any_json(),
+    ) {
+        let text = toml::to_string(&table).unwrap();
+        let Ok(dialect) = toml::from_str::<Dialect>(&text) else {
+            return Ok(());
+        };
+        if dialect.validate().is_err() {
+            return Ok(());
+        }
+        for (event, _) in dialect.events() {
+            let _ = dialect.relay(&event);
+        }
+        for event in ["subscribe", "getAll", "received", "publish", "unsubscribe"] {
+            let _ = dialect.translate(event, data.clone());
+        }
+        for app in &dialect.app_events {
+            let _ = dialect.app_message(app, data.clone());
+        }
+    }
+}
+
+/// A word a preset might use: events, fields, templates, namespaces, and some nonsense.
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "join",
+            "pickup",
+            "delivered",
+            "in-transit",
+            "message",
+            "messages",
+            "getAll",
+            "received",
+            "subscribe",
+            "publish",
+            "clientId",
+            "clientID",
+            "store",
+            "storeName",
+            "messageId",
+            "payload.store",
+            "{store}",
+            "{payload.store|store}",
+            "{clientId}",
+            "{messageId}",
+            "/",
+            "/caps",
+            "/messages",
+            "/dashboard",
+            "caps",
+            "",
+            "*",
+            "data",
+            "auto",
+            "lab",
+            "queuehub",
+            "driver",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z{}|./-]{0,12}",
+    ]
+}
+
+/// One of `words` mostly, any [`word`] now and then.
+fn one_of(words: &[&'static str]) -> BoxedStrategy<toml::Value> {
+    prop_oneof![
+        30 => prop::sample::select(words.to_vec()).prop_map(str::to_owned),
+        1 => word(),
+    ]
+    .prop_map(toml::Value::String)
+    .boxed()
+}
+
+const EVENTS: &[&str] = &[
+    "join",
+    "pickup",
+    "delivered",
+    "in-transit",
+    "message",
+    "messages",
+    "get-messages",
+    "getall",
+    "recieved",
+    "received",
+    "subscribe",
+    "getAll",
+];
+const TEMPLATES: &[&str] = &[
+    "{store}",
+    "{payload.store|store}",
+    "{clientId}",
+    "{messageId}",
+    "driver",
+    "{storeName}",
+    "{order.store}",
+];
+const NAMESPACES: &[&str] = &["/", "/caps", "/messages", "/lab", "/lab2"];
+const FIELDS: &[&str] = &[
+    "clientID",
+    "store",
+    "storeName",
+    "messageId",
+    "messageID",
+    "queueId",
+];
+
+/// A TOML value of a shape the preset language uses, or a wrong one.
+fn preset_value() -> impl Strategy<Value = toml::Value> {
+    prop_oneof![
+        word().prop_map(toml::Value::String),
+        any::<bool>().prop_map(toml::Value::Boolean),
+        prop::collection::vec(word().prop_map(toml::Value::String), 0..3)
+            .prop_map(toml::Value::Array),
+        (-2i64..5).prop_map(toml::Value::Integer),
+    ]
+}
+
+/// A table of `keys`: each present or not (`true`: always), with a value of the right shape
+/// or, now and then, a wrong one.
+fn table_of(
+    keys: Vec<(&'static str, bool, BoxedStrategy<toml::Value>)>,
+) -> BoxedStrategy<toml::Value> {
+    let fields: Vec<_> = keys
+        .into_iter()
+        .map(|(key, always, right)| {
+            let absent = if always { 0 } else { 20 };
+            prop_oneof![
+                40 => right.prop_map(Some),
+                absent => Just(None),
+                1 => preset_value().prop_map(Some),
+            ]
+            .prop_map(move |value| value.map(|v| (key.to_owned(), v)))
+        })
+        .collect();
+    fields
+        .prop_map(|fields| toml::Value::Table(fields.into_iter().flatten().collect()))
+        .boxed()
+}
+
+fn list(item: BoxedStrategy<toml::Value>) -> BoxedStrategy<toml::Value> {
+    list_of(0, item)
+}
+
+fn list_of(least: usize, item: BoxedStrategy<toml::Value>) -> BoxedStrategy<toml::Value> {
+    prop::collection::vec(item, least..3)
+        .prop_map(toml::Value::Array)
+        .boxed()
+}
+
+fn flag() -> BoxedStrategy<toml::Value> {
+    any::<bool>().prop_map(toml::Value::Boolean).boxed()
+}
+
+fn map_of(
+    key: &'static [&'static str],
+    value: BoxedStrategy<toml::Value>,
+) -> BoxedStrategy<toml::Value> {
+    prop::collection::btree_map(prop::sample::select(key.to_vec()), value, 0..3)
+        .prop_map(|map| {
+            toml::Value::Table(map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+        .boxed()
+}
+
+fn dialect_table() -> impl Strategy<Value = toml::Table> {
+    let app_event = table_of(vec![
+        ("event", true, one_of(EVENTS)),
+        ("queue", true, one_of(TEMPLATES)),
+        ("publish_as", false, one_of(EVENTS)),
+        ("id", false, one_of(TEMPLATES)),
+        (
+            "payload",
+            false,
+            one_of(&["auto", "data", "payload", "order"]),
+        ),
+        ("exclude_sender", false, flag()),
+    ]);
+    let relay = table_of(vec![
+        ("event", true, one_of(EVENTS)),
+        ("to", true, one_of(TEMPLATES)),
+        ("include_sender", false, flag()),
+    ]);
+    table_of(vec![
+        ("namespaces", true, list_of(1, one_of(NAMESPACES))),
+        ("envelope", false, one_of(&["queuehub", "lab", "payload"])),
+        ("lab_envelopes", false, flag()),
+        ("queue_per_client", false, flag()),
+        ("catch_up_on_subscribe", false, flag()),
+        ("auto_ack", false, flag()),
+        ("ignore", false, list(one_of(EVENTS))),
+        (
+            "event_aliases",
+            false,
+            map_of(
+                EVENTS,
+                one_of(&["getAll", "received", "subscribe", "unsubscribe", "publish"]),
+            ),
+        ),
+        (
+            "field_aliases",
+            false,
+            map_of(&["clientId", "id", "queue"], list(one_of(FIELDS))),
+        ),
+        ("app_events", false, list(app_event)),
+        ("relays", false, list(relay)),
+    ])
+    .prop_map(|table| match table {
+        toml::Value::Table(table) => table,
+        _ => toml::Table::new(),
+    })
 }
 
 fn caps() -> Dialect {
@@ -131,10 +348,9 @@ async fn random_json_on_every_socket_event_never_hurts_the_server() {
         let ack = fuzzer
             .call("publish", json!({"queue": unique("after"), "event": "e"}))
             .await;
-        assert!(
-            ack["ok"] == true || ack["error"]["code"] == "rate_limited",
-            "{ack}"
-        );
+        // 540 events are far below the default rate limit (10 000 a second, and as a burst):
+        // nothing may have been refused for speed, and the server still answers.
+        assert_eq!(ack["ok"], true, "{ack}");
     }
     let receipt = app.publish(&queue, "e", json!("still working")).await;
     let got = watcher.take("e", 1).await;

@@ -40,9 +40,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts queuehub in-process from command-line arguments (as the binary would parse them),
-/// on `127.0.0.1:0` with a fresh temp data dir.
+/// on `127.0.0.1:0` with a fresh temp data dir. Every flag counts; the ones this helper sets
+/// itself (address and store) are refused rather than silently replaced.
 pub async fn spawn_app_with_args(args: &[&str]) -> TestApp {
     use clap::Parser;
+    for taken in ["--listen", "--data-dir", "--memory"] {
+        assert!(
+            !args.iter().any(|a| a.split('=').next() == Some(taken)),
+            "spawn_app_with_args sets {taken} itself (port 0, a temp data dir); use ServerProcess for another"
+        );
+    }
     let mut all = vec!["queuehub"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--listen", "127.0.0.1:0"]);
