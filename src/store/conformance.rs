@@ -1,8 +1,15 @@
 //! The store contract, checked against every engine: what is committed is what loads, deletes
 //! remove, missing payloads read as `None`, and (for the embedded engine) commits survive
 //! reopening.
+//!
+//! Exported behind the `conformance` feature (as tower-sessions exports its store tests), so
+//! that an engine outside this file runs the same checks without copying them:
+//!
+//! ```ignore
+//! queuehub::store::conformance::check(&my_store).await;                 // an empty store
+//! queuehub::store::conformance::agrees_with_memory(&other, 7, 200).await; // another empty one
+//! ```
 
-use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
 use super::*;
 
@@ -191,50 +198,224 @@ async fn names_stored_under_older_rules_still_load(store: &dyn Store) {
     );
 }
 
-async fn conformance(store: &dyn Store) {
+/// Runs the contract's fixed checks against `store`, which must start empty. Panics (with
+/// what differed) if the engine breaks the contract.
+pub async fn check(store: &dyn Store) {
     committed_state_loads_back(store).await;
     deletes_remove_and_missing_removes_are_harmless(store).await;
     names_stored_under_older_rules_still_load(store).await;
 }
 
-#[tokio::test]
-async fn memory_store_meets_the_contract() {
-    conformance(&MemoryStore::new()).await;
-}
-
-#[tokio::test]
-async fn embedded_store_meets_the_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path()).unwrap();
-    conformance(&store).await;
-}
-
-#[tokio::test]
-async fn embedded_store_keeps_commits_across_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        committed_state_loads_back(&store).await;
+/// Applies the same `batches` random batches of ops (from `seed`) to `store` and to a memory
+/// store, and after each commit compares what both load and the payloads both read back.
+/// `store` must start empty. Panics on the first difference, naming the batch.
+pub async fn agrees_with_memory(store: &dyn Store, seed: u64, batches: usize) {
+    let reference = MemoryStore::new();
+    let mut random = Random(seed.max(1));
+    for n in 0..batches {
+        let batch: Vec<Op> = (0..random.below(12) + 1).map(|_| random.op()).collect();
+        store.commit(batch.clone()).await.unwrap();
+        reference.commit(batch.clone()).await.unwrap();
+        let (got, want) = (store.load().await.unwrap(), reference.load().await.unwrap());
+        assert_eq!(
+            sorted(got),
+            sorted(want),
+            "after batch {n} (seed {seed}): {batch:?}"
+        );
+        let seqs: Vec<u64> = (0..=SEQS).collect();
+        assert_eq!(
+            store.payloads(seqs.clone()).await.unwrap(),
+            reference.payloads(seqs).await.unwrap(),
+            "payloads after batch {n} (seed {seed})"
+        );
     }
-    let reopened = EmbeddedStore::open(dir.path()).unwrap();
-    let snapshot = reopened.load().await.unwrap();
-    assert_eq!(snapshot.messages.len(), 3);
-    assert_eq!(snapshot.inbox.len(), 2);
 }
 
-#[tokio::test]
-async fn embedded_store_written_under_older_name_rules_reopens() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        names_stored_under_older_rules_still_load(&store).await;
+/// A snapshot with every list in one order, so that engines that list keys in different
+/// orders compare equal.
+fn sorted(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.messages.sort_by_key(|m| m.seq);
+    snapshot
+        .subscriptions
+        .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    snapshot.inbox.sort();
+    snapshot.attempts.sort();
+    snapshot.waiting.sort();
+    snapshot
+        .receipts
+        .sort_by(|a, b| (&a.queue, &a.id).cmp(&(&b.queue, &b.id)));
+    snapshot.counters.sort_by(|a, b| a.0.cmp(&b.0));
+    snapshot
+}
+
+/// Sequence numbers of the random world (small, so that ops hit each other).
+const SEQS: u64 = 12;
+
+/// A small xorshift generator: the same seed gives the same ops on every engine and run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
-    let reopened = EmbeddedStore::open(dir.path()).unwrap();
-    let snapshot = reopened.load().await.expect("reopens");
-    assert!(
-        snapshot
-            .messages
-            .iter()
-            .any(|m| m.event.as_str() == "error")
-    );
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.below(SEQS) + 1
+    }
+
+    fn client(&mut self) -> ClientId {
+        name(self.pick(&["acme", "flowers", "driver"]))
+    }
+
+    fn queue(&mut self) -> QueueName {
+        name(self.pick(&["orders", "jobs", "jobs.dead"]))
+    }
+
+    fn op(&mut self) -> Op {
+        match self.below(12) {
+            0 | 1 => {
+                let seq = self.seq();
+                let mut stored = message(seq, self.pick(&["orders", "jobs"]));
+                stored.payload = format!("{{\"v\":{}}}", self.below(1000));
+                stored.meta.deliver_at_ms = (self.below(3) == 0).then(|| self.below(5_000));
+                Op::PutMessage(stored)
+            }
+            2 => Op::DeleteMessage(self.seq()),
+            3 => Op::PutSubscription {
+                client: self.client(),
+                queue: self.queue(),
+                record: SubscriptionRecord {
+                    mode: if self.below(2) == 0 {
+                        Mode::Work
+                    } else {
+                        Mode::Broadcast
+                    },
+                    max_deliveries: (self.below(2) == 0).then(|| self.below(5) as u32),
+                    ..SubscriptionRecord::default()
+                },
+            },
+            4 => Op::DeleteSubscription {
+                client: self.client(),
+                queue: self.queue(),
+            },
+            5 | 6 => Op::AddToInbox {
+                client: self.client(),
+                queue: self.queue(),
+                seq: self.seq(),
+            },
+            7 => Op::RemoveFromInbox {
+                client: self.client(),
+                queue: self.queue(),
+                seq: self.seq(),
+            },
+            8 => Op::SetAttempts {
+                client: self.client(),
+                queue: self.queue(),
+                seq: self.seq(),
+                attempts: self.below(6) as u32,
+            },
+            9 => match self.below(2) {
+                0 => Op::AddWaiting {
+                    queue: self.queue(),
+                    seq: self.seq(),
+                },
+                _ => Op::RemoveWaiting {
+                    queue: self.queue(),
+                    seq: self.seq(),
+                },
+            },
+            10 => match self.below(2) {
+                0 => Op::PutReceipt(Receipt {
+                    id: name(&format!("m{}", self.seq())),
+                    queue: self.queue(),
+                    event: name("delivered"),
+                    published_at_ms: self.below(10_000),
+                    recipients: self.below(3) as usize,
+                    deliver_at_ms: None,
+                }),
+                _ => Op::DeleteReceipt {
+                    queue: self.queue(),
+                    id: name(&format!("m{}", self.seq())),
+                },
+            },
+            _ => Op::PutCounters {
+                queue: self.queue(),
+                counters: Counters {
+                    published: self.below(100),
+                    acked: self.below(100),
+                    expired: self.below(3),
+                    rejected: self.below(3),
+                    dead_lettered: self.below(3),
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::embedded::EmbeddedStore;
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
+        check(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        check(&store).await;
+    }
+
+    #[tokio::test]
+    async fn the_embedded_store_agrees_with_the_memory_store_on_random_ops() {
+        for seed in 1..=8 {
+            let dir = tempfile::tempdir().unwrap();
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            agrees_with_memory(&store, seed, 60).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn embedded_store_keeps_commits_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            committed_state_loads_back(&store).await;
+        }
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        let snapshot = reopened.load().await.unwrap();
+        assert_eq!(snapshot.messages.len(), 3);
+        assert_eq!(snapshot.inbox.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn embedded_store_written_under_older_name_rules_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            names_stored_under_older_rules_still_load(&store).await;
+        }
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        let snapshot = reopened.load().await.expect("reopens");
+        assert!(
+            snapshot
+                .messages
+                .iter()
+                .any(|m| m.event.as_str() == "error")
+        );
+    }
 }

@@ -18,8 +18,8 @@
 pub mod embedded;
 pub mod memory;
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
