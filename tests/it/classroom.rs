@@ -179,6 +179,38 @@ async fn without_the_preset_lab_routes_and_namespaces_do_not_exist() {
     let socket = SocketClient::connect(&app.url).await;
     let ack = socket.call("pickup", order("acme-widgets", "o-1")).await;
     assert_eq!(ack["error"]["code"], "unknown_event");
+    // Joining a lab's namespace is refused with socket.io's connect error; `/` is served.
+    for (namespace, joins) in [("/caps", false), ("/messages", false), ("/", true)] {
+        let endpoint = crate::helpers::polling_session(&app.http, &app.url).await;
+        let join = if namespace == "/" {
+            "40".to_owned()
+        } else {
+            format!("40{namespace},")
+        };
+        app.http.post(&endpoint).body(join).send().await.unwrap();
+        let answer = app
+            .http
+            .get(&endpoint)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // Engine.IO packets (a ping may come first): `4` a message, then socket.io's `0`
+        // (joined) or `4` (connect error) for the namespace.
+        let expected = match (namespace, joins) {
+            ("/", _) => "40".to_owned(),
+            (_, true) => format!("40{namespace},"),
+            (_, false) => format!("44{namespace},"),
+        };
+        assert!(
+            answer
+                .split('\u{1e}')
+                .any(|packet| packet.starts_with(&expected)),
+            "joining {namespace} without the preset: {answer:?}"
+        );
+    }
     app.stop().await;
 }
 
