@@ -19,6 +19,7 @@
 mod connections;
 pub mod dashboard;
 mod get_all;
+mod handshake;
 pub mod identity;
 mod live;
 mod publish;
@@ -85,7 +86,8 @@ fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
 
 /// queuehub's socket.io side, ready to be layered onto the HTTP router.
 pub struct SocketApi {
-    pub layer: SocketIoLayer,
+    /// The socket.io layer, behind [`handshake::compact`].
+    pub layer: handshake::Compacted<SocketIoLayer>,
     pub io: SocketIo,
     /// The task that feeds the dashboard (it ends when the broker closes), and its stats.
     pub dashboard: dashboard::DashboardFeed,
@@ -189,7 +191,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     }));
     let dashboard = dashboard::start(&io, broker, security);
     SocketApi {
-        layer,
+        layer: handshake::in_front_of(layer),
         io,
         dashboard,
     }
