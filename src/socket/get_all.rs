@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
 
+use super::lane::Pushed;
 use super::reply::{Reply, emit_paced};
 use super::room;
 use super::session::{Session, parse};
@@ -103,39 +103,28 @@ pub type Job = (CatchUp, Reply);
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
 /// queues the streaming to the socket's catch-up task (waiting while a few are queued).
-pub async fn handle(
-    session: &Session,
-    data: Value,
-    reply: Reply,
-    catch_ups: &mpsc::Sender<Box<Job>>,
-) {
+pub async fn handle(session: &Arc<Session>, data: Value, reply: Reply) {
     match start(session, data) {
         Err(err) => reply.now(Err(err)),
-        Ok(catch_up) => {
-            if let Err(mpsc::error::SendError(job)) =
-                catch_ups.send(Box::new((catch_up, reply))).await
-            {
-                job.1.now(Err(Error::shutting_down()));
+        Ok(catch_up) => match session
+            .catch_ups
+            .push_waiting(Box::new((catch_up, reply)))
+            .await
+        {
+            Ok(Pushed::Start) => {
+                tokio::spawn(run(Arc::clone(session)));
             }
-        }
+            Ok(Pushed::Queued) => {}
+            Err(job) => job.1.now(Err(Error::shutting_down())),
+        },
     }
 }
 
 /// Streams a socket's catch-ups one after another, in the order they were asked for, beside
-/// its other events. Ends when the socket disconnects.
-pub async fn run(
-    session: Arc<Session>,
-    mut jobs: mpsc::Receiver<Box<Job>>,
-    mut closed: watch::Receiver<bool>,
-) {
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = closed.wait_for(|closed| *closed) => None,
-        };
-        let Some(job) = job else {
-            return;
-        };
+/// its other events. Ends when none waits (the next `getAll` starts it again) or the socket
+/// is gone.
+pub async fn run(session: Arc<Session>) {
+    while let Some(job) = session.catch_ups.next() {
         let (catch_up, reply) = *job;
         let result = stream(&session, catch_up).await;
         // Answered by this task itself, after the last message it sent.

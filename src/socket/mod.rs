@@ -5,7 +5,9 @@
 //! socket could otherwise be handled out of order. Each socket therefore gets a [`session`]:
 //! the handlers registered here are synchronous closures that only put the event on the
 //! session's queue, in arrival order, and one task per socket handles the queue in order
-//! (a `getAll` right after a `subscribe` sees the subscription).
+//! (a `getAll` right after a `subscribe` sees the subscription). That task, like the
+//! socket's other queues' tasks, runs only while its queue holds something ([`lane`]): an
+//! idle socket has no task of queuehub's.
 //!
 //! Namespaces: `/` speaks queuehub's own events. A lab [`Dialect`] (the classroom preset)
 //! adds its namespaces (and may take over `/` too): there, lab event names and fields are
@@ -21,6 +23,7 @@ pub mod dashboard;
 mod get_all;
 mod handshake;
 pub mod identity;
+mod lane;
 mod live;
 mod publish;
 mod rate;
@@ -175,7 +178,10 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
                     session::start(socket, broker, auth, &options, identity, &sockets, handlers);
                 }
                 // The credential expired between the check and now: refuse after all.
-                _ => {
+                (_, handlers) => {
+                    if let Some(handlers) = handlers {
+                        handlers.discard();
+                    }
                     options.connections.release(&socket);
                     let _ = socket.disconnect();
                 }

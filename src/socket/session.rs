@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::extract::{Event, SocketRef, TryData};
-use tokio::sync::{mpsc, watch};
 
 use super::identity::{Identity, query};
+use super::lane::{Lane, Pushed};
 use super::live::Live;
 use super::rate::RateLimit;
 use super::reply::{AckHandle, Replies, Reply};
@@ -46,15 +46,19 @@ struct Command {
     reply: Reply,
 }
 
-/// The way into a socket's event queue, shared by its handlers.
-#[derive(Clone)]
+/// The way into a socket's event queue, shared by its handlers and its session.
 struct Inlet {
-    tx: mpsc::Sender<Box<Command>>,
-    rate: Arc<Mutex<RateLimit>>,
+    /// The events waiting to be handled, in arrival order (boxed: a `Command` is large, and
+    /// a burst's buffer is counted in slots). Paused until the session starts.
+    events: Lane<Box<Command>>,
+    rate: Mutex<RateLimit>,
     /// Bytes of event data waiting in the queue.
-    queued: Arc<AtomicUsize>,
+    queued: AtomicUsize,
     max_queued: usize,
     replies: Replies,
+    /// The session that handles the events, once started. Weak: the socket's handlers hold
+    /// the inlet, and the session holds the socket.
+    session: OnceLock<Weak<Session>>,
 }
 
 /// About how much memory a JSON value takes: its text, give or take.
@@ -85,6 +89,9 @@ pub struct Session {
     pub identity: Identity,
     /// The clients this socket has subscribed as, named when it disconnects.
     pub acted_for: Arc<Mutex<BTreeSet<ClientId>>>,
+    /// The `getAll`s waiting behind the one that streams (see [`get_all::run`]).
+    pub(super) catch_ups: Lane<Box<get_all::Job>>,
+    inlet: Arc<Inlet>,
 }
 
 impl Session {
@@ -96,6 +103,12 @@ impl Session {
     /// The event's `clientId`, else the one given at connect.
     pub fn client(&self, given: Option<ClientId>) -> Result<ClientId, Error> {
         self.identity.acting_as(given, self.client.as_ref())
+    }
+
+    /// Drops everything that waits for this socket: it is gone.
+    fn close(&self) {
+        self.inlet.close();
+        self.catch_ups.close();
     }
 }
 
@@ -134,10 +147,14 @@ fn connect_client(
 
 /// What a socket's handlers feed, kept from [`prepare`] until [`start`].
 pub struct Prepared {
-    commands: mpsc::Receiver<Box<Command>>,
-    queued: Arc<AtomicUsize>,
-    closed_tx: watch::Sender<bool>,
-    closed: watch::Receiver<bool>,
+    inlet: Arc<Inlet>,
+}
+
+impl Prepared {
+    /// The socket will not start after all: drops what its handlers queued.
+    pub fn discard(self) {
+        self.inlet.close();
+    }
 }
 
 /// Registers the event handlers of a socket that passed the connect checks. Called from the
@@ -146,20 +163,15 @@ pub struct Prepared {
 /// the handlers must exist before it is sent. Events queue up until [`start`].
 pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: usize) -> Prepared {
     let dialect = options.dialect_of(socket.ns());
-    // Boxed: a channel allocates its first block of slots at once, and the socket's idle
-    // memory is counted in slots (see `reply::Replies`).
-    let (tx, commands) = mpsc::channel::<Box<Command>>(QUEUE_LENGTH);
-    let (closed_tx, closed) = watch::channel(false);
-    let replies = Replies::start(socket, closed.clone());
     let max_packet = max_payload_bytes + super::MAX_PACKET_OVERHEAD;
-    let inlet = Inlet {
-        tx,
-        rate: Arc::new(Mutex::new(RateLimit::new(options.events_per_sec))),
-        queued: Arc::new(AtomicUsize::new(0)),
+    let inlet = Arc::new(Inlet {
+        events: Lane::paused(QUEUE_LENGTH),
+        rate: Mutex::new(RateLimit::new(options.events_per_sec)),
+        queued: AtomicUsize::new(0),
         max_queued: QUEUE_BYTES.max(2 * max_packet),
-        replies,
-    };
-    let queued = Arc::clone(&inlet.queued);
+        replies: Replies::new(socket.id),
+        session: OnceLock::new(),
+    });
     let events = match &dialect {
         Some(dialect) => dialect.events(),
         None => NATIVE_EVENTS
@@ -169,7 +181,7 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
     };
     let known: Vec<String> = events.iter().map(|(name, _)| name.clone()).collect();
     for (event, kind) in events {
-        let inlet = inlet.clone();
+        let inlet = Arc::clone(&inlet);
         let name = event.clone();
         socket.on(
             event,
@@ -192,9 +204,10 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
             },
         );
     }
+    let fallback = Arc::clone(&inlet);
     socket.on_fallback(
         move |socket: SocketRef, Event(event): Event, ack: AckHandle| {
-            let error = if allowed(&inlet.rate) {
+            let error = if allowed(&fallback.rate) {
                 Error::invalid_field(format!(
                     "unknown event '{event}'; queuehub handles {}",
                     known.join(", ")
@@ -207,19 +220,14 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
                 event,
                 socket,
                 ack,
-                replies: inlet.replies.clone(),
+                replies: fallback.replies.clone(),
             }
             .now(Err(error));
             std::future::ready(())
         },
     );
 
-    Prepared {
-        commands,
-        queued,
-        closed_tx,
-        closed,
-    }
+    Prepared { inlet }
 }
 
 /// Starts the session of a socket whose handlers [`prepare`] registered: joins the rooms of
@@ -233,12 +241,7 @@ pub fn start(
     sockets: &LiveSockets,
     prepared: Prepared,
 ) {
-    let Prepared {
-        commands,
-        queued,
-        closed_tx,
-        closed,
-    } = prepared;
+    let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
     // Registered before the socket joins any room, so that no live push passes it by.
     sockets.insert(
@@ -266,6 +269,20 @@ pub fn start(
     let (gone_broker, gone_clients) = (broker.clone(), Arc::clone(&acted_for));
     let connections = options.connections.clone();
     let gone_sockets = sockets.clone();
+    let session = Arc::new(Session {
+        socket: socket.clone(),
+        broker,
+        client,
+        dialect,
+        identity,
+        acted_for,
+        catch_ups: Lane::new(CATCH_UP_QUEUE),
+        inlet,
+    });
+    let _ = session.inlet.session.set(Arc::downgrade(&session));
+    // The disconnect handler holds the session while the socket is connected (socketioxide
+    // drops the handler once it has run).
+    let gone = Arc::clone(&session);
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
         connections.release(&socket);
@@ -280,19 +297,12 @@ pub fn start(
                 client: Some(client),
             });
         }
-        closed_tx.send_replace(true);
+        gone.close();
         std::future::ready(())
     });
-
-    let session = Arc::new(Session {
-        socket,
-        broker,
-        client,
-        dialect,
-        identity,
-        acted_for,
-    });
-    tokio::spawn(run(session, commands, queued, closed));
+    if session.inlet.events.resume() {
+        tokio::spawn(run(session));
+    }
 }
 
 /// Whether the socket may send one more event now.
@@ -332,13 +342,25 @@ impl Inlet {
             command.reply.now(Err(queue_full()));
             return;
         }
-        if let Err(
-            mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
-        ) = self.tx.try_send(Box::new(command))
-        {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            command.reply.now(Err(queue_full()));
+        match self.events.push(Box::new(command)) {
+            Ok(Pushed::Queued) => {}
+            Ok(Pushed::Start) => match self.session.get().and_then(Weak::upgrade) {
+                Some(session) => {
+                    tokio::spawn(run(session));
+                }
+                None => self.close(), // the socket is gone
+            },
+            Err(refused) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
+                refused.into_inner().reply.now(Err(queue_full()));
+            }
         }
+    }
+
+    /// Drops the events and answers still waiting, and any that come later.
+    fn close(&self) {
+        self.events.close();
+        self.replies.close();
     }
 }
 
@@ -352,30 +374,17 @@ fn queue_full() -> Error {
     )
 }
 
-/// Handles the socket's events one after another until it disconnects.
-async fn run(
-    session: Arc<Session>,
-    mut commands: mpsc::Receiver<Box<Command>>,
-    queued: Arc<AtomicUsize>,
-    mut closed: watch::Receiver<bool>,
-) {
-    let (catch_ups, jobs) = mpsc::channel::<Box<get_all::Job>>(CATCH_UP_QUEUE);
-    tokio::spawn(get_all::run(Arc::clone(&session), jobs, closed.clone()));
-    loop {
-        let next = tokio::select! {
-            command = commands.recv() => command,
-            _ = closed.wait_for(|closed| *closed) => None,
-        };
-        let Some(command) = next else {
-            return;
-        };
+/// Handles the socket's events one after another, while any wait (the next event starts
+/// this task again).
+async fn run(session: Arc<Session>) {
+    while let Some(command) = session.inlet.events.next() {
         let Command {
             kind,
             data,
             size,
             reply,
         } = *command;
-        queued.fetch_sub(size, Ordering::Relaxed);
+        session.inlet.queued.fetch_sub(size, Ordering::Relaxed);
         let data = match data {
             Ok(data) => data,
             Err(err) => {
@@ -400,7 +409,7 @@ async fn run(
         match native {
             "subscribe" => subscribe::handle(&session, data, reply),
             "unsubscribe" => unsubscribe::handle(&session, data, reply),
-            "getAll" => get_all::handle(&session, data, reply, &catch_ups).await,
+            "getAll" => get_all::handle(&session, data, reply).await,
             "received" => received::handle(&session, data, reply),
             "publish" => publish::handle(&session, data, reply),
             _ => reply.now(Err(Error::invalid_field(format!(
