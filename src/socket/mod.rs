@@ -52,6 +52,13 @@ use socketioxide::handler::ConnectHandler;
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
 
+/// Bytes the WebSocket reads from a socket's connection at a time (engineioxide's default is
+/// 4 KiB). The buffer lives as long as the socket and is written whole at each read, so it
+/// is resident even while the socket is idle. 1 KiB still holds several events (acks are
+/// about 100 bytes); a client that sends faster costs more reads, not more memory (measured
+/// in docs/BENCHMARKS.md).
+const WS_READ_BUFFER: usize = 1024;
+
 /// Room in one socket.io packet, beyond the largest payload, for the event name, the envelope
 /// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
 pub(crate) const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
@@ -131,6 +138,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     let max_packet = broker.config().max_payload_bytes + MAX_PACKET_OVERHEAD;
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .max_payload(max_packet as u64)
         .ws_max_message_size(max_packet)
         .ws_max_frame_size(max_packet)
