@@ -23,6 +23,14 @@ use crate::names::{EventName, QueueName};
 /// queuehub's own client events, the targets of event aliases.
 pub const NATIVE_EVENTS: [&str; 5] = ["subscribe", "unsubscribe", "getAll", "received", "publish"];
 
+/// What event `name` means on a namespace without a dialect: one of [`NATIVE_EVENTS`].
+pub fn native_kind(name: &str) -> Option<EventKind> {
+    NATIVE_EVENTS
+        .iter()
+        .find(|native| **native == name)
+        .map(|native| EventKind::Native(native))
+}
+
 /// The `[compat]` table of a preset.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +128,20 @@ impl Dialect {
             events.push((app.event.to_string(), EventKind::App(index)));
         }
         events
+    }
+
+    /// What event `name` means to a socket of this dialect, as [`Dialect::events`] lists it
+    /// (the last entry with that name), without building the list.
+    pub fn event_kind(&self, name: &str) -> Option<EventKind> {
+        if let Some(index) = self
+            .app_events
+            .iter()
+            .rposition(|app| app.event.as_str() == name)
+        {
+            return Some(EventKind::App(index));
+        }
+        let target = self.event_aliases.get(name).map_or(name, String::as_str);
+        native_kind(target)
     }
 
     fn aliases(&self, field: &str) -> &[String] {
@@ -292,6 +314,23 @@ mod tests {
         let dialect: Dialect = file["compat"].clone().try_into().unwrap();
         dialect.validate().unwrap();
         dialect
+    }
+
+    #[test]
+    fn an_event_means_what_the_last_entry_of_the_event_list_says() {
+        let dialect = caps();
+        let events = dialect.events();
+        for (name, _) in &events {
+            let last = events
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, k)| *k);
+            assert_eq!(dialect.event_kind(name), last, "{name}");
+        }
+        assert_eq!(dialect.event_kind("no such event"), None);
+        assert_eq!(native_kind("getAll"), Some(EventKind::Native("getAll")));
+        assert_eq!(native_kind("join"), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::reply::{AckHandle, Replies, Reply};
 use super::{LiveSockets, SocketOptions};
 use super::{get_all, publish, received, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
-use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
+use crate::compat::{Dialect, EventKind, NATIVE_EVENTS, native_kind};
 use crate::error::{Error, from_json_error};
 use crate::json::StrictJson;
 use crate::names::ClientId;
@@ -172,62 +172,64 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
         replies: Replies::new(socket.id),
         session: OnceLock::new(),
     });
-    let events = match &dialect {
-        Some(dialect) => dialect.events(),
-        None => NATIVE_EVENTS
-            .iter()
-            .map(|e| (e.to_string(), EventKind::Native(e)))
-            .collect(),
+    let prepared = Prepared {
+        inlet: Arc::clone(&inlet),
     };
-    let known: Vec<String> = events.iter().map(|(name, _)| name.clone()).collect();
-    for (event, kind) in events {
-        let inlet = Arc::clone(&inlet);
-        let name = event.clone();
-        socket.on(
-            event,
-            move |socket: SocketRef, TryData(data): TryData<StrictJson>, ack: AckHandle| {
-                let reply = Reply {
-                    event: name.clone(),
-                    socket,
-                    ack,
-                    replies: inlet.replies.clone(),
-                };
-                let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
-                let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
-                inlet.enqueue(Command {
-                    kind,
-                    data,
-                    size,
-                    reply,
-                });
-                std::future::ready(())
-            },
-        );
-    }
-    let fallback = Arc::clone(&inlet);
+    // One handler for every event (socketioxide's fallback): a handler per event name would
+    // cost every socket a map and a boxed closure per name.
     socket.on_fallback(
-        move |socket: SocketRef, Event(event): Event, ack: AckHandle| {
-            let error = if allowed(&fallback.rate) {
-                Error::invalid_field(format!(
-                    "unknown event '{event}'; queuehub handles {}",
-                    known.join(", ")
-                ))
-                .with_code("unknown_event")
-            } else {
-                too_fast()
+        move |socket: SocketRef,
+              Event(event): Event,
+              TryData(data): TryData<StrictJson>,
+              ack: AckHandle| {
+            let kind = match &dialect {
+                Some(dialect) => dialect.event_kind(&event),
+                None => native_kind(&event),
             };
-            Reply {
+            let reply = Reply {
                 event,
                 socket,
                 ack,
-                replies: fallback.replies.clone(),
+                replies: inlet.replies.clone(),
+            };
+            match kind {
+                Some(kind) => {
+                    let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
+                    let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
+                    inlet.enqueue(Command {
+                        kind,
+                        data,
+                        size,
+                        reply,
+                    });
+                }
+                None => {
+                    let error = if allowed(&inlet.rate) {
+                        unknown_event(&reply.event, dialect.as_deref())
+                    } else {
+                        too_fast()
+                    };
+                    reply.now(Err(error));
+                }
             }
-            .now(Err(error));
             std::future::ready(())
         },
     );
 
-    Prepared { inlet }
+    prepared
+}
+
+/// The answer to an event this socket does not handle.
+fn unknown_event(event: &str, dialect: Option<&Dialect>) -> Error {
+    let known: Vec<String> = match dialect {
+        Some(dialect) => dialect.events().into_iter().map(|(name, _)| name).collect(),
+        None => NATIVE_EVENTS.iter().map(|name| name.to_string()).collect(),
+    };
+    Error::invalid_field(format!(
+        "unknown event '{event}'; queuehub handles {}",
+        known.join(", ")
+    ))
+    .with_code("unknown_event")
 }
 
 /// Starts the session of a socket whose handlers [`prepare`] registered: joins the rooms of
