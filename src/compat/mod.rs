@@ -34,6 +34,14 @@ include!(concat!(env!("OUT_DIR"), "/presets.rs"));
 /// queuehub's own client events, the targets of event aliases.
 pub const NATIVE_EVENTS: [&str; 5] = ["subscribe", "unsubscribe", "getAll", "received", "publish"];
 
+/// What event `name` means on a namespace without a dialect: one of [`NATIVE_EVENTS`].
+pub fn native_kind(name: &str) -> Option<EventKind> {
+    NATIVE_EVENTS
+        .iter()
+        .find(|native| **native == name)
+        .map(|native| EventKind::Native(native))
+}
+
 /// What a socket event's argument is, for lab code that reads it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +168,30 @@ impl Dialect {
     /// The relay attached to the event `name`, if any.
     pub fn relay(&self, name: &str) -> Option<&Relay> {
         self.relays.iter().find(|r| r.event.as_str() == name)
+    }
+
+    /// What event `name` means to a socket of this dialect, as [`Dialect::events`] lists it
+    /// (the last entry with that name), without building the list.
+    pub fn event_kind(&self, name: &str) -> Option<EventKind> {
+        let ignored = self.ignore.iter().any(|i| i == name);
+        let app = self
+            .app_events
+            .iter()
+            .rposition(|app| app.event.as_str() == name);
+        let alias = self.event_aliases.get(name).and_then(|t| native_kind(t));
+        let listed = if ignored {
+            Some(EventKind::Ignored)
+        } else {
+            app.map(EventKind::App)
+                .or(alias)
+                .or_else(|| native_kind(name))
+        };
+        listed.or_else(|| {
+            self.relays
+                .iter()
+                .position(|r| r.event.as_str() == name)
+                .map(EventKind::Relay)
+        })
     }
 
     fn aliases(&self, field: &str) -> &[String] {

@@ -297,3 +297,27 @@ fn http_routes_fill_the_queue_from_the_path_and_keep_the_body() {
     );
     assert!(route.message(&params, Some(json!([1]))).is_err());
 }
+
+#[test]
+fn an_event_means_what_the_last_entry_of_the_event_list_says() {
+    for name in builtin_names() {
+        let text = builtin_preset(name).unwrap();
+        let file: toml::Table = toml::from_str(text).unwrap();
+        let Some(compat) = file.get("compat") else {
+            continue;
+        };
+        let dialect: Dialect = compat.clone().try_into().unwrap();
+        let events = dialect.events();
+        for (event, _) in &events {
+            let last = events
+                .iter()
+                .rev()
+                .find(|(n, _)| n == event)
+                .map(|(_, k)| *k);
+            assert_eq!(dialect.event_kind(event), last, "{name}: {event}");
+        }
+        assert_eq!(dialect.event_kind("no such event"), None);
+    }
+    assert_eq!(native_kind("getAll"), Some(EventKind::Native("getAll")));
+    assert_eq!(native_kind("join"), None);
+}

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
 
+use super::lane::Pushed;
 use super::reply::{Reply, emit_paced};
 use super::session::{Session, parse};
 use super::{ack_sent, queue_room, room, sent_by};
@@ -107,58 +107,53 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
     }
 }
 
-/// A catch-up waiting its turn, and the reply to send when it is done (none for a catch-up
-/// the client did not ask for).
+/// A catch-up waiting its turn, and the reply to send when it is done (`None`: nobody asked,
+/// as with a dialect's `catch_up_on_subscribe`).
 pub type Job = (CatchUp, Option<Reply>);
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
 /// queues the streaming to the socket's catch-up task (waiting while a few are queued).
-pub async fn handle(
-    session: &Session,
-    data: Value,
-    reply: Reply,
-    catch_ups: &mpsc::Sender<Box<Job>>,
-) {
+pub async fn handle(session: &Arc<Session>, data: Value, reply: Reply) {
     match start(session, data) {
         Err(err) => reply.now(Err(err)),
-        Ok(catch_up) => {
-            if let Err(mpsc::error::SendError(job)) =
-                catch_ups.send(Box::new((catch_up, Some(reply)))).await
-                && let Some(reply) = job.1
-            {
-                reply.now(Err(Error::shutting_down()));
-            }
-        }
+        Ok(catch_up) => queue(session, catch_up, Some(reply)).await,
     }
 }
 
 /// Starts a catch-up nobody asked for (a dialect's `catch_up_on_subscribe`): `data` is a
 /// `getAll` request. A request that cannot start is only logged: the subscribe it follows
 /// was answered already.
-pub async fn catch_up_quietly(session: &Session, data: Value, catch_ups: &mpsc::Sender<Box<Job>>) {
+pub async fn catch_up_quietly(session: &Arc<Session>, data: Value) {
     match start(session, data) {
         Err(err) => tracing::debug!(code = err.code(), "no catch-up: {}", err.message()),
-        Ok(catch_up) => {
-            let _ = catch_ups.send(Box::new((catch_up, None))).await;
+        Ok(catch_up) => queue(session, catch_up, None).await,
+    }
+}
+
+/// Queues a catch-up on the socket's lane, starting its task if none runs.
+async fn queue(session: &Arc<Session>, catch_up: CatchUp, reply: Option<Reply>) {
+    match session
+        .catch_ups
+        .push_waiting(Box::new((catch_up, reply)))
+        .await
+    {
+        Ok(Pushed::Start) => {
+            tokio::spawn(run(Arc::clone(session)));
+        }
+        Ok(Pushed::Queued) => {}
+        Err(job) => {
+            if let Some(reply) = job.1 {
+                reply.now(Err(Error::shutting_down()));
+            }
         }
     }
 }
 
 /// Streams a socket's catch-ups one after another, in the order they were asked for, beside
-/// its other events. Ends when the socket disconnects.
-pub async fn run(
-    session: Arc<Session>,
-    mut jobs: mpsc::Receiver<Box<Job>>,
-    mut closed: watch::Receiver<bool>,
-) {
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = closed.wait_for(|closed| *closed) => None,
-        };
-        let Some(job) = job else {
-            return;
-        };
+/// its other events. Ends when none waits (the next `getAll` starts it again) or the socket
+/// is gone.
+pub async fn run(session: Arc<Session>) {
+    while let Some(job) = session.catch_ups.next() {
         let (catch_up, reply) = *job;
         let result = stream(&session, catch_up).await;
         // Answered by this task itself, after the last message it sent.

@@ -5,7 +5,9 @@
 //! socket could otherwise be handled out of order. Each socket therefore gets a [`session`]:
 //! the handlers registered here are synchronous closures that only put the event on the
 //! session's queue, in arrival order, and one task per socket handles the queue in order
-//! (a `getAll` right after a `subscribe` sees the subscription).
+//! (a `getAll` right after a `subscribe` sees the subscription). That task, like the
+//! socket's other queues' tasks, runs only while its queue holds something ([`lane`]): an
+//! idle socket has no task of queuehub's.
 //!
 //! Namespaces: `/` speaks queuehub's own events. A lab [`Dialect`] (the classroom preset)
 //! adds its namespaces (and may take over `/` too): there, lab event names and fields are
@@ -19,7 +21,9 @@
 mod connections;
 pub mod dashboard;
 mod get_all;
+mod handshake;
 pub mod identity;
+mod lane;
 mod live;
 mod publish;
 mod rate;
@@ -48,6 +52,13 @@ use socketioxide::handler::ConnectHandler;
 
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
+
+/// Bytes the WebSocket reads from a socket's connection at a time (engineioxide's default is
+/// 4 KiB). The buffer lives as long as the socket and is written whole at each read, so it
+/// is resident even while the socket is idle. 1 KiB still holds several events (acks are
+/// about 100 bytes); a client that sends faster costs more reads, not more memory (measured
+/// in docs/BENCHMARKS.md).
+const WS_READ_BUFFER: usize = 1024;
 
 /// Room in one socket.io packet, beyond the largest payload, for the event name, the envelope
 /// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
@@ -127,7 +138,8 @@ fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
 
 /// queuehub's socket.io side, ready to be layered onto the HTTP router.
 pub struct SocketApi {
-    pub layer: SocketIoLayer,
+    /// The socket.io layer, behind [`handshake::compact`].
+    pub layer: handshake::Compacted<SocketIoLayer>,
     pub io: SocketIo,
     /// The task that feeds the dashboard (it ends when the broker closes), and its stats.
     pub dashboard: dashboard::DashboardFeed,
@@ -168,6 +180,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     let max_packet = broker.config().max_payload_bytes + MAX_PACKET_OVERHEAD;
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SOCKET_BUFFER)
+        .ws_read_buffer_size(WS_READ_BUFFER)
         .max_payload(max_packet as u64)
         .ws_max_message_size(max_packet)
         .ws_max_frame_size(max_packet)
@@ -215,7 +228,10 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
                     session::start(socket, broker, auth, &options, identity, &sockets, handlers);
                 }
                 // The credential expired between the check and now: refuse after all.
-                _ => {
+                (_, handlers) => {
+                    if let Some(handlers) = handlers {
+                        handlers.discard();
+                    }
                     options.connections.release(&socket);
                     let _ = socket.disconnect();
                 }
@@ -231,7 +247,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     }));
     let dashboard = dashboard::start(&io, broker, security);
     SocketApi {
-        layer,
+        layer: handshake::in_front_of(layer),
         io,
         dashboard,
     }

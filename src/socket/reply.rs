@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::FromMessageParts;
-use socketioxide::socket::Socket;
+use socketioxide::socket::{Sid, Socket};
 use socketioxide::{SendError, SocketError};
-use tokio::sync::{mpsc, watch};
 
+use super::lane::{Lane, Pushed, Refused};
 use crate::broker::Pending;
 use crate::error::Error;
 
@@ -68,10 +68,11 @@ impl AckHandle {
         self.ack_id.is_some()
     }
 
-    /// Sends the ack, waiting for room in the socket's buffer if needed.
+    /// Sends the ack, waiting for room in the socket's buffer if needed (while the socket
+    /// stays connected).
     async fn send_paced(&self, body: &Value) {
         let mut backoff = Backoff::new();
-        loop {
+        while self.socket.connected() {
             let mut unused = socketioxide_core::Value::Bytes(bytes::Bytes::new());
             let Ok(sender) = AckSender::from_message_parts(&self.socket, &mut unused, &self.ack_id);
             match sender.send(body) {
@@ -132,11 +133,14 @@ impl Reply {
 
     fn queue(self, outcome: Outcome) {
         let replies = self.replies.clone();
-        // The first stage ends only when the socket is gone; then nobody waits for answers.
-        let _ = replies.durable.send(Box::new(Answer {
+        let answer = Box::new(Answer {
             reply: self,
             outcome,
-        }));
+        });
+        // Refused only when the socket is gone; then nobody waits for answers.
+        if let Ok(Pushed::Start) = replies.0.durable.push(answer) {
+            tokio::spawn(wait_durable(replies));
+        }
     }
 
     /// Sends the answer now, waiting while the socket's buffer is full. For a task that
@@ -172,45 +176,44 @@ impl Reply {
 
 /// One socket's answer stages and its refusal log. Cheap to clone.
 ///
-/// What the stages hold is boxed: a tokio channel allocates a block of 32 slots as it is
-/// created, and with answers held by value the channels alone took about 13 KiB of every
-/// idle socket.
+/// Each stage is a [`Lane`]: its task runs only while answers wait in it, so the answers of
+/// an idle socket cost two empty queues.
 #[derive(Clone)]
-pub struct Replies {
-    durable: mpsc::UnboundedSender<Box<Answer>>,
+pub struct Replies(Arc<Stages>);
+
+struct Stages {
+    /// First stage: answers waiting for their commit (unbounded, see the module's header).
+    durable: Lane<Box<Answer>>,
+    /// Second stage: answers waiting for the socket to read them.
+    written: Lane<Written>,
+    log: Mutex<RefusalLog>,
 }
 
 /// An answer whose result is known, waiting for the socket to read it.
 type Written = Box<(Reply, Result<Value, Error>)>;
 
 impl Replies {
-    /// Starts the two tasks that answer `socket`'s events; they end when `closed` turns true.
-    pub fn start(socket: &SocketRef<LocalAdapter>, closed: watch::Receiver<bool>) -> Self {
-        let (durable, answers) = mpsc::unbounded_channel::<Box<Answer>>();
-        let (written, to_write) = mpsc::channel::<Written>(REPLY_QUEUE);
-        let log = Arc::new(Mutex::new(RefusalLog::new(socket.id.to_string())));
-        tokio::spawn(wait_durable(answers, written, log, closed.clone()));
-        tokio::spawn(write(to_write, closed));
-        Self { durable }
+    /// The answer stages of socket `sid`.
+    pub fn new(sid: Sid) -> Self {
+        Self(Arc::new(Stages {
+            durable: Lane::new(usize::MAX),
+            written: Lane::new(REPLY_QUEUE),
+            log: Mutex::new(RefusalLog::new(sid)),
+        }))
+    }
+
+    /// Drops the answers still waiting, and any that come later: the socket is gone.
+    pub fn close(&self) {
+        self.0.durable.close();
+        self.0.written.close();
     }
 }
 
 /// First stage: waits for each answer's commit, in order, and hands it to the second stage,
-/// or drops it when that is full (the socket is not reading).
-async fn wait_durable(
-    mut answers: mpsc::UnboundedReceiver<Box<Answer>>,
-    written: mpsc::Sender<Written>,
-    log: Arc<Mutex<RefusalLog>>,
-    mut closed: watch::Receiver<bool>,
-) {
-    loop {
-        let answer = tokio::select! {
-            answer = answers.recv() => answer,
-            _ = closed.wait_for(|closed| *closed) => None,
-        };
-        let Some(answer) = answer else {
-            return;
-        };
+/// or drops it when that is full (the socket is not reading). Ends when the stage is empty.
+async fn wait_durable(replies: Replies) {
+    let stages = &replies.0;
+    while let Some(answer) = stages.durable.next() {
         let Answer { reply, outcome } = *answer;
         let result = match outcome {
             Outcome::Now(result) => result,
@@ -226,34 +229,29 @@ async fn wait_durable(
         let event = reply.event.clone();
         let needs_sending = refused.is_some() || reply.ack.requested();
         let dropped = needs_sending
-            && matches!(
-                written.try_send(Box::new((reply, result))),
-                Err(mpsc::error::TrySendError::Full(_))
-            );
+            && match stages.written.push(Box::new((reply, result))) {
+                Ok(Pushed::Start) => {
+                    tokio::spawn(write(replies.clone()));
+                    false
+                }
+                Ok(Pushed::Queued) | Err(Refused::Closed(_)) => false,
+                Err(Refused::Full(_)) => true,
+            };
         if let Some(err) = &refused {
-            note(&log, &event, err, dropped);
+            note(&stages.log, &event, err, dropped);
         } else if dropped {
             let err = Error::limit("reply_dropped", "the socket is not reading its answers");
-            note(&log, &event, &err, true);
+            note(&stages.log, &event, &err, true);
         }
     }
 }
 
-/// Second stage: writes answers to the socket at the pace it reads.
-async fn write(mut to_write: mpsc::Receiver<Written>, mut closed: watch::Receiver<bool>) {
-    loop {
-        let next = tokio::select! {
-            next = to_write.recv() => next,
-            _ = closed.wait_for(|closed| *closed) => None,
-        };
-        let Some(written) = next else {
-            return;
-        };
+/// Second stage: writes answers to the socket at the pace it reads. Ends when the stage is
+/// empty.
+async fn write(replies: Replies) {
+    while let Some(written) = replies.0.written.next() {
         let (reply, result) = *written;
-        tokio::select! {
-            _ = reply.send(result) => {}
-            _ = closed.wait_for(|closed| *closed) => return,
-        }
+        reply.send(result).await;
     }
 }
 
@@ -266,14 +264,14 @@ fn note(log: &Mutex<RefusalLog>, event: &str, error: &Error, dropped: bool) {
 
 /// Counts a socket's refused events and logs them at a bounded rate.
 struct RefusalLog {
-    sid: String,
+    sid: Sid,
     since: Option<Instant>,
     refused: u64,
     dropped: u64,
 }
 
 impl RefusalLog {
-    fn new(sid: String) -> Self {
+    fn new(sid: Sid) -> Self {
         Self {
             sid,
             since: None,

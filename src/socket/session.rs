@@ -3,21 +3,21 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::extract::{Event, SocketRef, TryData};
-use tokio::sync::{mpsc, watch};
 
 use super::identity::{Identity, query};
+use super::lane::{Lane, Pushed};
 use super::live::Live;
 use super::rate::RateLimit;
 use super::reply::{AckHandle, Replies, Reply};
 use super::{LiveSockets, SocketOptions};
 use super::{get_all, publish, received, relay, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
-use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
+use crate::compat::{Dialect, EventKind, NATIVE_EVENTS, native_kind};
 use crate::error::{Error, from_json_error};
 use crate::json::StrictJson;
 use crate::names::ClientId;
@@ -46,15 +46,19 @@ struct Command {
     reply: Reply,
 }
 
-/// The way into a socket's event queue, shared by its handlers.
-#[derive(Clone)]
+/// The way into a socket's event queue, shared by its handlers and its session.
 struct Inlet {
-    tx: mpsc::Sender<Box<Command>>,
-    rate: Arc<Mutex<RateLimit>>,
+    /// The events waiting to be handled, in arrival order (boxed: a `Command` is large, and
+    /// a burst's buffer is counted in slots). Paused until the session starts.
+    events: Lane<Box<Command>>,
+    rate: Mutex<RateLimit>,
     /// Bytes of event data waiting in the queue.
-    queued: Arc<AtomicUsize>,
+    queued: AtomicUsize,
     max_queued: usize,
     replies: Replies,
+    /// The session that handles the events, once started. Weak: the socket's handlers hold
+    /// the inlet, and the session holds the socket.
+    session: OnceLock<Weak<Session>>,
 }
 
 /// About how much memory a JSON value takes: its text, give or take.
@@ -85,6 +89,9 @@ pub struct Session {
     pub identity: Identity,
     /// The clients this socket has subscribed as, named when it disconnects.
     pub acted_for: Arc<Mutex<BTreeSet<ClientId>>>,
+    /// The `getAll`s waiting behind the one that streams (see [`get_all::run`]).
+    pub(super) catch_ups: Lane<Box<get_all::Job>>,
+    inlet: Arc<Inlet>,
 }
 
 impl Session {
@@ -96,6 +103,12 @@ impl Session {
     /// The event's `clientId`, else the one given at connect.
     pub fn client(&self, given: Option<ClientId>) -> Result<ClientId, Error> {
         self.identity.acting_as(given, self.client.as_ref())
+    }
+
+    /// Drops everything that waits for this socket: it is gone.
+    fn close(&self) {
+        self.inlet.close();
+        self.catch_ups.close();
     }
 }
 
@@ -134,10 +147,14 @@ fn connect_client(
 
 /// What a socket's handlers feed, kept from [`prepare`] until [`start`].
 pub struct Prepared {
-    commands: mpsc::Receiver<Box<Command>>,
-    queued: Arc<AtomicUsize>,
-    closed_tx: watch::Sender<bool>,
-    closed: watch::Receiver<bool>,
+    inlet: Arc<Inlet>,
+}
+
+impl Prepared {
+    /// The socket will not start after all: drops what its handlers queued.
+    pub fn discard(self) {
+        self.inlet.close();
+    }
 }
 
 /// Registers the event handlers of a socket that passed the connect checks. Called from the
@@ -146,80 +163,73 @@ pub struct Prepared {
 /// the handlers must exist before it is sent. Events queue up until [`start`].
 pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: usize) -> Prepared {
     let dialect = options.dialect_of(socket.ns());
-    // Boxed: a channel allocates its first block of slots at once, and the socket's idle
-    // memory is counted in slots (see `reply::Replies`).
-    let (tx, commands) = mpsc::channel::<Box<Command>>(QUEUE_LENGTH);
-    let (closed_tx, closed) = watch::channel(false);
-    let replies = Replies::start(socket, closed.clone());
     let max_packet = max_payload_bytes + super::MAX_PACKET_OVERHEAD;
-    let inlet = Inlet {
-        tx,
-        rate: Arc::new(Mutex::new(RateLimit::new(options.events_per_sec))),
-        queued: Arc::new(AtomicUsize::new(0)),
+    let inlet = Arc::new(Inlet {
+        events: Lane::paused(QUEUE_LENGTH),
+        rate: Mutex::new(RateLimit::new(options.events_per_sec)),
+        queued: AtomicUsize::new(0),
         max_queued: QUEUE_BYTES.max(2 * max_packet),
-        replies,
+        replies: Replies::new(socket.id),
+        session: OnceLock::new(),
+    });
+    let prepared = Prepared {
+        inlet: Arc::clone(&inlet),
     };
-    let queued = Arc::clone(&inlet.queued);
-    let events = match &dialect {
-        Some(dialect) => dialect.events(),
-        None => NATIVE_EVENTS
-            .iter()
-            .map(|e| (e.to_string(), EventKind::Native(e)))
-            .collect(),
-    };
-    let known: Vec<String> = events.iter().map(|(name, _)| name.clone()).collect();
-    for (event, kind) in events {
-        let inlet = inlet.clone();
-        let name = event.clone();
-        socket.on(
-            event,
-            move |socket: SocketRef, TryData(data): TryData<StrictJson>, ack: AckHandle| {
-                let reply = Reply {
-                    event: name.clone(),
-                    socket,
-                    ack,
-                    replies: inlet.replies.clone(),
-                };
-                let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
-                let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
-                inlet.enqueue(Command {
-                    kind,
-                    data,
-                    size,
-                    reply,
-                });
-                std::future::ready(())
-            },
-        );
-    }
+    // One handler for every event (socketioxide's fallback): a handler per event name would
+    // cost every socket a map and a boxed closure per name.
     socket.on_fallback(
-        move |socket: SocketRef, Event(event): Event, ack: AckHandle| {
-            let error = if allowed(&inlet.rate) {
-                Error::invalid_field(format!(
-                    "unknown event '{event}'; queuehub handles {}",
-                    known.join(", ")
-                ))
-                .with_code("unknown_event")
-            } else {
-                too_fast()
+        move |socket: SocketRef,
+              Event(event): Event,
+              TryData(data): TryData<StrictJson>,
+              ack: AckHandle| {
+            let kind = match &dialect {
+                Some(dialect) => dialect.event_kind(&event),
+                None => native_kind(&event),
             };
-            Reply {
+            let reply = Reply {
                 event,
                 socket,
                 ack,
                 replies: inlet.replies.clone(),
+            };
+            match kind {
+                Some(kind) => {
+                    let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
+                    let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
+                    inlet.enqueue(Command {
+                        kind,
+                        data,
+                        size,
+                        reply,
+                    });
+                }
+                None => {
+                    let error = if allowed(&inlet.rate) {
+                        unknown_event(&reply.event, dialect.as_deref())
+                    } else {
+                        too_fast()
+                    };
+                    reply.now(Err(error));
+                }
             }
-            .now(Err(error));
             std::future::ready(())
         },
     );
 
-    Prepared {
-        commands,
-        queued,
-        closed_tx,
-        closed,
-    }
+    prepared
+}
+
+/// The answer to an event this socket does not handle.
+fn unknown_event(event: &str, dialect: Option<&Dialect>) -> Error {
+    let known: Vec<String> = match dialect {
+        Some(dialect) => dialect.events().into_iter().map(|(name, _)| name).collect(),
+        None => NATIVE_EVENTS.iter().map(|name| name.to_string()).collect(),
+    };
+    Error::invalid_field(format!(
+        "unknown event '{event}'; queuehub handles {}",
+        known.join(", ")
+    ))
+    .with_code("unknown_event")
 }
 
 /// Starts the session of a socket whose handlers [`prepare`] registered: joins the rooms of
@@ -233,12 +243,7 @@ pub fn start(
     sockets: &LiveSockets,
     prepared: Prepared,
 ) {
-    let Prepared {
-        commands,
-        queued,
-        closed_tx,
-        closed,
-    } = prepared;
+    let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
     // Registered before the socket joins any room, so that no live push passes it by.
     sockets.insert(
@@ -266,6 +271,20 @@ pub fn start(
     let (gone_broker, gone_clients) = (broker.clone(), Arc::clone(&acted_for));
     let connections = options.connections.clone();
     let gone_sockets = sockets.clone();
+    let session = Arc::new(Session {
+        socket: socket.clone(),
+        broker,
+        client,
+        dialect,
+        identity,
+        acted_for,
+        catch_ups: Lane::new(CATCH_UP_QUEUE),
+        inlet,
+    });
+    let _ = session.inlet.session.set(Arc::downgrade(&session));
+    // The disconnect handler holds the session while the socket is connected (socketioxide
+    // drops the handler once it has run).
+    let gone = Arc::clone(&session);
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
         connections.release(&socket);
@@ -280,19 +299,12 @@ pub fn start(
                 client: Some(client),
             });
         }
-        closed_tx.send_replace(true);
+        gone.close();
         std::future::ready(())
     });
-
-    let session = Arc::new(Session {
-        socket,
-        broker,
-        client,
-        dialect,
-        identity,
-        acted_for,
-    });
-    tokio::spawn(run(session, commands, queued, closed));
+    if session.inlet.events.resume() {
+        tokio::spawn(run(session));
+    }
 }
 
 /// Whether the socket may send one more event now.
@@ -335,13 +347,25 @@ impl Inlet {
             command.reply.now(Err(queue_full()));
             return;
         }
-        if let Err(
-            mpsc::error::TrySendError::Full(command) | mpsc::error::TrySendError::Closed(command),
-        ) = self.tx.try_send(Box::new(command))
-        {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            command.reply.now(Err(queue_full()));
+        match self.events.push(Box::new(command)) {
+            Ok(Pushed::Queued) => {}
+            Ok(Pushed::Start) => match self.session.get().and_then(Weak::upgrade) {
+                Some(session) => {
+                    tokio::spawn(run(session));
+                }
+                None => self.close(), // the socket is gone
+            },
+            Err(refused) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
+                refused.into_inner().reply.now(Err(queue_full()));
+            }
         }
+    }
+
+    /// Drops the events and answers still waiting, and any that come later.
+    fn close(&self) {
+        self.events.close();
+        self.replies.close();
     }
 }
 
@@ -355,30 +379,17 @@ fn queue_full() -> Error {
     )
 }
 
-/// Handles the socket's events one after another until it disconnects.
-async fn run(
-    session: Arc<Session>,
-    mut commands: mpsc::Receiver<Box<Command>>,
-    queued: Arc<AtomicUsize>,
-    mut closed: watch::Receiver<bool>,
-) {
-    let (catch_ups, jobs) = mpsc::channel::<Box<get_all::Job>>(CATCH_UP_QUEUE);
-    tokio::spawn(get_all::run(Arc::clone(&session), jobs, closed.clone()));
-    loop {
-        let next = tokio::select! {
-            command = commands.recv() => command,
-            _ = closed.wait_for(|closed| *closed) => None,
-        };
-        let Some(command) = next else {
-            return;
-        };
+/// Handles the socket's events one after another, while any wait (the next event starts
+/// this task again).
+async fn run(session: Arc<Session>) {
+    while let Some(command) = session.inlet.events.next() {
         let Command {
             kind,
             data,
             size,
             reply,
         } = *command;
-        queued.fetch_sub(size, Ordering::Relaxed);
+        session.inlet.queued.fetch_sub(size, Ordering::Relaxed);
         let data = match data {
             Ok(data) => data,
             Err(err) => {
@@ -406,7 +417,7 @@ async fn run(
             }
         };
         let Some(dialect) = session.dialect.clone() else {
-            handle_native(&session, native, data, reply, &catch_ups).await;
+            handle_native(&session, native, data, reply).await;
             continue;
         };
         // A lab event that also goes to the other sockets of its room (`join`).
@@ -422,9 +433,9 @@ async fn run(
             }
             Value::Object(request)
         });
-        handle_native(&session, native, data, reply, &catch_ups).await;
+        handle_native(&session, native, data, reply).await;
         if let Some(request) = catch_up {
-            get_all::catch_up_quietly(&session, request, &catch_ups).await;
+            get_all::catch_up_quietly(&session, request).await;
         }
         if let Some(data) = relayed
             && let Err(err) = relay::handle(&session, &name, &data).await
@@ -435,17 +446,11 @@ async fn run(
 }
 
 /// Handles one of queuehub's own events (already translated from a lab's dialect).
-async fn handle_native(
-    session: &Session,
-    native: &str,
-    data: Value,
-    reply: Reply,
-    catch_ups: &mpsc::Sender<Box<get_all::Job>>,
-) {
+async fn handle_native(session: &Arc<Session>, native: &str, data: Value, reply: Reply) {
     match native {
         "subscribe" => subscribe::handle(session, data, reply),
         "unsubscribe" => unsubscribe::handle(session, data, reply),
-        "getAll" => get_all::handle(session, data, reply, catch_ups).await,
+        "getAll" => get_all::handle(session, data, reply).await,
         "received" => received::handle(session, data, reply),
         "publish" => publish::handle(session, data, reply),
         _ => reply.now(Err(Error::invalid_field(format!(
