@@ -16,6 +16,7 @@ set -euo pipefail
 
 start_dir="$PWD"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$root/.ci/lib.sh"
 cd "$root"
 
@@ -34,31 +35,6 @@ for i in "${!extra[@]}"; do
   fi
 done
 
-work="$(mktemp -d)"
-server_pid=""
-
-cleanup() {
-  local rc=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ $rc -ne 0 && -s "$work/server.log" ]]; then
-    echo "--- last lines of the queuehub log ---" >&2
-    tail -n 40 "$work/server.log" >&2 || true
-  fi
-  rm -rf "$work"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 echo "== browser"
 if [[ ! -x /usr/bin/chromium ]]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -70,17 +46,6 @@ fi
 echo "== installing the test's npm packages"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-# A free loopback port: E2E_PORT if set (it must be free), else one the kernel picks (a tiny
-# race with other programs is possible, so the health wait also checks our process is alive).
-free_port() {
-  node -e '
-    const net = require("net");
-    const want = Number(process.argv[1] || 0);
-    const s = net.createServer();
-    s.once("error", (e) => { console.error(`browser-e2e: port ${want} is not free: ${e.message}`); process.exit(1); });
-    s.listen(want, "127.0.0.1", () => { console.log(s.address().port); s.close(); });
-  ' "$@"
-}
 # Only our flags: no QUEUEHUB_* variable from the environment (such as QUEUEHUB_DASHBOARD_DIR,
 # which would serve the page from disk instead of the copy built into the binary).
 mapfile -t queuehub_vars < <(compgen -e | grep '^QUEUEHUB_' || true)
@@ -89,34 +54,25 @@ for var in "${queuehub_vars[@]}"; do
 done
 
 # start_server PORT [FLAGS...]: starts queuehub on 127.0.0.1:PORT with a fresh data dir and
-# waits until it is healthy; sets url and server_pid.
+# waits until it is healthy.
 start_server() {
   local port="$1"
   shift
-  url="http://127.0.0.1:$port"
-  echo "== starting $bin on $url $*"
-  rm -rf "$work/data"
-  mkdir -p "$work/data"
-  "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" "$@" >"$work/server.log" 2>&1 &
-  server_pid=$!
-  wait_healthy browser-e2e "$url" "$server_pid"
+  echo "== starting $bin on http://127.0.0.1:$port $*"
+  rm -rf "$qh_work/data"
+  mkdir -p "$qh_work/data"
+  start_queuehub browser-e2e "$port" "$bin" --data-dir "$qh_work/data" "$@"
 }
 
-# run_e2e ARGS...: runs the browser test against $url; a server that died fails it too.
+# run_e2e ARGS...: runs the browser test against the server; a server that died fails it too.
 run_e2e() {
   local rc=0
-  (cd tests/browser && timeout 300 node dashboard-e2e.js "$url" "$@") || rc=$?
-  if ! kill -0 "$server_pid" 2>/dev/null; then
+  (cd tests/browser && timeout 300 node dashboard-e2e.js "$qh_url" "$@") || rc=$?
+  if ! queuehub_running; then
     echo "browser-e2e: queuehub died during the run" >&2
     rc=1
   fi
   return "$rc"
-}
-
-stop_server() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
 }
 
 status=0
@@ -125,7 +81,7 @@ port="$(free_port "${E2E_PORT:-0}")"
 start_server "$port"
 echo "== dashboard e2e, open mode"
 run_e2e "${extra[@]}" || status=1
-stop_server
+stop_queuehub
 
 # Secured mode: the page must get the API key (typed, or from /dashboard#key=KEY).
 key="$(node -e 'console.log(require("crypto").randomBytes(18).toString("base64url"))')"

@@ -10,6 +10,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$root/.ci/lib.sh"
 cd "$root"
 
@@ -21,66 +22,16 @@ fi
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 
 examples="$root/client-examples"
-work="$(mktemp -d)"
-server_pid=""
-
-cleanup() {
-  local rc=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [[ $rc -ne 0 && -s "$work/server.log" ]]; then
-    if grep -q 'panicked' "$work/server.log"; then
-      echo "--- queuehub panicked ---" >&2
-      grep -A1 'panicked' "$work/server.log" | head -n 20 >&2 || true
-    fi
-    echo "--- last lines of the queuehub log ---" >&2
-    tail -n 40 "$work/server.log" >&2 || true
-  fi
-  rm -rf "$work"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 echo "== installing example dependencies"
 (cd "$examples/node" && npm ci --no-audit --no-fund --loglevel=error)
 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q -r "$examples/python/requirements.txt"
 
-# A free loopback port: SMOKE_PORT if set (it must be free), else one the kernel picks (a tiny
-# race with other programs is possible, so the health wait also checks our process is alive).
-free_port() {
-  python3 - "$@" <<'PY'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0))
-except OSError as err:
-    sys.exit(f"smoke-examples: port {sys.argv[1]} is not free: {err}")
-print(s.getsockname()[1])
-s.close()
-PY
-}
-if [[ -n "${SMOKE_PORT:-}" ]]; then
-  port="$(free_port "$SMOKE_PORT")"
-else
-  port="$(free_port)"
-fi
-url="http://127.0.0.1:$port"
-
-echo "== starting $bin on $url"
-mkdir -p "$work/data"
-"$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
-server_pid=$!
-
-wait_healthy smoke-examples "$url" "$server_pid"
+port="$(free_port "${SMOKE_PORT:-}")"
+echo "== starting $bin on http://127.0.0.1:$port"
+mkdir -p "$qh_work/data"
+start_queuehub smoke-examples "$port" "$bin" --data-dir "$qh_work/data"
+url="$qh_url"
 
 export QUEUEHUB_URL="$url"
 failures=0
@@ -106,7 +57,7 @@ else
   failures=$((failures + 1))
 fi
 
-if ! kill -0 "$server_pid" 2>/dev/null; then
+if ! queuehub_running; then
   echo "smoke-examples: queuehub died during the run" >&2
   failures=$((failures + 1))
 fi

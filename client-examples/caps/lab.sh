@@ -23,9 +23,14 @@
 # CAPS_LAB_NO_INSTALL=1 skips `npm ci` / `pip install` (they run only when something is
 # missing anyway); CAPS_LAB_RUST=path/to/caps-vendor runs the Rust vendor from there (default:
 # rust/target/debug/caps-vendor if it exists, else that part is skipped).
+#
+# Starting, stopping and cleaning up the server come from ../../.ci/lib.sh (this script needs
+# the whole repository, not just this folder).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../../.ci/lib.sh
+source "$here/../../.ci/lib.sh"
 bin="${1:-}"
 if [[ -z "$bin" || ! -x "$bin" ]]; then
   echo "usage: $0 path/to/queuehub   (no executable at '${bin}')" >&2
@@ -33,30 +38,9 @@ if [[ -z "$bin" || ! -x "$bin" ]]; then
 fi
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 
-work="$(mktemp -d)"
-server_pid=""
-background=()
+work="$qh_work"
 passed=0
 failed=0
-
-cleanup() {
-  for pid in "${background[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 pass() {
   passed=$((passed + 1))
@@ -74,15 +58,15 @@ show_log() {
 }
 
 finish() {
-  if [[ -n "$server_pid" ]] && ! kill -0 "$server_pid" 2>/dev/null; then
+  local panic
+  if [[ -n "$qh_pid" ]] && ! queuehub_running; then
     fail "queuehub is no longer running"
   fi
-  if [[ -s "$work/server.log" ]] && grep -q 'panicked' "$work/server.log"; then
-    fail "queuehub panicked: $(grep -m1 -A1 'panicked' "$work/server.log" | tr '\n' ' ')"
+  if panic="$(queuehub_panic)"; then
+    fail "queuehub panicked: $(tr '\n' ' ' <<<"$panic")"
   fi
-  if ((failed > 0)) && [[ -s "$work/server.log" ]]; then
-    echo "--- last lines of the queuehub log ---"
-    tail -n 30 "$work/server.log"
+  if ((failed > 0)); then
+    show_queuehub_log 30
   fi
   echo "caps lab: $passed passed, $failed failed"
   if ((failed > 0)); then exit 1; fi
@@ -116,39 +100,16 @@ rust_vendor="${CAPS_LAB_RUST:-$here/rust/target/debug/caps-vendor}"
 # ---------------------------------------------------------------------------------------------
 # The server.
 
-port="$(python3 - "${CAPS_LAB_PORT:-0}" <<'PY'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError as err:
-    sys.exit(f"caps lab: port {sys.argv[1]} is not free: {err}")
-print(s.getsockname()[1])
-s.close()
-PY
-)" || exit 2
+port="$(free_port "${CAPS_LAB_PORT:-0}")" || exit 2
 url="http://127.0.0.1:$port"
 export QUEUEHUB_URL="$url"
 
 echo "== starting $bin --preset caps on $url"
 mkdir -p "$work/data"
-"$bin" --preset caps --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
-server_pid=$!
-
-deadline=$((SECONDS + 30))
-until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    fail "queuehub --preset caps exited before it became healthy"
-    cat "$work/server.log"
-    server_pid=""
-    finish
-  fi
-  if ((SECONDS >= deadline)); then
-    fail "$url/healthz did not answer within 30 s"
-    finish
-  fi
-  sleep 0.2
-done
+if ! start_queuehub "caps lab" "$port" "$bin" --preset caps --data-dir "$work/data"; then
+  fail "queuehub --preset caps did not become healthy on $url"
+  finish
+fi
 pass "queuehub --preset caps is healthy on $url"
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +186,7 @@ start_client() {
   shift 2
   timeout "$limit" "$@" >"$log" 2>&1 &
   last_pid=$!
-  background+=("$last_pid")
+  track_pid "$last_pid"
 }
 
 # wait_client NAME PID LOG: waits for a background client and checks it exited 0.

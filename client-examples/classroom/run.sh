@@ -9,9 +9,12 @@
 # ids of its own (the message-queue demo), the same id twice is one message. Every wait is
 # bounded. Prints one line per check and `classroom: N passed, M failed`; exits non-zero on a
 # failure. CLASSROOM_NO_INSTALL=1 skips `npm ci` (it runs only where node_modules is missing).
+# Starting, stopping (kill -9 included) and cleaning up the server come from ../../.ci/lib.sh.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/../../.ci/lib.sh
+source "$here/../../.ci/lib.sh"
 bin="${1:-}"
 if [[ -z "$bin" || ! -x "$bin" ]]; then
   echo "usage: $0 path/to/queuehub [generation...]   (no executable at '${bin}')" >&2
@@ -22,30 +25,9 @@ shift
 generations=("$@")
 ((${#generations[@]})) || generations=(caps-v2 caps-rooms message-queue)
 
-work="$(mktemp -d)"
-server_pid=""
+work="$qh_work"
 passed=0
 failed=0
-
-stop_server() { # stop_server [SIGNAL]
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "-${1:-TERM}" "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 pass() { passed=$((passed + 1)); echo "ok   - $1"; }
 fail() { failed=$((failed + 1)); echo "FAIL - $1"; }
@@ -60,29 +42,22 @@ if [[ -z "${CLASSROOM_NO_INSTALL:-}" ]]; then
   done
 fi
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(free_port 0)"
 url="http://127.0.0.1:$port"
 export QUEUEHUB_URL="$url"
 
 # start_server PRESET: starts queuehub with PRESET on $url, its store in $work/PRESET.
 start_server() {
   mkdir -p "$work/$1"
-  "$bin" --preset "$1" --listen "127.0.0.1:$port" --data-dir "$work/$1" >>"$work/server.log" 2>&1 &
-  server_pid=$!
-  local deadline=$((SECONDS + 30))
-  until curl -fsS --max-time 2 "$url/healthz" >/dev/null 2>&1; do
-    if ! kill -0 "$server_pid" 2>/dev/null || ((SECONDS >= deadline)); then
-      fail "queuehub --preset $1 did not become healthy"
-      tail -n 20 "$work/server.log"
-      exit 1
-    fi
-    sleep 0.2
-  done
+  if ! start_queuehub classroom "$port" "$bin" --preset "$1" --data-dir "$work/$1"; then
+    fail "queuehub --preset $1 did not become healthy"
+    exit 1
+  fi
 }
 
 # restart PRESET: kill -9, then start again on the same store.
 restart() {
-  stop_server KILL
+  kill9_queuehub
   start_server "$1"
   pass "queuehub killed (-9) and restarted with --preset $1"
 }
@@ -102,6 +77,7 @@ start() {
   shift
   timeout 60 "$@" >"$log" 2>&1 &
   last_pid=$!
+  track_pid "$last_pid"
 }
 
 # finish NAME PID LOG: waits for a background client, which must exit 0.
@@ -168,7 +144,7 @@ caps_v2() {
   run "driver gets the pickup made before the restart" "$l-d2.log" node "$d/driver.js" --count 1
   restart caps-v2
   run "vendor tulips is thanked after two restarts" "$l-v5.log" node "$d/vendor.js" tulips --wait-for 1
-  stop_server
+  stop_queuehub
 }
 
 caps_rooms() {
@@ -199,7 +175,7 @@ caps_rooms() {
   run "a driver gets the pickup made before the restart" "$l-d2.log" node "$d/driver.js" tulips --count 1
   restart caps-rooms
   run "vendor tulips is thanked after two restarts" "$l-v5.log" node "$d/vendor.js" tulips --wait-for 1
-  stop_server
+  stop_queuehub
 }
 
 message_queue() {
@@ -228,7 +204,7 @@ message_queue() {
   restart message-queue
   run "receiver client3 gets it after the restart" "$l-r4.log" node "$d/receiver.js" client3 --expect 1
   lines "after the restart" "$l-r4.log" "got 7:" 1
-  stop_server
+  stop_queuehub
 }
 
 for generation in "${generations[@]}"; do
@@ -241,12 +217,11 @@ for generation in "${generations[@]}"; do
   esac
 done
 
-if grep -q 'panicked' "$work/server.log" 2>/dev/null; then
-  fail "queuehub panicked: $(grep -m1 'panicked' "$work/server.log")"
+if panic="$(queuehub_panic)"; then
+  fail "queuehub panicked: $(head -n 1 <<<"$panic")"
 fi
 if ((failed > 0)); then
-  echo "--- last lines of the queuehub log ---"
-  tail -n 30 "$work/server.log"
+  show_queuehub_log 30
 fi
 echo "classroom: $passed passed, $failed failed"
 ((failed == 0))
