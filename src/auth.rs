@@ -4,18 +4,27 @@
 //! `--token-secret`: `sub` is the client id, `subscribe` and `publish` list the queues it may
 //! use (`"*"` for all), `exp` is when it stops being valid (seconds since the epoch). The token
 //! is checked here without any HTTP or socket.io type, so both transports share one rule.
-//! Only `HS256` is accepted: a token that names another algorithm (`none` included) is refused.
+//!
+//! Signing and checking are `jsonwebtoken`'s; this module only says what is accepted:
+//! - the algorithm is pinned to `HS256`: a token that names another one (`HS512`, `RS256`,
+//!   `none`, ...) is refused before its signature is looked at;
+//! - `exp` is required; `nbf` is honoured when present; both with [`LEEWAY_SECS`] of leeway
+//!   for clocks that disagree a little;
+//! - `aud` is optional, but when present it must name [`AUDIENCE`], so a token minted with
+//!   the same secret for another service is refused. Tokens minted here carry it.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::error::{Error, ErrorKind};
 use crate::names::{ClientId, QueueName};
 
-type HmacSha256 = Hmac<Sha256>;
+/// The audience a token may name (`aud`): this server. Tokens without `aud` are accepted too.
+pub const AUDIENCE: &str = "queuehub";
+
+/// Seconds a token is still accepted after its `exp`, and before its `nbf`: clock skew
+/// between whoever minted it and this server.
+pub const LEEWAY_SECS: u64 = 30;
 
 /// What a token lets a client do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,14 +70,17 @@ pub fn forbidden(message: impl Into<String>) -> Error {
 /// Signs and checks tokens with the server's secret.
 #[derive(Clone)]
 pub struct Tokens {
-    secret: Vec<u8>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
+/// The claims as signed: queuehub's own and the audience.
+#[derive(Serialize)]
+struct Signed<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    aud: &'static str,
 }
 
 impl Tokens {
@@ -77,74 +89,65 @@ impl Tokens {
         if secret.len() < 16 {
             return Err("--token-secret must be at least 16 characters".into());
         }
+        let key_error = |e: jsonwebtoken::errors::Error| format!("--token-secret: {e}");
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        validation.set_audience(&[AUDIENCE]);
         Ok(Self {
-            secret: secret.as_bytes().to_vec(),
+            encoding: EncodingKey::from_secret(secret.as_bytes()).map_err(key_error)?,
+            decoding: DecodingKey::from_secret(secret.as_bytes()).map_err(key_error)?,
+            validation,
         })
     }
 
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length; this cannot fail.
-        HmacSha256::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())
-    }
-
-    /// A signed token for `claims`.
+    /// A signed token for `claims`, for the audience [`AUDIENCE`].
     pub fn sign(&self, claims: &Claims) -> String {
-        let header = Header {
-            alg: "HS256".into(),
-            typ: Some("JWT".into()),
+        let signed = Signed {
+            claims,
+            aud: AUDIENCE,
         };
-        let signing_input = format!("{}.{}", base64_json(&header), base64_json(claims));
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{signing_input}.{signature}")
+        // An HMAC key (checked non-empty in `new`) signs any serializable claims: this
+        // cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &signed, &self.encoding)
+            .unwrap_or_else(|e| unreachable!("signing HS256 claims failed: {e}"))
     }
 
-    /// The claims of `token` if its signature is ours, it is HS256, and it has not expired
-    /// at `now_secs`.
-    pub fn verify(&self, token: &str, now_secs: u64) -> Result<Claims, Error> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(unauthorized(
-                "the token is not a JWT (three dot-separated parts)",
-            ));
-        };
-        let decode = |part: &str| {
-            URL_SAFE_NO_PAD
-                .decode(part)
-                .map_err(|_| unauthorized("the token is not valid base64url"))
-        };
-        let header: Header = serde_json::from_slice(&decode(header)?)
-            .map_err(|_| unauthorized("the token's header is not valid JSON"))?;
-        if header.alg != "HS256" {
-            return Err(unauthorized(format!(
-                "tokens must be signed with HS256, not {:?}",
-                header.alg
-            )));
-        }
-        let mut mac = self.mac();
-        mac.update(format!("{}.{}", token_part(token, 0), token_part(token, 1)).as_bytes());
-        mac.verify_slice(&decode(signature)?)
-            .map_err(|_| unauthorized("the token's signature is not valid"))?;
-        let claims: Claims = serde_json::from_slice(&decode(payload)?)
-            .map_err(|e| unauthorized(format!("the token's claims are not valid: {e}")))?;
-        if claims.exp <= now_secs {
-            return Err(unauthorized("the token has expired"));
-        }
-        Ok(claims)
+    /// The claims of `token` if it is an HS256 JWT with our signature, within its `exp` and
+    /// `nbf` (give or take [`LEEWAY_SECS`]), and for no audience or for [`AUDIENCE`].
+    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| unauthorized(refusal(token, &e)))
     }
 }
 
-/// The `index`th dot-separated part of a token.
-fn token_part(token: &str, index: usize) -> &str {
-    token.split('.').nth(index).unwrap_or_default()
-}
-
-/// base64url (no padding) of the JSON of `value`: one part of a token.
-fn base64_json<T: Serialize>(value: &T) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default())
+/// Why `token` was refused, in words.
+fn refusal(token: &str, error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as Jwt;
+    // The header again, only to name what was wrong with it.
+    let header = jsonwebtoken::decode_header(token);
+    match (error.kind(), header) {
+        (Jwt::InvalidToken, _) => "the token is not a JWT (three dot-separated parts)".into(),
+        (Jwt::Base64(_) | Jwt::Utf8(_), _) => "the token is not valid base64url".into(),
+        (Jwt::InvalidAlgorithm, Ok(header)) => {
+            format!("tokens must be signed with HS256, not {:?}", header.alg)
+        }
+        // `alg: none` (or any name the library does not know) is not even a valid header.
+        (Jwt::Json(_), Err(_)) => {
+            "the token's header is not valid: tokens must be signed with HS256".into()
+        }
+        (Jwt::InvalidSignature, _) => "the token's signature is not valid".into(),
+        (Jwt::ExpiredSignature, _) => "the token has expired".into(),
+        (Jwt::ImmatureSignature, _) => "the token is not valid yet (nbf)".into(),
+        (Jwt::InvalidAudience, _) => {
+            format!("the token is for another audience, not {AUDIENCE:?}")
+        }
+        (Jwt::MissingRequiredClaim(claim), _) => format!("the token has no {claim:?} claim"),
+        _ => format!("the token's claims are not valid: {error}"),
+    }
 }
 
 /// The API keys that unlock HTTP writes and admin routes.
@@ -244,7 +247,16 @@ impl Security {
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::{Value, json};
+
     use super::*;
+
+    const SECRET: &str = "a secret of sixteen+ bytes";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
 
     fn claims(exp: u64) -> Claims {
         Claims {
@@ -256,50 +268,153 @@ mod tests {
     }
 
     fn tokens() -> Tokens {
-        Tokens::new("a secret of sixteen+ bytes").unwrap()
+        Tokens::new(SECRET).unwrap()
     }
 
-    #[test]
-    fn a_signed_token_verifies_with_its_claims() {
-        let token = tokens().sign(&claims(2000));
-        assert_eq!(tokens().verify(&token, 1000).unwrap(), claims(2000));
+    /// A token with any header algorithm and claims, signed with `secret`.
+    fn signed(alg: Algorithm, secret: &str, claims: &Value) -> String {
+        encode(
+            &Header::new(alg),
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
-    #[test]
-    fn expired_forged_and_foreign_tokens_are_refused() {
-        let good = tokens().sign(&claims(2000));
-        assert!(tokens().verify(&good, 2000).is_err(), "expired");
-        let other = Tokens::new("another secret, also long").unwrap();
-        assert!(
-            other.verify(&good, 1000).is_err(),
-            "signed with another secret"
-        );
-        let mut parts: Vec<&str> = good.split('.').collect();
-        let forged_claims = URL_SAFE_NO_PAD.encode(
-            serde_json::to_vec(&Claims {
-                sub: ClientId::parse("someone-else").unwrap(),
-                ..claims(2000)
-            })
-            .unwrap(),
-        );
-        parts[1] = &forged_claims;
-        assert!(
-            tokens().verify(&parts.join("."), 1000).is_err(),
-            "claims changed"
-        );
-        for junk in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
-            assert!(tokens().verify(junk, 1000).is_err(), "{junk:?}");
+    /// Valid claims (as JSON) for an hour, with `extra` fields set or replaced.
+    fn claims_json(extra: Value) -> Value {
+        let mut value = serde_json::to_value(claims(now() + 3600)).unwrap();
+        for (key, field) in extra.as_object().unwrap() {
+            value[key] = field.clone();
         }
+        value
+    }
+
+    fn refusal(token: &str) -> String {
+        tokens().verify(token).unwrap_err().message().to_owned()
     }
 
     #[test]
-    fn the_none_algorithm_is_refused() {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(2000)).unwrap());
-        let err = tokens()
-            .verify(&format!("{header}.{body}."), 1000)
-            .unwrap_err();
-        assert!(err.message().contains("HS256"), "{err}");
+    fn a_signed_token_verifies_with_its_claims_and_names_its_audience() {
+        let token = tokens().sign(&claims(now() + 60));
+        assert_eq!(tokens().verify(&token).unwrap(), claims(now() + 60));
+        let payload: Value = jsonwebtoken::dangerous::insecure_decode(&token)
+            .unwrap()
+            .claims;
+        assert_eq!(payload["aud"], AUDIENCE);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(
+            (header.alg, header.typ.as_deref()),
+            (Algorithm::HS256, Some("JWT"))
+        );
+    }
+
+    #[test]
+    fn a_token_without_an_audience_is_accepted() {
+        let token = signed(Algorithm::HS256, SECRET, &claims_json(json!({})));
+        assert_eq!(tokens().verify(&token).unwrap().sub.as_str(), "acme");
+    }
+
+    #[test]
+    fn other_algorithms_are_refused_hs512_and_none_included() {
+        // Signed with the right secret, but not with HS256.
+        let hs512 = signed(Algorithm::HS512, SECRET, &claims_json(json!({})));
+        assert!(refusal(&hs512).contains("HS256"), "{}", refusal(&hs512));
+        // `alg: none` with an empty signature: the classic forgery. The header is
+        // base64url of `{"alg":"none","typ":"JWT"}`; the claims are a real token's.
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        let good = tokens().sign(&claims(now() + 3600));
+        let body = good.split('.').nth(1).unwrap();
+        let none = format!("{header}.{body}.");
+        assert!(refusal(&none).contains("HS256"), "{}", refusal(&none));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_after_the_leeway() {
+        let expired = tokens().sign(&claims(now() - LEEWAY_SECS - 60));
+        assert!(
+            refusal(&expired).contains("expired"),
+            "{}",
+            refusal(&expired)
+        );
+        let just_expired = tokens().sign(&claims(now() - LEEWAY_SECS / 2));
+        assert!(tokens().verify(&just_expired).is_ok(), "within the leeway");
+    }
+
+    #[test]
+    fn a_token_without_exp_is_refused() {
+        let mut body = claims_json(json!({}));
+        body.as_object_mut().unwrap().remove("exp");
+        let token = signed(Algorithm::HS256, SECRET, &body);
+        assert!(refusal(&token).contains("exp"), "{}", refusal(&token));
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused_until_its_nbf() {
+        let later = claims_json(json!({ "nbf": now() + LEEWAY_SECS + 600 }));
+        let token = signed(Algorithm::HS256, SECRET, &later);
+        assert!(
+            refusal(&token).contains("not valid yet"),
+            "{}",
+            refusal(&token)
+        );
+        let now_valid = claims_json(json!({ "nbf": now() - 1 }));
+        assert!(
+            tokens()
+                .verify(&signed(Algorithm::HS256, SECRET, &now_valid))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_audience_is_refused() {
+        for aud in [json!("billing"), json!(["billing", "reports"])] {
+            let token = signed(
+                Algorithm::HS256,
+                SECRET,
+                &claims_json(json!({ "aud": aud })),
+            );
+            assert!(refusal(&token).contains("audience"), "{}", refusal(&token));
+        }
+        let ours = claims_json(json!({ "aud": [AUDIENCE] }));
+        assert!(
+            tokens()
+                .verify(&signed(Algorithm::HS256, SECRET, &ours))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let foreign = Tokens::new("another secret, also long").unwrap();
+        let token = foreign.sign(&claims(now() + 60));
+        assert!(refusal(&token).contains("signature"), "{}", refusal(&token));
+    }
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let good = tokens().sign(&claims(now() + 60));
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged = signed(
+            Algorithm::HS256,
+            "the attacker's own secret",
+            &claims_json(json!({ "sub": "someone-else" })),
+        );
+        // The other client's claims with our header and our signature.
+        parts[1] = forged.split('.').nth(1).unwrap();
+        let tampered = parts.join(".");
+        assert!(
+            refusal(&tampered).contains("signature"),
+            "{}",
+            refusal(&tampered)
+        );
+    }
+
+    #[test]
+    fn junk_is_refused() {
+        for junk in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
+            assert!(tokens().verify(junk).is_err(), "{junk:?}");
+        }
     }
 
     #[test]

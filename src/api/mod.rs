@@ -10,6 +10,7 @@ mod guard;
 mod health;
 mod inbox;
 mod lab;
+mod metrics;
 mod publish;
 mod queues;
 mod tokens;
@@ -60,7 +61,7 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         )
         .route("/v1/tokens", post(tokens::mint))
         .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

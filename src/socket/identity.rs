@@ -12,7 +12,6 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
 use crate::auth::{Claims, Security, forbidden, unauthorized};
-use crate::broker::message::now_ms;
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 
@@ -71,7 +70,7 @@ impl Identity {
         let token = credential(socket, auth, "token").ok_or_else(|| {
             unauthorized("queuehub is in secured mode: connect with auth: {token} (or ?token= for socket.io 2.x clients)")
         })?;
-        Ok(Identity::Client(tokens.verify(&token, now_ms() / 1000)?))
+        Ok(Identity::Client(tokens.verify(&token)?))
     }
 
     /// The client id the socket is bound to, if any.

@@ -1,7 +1,9 @@
 //! Running queuehub: configuration from the environment, several listen addresses, memory
 //! mode, graceful shutdown.
 
-use serde_json::json;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, unique};
 
@@ -68,53 +70,187 @@ async fn sigterm_closes_sockets_and_exits_cleanly() {
     server.terminate();
 }
 
+/// GETs `/v1/queues/{queue}` until `check` holds (or fails after 10 s).
+async fn until_stats(server: &ServerProcess, queue: &str, check: impl Fn(&Value) -> bool) {
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = server.get(&format!("/v1/queues/{queue}")).await.1;
+        if check(&stats) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{queue}'s stats never matched: {stats}");
+}
+
+/// Which metric shows each number of a queue's stats (`GET /v1/queues`).
+const STATS_METRICS: [(&str, &str); 8] = [
+    ("published", "queuehub_messages_published_total"),
+    ("acked", "queuehub_messages_acked_total"),
+    ("expired", "queuehub_messages_expired_total"),
+    ("rejected", "queuehub_messages_rejected_total"),
+    ("deadLettered", "queuehub_messages_dead_lettered_total"),
+    ("waiting", "queuehub_waiting"),
+    ("scheduled", "queuehub_scheduled"),
+    ("subscribers", "queuehub_subscribers"),
+];
+
 #[tokio::test]
-async fn metrics_are_in_prometheus_text_format() {
+async fn metrics_export_every_stats_counter_in_openmetrics_and_prometheus_text() {
     let (_dir, path) = data_dir();
-    let server = ServerProcess::start(&path).await;
-    let (queue, idle, client) = (unique("q"), unique("idle"), unique("c"));
+    let data_dir = path.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--max-payload-bytes",
+        "64",
+    ];
+    let server = ServerProcess::start_with(&args, &[], 1, None);
+    let (queue, idle, later, jobs) = (unique("q"), unique("idle"), unique("later"), unique("jobs"));
+    let (client, other, worker) = (unique("c"), unique("c2"), unique("w"));
+    let q = [("queue", queue.as_str())];
+
+    // Waiting: published before anyone subscribed.
     server.publish(&idle, "e", json!(0)).await;
+    // Published, acked, pending: two clients, three messages, one ack.
     let mut socket = SocketClient::connect(&server.url).await;
     socket.subscribe(&client, &queue).await;
+    socket.subscribe(&other, &queue).await;
     for n in 0..3 {
         server.publish(&queue, "e", json!(n)).await;
     }
-    let got = socket.take("e", 3).await;
-    assert_eq!(socket.ack(&client, &got[0]["id"]).await["removed"], true);
-
-    let text = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
+    let got = socket.take("e", 6).await;
+    let first = got
+        .iter()
+        .find(|m| m["clientId"] == client.as_str())
         .unwrap();
-    let metrics = Exposition::parse(&text);
-    let sample = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels);
-    let q = [("queue", queue.as_str())];
-    assert_eq!(sample("queuehub_messages_published_total", &q), Some(3.0));
-    assert_eq!(sample("queuehub_messages_acked_total", &q), Some(1.0));
-    assert_eq!(sample("queuehub_messages_expired_total", &q), Some(0.0));
-    assert_eq!(sample("queuehub_waiting", &q), Some(0.0));
-    assert_eq!(
-        sample(
-            "queuehub_pending",
-            &[("queue", &queue), ("client", &client)]
-        ),
-        Some(2.0)
-    );
-    assert_eq!(sample("queuehub_waiting", &[("queue", &idle)]), Some(1.0));
-    // This server holds the idle message and the queue's two unacked ones.
-    assert_eq!(sample("queuehub_stored_messages", &[]), Some(3.0));
-    assert_eq!(sample("queuehub_sockets_connected", &[]), Some(1.0));
-    assert_eq!(metrics.kind("queuehub_stored_messages"), Some("gauge"));
-    assert_eq!(
-        metrics.kind("queuehub_messages_published_total"),
-        Some("counter")
-    );
+    assert_eq!(socket.ack(&client, &first["id"]).await["removed"], true);
+    // Rejected: a payload over --max-payload-bytes.
+    let (status, body) = server
+        .post(
+            &format!("/v1/queues/{queue}/messages"),
+            json!({"event": "e", "payload": "x".repeat(100)}),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    // Expired: a message whose TTL runs out in both inboxes.
+    let (status, body) = server
+        .post(
+            &format!("/v1/queues/{queue}/messages"),
+            json!({"event": "e", "payload": "brief", "ttlMs": 200}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    until_stats(&server, &queue, |s| s["expired"] == 2).await;
+    // Scheduled: a delayed publish, not due for an hour.
+    let (status, body) = server
+        .post(
+            &format!("/v1/queues/{later}/messages"),
+            json!({"event": "e", "delayMs": 3_600_000}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Dead-lettered: a work-mode worker that never acks its one delivery.
+    let mut work = SocketClient::connect(&server.url).await;
+    let subscribe = json!({"clientId": worker, "queue": jobs, "mode": "work",
+        "ackTimeoutMs": 200, "maxDeliveries": 1});
+    assert_eq!(work.call("subscribe", subscribe).await["ok"], true);
+    server.publish(&jobs, "job", json!("poison")).await;
+    assert_eq!(work.take("job", 1).await[0]["attempt"], 1);
+    until_stats(&server, &jobs, |s| s["deadLettered"] == 1).await;
+
+    let (_, stats) = server.get("/v1/queues").await;
+    for openmetrics in [true, false] {
+        let mut request = reqwest::Client::new().get(format!("{}/metrics", server.url));
+        if openmetrics {
+            request = request.header("accept", "application/openmetrics-text; version=1.0.0");
+        }
+        let response = request.send().await.unwrap();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let expected = match openmetrics {
+            true => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            false => "text/plain; version=0.0.4; charset=utf-8",
+        };
+        assert_eq!(content_type, expected);
+        let metrics = Exposition::parse(&response.text().await.unwrap(), openmetrics);
+        let sample = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels);
+
+        assert_eq!(sample("queuehub_messages_published_total", &q), Some(4.0));
+        assert_eq!(sample("queuehub_messages_acked_total", &q), Some(1.0));
+        assert_eq!(sample("queuehub_messages_expired_total", &q), Some(2.0));
+        assert_eq!(sample("queuehub_messages_rejected_total", &q), Some(1.0));
+        assert_eq!(
+            sample("queuehub_messages_dead_lettered_total", &q),
+            Some(0.0)
+        );
+        let j = [("queue", jobs.as_str())];
+        assert_eq!(
+            sample("queuehub_messages_dead_lettered_total", &j),
+            Some(1.0)
+        );
+        assert_eq!(sample("queuehub_pending", &j), Some(0.0));
+        let dead = format!("{jobs}.dead");
+        assert_eq!(sample("queuehub_waiting", &[("queue", &dead)]), Some(1.0));
+        let l = [("queue", later.as_str())];
+        assert_eq!(sample("queuehub_scheduled", &l), Some(1.0));
+        assert_eq!(sample("queuehub_waiting", &l), Some(0.0));
+        assert_eq!(sample("queuehub_scheduled", &q), Some(0.0));
+        assert_eq!(sample("queuehub_waiting", &q), Some(0.0));
+        assert_eq!(sample("queuehub_waiting", &[("queue", &idle)]), Some(1.0));
+        // Unacked: two in the client's inbox, three in the other's; no client label.
+        assert_eq!(sample("queuehub_subscribers", &q), Some(2.0));
+        assert_eq!(sample("queuehub_pending", &q), Some(5.0));
+        assert_eq!(sample("queuehub_pending_max", &q), Some(3.0));
+        assert!(
+            metrics
+                .labels_of("queuehub_pending")
+                .iter()
+                .all(|l| l == &["queue"])
+        );
+        // Stored once each: idle's, the queue's three not acked by both, the delayed one and
+        // the dead letter; five queues with the dead-letter queue.
+        assert_eq!(sample("queuehub_stored_messages", &[]), Some(6.0));
+        assert_eq!(sample("queuehub_queues", &[]), Some(5.0));
+        assert_eq!(sample("queuehub_sockets_connected", &[]), Some(2.0));
+
+        // Every number of every queue's stats is exported, with the same value.
+        for summary in stats["queues"].as_array().unwrap() {
+            let name = summary["queue"].as_str().unwrap();
+            for (key, value) in summary.as_object().unwrap() {
+                let Some(value) = value.as_f64() else {
+                    continue;
+                };
+                let metric = STATS_METRICS
+                    .iter()
+                    .find(|(field, _)| field == key)
+                    .unwrap_or_else(|| panic!("stats field {key} has no metric"))
+                    .1;
+                assert_eq!(
+                    sample(metric, &[("queue", name)]),
+                    Some(value),
+                    "{metric} {name}"
+                );
+            }
+        }
+        let (gauge, counter) = ("queuehub_stored_messages", "queuehub_messages_published");
+        assert_eq!(metrics.kind(gauge), Some("gauge"));
+        match openmetrics {
+            true => assert_eq!(metrics.kind(counter), Some("counter")),
+            false => assert_eq!(metrics.kind(&format!("{counter}_total")), Some("counter")),
+        }
+    }
+    server.terminate();
 }
 
-/// The Prometheus text format, read strictly: every sample line is `name{labels} value` and
-/// belongs to a family announced by `# HELP` and `# TYPE` before it.
+/// A metrics exposition, read strictly: every sample line is `name{labels} value` and belongs
+/// to a family announced by `# HELP` and `# TYPE` before it. In OpenMetrics a counter family
+/// is named without `_total`, its samples with it, and the text ends with `# EOF`; in the
+/// Prometheus text format (0.0.4) a family has its samples' name and there is no `# EOF`.
 struct Exposition {
     kinds: std::collections::HashMap<String, String>,
     samples: Vec<Sample>,
@@ -124,11 +260,17 @@ struct Exposition {
 type Sample = (String, Vec<(String, String)>, f64);
 
 impl Exposition {
-    fn parse(text: &str) -> Self {
+    fn parse(text: &str, openmetrics: bool) -> Self {
         let mut kinds = std::collections::HashMap::new();
         let mut helped = std::collections::HashSet::new();
         let mut samples = Vec::new();
-        for line in text.lines().filter(|l| !l.is_empty()) {
+        let mut lines: Vec<&str> = text.lines().collect();
+        if openmetrics {
+            assert_eq!(lines.pop(), Some("# EOF"), "OpenMetrics ends with # EOF");
+            assert!(text.ends_with("# EOF\n"), "and a newline");
+        }
+        for line in lines {
+            assert!(!line.is_empty(), "an empty line");
             if let Some(rest) = line.strip_prefix("# HELP ") {
                 helped.insert(rest.split(' ').next().unwrap().to_owned());
                 continue;
@@ -139,6 +281,9 @@ impl Exposition {
                     ["counter", "gauge"].contains(&kind),
                     "unexpected kind: {line}"
                 );
+                if kind == "counter" {
+                    assert_eq!(name.ends_with("_total"), !openmetrics, "{line}");
+                }
                 kinds.insert(name.to_owned(), kind.to_owned());
                 continue;
             }
@@ -159,9 +304,15 @@ impl Exposition {
                 }
                 None => (series, Vec::new()),
             };
+            let family = match (openmetrics, name.strip_suffix("_total")) {
+                (true, Some(counter)) if kinds.get(counter).is_some_and(|k| k == "counter") => {
+                    counter
+                }
+                _ => name,
+            };
             assert!(
-                kinds.contains_key(name) && helped.contains(name),
-                "{name} has no # HELP and # TYPE before its samples"
+                kinds.contains_key(family) && helped.contains(family),
+                "{name} has no # HELP and # TYPE of its family before its samples"
             );
             samples.push((name.to_owned(), labels, value));
         }
@@ -183,6 +334,15 @@ impl Exposition {
             .collect();
         assert!(matching.len() <= 1, "{name} {labels:?} twice");
         matching.first().copied()
+    }
+
+    /// The label names of each sample of `name`.
+    fn labels_of(&self, name: &str) -> Vec<Vec<&str>> {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, l, _)| l.iter().map(|(k, _)| k.as_str()).collect())
+            .collect()
     }
 
     fn kind(&self, name: &str) -> Option<&str> {
