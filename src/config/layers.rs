@@ -60,6 +60,23 @@ pub(super) struct Table<T> {
     pub from_preset: bool,
 }
 
+impl<T> Table<T> {
+    /// The table `value` of the file `from`, written `raw`, if the file has it.
+    fn of(
+        value: Option<T>,
+        raw: Option<toml::Value>,
+        from: &str,
+        from_preset: bool,
+    ) -> Option<Self> {
+        Some(Table {
+            value: value?,
+            raw: raw?,
+            from: from.to_owned(),
+            from_preset,
+        })
+    }
+}
+
 /// A lab's tables: each from the highest file that has it.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Lab {
@@ -133,28 +150,14 @@ impl File {
                 );
             }
         }
-        let table_of = |value: Option<toml::Value>| {
-            let raw = value?;
-            Some((raw, name.to_owned()))
-        };
-        let compat = table_of(table.remove("compat"));
-        let routes = table_of(table.remove("http_routes"));
         let lab = Lab {
-            compat: tables.compat.zip(compat).map(|(value, (raw, from))| Table {
-                value,
-                raw,
-                from,
+            compat: Table::of(tables.compat, table.remove("compat"), name, from_preset),
+            http_routes: Table::of(
+                tables.http_routes,
+                table.remove("http_routes"),
+                name,
                 from_preset,
-            }),
-            http_routes: tables
-                .http_routes
-                .zip(routes)
-                .map(|(value, (raw, from))| Table {
-                    value,
-                    raw,
-                    from,
-                    from_preset,
-                }),
+            ),
         };
         let values = dict(&table).with_context(invalid)?;
         Ok(File {
@@ -260,6 +263,7 @@ impl Loaded {
         for layer in variables(&env).into_iter().chain(flags(cli)?) {
             above_preset = above_preset.merge(layer);
         }
+        // The preset is named by the layers above it (a file, a variable or a flag).
         let preset = match above_preset.find_value("preset") {
             Ok(_) => Some(
                 above_preset
