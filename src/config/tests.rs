@@ -469,10 +469,16 @@ fn unknown_variables_are_ignored_and_list_variables_split_at_commas() {
         ("QUEUEHUB_URL", "http://elsewhere"),
         ("QUEUEHUB_LISTEN", "127.0.0.1:4001, 127.0.0.1:4002"),
         ("QUEUEHUB_MEMORY", "yes"),
+        // Variables are text, never TOML: a secret that looks like a list or a number stays.
+        ("QUEUEHUB_TOKEN_SECRET", "[not, a list] {nor=a table}"),
+        ("QUEUEHUB_API_KEY", "1234567890"),
     ];
     let settings = load(&[], &env).unwrap().settings;
     assert_eq!(settings.listen.len(), 2);
     assert!(settings.memory);
+    let secret = settings.token_secret.as_deref();
+    assert_eq!(secret, Some("[not, a list] {nor=a table}"));
+    assert_eq!(settings.api_key, ["1234567890"]);
 }
 
 /// The README's settings tables: (flag, file key, variable, default) of each row.
