@@ -5,7 +5,8 @@
 //! catch up on what they missed (`getAll`) and acknowledge each message (`received`).
 //!
 //! Layout (see ARCHITECTURE.md for the invariants):
-//! - [`config`]: one [`config::Config`] from flags, `QUEUEHUB_*` variables and a TOML file;
+//! - [`config`]: one [`config::Config`] from flags, `QUEUEHUB_*` variables, a TOML file and a
+//!   preset;
 //! - [`app`]: builds everything and runs until a shutdown signal;
 //! - [`serve`]: the accept loop: header timeout, per-address connection limit, HTTP/1.1;
 //! - [`broker`]: publish, fan-out, inboxes, catch-up, acks: the only place with queue logic;

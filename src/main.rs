@@ -14,7 +14,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_cli(Cli::parse())?;
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", queuehub::config::print_config(&cli)?);
+        return Ok(());
+    }
+    let config = Config::from_cli(cli)?;
     telemetry::init();
     // Every connection takes a file descriptor: raise the soft limit to the hard one.
     match rlimit::increase_nofile_limit(u64::MAX) {

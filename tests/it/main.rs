@@ -5,6 +5,7 @@ mod bad_input;
 mod bench;
 mod catch_up;
 mod classroom;
+mod config;
 mod dashboard;
 mod delivery;
 mod disk_full;
