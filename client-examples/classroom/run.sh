@@ -121,6 +121,8 @@ caps_v2() {
   echo "-- live: the driver and a vendor at once"
   start "$l-driver.log" node "$d/driver.js" --count 2
   local driver=$last_pid
+  # Live means the driver is there first: wait until it has subscribed and caught up.
+  wait_for "$l-driver.log" "DRIVER: caught up"
   run "vendor acme orders 2 and is thanked for 2" "$l-vendor.log" node "$d/vendor.js" acme --orders 2 --wait-for 2
   finish "driver delivered 2" "$driver" "$l-driver.log"
   lines "live" "$l-vendor.log" "Thank you for delivering acme-" 2
