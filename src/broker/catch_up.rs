@@ -137,6 +137,11 @@ impl Broker {
         client: &ClientId,
         entries: Vec<(Arc<crate::store::MessageMeta>, u32)>,
     ) -> Result<Vec<Envelope>, Error> {
+        // A message the index shows may still be in a commit under way (a subscriber that
+        // just took a waiting message, say): read once it is settled, or it reads as gone.
+        if let Some(last) = entries.iter().map(|(meta, _)| meta.seq).max() {
+            self.settled(last).await;
+        }
         let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
         let payloads = self.payloads(seqs).await?;
         Ok(index::envelopes(client, entries, payloads))

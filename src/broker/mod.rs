@@ -123,6 +123,10 @@ pub(crate) struct Shared {
     /// The highest sequence number the fan-out has handed to the outbox: every live push of
     /// a message up to it has been made (or noted by a socket that could not take it).
     fanned_out: watch::Sender<u64>,
+    /// The highest sequence number whose publish is settled: committed, or gone with a failed
+    /// commit. A reader of payloads waits for it, so that a message it sees in the index
+    /// (published, not yet committed) is not taken for one that is no longer stored.
+    settled: watch::Sender<u64>,
 }
 
 /// The index and the switch that decides whether mutations are accepted.
@@ -199,6 +203,7 @@ impl Broker {
             timer: Notify::new(),
             dispatch: dispatch_tx,
             fanned_out: watch::channel(last_seq).0,
+            settled: watch::channel(last_seq).0,
         });
         let writer = tokio::spawn(writer::run(Arc::clone(&shared), batch_rx, fanout_tx));
         let fanout = tokio::spawn(fan_out(Arc::clone(&shared), fanout_rx));
@@ -465,6 +470,13 @@ impl Broker {
             .index
             .subscribed_queues(client, None)
             .unwrap_or_default()
+    }
+
+    /// Waits until every publish up to `seq` is settled (committed, or gone with a failed
+    /// commit): then a payload read for it finds the message if it is still stored.
+    async fn settled(&self, seq: u64) {
+        let mut settled = self.shared.settled.subscribe();
+        let _ = settled.wait_for(|mark| *mark >= seq).await;
     }
 
     /// Reads the payloads of `seqs` from the store, in order (`None`: no longer stored).

@@ -269,3 +269,66 @@ async fn after_the_dedupe_window_an_acked_id_is_a_new_message() {
     assert_eq!(broker.queues()[0].pending[&client], 1);
     broker.close().await;
 }
+
+/// A memory store whose commits wait while `held` is set.
+#[derive(Default)]
+struct HeldStore {
+    inner: MemoryStore,
+    held: AtomicBool,
+}
+
+#[async_trait]
+impl Store for HeldStore {
+    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        while self.held.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.inner.commit(ops).await
+    }
+    async fn load(&self) -> Result<Snapshot, StoreError> {
+        self.inner.load().await
+    }
+    async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError> {
+        self.inner.payloads(seqs).await
+    }
+    fn engine(&self) -> &'static str {
+        "held"
+    }
+}
+
+/// The race seen in the classroom: a message waits for a first subscriber, the subscriber
+/// takes it (in the index) before the publish's commit is on disk, and its `getAll` right
+/// after must still send it (it read as gone, so neither the live push nor the catch-up sent
+/// it).
+#[tokio::test]
+async fn a_catch_up_waits_for_a_message_whose_publish_is_still_being_committed() {
+    let store = Arc::new(HeldStore::default());
+    let broker = Broker::open(store.clone(), BrokerConfig::default())
+        .await
+        .unwrap();
+    let queue = QueueName::parse("driver").unwrap();
+    let client = ClientId::parse("driver").unwrap();
+    store.held.store(true, Ordering::SeqCst);
+    let publish = broker.publish(vec![message(&queue, 7)]).unwrap();
+    let subscribe = broker
+        .subscribe(
+            &client,
+            std::slice::from_ref(&queue),
+            SubscriptionRecord::default(),
+        )
+        .unwrap();
+    let mut catch_up = broker.catch_up(client.clone(), None, None, None).unwrap();
+    let page = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.next_page(&mut catch_up).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!page.is_finished(), "the page waits for the commit");
+    store.held.store(false, Ordering::SeqCst);
+    let page = page.await.unwrap().unwrap();
+    let payloads: Vec<_> = page.iter().map(|e| (*e.payload).clone()).collect();
+    assert_eq!(payloads, vec![json!(7)]);
+    publish.committed().await.unwrap();
+    assert_eq!(subscribe.committed().await.unwrap(), 1);
+    broker.close().await;
+}

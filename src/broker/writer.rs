@@ -148,6 +148,13 @@ pub(crate) async fn run(
                 .flat_map(|b| b.effects.ops.drain(..))
                 .collect(),
         );
+        let published = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::PutMessage(message) => Some(message.meta.seq),
+                _ => None,
+            })
+            .max();
         let result = if ops.is_empty() {
             Ok(())
         } else {
@@ -155,6 +162,9 @@ pub(crate) async fn run(
         };
         match result {
             Ok(()) => {
+                if let Some(seq) = published {
+                    settle(&shared, seq);
+                }
                 for batch in pending.drain(..) {
                     let Effects {
                         deliveries,
@@ -220,6 +230,15 @@ fn latest_counters_only(mut ops: Vec<Op>) -> Vec<Op> {
     ops
 }
 
+/// Moves the settled mark up to `seq` (see `Shared::settled`).
+fn settle(shared: &Shared, seq: u64) {
+    shared.settled.send_if_modified(|mark| {
+        let moved = seq > *mark;
+        *mark = (*mark).max(seq);
+        moved
+    });
+}
+
 fn fail_all(pending: &mut Vec<Batch>, error: &Error) {
     for batch in pending.drain(..) {
         let _ = batch.done.send(Err(error.clone()));
@@ -241,6 +260,8 @@ async fn recover(shared: &Shared, batches: &mut mpsc::UnboundedReceiver<Batch>, 
             Ok(snapshot) => {
                 let messages = snapshot.messages.len();
                 let mut core = shared.lock();
+                // What was published and not committed is gone: nobody waits for it.
+                settle(shared, core.index.last_seq());
                 core.index = Index::from_snapshot(snapshot);
                 core.rebuilding = None;
                 tracing::info!(
