@@ -3,15 +3,18 @@
 # Debian's chromium if it is missing and the test's npm packages, starts the given binary on a
 # free loopback port with a temporary data dir, runs tests/browser/dashboard-e2e.js (which opens
 # /dashboard in chromium and drives queuehub with a socket.io subscriber and HTTP), and stops
-# the server; then does the same with a second server in secured mode (--api-key), where the
-# page must get the key. Exits non-zero if anything failed.
+# the server; then does the same with a server in secured mode (--api-key), where the page
+# must get the key. Each mode runs twice, with the page's official socket.io client kept to
+# one transport: a WebSocket (/dashboard?transport=websocket), then HTTP long-polling
+# (?transport=polling); the open-mode runs also check the page's default (long-polling
+# upgraded to a WebSocket). Exits non-zero if anything failed.
 #
 #   .ci/browser-e2e.sh path/to/queuehub [--screenshot PATH]
 #
 # The page under test is the one built into the binary (assets/dashboard/ at build time), so
 # build the binary after changing the page. Extra arguments go to dashboard-e2e.js.
-# Environment: E2E_PORT=N serves on 127.0.0.1:N (checked to be free) instead of a port the
-# kernel picks.
+# Environment: E2E_PORT=N serves the first run on 127.0.0.1:N (checked to be free) instead of a
+# port the kernel picks.
 set -euo pipefail
 
 start_dir="$PWD"
@@ -76,18 +79,27 @@ run_e2e() {
 }
 
 status=0
+preferred="${E2E_PORT:-0}"
 
-port="$(free_port "${E2E_PORT:-0}")"
-start_server "$port"
-echo "== dashboard e2e, open mode"
-run_e2e "${extra[@]}" || status=1
-stop_queuehub
+# Open mode, over each transport (the extra arguments, such as --screenshot, go to the first).
+for transport in websocket polling; do
+  port="$(free_port "$preferred")"
+  preferred=0
+  start_server "$port"
+  echo "== dashboard e2e, open mode, $transport"
+  run_e2e --transport "$transport" "${extra[@]}" || status=1
+  stop_queuehub
+  extra=()
+done
 
 # Secured mode: the page must get the API key (typed, or from /dashboard#key=KEY).
 key="$(node -e 'console.log(require("crypto").randomBytes(18).toString("base64url"))')"
-port="$(free_port 0)"
-start_server "$port" --api-key "$key"
-echo "== dashboard e2e, secured mode (--api-key)"
-run_e2e --api-key "$key" || status=1
+for transport in websocket polling; do
+  port="$(free_port 0)"
+  start_server "$port" --api-key "$key"
+  echo "== dashboard e2e, secured mode (--api-key), $transport"
+  run_e2e --api-key "$key" --transport "$transport" || status=1
+  stop_queuehub
+done
 
 exit "$status"

@@ -1,7 +1,8 @@
 /*
  * queuehub's live dashboard.
  *
- * It joins the read-only socket.io namespace /dashboard (see socketio-lite.js) and shows:
+ * It joins the read-only socket.io namespace /dashboard with the official socket.io browser
+ * client (vendor/socket.io.min.js: long-polling, upgraded to a WebSocket when it can) and shows:
  *   - every queue: messages waiting for a first subscriber, published/acked counters (and,
  *     when not 0, scheduled/expired/refused), and each subscribed client with an
  *     online/offline badge and its pending (unacked) count;
@@ -20,10 +21,16 @@
  * does not grow with the number of idle queues. `activity` events only feed the activity
  * list.
  *
+ * Each card also has a small live chart of the queue's publish and ack rates over the last 5
+ * minutes, computed here from the counters in successive updates (see "rate charts").
+ *
  * Stable hooks for tests: [data-queue="<name>"] on each queue card, with .waiting, .published,
  * .acked numbers inside, and [data-client="<id>"] rows (data-connected="true|false") with a
- * .pending number; every number has its value in data-value. Feed rows are
- * #feed > li[data-kind] (with data-queue, data-client, data-id where they apply).
+ * .pending number; every number has its value in data-value. The card's chart is
+ * svg.rate-chart (data-published, data-acked: the counts in its 5-minute window) with
+ * polyline.line-published and polyline.line-acked. Feed rows are #feed > li[data-kind] (with
+ * data-queue, data-client, data-id where they apply). #conn has data-state
+ * (connecting|live|offline|locked) and, while live, data-transport (polling|websocket).
  */
 (function () {
   'use strict';
@@ -78,24 +85,14 @@
 
   // ---- the connection indicator -----------------------------------------------------------
 
-  let retryTimer = null;
-
-  function showConnection(state, text) {
-    $('conn').dataset.state = state;
+  // state: live, connecting, offline or locked; transport: "websocket" or "polling" while live.
+  function showConnection(state, text, transport) {
+    const conn = $('conn');
+    conn.dataset.state = state;
+    if (transport) conn.dataset.transport = transport;
+    else delete conn.dataset.transport;
     $('conn-text').textContent = text;
     document.body.classList.toggle('offline', state !== 'live');
-  }
-
-  function showRetry(delay) {
-    clearInterval(retryTimer);
-    const until = Date.now() + delay;
-    const tick = () => {
-      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      showConnection('offline', left > 0 ? 'offline · retry in ' + left + ' s' : 'reconnecting…');
-      if (left === 0) clearInterval(retryTimer);
-    };
-    tick();
-    retryTimer = setInterval(tick, 250);
   }
 
   // ---- the API key (secured mode) ---------------------------------------------------------
@@ -118,7 +115,6 @@
 
   // The server refused us for want of a (valid) key: stop retrying and ask for one.
   function askForKey(reason) {
-    clearInterval(retryTimer);
     showConnection('locked', 'API key needed');
     $('key-form').hidden = false;
     $('key-error').textContent = apiKey ? reason : '';
@@ -136,6 +132,144 @@
     showConnection('connecting', 'connecting…');
     socket.connect();
   }
+
+  // ---- rate charts -----------------------------------------------------------------------
+
+  // Each card has a small chart of its queue's publish and ack rates over the last 5 minutes:
+  // a projector audience reads a line faster than numbers. The server sends lifetime counters
+  // (published, acked) in every snapshot and delta; the page turns the increase between two
+  // updates into a count in 5-second buckets and draws one point per bucket, as a rate per
+  // minute. A full snapshot (at every connect) only sets where each queue's counting starts:
+  // what came before, or while the page was offline, is not on the chart. A queue that appears
+  // in a delta starts from 0, so the publish that created it counts. The current bucket fills
+  // up as updates come in.
+  const BUCKET_MS = 5000;
+  const BUCKETS = 60; // 5 minutes
+  const PER_MINUTE = 60000 / BUCKET_MS; // a bucket's count times this is a rate per minute
+  const CHART_W = 300;
+  const CHART_H = 60;
+  const SVG = 'http://www.w3.org/2000/svg';
+  const rates = new Map(); // queue name -> { last: {published, acked}, buckets: [{at, published, acked}] }
+
+  function svg(tag, className) {
+    const node = document.createElementNS(SVG, tag);
+    if (className) node.setAttribute('class', className);
+    return node;
+  }
+
+  function makeChart() {
+    const box = el('figure', 'rates');
+    const chart = svg('svg', 'rate-chart');
+    chart.setAttribute('viewBox', '0 0 ' + CHART_W + ' ' + CHART_H);
+    chart.setAttribute('preserveAspectRatio', 'none');
+    chart.setAttribute('role', 'img');
+    // Acks drawn over publishes, dashed: where the two lines agree, both show.
+    chart.append(svg('polyline', 'line line-published'), svg('polyline', 'line line-acked'));
+    const scale = el('span', 'rate-scale');
+    const legend = el('figcaption', 'rate-legend');
+    // "— 3 published  - - 1 acked": the counts of the last minute.
+    const key = (kind, label) => {
+      const item = el('span', 'key key-' + kind);
+      item.append(el('i', 'swatch'), el('b', 'rate-now rate-' + kind, '0'), document.createTextNode(' ' + label));
+      return item;
+    };
+    legend.append(key('published', 'published'), key('acked', 'acked'));
+    box.title = 'Publishes (solid) and acks (dashed) per minute over the last 5 minutes; ' +
+      'the numbers count the last minute';
+    box.append(scale, chart, legend);
+    return box;
+  }
+
+  // Adds what the counters of `q` grew since the last update to the current bucket; returns
+  // whether its chart needs drawing. `baseline`: a full snapshot, whose counters are history.
+  function countRates(q, baseline) {
+    let r = rates.get(q.queue);
+    const published = Number(q.published) || 0;
+    const acked = Number(q.acked) || 0;
+    if (!r) {
+      r = { last: { published: 0, acked: 0 }, buckets: [], drawn: false, flat: false };
+      rates.set(q.queue, r);
+    }
+    if (baseline) r.last = { published, acked };
+    // A counter that went down: the server started again with fresh counters; count from here.
+    const dp = Math.max(0, published - r.last.published);
+    const da = Math.max(0, acked - r.last.acked);
+    r.last = { published, acked };
+    if (dp === 0 && da === 0) return !r.drawn;
+    const at = Math.floor(Date.now() / BUCKET_MS);
+    let bucket = r.buckets[r.buckets.length - 1];
+    if (!bucket || bucket.at !== at) {
+      bucket = { at, published: 0, acked: 0 };
+      r.buckets.push(bucket);
+    }
+    bucket.published += dp;
+    bucket.acked += da;
+    return true;
+  }
+
+  // A round top for the chart's scale (a rate per minute): 12, 24, 60, 120, 240, 600... The
+  // smallest is one message in a bucket, so a single publish reaches the top of a quiet chart.
+  function niceTop(max) {
+    for (let unit = PER_MINUTE; ; unit *= 10) {
+      for (const step of [1, 2, 5]) if (unit * step >= max) return unit * step;
+    }
+  }
+
+  // Draws the chart of queue `name` in `card` from its buckets.
+  function drawChart(card, name) {
+    const r = rates.get(name);
+    if (!card || !r) return;
+    const now = Math.floor(Date.now() / BUCKET_MS);
+    const first = now - BUCKETS + 1;
+    while (r.buckets.length && r.buckets[0].at < first) r.buckets.shift();
+    const published = new Array(BUCKETS).fill(0);
+    const acked = new Array(BUCKETS).fill(0);
+    let sumP = 0;
+    let sumA = 0;
+    let minuteP = 0;
+    let minuteA = 0;
+    r.buckets.forEach((b) => {
+      const i = b.at - first;
+      published[i] = b.published * PER_MINUTE;
+      acked[i] = b.acked * PER_MINUTE;
+      sumP += b.published;
+      sumA += b.acked;
+      if (b.at > now - PER_MINUTE) {
+        minuteP += b.published;
+        minuteA += b.acked;
+      }
+    });
+    const top = niceTop(Math.max(...published, ...acked));
+    const line = (values) => values.map((v, i) => {
+      const x = (i * CHART_W) / (BUCKETS - 1);
+      const y = CHART_H - 2 - (v / top) * (CHART_H - 4);
+      return x.toFixed(1) + ',' + y.toFixed(1);
+    }).join(' ');
+    const box = card.querySelector('.rates');
+    box.querySelector('.line-published').setAttribute('points', line(published));
+    box.querySelector('.line-acked').setAttribute('points', line(acked));
+    box.querySelector('.rate-scale').textContent = '5 min · top ' + numberFormat.format(top) + '/min';
+    box.querySelector('.rate-published').textContent = numberFormat.format(minuteP);
+    box.querySelector('.rate-acked').textContent = numberFormat.format(minuteA);
+    const chart = box.querySelector('.rate-chart');
+    chart.dataset.published = String(sumP);
+    chart.dataset.acked = String(sumA);
+    chart.setAttribute('aria-label', name + ': ' + minuteP + ' published and ' + minuteA +
+      ' acked in the last minute');
+    r.drawn = true;
+  }
+
+  // At every bucket boundary the charts move left; a chart with nothing in its window is drawn
+  // flat once and then left alone, so idle queues cost nothing.
+  function tickCharts() {
+    rates.forEach((r, name) => {
+      if (r.buckets.length === 0 && r.flat) return;
+      drawChart(cards.get(name), name);
+      r.flat = r.buckets.length === 0;
+    });
+    setTimeout(tickCharts, BUCKET_MS - (Date.now() % BUCKET_MS) + 20);
+  }
+  setTimeout(tickCharts, BUCKET_MS - (Date.now() % BUCKET_MS) + 20);
 
   // ---- queues ----------------------------------------------------------------------------
 
@@ -175,7 +309,7 @@
     const subs = el('ul', 'subscribers');
     const none = el('p', 'no-subscribers', 'No subscriber yet: new messages wait here for the first one.');
 
-    card.append(head, stats, extras, subs, none);
+    card.append(head, stats, makeChart(), extras, subs, none);
     return card;
   }
 
@@ -301,6 +435,7 @@
       if (!queueState.has(name)) return; // never shown: nothing to remove
       trackOnline(name, queueState.get(name), null, gone);
       queueState.delete(name);
+      rates.delete(name);
       removeCard(name);
       namesChanged = true;
     });
@@ -314,6 +449,10 @@
         namesChanged = true;
       }
       updateCard(card, q);
+      if (countRates(q, full)) {
+        drawChart(card, q.queue);
+        rates.get(q.queue).flat = false;
+      }
     });
     nameWhoWentOffline([...gone].sort(collator.compare));
 
@@ -561,31 +700,72 @@
 
   // ---- wire it up ------------------------------------------------------------------------
 
-  const socket = window.liteSocket('/dashboard', {
-    auth: () => (apiKey ? { apiKey: apiKey } : null),
-  });
+  // The official socket.io client (vendor/socket.io.min.js, which defines `io`). By default it
+  // starts with HTTP long-polling and upgrades to a WebSocket when it can, so the page works
+  // behind proxies that refuse WebSockets. "/dashboard?transport=websocket" (or "=polling")
+  // keeps it to one transport, to try either (the browser test does).
+  const forced = new URLSearchParams(location.search).get('transport');
+  const options = {
+    // Called at every (re)connect, so a key typed later is used on the next attempt.
+    auth: (send) => send(apiKey ? { apiKey: apiKey } : null),
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 10000,
+  };
+  if (forced === 'websocket' || forced === 'polling') options.transports = [forced];
+  const socket = io('/dashboard', options);
+  const manager = socket.io;
   let everConnected = false;
+  let retryTimer = null;
+
+  // "live · websocket": the transport in use, updated when polling upgrades to a WebSocket.
+  function showLive() {
+    const engine = manager.engine;
+    const transport = engine && engine.transport ? engine.transport.name : '';
+    showConnection('live', transport ? 'live · ' + transport : 'live', transport);
+  }
 
   socket.on('connect', () => {
-    clearInterval(retryTimer);
+    clearTimeout(retryTimer);
     $('key-form').hidden = true;
-    showConnection('live', 'live');
+    showLive();
+    if (manager.engine) manager.engine.once('upgrade', showLive);
     if (everConnected) addNote('Reconnected to queuehub.');
     everConnected = true;
   });
   socket.on('disconnect', (reason) => {
-    showConnection('offline', 'offline');
+    showConnection('offline', 'offline · reconnecting…');
     addNote('Lost the connection to queuehub (' + reason + '); numbers may be out of date.');
+    // The client reconnects by itself after a lost transport, but not when the server closed
+    // the namespace: then try again after a pause.
+    if (reason === 'io server disconnect') retryLater();
   });
   socket.on('connect_error', (err) => {
-    // "unauthorized: ..." is queuehub's answer to a missing or wrong API key; retrying with
-    // the same key cannot help, so the page asks for one instead.
+    // While socket.active the client keeps retrying by itself (queuehub unreachable).
+    if (socket.active) {
+      showConnection('offline', 'offline · reconnecting…');
+      return;
+    }
+    // The server refused the namespace. "unauthorized: ..." is queuehub's answer to a missing
+    // or wrong API key; retrying with the same key cannot help, so the page asks for one.
     if (/^unauthorized/.test(err.message)) {
-      socket.close();
+      socket.disconnect();
       askForKey(err.message);
+    } else {
+      showConnection('offline', 'refused: ' + err.message);
+      retryLater();
     }
   });
-  socket.on('reconnect_attempt', (info) => showRetry(info.delay));
+  manager.on('reconnect_attempt', (attempt) => {
+    showConnection('offline', 'offline · reconnecting' + (attempt > 1 ? ' (try ' + attempt + ')' : '') + '…');
+  });
+
+  function retryLater() {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      if (!socket.connected && $('key-form').hidden) socket.connect();
+    }, 3000);
+  }
+
   socket.on('snapshot', renderSnapshot);
   socket.on('snapshot:delta', applyDelta);
   socket.on('activity', addActivity);

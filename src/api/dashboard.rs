@@ -1,5 +1,8 @@
 //! `GET /dashboard`: the live dashboard page and its files, built into the binary (no build
-//! step, nothing to install). The page talks to the `/dashboard` socket.io namespace.
+//! step, nothing to install). The page talks to the `/dashboard` socket.io namespace through
+//! the official socket.io browser client, vendored unchanged in `assets/dashboard/vendor/`
+//! (its version, source and license are in `assets/dashboard/vendor/README.md`) and served
+//! with its license under `/dashboard/vendor/`.
 
 use axum::Router;
 use std::path::Path;
@@ -12,7 +15,7 @@ use axum::routing::get;
 use super::ApiState;
 
 /// The page's files: (path, content type, content).
-const FILES: [(&str, &str, &str); 4] = [
+const FILES: [(&str, &str, &str); 5] = [
     (
         "/dashboard",
         "text/html; charset=utf-8",
@@ -24,9 +27,14 @@ const FILES: [(&str, &str, &str); 4] = [
         include_str!("../../assets/dashboard/dashboard.js"),
     ),
     (
-        "/dashboard/socketio-lite.js",
+        "/dashboard/vendor/socket.io.min.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../assets/dashboard/socketio-lite.js"),
+        include_str!("../../assets/dashboard/vendor/socket.io.min.js"),
+    ),
+    (
+        "/dashboard/vendor/socket.io-client.LICENSE",
+        "text/plain; charset=utf-8",
+        include_str!("../../assets/dashboard/vendor/socket.io-client.LICENSE"),
     ),
     (
         "/dashboard/dashboard.css",

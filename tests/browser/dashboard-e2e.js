@@ -2,13 +2,22 @@
 /*
  * End-to-end test of queuehub's live dashboard in a real, headless browser.
  *
- *   node dashboard-e2e.js http://127.0.0.1:3000 [--screenshot PATH]
- *   node dashboard-e2e.js http://127.0.0.1:3001 --api-key KEY
+ *   node dashboard-e2e.js http://127.0.0.1:3000 [--transport websocket|polling] [--screenshot PATH]
+ *   node dashboard-e2e.js http://127.0.0.1:3001 --api-key KEY [--transport websocket|polling]
  *
  * Launches Debian's chromium (/usr/bin/chromium) through playwright-core, opens /dashboard,
  * and drives queuehub from the side the way a classroom would: a socket.io-client subscriber
  * (namespace "/"), publishes over HTTP, acks over HTTP, and the page's own publish form. Every
  * check waits at most 10 s for the page to show the expected state in its DOM.
+ *
+ * The page talks to queuehub through the official socket.io browser client it serves
+ * (/dashboard/vendor/socket.io.min.js). With --transport T the page is opened as
+ * /dashboard?transport=T, which keeps that client to one transport (a WebSocket, or HTTP
+ * long-polling), and the run checks from the browser's network traffic that only that
+ * transport carried the session. Without it the client's default is checked: long-polling
+ * first, then the upgrade to a WebSocket. Open-mode runs also check the page's default in a
+ * second tab, and that every queue card has a rate chart whose lines move after publishes
+ * and acks.
  *
  * With --api-key KEY the server is in secured mode (started with --api-key KEY) and the run
  * checks how the page gets its key instead: it asks for one, refuses a wrong one, goes live
@@ -47,7 +56,7 @@ const CHROMIUM_ARGS = [
 
 function usage(message) {
   if (message) console.error('dashboard-e2e: ' + message);
-  console.error('usage: node dashboard-e2e.js SERVER_URL [--screenshot PATH] [--api-key KEY]');
+  console.error('usage: node dashboard-e2e.js SERVER_URL [--transport websocket|polling] [--screenshot PATH] [--api-key KEY]');
   process.exit(2);
 }
 
@@ -55,8 +64,12 @@ const argv = process.argv.slice(2);
 let base = null;
 let screenshotPath = null;
 let apiKey = null;
+let transport = null; // null: the client's default (polling, upgraded to a WebSocket)
 for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--api-key') {
+  if (argv[i] === '--transport') {
+    transport = argv[++i];
+    if (transport !== 'websocket' && transport !== 'polling') usage('--transport is websocket or polling');
+  } else if (argv[i] === '--api-key') {
     apiKey = argv[++i];
     if (!apiKey) usage('--api-key needs a key');
   } else if (argv[i] === '--screenshot') {
@@ -73,6 +86,9 @@ for (let i = 0; i < argv.length; i++) {
 if (!base) usage('no server URL');
 base = base.replace(/\/+$/, '');
 if (screenshotPath) screenshotPath = path.resolve(screenshotPath);
+// The page under test: /dashboard, kept to one transport when asked.
+const PAGE = base + '/dashboard' + (transport ? '?transport=' + transport : '');
+console.log(`dashboard e2e: ${apiKey ? 'secured' : 'open'} mode, transport ${transport || 'default (polling, then upgrade)'}`);
 
 // Names unique to this run, so a reused server does not confuse the checks.
 const run = Math.random().toString(36).slice(2, 6);
@@ -84,9 +100,11 @@ const FORM_QUEUE = 'e2e-form-' + run;
 
 let passed = 0;
 let failed = 0;
+let running = ''; // the check under way, for messages about what the browser saw meanwhile
 
 async function check(name, fn) {
   const started = Date.now();
+  running = name;
   try {
     await fn();
     passed++;
@@ -247,6 +265,160 @@ async function waitQueueNumber(queue, field, n) {
   );
 }
 
+// ---- transports and the official client ---------------------------------------------------
+
+// Records a page's Engine.IO traffic: the WebSockets it opens and its long-polling requests to
+// /socket.io/, and the answer to its request for the vendored client.
+function watchTraffic(tab) {
+  const traffic = { websockets: [], polls: [], bundle: null };
+  tab.on('websocket', (ws) => {
+    if (ws.url().includes('/socket.io/')) traffic.websockets.push(ws.url());
+  });
+  tab.on('request', (request) => {
+    const url = request.url();
+    if (url.includes('/socket.io/') && url.includes('transport=polling')) traffic.polls.push(url);
+  });
+  tab.on('response', (response) => {
+    if (response.url().endsWith('/dashboard/vendor/socket.io.min.js')) traffic.bundle = response.status();
+  });
+  return traffic;
+}
+
+const connState = () => `#conn=${document.querySelector('#conn')?.dataset.state}, ` +
+  `transport=${document.querySelector('#conn')?.dataset.transport}, ` +
+  `ready=${document.querySelector('#queues')?.dataset.ready}`;
+
+// Checks that `tab` is live through the official socket.io client over `expected` (websocket,
+// polling, or null: the default, polling upgraded to a WebSocket), both as the page says
+// (#conn data-transport) and as the browser's traffic shows.
+async function checkTransport(tab, traffic, expected) {
+  const final = expected || 'websocket';
+  try {
+    await tab.waitForFunction(
+      (final) => document.querySelector('#conn')?.dataset.state === 'live' &&
+        document.querySelector('#conn')?.dataset.transport === final,
+      final, { timeout: WAIT_MS, polling: 50 });
+  } catch (err) {
+    throw new Error(`waited ${WAIT_MS / 1000} s for live over ${final} (page shows: ${await tab.evaluate(connState).catch(() => '?')})`);
+  }
+  if (traffic.bundle !== 200) throw new Error('/dashboard/vendor/socket.io.min.js answered ' + traffic.bundle);
+  // The vendored bundle: its header names socket.io and the version; it defines io() with the
+  // Manager and Socket classes; the hand-written client is gone.
+  const client = await tab.evaluate(async () => ({
+    io: typeof window.io === 'function' && typeof window.io.Manager === 'function' &&
+      typeof window.io.Socket === 'function',
+    header: (await (await fetch('/dashboard/vendor/socket.io.min.js')).text()).split('\n', 2)[1],
+    lite: typeof window.liteSocket,
+  }));
+  if (!client.io || !/^ \* Socket\.IO v4\.\d+\.\d+$/.test(client.header || '') || client.lite !== 'undefined') {
+    throw new Error('not the official socket.io client: ' + JSON.stringify(client));
+  }
+  const engine = [...traffic.websockets, ...traffic.polls];
+  if (engine.some((url) => !url.includes('EIO=4'))) throw new Error('not Engine.IO 4: ' + engine.join(' '));
+  const seen = `${traffic.polls.length} polling requests, ${traffic.websockets.length} WebSockets`;
+  if (expected === 'websocket' && (traffic.polls.length > 0 || traffic.websockets.length === 0)) {
+    throw new Error('expected a WebSocket only, saw ' + seen);
+  }
+  if (expected === 'polling') {
+    // An upgrade would come within milliseconds of the handshake; give it a second anyway.
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await tab.evaluate(() => document.querySelector('#conn')?.dataset.transport);
+    if (traffic.polls.length < 2 || traffic.websockets.length > 0 || now !== 'polling') {
+      throw new Error(`expected long-polling only, saw ${seen} and data-transport=${now}`);
+    }
+  }
+  if (!expected && (traffic.polls.length === 0 || traffic.websockets.length === 0)) {
+    throw new Error('expected long-polling upgraded to a WebSocket, saw ' + seen);
+  }
+}
+
+// ---- rate charts --------------------------------------------------------------------------
+
+// A queue's chart as the page draws it: the counts in its window and its two lines.
+function chartShown(queue) {
+  const chart = document.querySelector(`[data-queue="${CSS.escape(queue)}"] svg.rate-chart`);
+  if (!chart) return null;
+  const line = (kind) => chart.querySelector('.line-' + kind)?.getAttribute('points') || '';
+  const height = chart.viewBox.baseVal.height;
+  // The highest point of a line, as a share of the chart's height (0: flat at the bottom).
+  const peak = (kind) => Math.max(0, ...line(kind).split(' ').filter(Boolean)
+    .map((xy) => (height - 2 - Number(xy.split(',')[1])) / (height - 4)));
+  return {
+    published: Number(chart.dataset.published),
+    acked: Number(chart.dataset.acked),
+    publishedLine: line('published'),
+    ackedLine: line('acked'),
+    publishedPeak: peak('published'),
+    ackedPeak: peak('acked'),
+    points: line('published').split(' ').filter(Boolean).length,
+  };
+}
+
+async function chartOf(queue) {
+  return page.evaluate(chartShown, queue);
+}
+
+// Waits until the chart of `queue` counts at least `n` more of `kind` than `before` did, and
+// that line has moved and stands above the bottom.
+async function waitChartMoved(queue, kind, before, n) {
+  await waitFor(
+    `${queue}'s chart to count ${n} more ${kind} and its ${kind} line to move`,
+    ([queue, kind, before, n, shown]) => {
+      const now = new Function('return ' + shown)()(queue);
+      return now && now[kind] >= before[kind] + n && now[kind + 'Line'] !== before[kind + 'Line'] &&
+        now[kind + 'Peak'] > 0.05;
+    },
+    [queue, kind, before, n, chartShown.toString()],
+    ([queue, , , , shown]) => {
+      const now = new Function('return ' + shown)()(queue);
+      if (!now) return 'no chart';
+      return `published ${now.published} (peak ${now.publishedPeak.toFixed(2)}), acked ${now.acked} (peak ${now.ackedPeak.toFixed(2)})`;
+    },
+  );
+}
+
+// ---- HTTP errors --------------------------------------------------------------------------
+
+// Every HTTP error answer the browser got, in every tab, is a failure of "no errors in the
+// page", except the 422 the form test provokes, and one harmless race of the official client:
+// when the server refuses a namespace (a missing or wrong key), the client closes its session,
+// and over long-polling its next poll is already under way and gets 400 "Session ID unknown".
+// That is allowed only for a session whose connect was refused (a CONNECT_ERROR in a poll).
+const httpErrors = []; // promises of functions returning a message, or null when allowed
+const refusedSessions = new Set();
+
+function watchHttpErrors(response) {
+  const request = response.request();
+  const url = response.url();
+  const status = response.status();
+  const during = running;
+  const sid = (/[?&]sid=([^&]+)/.exec(url) || [])[1];
+  const poll = url.includes('/socket.io/') && url.includes('transport=polling') && request.method() === 'GET';
+  if (poll && status === 200 && sid) {
+    httpErrors.push(response.text().then((body) => {
+      if (/(^|\x1e)44\/dashboard,/.test(body)) refusedSessions.add(sid);
+      return () => null;
+    }, () => () => null));
+    return;
+  }
+  if (status < 400) return;
+  if (status === 422 && request.method() === 'POST' && /\/v1\/queues\//.test(url)) return;
+  const message = `HTTP ${status} for ${request.method()} ${url} (during "${during}")`;
+  httpErrors.push(response.text().catch(() => '').then((body) => () => {
+    if (!(poll && status === 400 && /Session ID unknown/.test(body) && refusedSessions.has(sid))) return message;
+    allowedRaces++;
+    return null;
+  }));
+}
+let allowedRaces = 0;
+
+async function noErrors(pageErrors) {
+  const http = (await Promise.all(httpErrors)).map((message) => message()).filter(Boolean);
+  if (allowedRaces) console.log(`     (allowed ${allowedRaces} poll(s) of a refused session answered "Session ID unknown")`);
+  const all = pageErrors.concat(http);
+  if (all.length) throw new Error(all.join(' | '));
+}
+
 // ---- the run ------------------------------------------------------------------------------
 
 let context = null;
@@ -283,17 +455,20 @@ async function main() {
     page = context.pages()[0] || (await context.newPage());
     page.on('pageerror', (err) => pageErrors.push(err.message));
     page.on('console', (msg) => {
-      // Chromium logs every HTTP error answer; the 422 is the one the form test provokes.
-      if (msg.type() === 'error' && !/status of 422\b/.test(msg.text())) {
+      // Chromium logs every HTTP error answer without its address; those are reported with
+      // theirs below.
+      if (msg.type() === 'error' && !/^Failed to load resource: the server responded/.test(msg.text())) {
         pageErrors.push('console: ' + msg.text());
       }
     });
+    context.on('response', watchHttpErrors);
   });
   if (!launched) return;
   if (apiKey) return securedMode(pageErrors);
 
+  const traffic = watchTraffic(page);
   const loaded = await check('the page loads and goes live', async () => {
-    const response = await page.goto(base + '/dashboard', { timeout: WAIT_MS });
+    const response = await page.goto(PAGE, { timeout: WAIT_MS });
     if (!response || response.status() !== 200) {
       throw new Error('GET /dashboard answered ' + (response && response.status()));
     }
@@ -306,10 +481,28 @@ async function main() {
       () => document.querySelector('#conn')?.dataset.state === 'live' &&
         document.querySelector('#queues')?.dataset.ready === 'true',
       null,
-      () => `#conn=${document.querySelector('#conn')?.dataset.state}, ready=${document.querySelector('#queues')?.dataset.ready}`,
+      () => `#conn=${document.querySelector('#conn')?.dataset.state}, ready=${document.querySelector('#queues')?.dataset.ready}, ` +
+        `socket.io client loaded: ${typeof window.io === 'function'}`,
     );
   });
   if (!loaded) return;
+
+  await check(`the official socket.io client carries the session over ${transport || 'polling, upgraded to a WebSocket'}`,
+    () => checkTransport(page, traffic, transport));
+
+  if (transport) {
+    await check('without ?transport the page starts on long-polling and upgrades to a WebSocket', async () => {
+      const tab = await context.newPage();
+      tab.on('pageerror', (err) => pageErrors.push(err.message));
+      try {
+        const tabTraffic = watchTraffic(tab);
+        await tab.goto(base + '/dashboard', { timeout: WAIT_MS });
+        await checkTransport(tab, tabTraffic, null);
+      } finally {
+        await tab.close();
+      }
+    });
+  }
 
   let sub = null;
   await check('a socket.io subscriber appears online with 0 pending', async () => {
@@ -358,6 +551,24 @@ async function main() {
       (client) => !!document.querySelector(`#feed > li[data-kind="acked"][data-client="${CSS.escape(client)}"]`),
       CLIENT,
     );
+  });
+
+  await check("the queue's rate chart moves after publishes (published line) and acks (acked line)", async () => {
+    const before = await chartOf(QUEUE);
+    if (!before) throw new Error(`no chart in ${QUEUE}'s card`);
+    if (before.points !== 60) throw new Error(`the chart has ${before.points} points, expected 60 (5 min of 5 s)`);
+    const receipts = [];
+    for (let i = 0; i < 3; i++) receipts.push(await publish(QUEUE, 'rate', { i }));
+    await waitChartMoved(QUEUE, 'published', before, 3);
+    const published = await chartOf(QUEUE);
+    // (Its points may shift left at a bucket boundary; its count must not change.)
+    if (published.acked !== before.acked) throw new Error('the acked count moved without an ack');
+    await ack(QUEUE, CLIENT, receipts.map((r) => r.id));
+    await waitChartMoved(QUEUE, 'acked', published, 3);
+    await waitPending(QUEUE, CLIENT, 0);
+    const rate = await page.evaluate((queue) => Number(document
+      .querySelector(`[data-queue="${CSS.escape(queue)}"] .rate-published`)?.textContent), QUEUE);
+    if (!(rate >= 4)) throw new Error(`the legend says ${rate} published in the last minute, expected at least 4`);
   });
 
   await check('the publish form publishes to a subscribed queue (pending 0 -> 1)', async () => {
@@ -418,6 +629,20 @@ async function main() {
     if (shown.join('\n') !== sorted.join('\n')) throw new Error('cards out of order: ' + shown.join(', '));
     const total = await page.$eval('#total-queues', (n) => Number(n.dataset.value));
     if (total !== shown.length) throw new Error(`total-queues says ${total}, ${shown.length} cards`);
+    // A queue that first appears in a delta counts the publish that created it.
+    for (const name of names) await waitChartMoved(name, 'published', { published: 0, publishedLine: '' }, 1);
+  });
+
+  await check('every queue card has its own rate chart (published and acked lines, 60 points)', async () => {
+    const charts = await page.$$eval('#queues > [data-queue]', (cards) => cards.map((card) => ({
+      queue: card.dataset.queue,
+      charts: card.querySelectorAll('svg.rate-chart').length,
+      lines: card.querySelectorAll('svg.rate-chart polyline.line-published, svg.rate-chart polyline.line-acked').length,
+      points: (card.querySelector('svg.rate-chart .line-published')?.getAttribute('points') || '').trim().split(/\s+/).length,
+    })));
+    if (charts.length < 5) throw new Error('only ' + charts.length + ' cards');
+    const bad = charts.filter((c) => c.charts !== 1 || c.lines !== 2 || c.points !== 60);
+    if (bad.length) throw new Error('cards without a proper chart: ' + JSON.stringify(bad));
   });
 
   await check('a subscriber that disconnects shows offline, keeping its pending count', async () => {
@@ -450,9 +675,7 @@ async function main() {
     if (receipts.length !== 30) throw new Error('burst failed');
   });
 
-  await check('no errors in the page', async () => {
-    if (pageErrors.length) throw new Error(pageErrors.join(' | '));
-  });
+  await check('no errors in the page', () => noErrors(pageErrors));
 
   if (screenshotPath) {
     await check('screenshot of a busy classroom', async () => {
@@ -471,9 +694,10 @@ async function securedMode(pageErrors) {
     `key form hidden=${document.querySelector('#key-form')?.hidden}, ` +
     `key error=${document.querySelector('#key-error')?.textContent}`;
 
+  const traffic = watchTraffic(page);
   const asked = await check('without a key the page asks for one and shows no data', async () => {
     await publish(QUEUE, 'created', { n: 1 });
-    const response = await page.goto(base + '/dashboard', { timeout: WAIT_MS });
+    const response = await page.goto(PAGE, { timeout: WAIT_MS });
     if (!response || response.status() !== 200) {
       throw new Error('GET /dashboard answered ' + (response && response.status()));
     }
@@ -507,6 +731,9 @@ async function securedMode(pageErrors) {
     await waitQueueNumber(QUEUE, 'waiting', 1);
   });
 
+  await check(`with the key, the official socket.io client carries the session over ${transport || 'polling, upgraded to a WebSocket'}`,
+    () => checkTransport(page, traffic, transport));
+
   await check('the publish form sends the key (201, waiting 1 -> 2)', async () => {
     await page.fill('#publish-queue', QUEUE);
     await page.fill('#publish-event', 'created');
@@ -522,20 +749,20 @@ async function securedMode(pageErrors) {
     const tab = await context.newPage();
     tab.on('pageerror', (err) => pageErrors.push(err.message));
     try {
-      await tab.goto(base + '/dashboard#key=' + encodeURIComponent(apiKey), { timeout: WAIT_MS });
+      const tabTraffic = watchTraffic(tab);
+      await tab.goto(PAGE + '#key=' + encodeURIComponent(apiKey), { timeout: WAIT_MS });
       await tab.waitForFunction(
         () => document.querySelector('#conn')?.dataset.state === 'live' &&
           document.querySelector('#queues')?.dataset.ready === 'true',
         null, { timeout: WAIT_MS, polling: 50 });
       if (tab.url().includes('key=')) throw new Error('the key is still in the address: ' + tab.url());
+      await checkTransport(tab, tabTraffic, transport);
     } finally {
       await tab.close();
     }
   });
 
-  await check('no errors in the page', async () => {
-    if (pageErrors.length) throw new Error(pageErrors.join(' | '));
-  });
+  await check('no errors in the page', () => noErrors(pageErrors));
 }
 
 // A few queues with clients online and offline and messages pending or waiting, like the

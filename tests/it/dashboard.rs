@@ -228,8 +228,9 @@ async fn the_dashboard_page_is_served_without_a_build_step() {
     for (path, kind) in [
         ("/dashboard", "text/html"),
         ("/dashboard/dashboard.js", "text/javascript"),
-        ("/dashboard/socketio-lite.js", "text/javascript"),
         ("/dashboard/dashboard.css", "text/css"),
+        ("/dashboard/vendor/socket.io.min.js", "text/javascript"),
+        ("/dashboard/vendor/socket.io-client.LICENSE", "text/plain"),
     ] {
         let response = reqwest::get(format!("{}{path}", app.url)).await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
@@ -239,5 +240,51 @@ async fn the_dashboard_page_is_served_without_a_build_step() {
             .to_owned();
         assert!(content_type.starts_with(kind), "{path}: {content_type}");
     }
+    app.stop().await;
+}
+
+/// The page loads the official socket.io browser client that is vendored in
+/// `assets/dashboard/vendor/` (the version its README names), with its MIT license beside it;
+/// the hand-written client it replaced is gone.
+#[tokio::test]
+async fn the_dashboard_serves_the_vendored_official_socket_io_client() {
+    let app = spawn_app().await;
+    let get = |path: &str| reqwest::get(format!("{}{path}", app.url));
+    let page = get("/dashboard").await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(r#"<script src="/dashboard/vendor/socket.io.min.js"></script>"#),
+        "{page}"
+    );
+    let readme = include_str!("../../assets/dashboard/vendor/README.md");
+    let version = readme
+        .lines()
+        .find_map(|line| line.strip_prefix("- version: "))
+        .expect("the vendor README names the version")
+        .trim_matches('`');
+    let bundle = get("/dashboard/vendor/socket.io.min.js")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        bundle.starts_with(&format!("/*!\n * Socket.IO v{version}\n")),
+        "the served bundle is socket.io-client {version}: {}",
+        &bundle[..80.min(bundle.len())]
+    );
+    assert!(bundle.contains("Released under the MIT License"));
+    let license = get("/dashboard/vendor/socket.io-client.LICENSE")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(license.starts_with("The MIT License"), "{license}");
+    let old = get("/dashboard/socketio-lite.js").await.unwrap();
+    assert_eq!(
+        old.status().as_u16(),
+        404,
+        "the hand-written client is gone"
+    );
     app.stop().await;
 }
