@@ -13,10 +13,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::envelope::{ack_sent, dress, sent_by};
 use super::lane::Pushed;
 use super::reply::{Reply, emit_paced};
+use super::rooms::{queue_room, room};
 use super::session::{Session, parse};
-use super::{ack_sent, queue_room, room, sent_by};
 use crate::broker::{CatchUp, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
@@ -88,13 +89,8 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
             if sent_by(envelope, &consumer) {
                 continue; // the lab's sender never gets its own message back
             }
-            let event = envelope.event.as_str();
-            let sent = match &session.dialect {
-                Some(dialect) => {
-                    emit_paced(&session.socket, event, &dialect.envelope(envelope)).await
-                }
-                None => emit_paced(&session.socket, event, envelope).await,
-            };
+            let dressed = dress(session.dialect.as_deref(), envelope);
+            let sent = emit_paced(&session.socket, envelope.event.as_str(), &dressed).await;
             if sent.is_err() {
                 // The socket is gone; the messages stay in the inbox for the next catch-up.
                 return Ok(count);

@@ -20,6 +20,7 @@
 
 mod connections;
 pub mod dashboard;
+mod envelope;
 mod get_all;
 mod handshake;
 pub mod identity;
@@ -30,6 +31,7 @@ mod rate;
 mod received;
 mod relay;
 mod reply;
+mod rooms;
 mod session;
 mod subscribe;
 mod unsubscribe;
@@ -47,7 +49,9 @@ use crate::broker::{Broker, Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
 use crate::names::{ClientId, QueueName};
 pub use connections::ConnectionLimit;
+use envelope::{dress, sent_by};
 use identity::Identity;
+pub use rooms::{queue_room, room};
 use socketioxide::handler::ConnectHandler;
 
 /// Packets a socket may have waiting to be written before emits to it fail.
@@ -63,53 +67,6 @@ const WS_READ_BUFFER: usize = 1024;
 /// Room in one socket.io packet, beyond the largest payload, for the event name, the envelope
 /// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
 pub(crate) const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
-
-/// The room of the sockets that receive `client`'s messages from `queue`. Names cannot
-/// contain control characters, so the NUL separator cannot be forged.
-pub fn room(client: &ClientId, queue: &QueueName) -> String {
-    format!("{queue}\u{0}{client}")
-}
-
-/// The room of every socket subscribed to `queue`, whatever its client (where a preset's
-/// relays go). No client is named by the empty string, so it is no client's room.
-pub fn queue_room(queue: &QueueName) -> String {
-    format!("{queue}\u{0}")
-}
-
-/// Whether `envelope` was published by the socket `consumer` with the sender excluded (a
-/// preset's `exclude_sender`): its source is then that socket's worker name, which holds a
-/// `/` and so is never a client id.
-pub(crate) fn sent_by(envelope: &Envelope, consumer: &str) -> bool {
-    envelope.source == consumer
-}
-
-/// Acknowledges a message that was sent to one of its client's sockets, in a dialect whose
-/// labs never acknowledge (`auto_ack`). The commit is awaited in the background.
-fn ack_sent(broker: &Broker, envelope: &Envelope) {
-    let acked = broker.ack(
-        &envelope.client_id,
-        Some(&envelope.queue),
-        std::slice::from_ref(&envelope.id),
-    );
-    match acked {
-        Ok(pending) => {
-            tokio::spawn(async move {
-                if let Err(err) = pending.committed().await {
-                    tracing::warn!(
-                        code = err.code(),
-                        "automatic ack not committed: {}",
-                        err.message()
-                    );
-                }
-            });
-        }
-        Err(err) => tracing::warn!(
-            code = err.code(),
-            "automatic ack refused: {}",
-            err.message()
-        ),
-    }
-}
 
 /// A namespace queuehub serves, and the lab dialect it speaks, if any.
 #[derive(Clone)]
@@ -302,7 +259,7 @@ impl Outbox for SocketOutbox {
             if sockets.is_empty() {
                 continue;
             }
-            let dressed = namespace.dialect.as_ref().map(|d| d.envelope(envelope));
+            let dressed = dress(namespace.dialect.as_deref(), envelope);
             let auto_ack = namespace.dialect.as_ref().is_some_and(|d| d.auto_ack);
             let mut sent_to = None;
             for socket in sockets {
@@ -313,11 +270,7 @@ impl Outbox for SocketOutbox {
                 let Some(live) = self.sockets.get(&consumer) else {
                     continue; // still connecting: it reads its inbox with getAll
                 };
-                let sent = match &dressed {
-                    Some(data) => live.push(&delivery, data),
-                    None => live.push(&delivery, envelope),
-                };
-                if sent {
+                if live.push(&delivery, &dressed) {
                     sent_to = Some(live);
                 }
             }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::queue_room;
+use super::rooms::queue_room;
 use super::session::Session;
 use crate::compat::field_text;
 use crate::error::Error;

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::reply::Reply;
+use super::rooms::{queue_room, room};
 use super::session::{Session, parse};
-use super::{queue_room, room};
 use crate::broker::{Pending, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
