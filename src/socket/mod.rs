@@ -26,6 +26,8 @@ mod handshake;
 pub mod identity;
 mod lane;
 mod live;
+mod options;
+mod outbox;
 mod publish;
 mod rate;
 mod received;
@@ -39,20 +41,17 @@ mod unsubscribe;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 
-use crate::auth::Security;
-use crate::broker::{Broker, Delivery, Envelope, Outbox};
-use crate::compat::Dialect;
-use crate::names::{ClientId, QueueName};
+use crate::broker::Broker;
 pub use connections::ConnectionLimit;
-use envelope::{dress, sent_by};
 use identity::Identity;
+pub use options::SocketOptions;
+use outbox::{LiveSockets, SocketOutbox, namespaces};
 pub use rooms::{queue_room, room};
-use socketioxide::handler::ConnectHandler;
 
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
@@ -68,31 +67,6 @@ const WS_READ_BUFFER: usize = 1024;
 /// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
 pub(crate) const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
 
-/// A namespace queuehub serves, and the lab dialect it speaks, if any.
-#[derive(Clone)]
-struct Namespace {
-    path: String,
-    dialect: Option<Arc<Dialect>>,
-}
-
-/// The namespaces to serve: `/` always; a dialect adds its own (and may speak on `/` too).
-fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
-    let mut namespaces = vec![Namespace {
-        path: "/".into(),
-        dialect: None,
-    }];
-    for path in dialect.map_or(&[][..], |d| d.namespaces.as_slice()) {
-        match namespaces.iter_mut().find(|n| &n.path == path) {
-            Some(existing) => existing.dialect = dialect.cloned(),
-            None => namespaces.push(Namespace {
-                path: path.clone(),
-                dialect: dialect.cloned(),
-            }),
-        }
-    }
-    namespaces
-}
-
 /// queuehub's socket.io side, ready to be layered onto the HTTP router.
 pub struct SocketApi {
     /// The socket.io layer, behind [`handshake::compact`].
@@ -100,29 +74,6 @@ pub struct SocketApi {
     pub io: SocketIo,
     /// The task that feeds the dashboard (it ends when the broker closes), and its stats.
     pub dashboard: dashboard::DashboardFeed,
-}
-
-/// How the socket.io side is set up.
-#[derive(Clone, Default)]
-pub struct SocketOptions {
-    /// A lab dialect (the classroom preset), if any.
-    pub dialect: Option<Arc<Dialect>>,
-    /// API keys and the token secret (secured mode).
-    pub security: Arc<Security>,
-    /// Events one socket may send per second (and in a burst).
-    pub events_per_sec: u32,
-    /// Sockets one IP address may hold at once.
-    pub connections: ConnectionLimit,
-}
-
-impl SocketOptions {
-    /// The dialect spoken on namespace `path`, if any.
-    fn dialect_of(&self, path: &str) -> Option<Arc<Dialect>> {
-        self.dialect
-            .as_ref()
-            .filter(|d| d.namespaces.iter().any(|n| n == path))
-            .cloned()
-    }
 }
 
 /// Builds the socket.io layer with queuehub's namespaces (`/`, those of a lab dialect, and
@@ -213,102 +164,4 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
 /// How many sockets are connected, over every namespace.
 pub fn connected_sockets(io: &SocketIo) -> usize {
     io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
-}
-
-/// The live push of every connected socket, by worker name (`"{sid} {namespace}"`).
-#[derive(Clone, Default)]
-pub struct LiveSockets(Arc<Mutex<HashMap<String, Arc<live::Live>>>>);
-
-impl LiveSockets {
-    // std Mutex: map lookups and updates only, never across an await.
-    fn get(&self, consumer: &str) -> Option<Arc<live::Live>> {
-        self.0.lock().ok()?.get(consumer).cloned()
-    }
-
-    pub(crate) fn insert(&self, consumer: String, live: Arc<live::Live>) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert(consumer, live);
-        }
-    }
-
-    pub(crate) fn remove(&self, consumer: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(consumer);
-        }
-    }
-}
-
-/// Delivers committed messages to the sockets in the rooms of their clients, in every
-/// namespace.
-pub struct SocketOutbox {
-    io: SocketIo,
-    namespaces: Vec<Namespace>,
-    sockets: LiveSockets,
-}
-
-#[async_trait]
-impl Outbox for SocketOutbox {
-    async fn deliver(&self, delivery: Delivery) {
-        let envelope = &delivery.envelope;
-        let room = room(&envelope.client_id, &envelope.queue);
-        for namespace in &self.namespaces {
-            let Some(operators) = self.io.of(&namespace.path) else {
-                continue;
-            };
-            let sockets = operators.within(room.clone()).sockets();
-            if sockets.is_empty() {
-                continue;
-            }
-            let dressed = dress(namespace.dialect.as_deref(), envelope);
-            let auto_ack = namespace.dialect.as_ref().is_some_and(|d| d.auto_ack);
-            let mut sent_to = None;
-            for socket in sockets {
-                let consumer = session::consumer_id(&socket);
-                if sent_by(envelope, &consumer) {
-                    continue;
-                }
-                let Some(live) = self.sockets.get(&consumer) else {
-                    continue; // still connecting: it reads its inbox with getAll
-                };
-                if live.push(&delivery, &dressed) {
-                    sent_to = Some(live);
-                }
-            }
-            // Every other socket of the client got it: it counts as received, once.
-            if auto_ack && let Some(live) = sent_to {
-                live.ack_sent(envelope);
-            }
-        }
-    }
-
-    async fn subscription_ended(&self, client: &ClientId, queue: &QueueName) {
-        let room = room(client, queue);
-        for namespace in &self.namespaces {
-            let Some(operators) = self.io.of(&namespace.path) else {
-                continue;
-            };
-            if let Err(err) = operators.within(room.clone()).leave(room.clone()).await {
-                tracing::warn!(error = %err, "could not remove sockets from an ended subscription");
-            }
-        }
-    }
-
-    fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool {
-        match self.sockets.get(consumer) {
-            Some(live) => {
-                live.assign(envelope);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn connected(&self, client: &ClientId, queue: &QueueName) -> usize {
-        let room = room(client, queue);
-        self.namespaces
-            .iter()
-            .filter_map(|n| self.io.of(&n.path))
-            .map(|operators| operators.within(room.clone()).sockets().len())
-            .sum()
-    }
 }

@@ -12,9 +12,11 @@ use socketioxide::extract::{Event, SocketRef, TryData};
 use super::identity::{Identity, query};
 use super::lane::{Lane, Pushed};
 use super::live::Live;
+use super::options::SocketOptions;
+use super::outbox::LiveSockets;
 use super::rate::RateLimit;
 use super::reply::{AckHandle, Replies, Reply};
-use super::{LiveSockets, SocketOptions};
+use super::rooms::room;
 use super::{get_all, publish, received, relay, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS, native_kind};
@@ -258,7 +260,7 @@ pub fn start(
         let rooms: Vec<String> = broker
             .subscriptions(client)
             .iter()
-            .map(|queue| super::room(client, queue))
+            .map(|queue| room(client, queue))
             .collect();
         socket.join(rooms);
         broker.repush_heads(client, None);
