@@ -27,6 +27,7 @@ use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
+use super::context::consumer_id;
 use super::envelope::{Dressed, ack_sent, dress, sent_by};
 use super::reply::emit_paced;
 use crate::broker::{Broker, Delivery, Envelope};
@@ -284,7 +285,7 @@ impl Live {
             if page.is_empty() {
                 return Ok(true);
             }
-            let consumer = super::session::consumer_id(&self.socket);
+            let consumer = consumer_id(&self.socket);
             for envelope in &page {
                 if sent_by(envelope, &consumer) {
                     continue;

@@ -1,42 +1,53 @@
 //! The socket.io API (socketioxide): subscribe, unsubscribe, getAll, received and publish,
-//! one event per file, all calling the [`Broker`].
+//! one event per file in [`events`], all calling the [`Broker`].
+//!
+//! Layout, mini-redis style, with imports pointing one way (down this list):
+//! - this file builds the layer: the namespaces and their connect middleware;
+//! - [`connection`]: a socket's life, from the connect middleware to its disconnect, and its
+//!   event queue (rate and queue limits, the task that handles events in order);
+//! - [`event`]: [`event::Event`], what an event's name means on its namespace, and
+//!   [`event::dispatch`], the one match that hands each event to its handler;
+//! - [`events`]: one file per event;
+//! - [`context`]: [`context::Session`], what a handler knows about its socket;
+//! - leaves that import nothing above them: [`reply`] (answers, paced emits), [`rooms`],
+//!   [`envelope`] (what a socket receives of a message), [`lane`], [`rate`], [`identity`].
+//!
+//! Beside them, [`outbox`] and [`live`] deliver committed messages to sockets.
 //!
 //! Ordering: socketioxide runs each event handler as its own task, so two events of one
-//! socket could otherwise be handled out of order. Each socket therefore gets a [`session`]:
-//! the handlers registered here are synchronous closures that only put the event on the
-//! session's queue, in arrival order, and one task per socket handles the queue in order
-//! (a `getAll` right after a `subscribe` sees the subscription). That task, like the
+//! socket could otherwise be handled out of order. Each socket's one socket.io handler
+//! (registered in [`connection::prepare`]) is a synchronous closure that only puts the event
+//! on the socket's queue, in arrival order, and one task per socket handles the queue in
+//! order (a `getAll` right after a `subscribe` sees the subscription). That task, like the
 //! socket's other queues' tasks, runs only while its queue holds something ([`lane`]): an
 //! idle socket has no task of queuehub's.
 //!
-//! Namespaces: `/` speaks queuehub's own events. A lab [`Dialect`] (the classroom preset)
-//! adds its namespaces (and may take over `/` too): there, lab event names and fields are
-//! translated into queuehub's, lab events publish, and envelopes are dressed for lab code.
+//! Namespaces: `/` speaks queuehub's own events. A lab [`Dialect`](crate::compat::Dialect)
+//! (the classroom preset) adds its namespaces (and may take over `/` too): there, lab event
+//! names and fields are translated into queuehub's, lab events publish, and envelopes are
+//! dressed for lab code.
 //!
 //! Live delivery: a socket that subscribes as client `C` to queue `Q` joins the room
 //! [`room`]`(C, Q)`; the broker's fan-out hands each committed message to every socket in
 //! that room ([`SocketOutbox`]), through the socket's [`live::Live`]. That never waits: a
 //! socket whose buffer is full resumes from its inbox, in order, as soon as it drains.
 
+mod connection;
 mod connections;
+mod context;
 pub mod dashboard;
 mod envelope;
-mod get_all;
+mod event;
+mod events;
 mod handshake;
 pub mod identity;
 mod lane;
 mod live;
 mod options;
 mod outbox;
-mod publish;
 mod rate;
-mod received;
-mod relay;
 mod reply;
 mod rooms;
-mod session;
-mod subscribe;
-mod unsubscribe;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +59,7 @@ use socketioxide::layer::SocketIoLayer;
 
 use crate::broker::Broker;
 pub use connections::ConnectionLimit;
+use context::consumer_id;
 use identity::Identity;
 pub use options::SocketOptions;
 use outbox::{LiveSockets, SocketOutbox, namespaces};
@@ -65,7 +77,7 @@ const WS_READ_BUFFER: usize = 1024;
 
 /// Room in one socket.io packet, beyond the largest payload, for the event name, the envelope
 /// fields and JSON escaping. A bigger packet is refused by the engine and its socket closed.
-pub(crate) const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
+const MAX_PACKET_OVERHEAD: usize = 64 * 1024;
 
 /// queuehub's socket.io side, ready to be layered onto the HTTP router.
 pub struct SocketApi {
@@ -105,18 +117,17 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         // handler, and gets `connect_error` with the reason; so is one over its address's
         // connection limit (counted last, once everything else passed).
         // Once it passed, its event handlers are registered, before the connect packet goes
-        // out (see `session::prepare`).
+        // out (see `connection::prepare`).
         let preparing = Arc::clone(&options);
-        let prepared = Arc::new(Mutex::new(HashMap::<String, session::Prepared>::new()));
+        let prepared = Arc::new(Mutex::new(HashMap::<String, connection::Prepared>::new()));
         let ready = Arc::clone(&prepared);
-        let max_payload = broker.config().max_payload_bytes;
         let authenticate = move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| {
             let checked = Identity::check(&for_check, &socket, auth.ok().as_ref())
                 .and_then(|_| connections.admit(&socket));
             if checked.is_ok() {
-                let handlers = session::prepare(&socket, &preparing, max_payload);
+                let handlers = connection::prepare(&socket, &preparing, max_packet);
                 if let Ok(mut map) = prepared.lock() {
-                    map.insert(session::consumer_id(&socket), handlers);
+                    map.insert(consumer_id(&socket), handlers);
                 }
             }
             std::future::ready(checked)
@@ -126,14 +137,14 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
             let handlers = ready
                 .lock()
                 .ok()
-                .and_then(|mut map| map.remove(&session::consumer_id(&socket)));
+                .and_then(|mut map| map.remove(&consumer_id(&socket)));
             match (
                 Identity::check(&for_start, &socket, auth.as_ref()),
                 handlers,
             ) {
                 (Ok(identity), Some(handlers)) => {
                     let broker = broker.clone();
-                    session::start(socket, broker, auth, &options, identity, &sockets, handlers);
+                    connection::start(socket, broker, auth, &options, identity, &sockets, handlers);
                 }
                 // The credential expired between the check and now: refuse after all.
                 (_, handlers) => {

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use socketioxide::SocketIo;
 
+use super::context::consumer_id;
 use super::envelope::{dress, sent_by};
 use super::live::Live;
 use super::rooms::room;
-use super::session::consumer_id;
 use crate::broker::{Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
 use crate::names::{ClientId, QueueName};
