@@ -176,3 +176,92 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
 pub fn connected_sockets(io: &SocketIo) -> usize {
     io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The modules of the socket layer (`events/` counts as one) that each refers to, read
+    /// from the source: `super::m` and `crate::socket::m`. `mod.rs`, which only assembles
+    /// them, is left out.
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/socket");
+        let mut sources = Vec::new();
+        for (dir, nested) in [(root.clone(), false), (root.join("events"), true)] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                if (nested || stem != "mod") && path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    // In events/x.rs, `super::` is events/ itself.
+                    let up = if nested && stem != "mod" {
+                        "super::super::"
+                    } else {
+                        "super::"
+                    };
+                    let node = if nested { "events".into() } else { stem };
+                    sources.push((node, text, up));
+                }
+            }
+        }
+        let nodes: BTreeSet<String> = sources.iter().map(|(node, ..)| node.clone()).collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (node, text, up) in &sources {
+            let targets = graph.entry(node.clone()).or_default();
+            for prefix in [*up, "crate::socket::"] {
+                for (at, _) in text.match_indices(prefix) {
+                    let rest = &text[at + prefix.len()..];
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    if nodes.contains(&name) && &name != node {
+                        targets.insert(name);
+                    }
+                }
+            }
+        }
+        graph
+    }
+
+    /// A path of imports from `from` back to `from`, if there is one.
+    fn cycle(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<Vec<String>> {
+        let mut stack = vec![vec![from.to_string()]];
+        let mut seen = BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            for next in &graph[path.last().unwrap()] {
+                let mut longer = path.clone();
+                longer.push(next.clone());
+                if next == from {
+                    return Some(longer);
+                }
+                if seen.insert(next.clone()) {
+                    stack.push(longer);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn no_socket_module_imports_back_from_a_module_that_imports_it() {
+        let graph = imports();
+        for node in graph.keys() {
+            assert_eq!(cycle(&graph, node), None, "imports go round in a circle");
+        }
+        let layered = [
+            ("context", ["connection", "event", "events"].as_slice()),
+            ("events", ["connection", "event"].as_slice()),
+            ("event", ["connection"].as_slice()),
+        ];
+        for (module, never) in layered {
+            for above in never {
+                assert!(
+                    !graph[module].contains(*above),
+                    "{module} imports from {above}, which is above it"
+                );
+            }
+        }
+    }
+}
