@@ -27,6 +27,8 @@ use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
+use super::context::consumer_id;
+use super::envelope::{Dressed, ack_sent, dress, sent_by};
 use super::reply::emit_paced;
 use crate::broker::{Broker, Delivery, Envelope};
 use crate::compat::Dialect;
@@ -125,7 +127,7 @@ impl Live {
 
     /// Acknowledges a message this socket was sent (a dialect's `auto_ack`).
     pub fn ack_sent(&self, envelope: &Envelope) {
-        super::ack_sent(&self.broker, envelope);
+        ack_sent(&self.broker, envelope);
     }
 
     /// Whether this dialect acknowledges what it sends.
@@ -170,13 +172,8 @@ impl Live {
     /// Sends a work-mode assignment now, or as soon as the socket drains.
     pub fn assign(self: &Arc<Self>, envelope: &Envelope) {
         let mut state = self.lock();
-        let sent = state.work.is_empty() && {
-            let event = envelope.event.as_str();
-            match &self.dialect {
-                Some(dialect) => self.try_emit(event, &dialect.envelope(envelope)),
-                None => self.try_emit(event, envelope),
-            }
-        };
+        let sent =
+            state.work.is_empty() && self.try_emit(envelope.event.as_str(), &self.dress(envelope));
         if !sent {
             state.work.push_back(envelope.clone());
             self.resume(&mut state);
@@ -257,12 +254,13 @@ impl Live {
         self.lock().lagging.remove(key);
     }
 
+    /// `envelope` as this socket's namespace shows it.
+    fn dress<'a>(&self, envelope: &'a Envelope) -> Dressed<'a> {
+        dress(self.dialect.as_deref(), envelope)
+    }
+
     async fn emit(&self, envelope: &Envelope) -> Result<(), SendError> {
-        let event = envelope.event.as_str();
-        match &self.dialect {
-            Some(dialect) => emit_paced(&self.socket, event, &dialect.envelope(envelope)).await,
-            None => emit_paced(&self.socket, event, envelope).await,
-        }
+        emit_paced(&self.socket, envelope.event.as_str(), &self.dress(envelope)).await
     }
 
     /// Streams `key`'s inbox for `range` to the socket at its pace. `Ok(true)`: all of it went
@@ -287,9 +285,9 @@ impl Live {
             if page.is_empty() {
                 return Ok(true);
             }
-            let consumer = super::session::consumer_id(&self.socket);
+            let consumer = consumer_id(&self.socket);
             for envelope in &page {
-                if super::sent_by(envelope, &consumer) {
+                if sent_by(envelope, &consumer) {
                     continue;
                 }
                 self.emit(envelope).await?;

@@ -5,12 +5,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::reply::Reply;
-use super::session::{Session, parse};
-use super::{queue_room, room};
 use crate::broker::{Pending, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
+use crate::socket::context::{Session, parse};
+use crate::socket::reply::Reply;
+use crate::socket::rooms::{queue_room, room};
 use crate::store::Mode;
 
 #[derive(Deserialize)]

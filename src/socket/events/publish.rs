@@ -4,12 +4,12 @@
 
 use serde_json::Value;
 
-use super::reply::Reply;
-use super::session::{Session, parse};
 use crate::broker::message::PublishRequest;
 use crate::broker::{NewMessage, Pending};
 use crate::error::Error;
 use crate::names::ClientId;
+use crate::socket::context::{Session, parse};
+use crate::socket::reply::Reply;
 
 fn publish(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
     let given_client = data

@@ -4,11 +4,11 @@
 
 use serde_json::{Value, json};
 
-use super::queue_room;
-use super::session::Session;
 use crate::compat::field_text;
 use crate::error::Error;
 use crate::names::QueueName;
+use crate::socket::context::Session;
+use crate::socket::rooms::queue_room;
 
 /// Relays `event` with `data`; answers `{ok, queue}`.
 pub async fn handle(session: &Session, event: &str, data: &Value) -> Result<Value, Error> {

@@ -4,11 +4,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::reply::Reply;
-use super::session::{Session, parse};
 use crate::broker::Pending;
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
+use crate::socket::context::{Session, parse};
+use crate::socket::reply::Reply;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::lane::Pushed;
-use super::reply::{Reply, emit_paced};
-use super::session::{Session, parse};
-use super::{ack_sent, queue_room, room, sent_by};
 use crate::broker::{CatchUp, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
+use crate::socket::context::{Session, parse};
+use crate::socket::envelope::{ack_sent, dress, sent_by};
+use crate::socket::lane::Pushed;
+use crate::socket::reply::{Reply, emit_paced};
+use crate::socket::rooms::{queue_room, room};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -88,13 +89,8 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
             if sent_by(envelope, &consumer) {
                 continue; // the lab's sender never gets its own message back
             }
-            let event = envelope.event.as_str();
-            let sent = match &session.dialect {
-                Some(dialect) => {
-                    emit_paced(&session.socket, event, &dialect.envelope(envelope)).await
-                }
-                None => emit_paced(&session.socket, event, envelope).await,
-            };
+            let dressed = dress(session.dialect.as_deref(), envelope);
+            let sent = emit_paced(&session.socket, envelope.event.as_str(), &dressed).await;
             if sent.is_err() {
                 // The socket is gone; the messages stay in the inbox for the next catch-up.
                 return Ok(count);
@@ -106,10 +102,6 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
         }
     }
 }
-
-/// A catch-up waiting its turn, and the reply to send when it is done (`None`: nobody asked,
-/// as with a dialect's `catch_up_on_subscribe`).
-pub type Job = (CatchUp, Option<Reply>);
 
 /// Handles one `getAll` event: checks it in order with the socket's other events, then
 /// queues the streaming to the socket's catch-up task (waiting while a few are queued).

@@ -1,24 +1,31 @@
-//! A socket's session: its identity, its queue of events, and the task that handles them in
-//! the order they arrived.
+//! A socket's connection: from the connect middleware ([`prepare`]) through its life
+//! ([`start`]) to its disconnect. It owns the socket's event queue: every event is read
+//! ([`Event::parse`]) and checked against the socket's rate and queue limits the moment it
+//! arrives, then handled in arrival order by one task ([`run`]) that hands each to
+//! [`event::dispatch`]. That task runs only while events wait ([`Lane`]).
+//!
+//! Imports point one way: this module uses the event router and the [`Session`] context;
+//! neither of them, nor any handler in `events/`, imports from here.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-use socketioxide::extract::{Event, SocketRef, TryData};
+use socketioxide::extract::{self, SocketRef, TryData};
 
+use super::context::{Session, consumer_id};
+use super::event::{self, Event, unknown_event};
 use super::identity::{Identity, query};
 use super::lane::{Lane, Pushed};
 use super::live::Live;
+use super::options::SocketOptions;
+use super::outbox::LiveSockets;
 use super::rate::RateLimit;
 use super::reply::{AckHandle, Replies, Reply};
-use super::{LiveSockets, SocketOptions};
-use super::{get_all, publish, received, relay, subscribe, unsubscribe};
+use super::rooms::room;
 use crate::broker::{ActivityKind, Broker};
-use crate::compat::{Dialect, EventKind, NATIVE_EVENTS, native_kind};
-use crate::error::{Error, from_json_error};
+use crate::error::Error;
 use crate::json::StrictJson;
 use crate::names::ClientId;
 
@@ -39,14 +46,15 @@ const CATCH_UP_QUEUE: usize = 16;
 
 /// One event waiting to be handled.
 struct Command {
-    kind: EventKind,
+    event: Event,
     data: Result<Value, String>,
     /// About how much memory `data` takes, counted against [`QUEUE_BYTES`].
     size: usize,
     reply: Reply,
 }
 
-/// The way into a socket's event queue, shared by its handlers and its session.
+/// The way into a socket's event queue, shared by its socket.io handler, its disconnect
+/// handler and the task that handles the queue.
 struct Inlet {
     /// The events waiting to be handled, in arrival order (boxed: a `Command` is large, and
     /// a burst's buffer is counted in slots). Paused until the session starts.
@@ -56,8 +64,8 @@ struct Inlet {
     queued: AtomicUsize,
     max_queued: usize,
     replies: Replies,
-    /// The session that handles the events, once started. Weak: the socket's handlers hold
-    /// the inlet, and the session holds the socket.
+    /// The context the events are handled in, once started. Weak: the socket's handlers
+    /// hold the inlet, and the session holds the socket.
     session: OnceLock<Weak<Session>>,
 }
 
@@ -74,57 +82,6 @@ fn approximate_size(value: &Value) -> usize {
         }
         _ => 8,
     }
-}
-
-/// What a handler knows about the socket it serves.
-pub struct Session {
-    pub socket: SocketRef,
-    pub broker: Broker,
-    /// The client id given at connect (`auth: {clientId}` or `?clientId=`), used when an
-    /// event omits `clientId`.
-    pub client: Option<ClientId>,
-    /// The lab dialect of this socket's namespace, if any.
-    pub dialect: Option<Arc<Dialect>>,
-    /// What the socket proved at connect (secured mode).
-    pub identity: Identity,
-    /// The clients this socket has subscribed as, named when it disconnects.
-    pub acted_for: Arc<Mutex<BTreeSet<ClientId>>>,
-    /// The `getAll`s waiting behind the one that streams (see [`get_all::run`]).
-    pub(super) catch_ups: Lane<Box<get_all::Job>>,
-    inlet: Arc<Inlet>,
-}
-
-impl Session {
-    /// How the broker names this socket as a work-mode worker.
-    pub fn consumer_id(&self) -> String {
-        consumer_id(&self.socket)
-    }
-
-    /// The event's `clientId`, else the one given at connect.
-    pub fn client(&self, given: Option<ClientId>) -> Result<ClientId, Error> {
-        self.identity.acting_as(given, self.client.as_ref())
-    }
-
-    /// Drops everything that waits for this socket: it is gone.
-    fn close(&self) {
-        self.inlet.close();
-        self.catch_ups.close();
-    }
-}
-
-/// Parses an event's payload into `T`; a payload that is not an object is an `invalid_field`.
-pub fn parse<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
-    if !data.is_object() {
-        return Err(Error::invalid_field(
-            "the event's payload must be a JSON object",
-        ));
-    }
-    serde_json::from_value(data).map_err(|e| from_json_error(&e))
-}
-
-/// A socket's worker name: its id and its namespace (see `SocketOutbox::deliver_to`).
-pub(super) fn consumer_id(socket: &SocketRef) -> String {
-    format!("{} {}", socket.id, socket.ns())
 }
 
 /// The client id a socket gave at connect, from `auth: {clientId}` or the query string.
@@ -161,9 +118,8 @@ impl Prepared {
 /// connect middleware: socketioxide sends the namespace's connect packet before it calls the
 /// connect handler, and a client may send its first event the moment it has that packet, so
 /// the handlers must exist before it is sent. Events queue up until [`start`].
-pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: usize) -> Prepared {
+pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_packet: usize) -> Prepared {
     let dialect = options.dialect_of(socket.ns());
-    let max_packet = max_payload_bytes + super::MAX_PACKET_OVERHEAD;
     let inlet = Arc::new(Inlet {
         events: Lane::paused(QUEUE_LENGTH),
         rate: Mutex::new(RateLimit::new(options.events_per_sec)),
@@ -179,31 +135,19 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
     // cost every socket a map and a boxed closure per name.
     socket.on_fallback(
         move |socket: SocketRef,
-              Event(event): Event,
+              extract::Event(name): extract::Event,
               TryData(data): TryData<StrictJson>,
               ack: AckHandle| {
-            let kind = match &dialect {
-                Some(dialect) => dialect.event_kind(&event),
-                None => native_kind(&event),
-            };
+            let event = Event::parse(&name, dialect.as_deref());
             let reply = Reply {
-                event,
+                event: name,
                 socket,
                 ack,
                 replies: inlet.replies.clone(),
             };
-            match kind {
-                Some(kind) => {
-                    let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
-                    let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
-                    inlet.enqueue(Command {
-                        kind,
-                        data,
-                        size,
-                        reply,
-                    });
-                }
-                None => {
+            match event {
+                // Answered at once, queued behind nothing: there is nothing to handle.
+                Event::Unknown => {
                     let error = if allowed(&inlet.rate) {
                         unknown_event(&reply.event, dialect.as_deref())
                     } else {
@@ -211,25 +155,22 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
                     };
                     reply.now(Err(error));
                 }
+                event => {
+                    let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
+                    let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
+                    inlet.enqueue(Command {
+                        event,
+                        data,
+                        size,
+                        reply,
+                    });
+                }
             }
             std::future::ready(())
         },
     );
 
     prepared
-}
-
-/// The answer to an event this socket does not handle.
-fn unknown_event(event: &str, dialect: Option<&Dialect>) -> Error {
-    let known: Vec<String> = match dialect {
-        Some(dialect) => dialect.events().into_iter().map(|(name, _)| name).collect(),
-        None => NATIVE_EVENTS.iter().map(|name| name.to_string()).collect(),
-    };
-    Error::invalid_field(format!(
-        "unknown event '{event}'; queuehub handles {}",
-        known.join(", ")
-    ))
-    .with_code("unknown_event")
 }
 
 /// Starts the session of a socket whose handlers [`prepare`] registered: joins the rooms of
@@ -258,7 +199,7 @@ pub fn start(
         let rooms: Vec<String> = broker
             .subscriptions(client)
             .iter()
-            .map(|queue| super::room(client, queue))
+            .map(|queue| room(client, queue))
             .collect();
         socket.join(rooms);
         broker.repush_heads(client, None);
@@ -279,12 +220,11 @@ pub fn start(
         identity,
         acted_for,
         catch_ups: Lane::new(CATCH_UP_QUEUE),
-        inlet,
     });
-    let _ = session.inlet.session.set(Arc::downgrade(&session));
+    let _ = inlet.session.set(Arc::downgrade(&session));
     // The disconnect handler holds the session while the socket is connected (socketioxide
     // drops the handler once it has run).
-    let gone = Arc::clone(&session);
+    let (gone, gone_inlet) = (Arc::clone(&session), Arc::clone(&inlet));
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
         connections.release(&socket);
@@ -299,11 +239,13 @@ pub fn start(
                 client: Some(client),
             });
         }
-        gone.close();
+        // Drops everything that waits for this socket: it is gone.
+        gone_inlet.close();
+        gone.catch_ups.close();
         std::future::ready(())
     });
-    if session.inlet.events.resume() {
-        tokio::spawn(run(session));
+    if inlet.events.resume() {
+        tokio::spawn(run(inlet, session));
     }
 }
 
@@ -318,11 +260,8 @@ fn allowed(rate: &Mutex<RateLimit>) -> bool {
 /// bounded by the socket's queue (and a flood of them by its answer stages), never refused
 /// for their rate. Everything that creates work (publish, lab events, subscribe,
 /// unsubscribe, unknown events) counts.
-fn counts_against_rate(kind: EventKind) -> bool {
-    !matches!(
-        kind,
-        EventKind::Native("received" | "getAll") | EventKind::Ignored
-    )
+fn counts_against_rate(event: Event) -> bool {
+    !matches!(event, Event::Received | Event::GetAll | Event::Ignored)
 }
 
 fn too_fast() -> Error {
@@ -336,8 +275,8 @@ impl Inlet {
     /// Puts one event on the session's queue, or refuses it at once if the socket is over
     /// its rate or its queue is full. A refusal costs a counter, and a place in the socket's
     /// answer queue while one is free.
-    fn enqueue(&self, command: Command) {
-        if counts_against_rate(command.kind) && !allowed(&self.rate) {
+    fn enqueue(self: &Arc<Self>, command: Command) {
+        if counts_against_rate(command.event) && !allowed(&self.rate) {
             command.reply.now(Err(too_fast()));
             return;
         }
@@ -351,7 +290,7 @@ impl Inlet {
             Ok(Pushed::Queued) => {}
             Ok(Pushed::Start) => match self.session.get().and_then(Weak::upgrade) {
                 Some(session) => {
-                    tokio::spawn(run(session));
+                    tokio::spawn(run(Arc::clone(self), session));
                 }
                 None => self.close(), // the socket is gone
             },
@@ -381,81 +320,18 @@ fn queue_full() -> Error {
 
 /// Handles the socket's events one after another, while any wait (the next event starts
 /// this task again).
-async fn run(session: Arc<Session>) {
-    while let Some(command) = session.inlet.events.next() {
+async fn run(inlet: Arc<Inlet>, session: Arc<Session>) {
+    while let Some(command) = inlet.events.next() {
         let Command {
-            kind,
+            event,
             data,
             size,
             reply,
         } = *command;
-        session.inlet.queued.fetch_sub(size, Ordering::Relaxed);
-        let data = match data {
-            Ok(data) => data,
-            Err(err) => {
-                reply.now(Err(crate::json::unreadable(&err)));
-                continue;
-            }
-        };
-        // Each handler applies its event to the broker before returning, and answers in the
-        // background once the change is durable: events take effect in the order sent, while
-        // their commits overlap.
-        let native = match kind {
-            EventKind::Native(native) => native,
-            EventKind::App(index) => {
-                publish::handle_app_event(&session, index, data, reply);
-                continue;
-            }
-            EventKind::Relay(_) => {
-                let relayed = relay::handle(&session, &reply.event, &data).await;
-                reply.now(relayed);
-                continue;
-            }
-            EventKind::Ignored => {
-                reply.now(Ok(serde_json::json!({ "ignored": true })));
-                continue;
-            }
-        };
-        let Some(dialect) = session.dialect.clone() else {
-            handle_native(&session, native, data, reply).await;
-            continue;
-        };
-        // A lab event that also goes to the other sockets of its room (`join`).
-        let relayed = dialect.relay(&reply.event).map(|_| data.clone());
-        let name = reply.event.clone();
-        let data = dialect.translate(native, data);
-        let catch_up = (native == "subscribe" && dialect.catch_up_on_subscribe).then(|| {
-            let mut request = serde_json::Map::new();
-            for field in ["clientId", "queue"] {
-                if let Some(value) = data.get(field) {
-                    request.insert(field.into(), value.clone());
-                }
-            }
-            Value::Object(request)
-        });
-        handle_native(&session, native, data, reply).await;
-        if let Some(request) = catch_up {
-            get_all::catch_up_quietly(&session, request).await;
+        inlet.queued.fetch_sub(size, Ordering::Relaxed);
+        match data {
+            Ok(data) => event::dispatch(&session, event, data, reply).await,
+            Err(err) => reply.now(Err(crate::json::unreadable(&err))),
         }
-        if let Some(data) = relayed
-            && let Err(err) = relay::handle(&session, &name, &data).await
-        {
-            tracing::debug!(code = err.code(), "not relayed: {}", err.message());
-        }
-    }
-}
-
-/// Handles one of queuehub's own events (already translated from a lab's dialect).
-async fn handle_native(session: &Arc<Session>, native: &str, data: Value, reply: Reply) {
-    match native {
-        "subscribe" => subscribe::handle(session, data, reply),
-        "unsubscribe" => unsubscribe::handle(session, data, reply),
-        "getAll" => get_all::handle(session, data, reply).await,
-        "received" => received::handle(session, data, reply),
-        "publish" => publish::handle(session, data, reply),
-        _ => reply.now(Err(Error::invalid_field(format!(
-            "'{native}' has no handler"
-        ))
-        .with_code("unknown_event"))),
     }
 }

@@ -5,11 +5,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::reply::Reply;
-use super::session::{Session, parse};
 use crate::broker::{Acked, Pending};
 use crate::error::Error;
 use crate::names::{ClientId, MessageId, QueueName};
+use crate::socket::context::{Session, parse};
+use crate::socket::reply::Reply;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

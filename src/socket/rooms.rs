@@ -1,0 +1,16 @@
+//! The rooms a socket joins: one per (client, queue) for the client's messages, and one per
+//! queue for a preset's relays. Names cannot contain control characters, so the NUL
+//! separator cannot be forged.
+
+use crate::names::{ClientId, QueueName};
+
+/// The room of the sockets that receive `client`'s messages from `queue`.
+pub fn room(client: &ClientId, queue: &QueueName) -> String {
+    format!("{queue}\u{0}{client}")
+}
+
+/// The room of every socket subscribed to `queue`, whatever its client (where a preset's
+/// relays go). No client is named by the empty string, so it is no client's room.
+pub fn queue_room(queue: &QueueName) -> String {
+    format!("{queue}\u{0}")
+}
