@@ -357,7 +357,7 @@ impl Feed {
     /// Stored messages, and sockets connected outside the dashboard.
     fn totals(&self) -> (usize, usize) {
         let dashboards = self.io.of(NAMESPACE).map_or(0, |ns| ns.sockets().len());
-        let sockets = super::connected_sockets(&self.io).saturating_sub(dashboards);
+        let sockets = super::rooms::connected_sockets(&self.io).saturating_sub(dashboards);
         (self.broker.totals().stored_messages, sockets)
     }
 

@@ -63,7 +63,7 @@ use context::consumer_id;
 use identity::Identity;
 pub use options::SocketOptions;
 use outbox::{LiveSockets, SocketOutbox, namespaces};
-pub use rooms::{queue_room, room};
+pub use rooms::{connected_sockets, queue_room, room};
 
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
@@ -170,11 +170,6 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         io,
         dashboard,
     }
-}
-
-/// How many sockets are connected, over every namespace.
-pub fn connected_sockets(io: &SocketIo) -> usize {
-    io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The rooms a socket joins: one per (client, queue) for the client's messages, and one per
-//! queue for a preset's relays. Names cannot contain control characters, so the NUL
-//! separator cannot be forged.
+//! queue for a preset's relays (names cannot contain control characters, so the NUL separator
+//! cannot be forged); and how many sockets are connected.
 
 use crate::names::{ClientId, QueueName};
 
@@ -13,4 +13,9 @@ pub fn room(client: &ClientId, queue: &QueueName) -> String {
 /// relays go). No client is named by the empty string, so it is no client's room.
 pub fn queue_room(queue: &QueueName) -> String {
     format!("{queue}\u{0}")
+}
+
+/// How many sockets are connected, over every namespace.
+pub fn connected_sockets(io: &socketioxide::SocketIo) -> usize {
+    io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
 }
