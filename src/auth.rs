@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Code, Error};
 use crate::names::{ClientId, QueueName};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -50,12 +50,12 @@ impl Claims {
 
 /// A refused credential: 401 over HTTP, `connect_error` for a socket.
 pub fn unauthorized(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Unauthorized, "unauthorized", message)
+    Error::new(Code::Unauthorized, message)
 }
 
 /// An action the credential does not allow: 403 over HTTP.
 pub fn forbidden(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Forbidden, "forbidden", message)
+    Error::new(Code::Forbidden, message)
 }
 
 /// Signs and checks tokens with the server's secret.

@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::auth::Security;
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Code, Error, ErrorKind};
 
 pub use body::JsonBody;
 
@@ -73,8 +73,8 @@ pub fn router(state: ApiState, config: &Config) -> Router {
 /// What a connection over its address's limit (`--max-connections-per-ip`) is answered,
 /// whatever it asks: 429 `too_many_connections`.
 pub fn too_many_connections(max: usize) -> Router {
-    let error = Error::limit(
-        "too_many_connections",
+    let error = Error::new(
+        Code::TooManyConnections,
         format!("this address already has {max} connections, the limit"),
     );
     Router::new().fallback(move || std::future::ready(ApiError(error.clone())))
@@ -82,8 +82,7 @@ pub fn too_many_connections(max: usize) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError(Error::new(
-        ErrorKind::NotFound,
-        "not_found",
+        Code::NotFound,
         "no such route; see docs/API.md for the API reference",
     ))
 }
@@ -119,7 +118,7 @@ impl IntoResponse for ApiError {
         let status = status(self.0.kind());
         if status.is_server_error() {
             tracing::warn!(
-                code = self.0.code(),
+                code = %self.0.code(),
                 message = self.0.message(),
                 "request failed"
             );

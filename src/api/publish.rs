@@ -79,11 +79,7 @@ pub async fn batch(
             let mut messages = Vec::with_capacity(values.len());
             for (index, value) in values.into_iter().enumerate() {
                 let message = parse(value, None).map_err(|e| {
-                    Error::new(
-                        e.kind(),
-                        e.code(),
-                        format!("message {index}: {}", e.message()),
-                    )
+                    Error::new(e.code(), format!("message {index}: {}", e.message()))
                 })?;
                 messages.push(message);
             }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiState, JsonBody};
 use crate::auth::Claims;
 use crate::broker::message::{format_ms, now_ms};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Code, Error};
 use crate::names::ClientId;
 
 /// The longest a minted token lives: 30 days.
@@ -33,8 +33,7 @@ pub async fn mint(
 ) -> Result<Json<Value>, ApiError> {
     let tokens = state.security.tokens.as_ref().ok_or_else(|| {
         Error::new(
-            ErrorKind::NotFound,
-            "tokens_disabled",
+            Code::TokensDisabled,
             "start queuehub with --token-secret to mint socket tokens",
         )
     })?;

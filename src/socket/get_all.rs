@@ -50,7 +50,7 @@ fn join_own_queue(session: &Session, client: &ClientId) -> Result<(), Error> {
     tokio::spawn(async move {
         if let Err(err) = pending.committed().await {
             tracing::warn!(
-                code = err.code(),
+                code = %err.code(),
                 "implicit subscribe was not committed: {}",
                 err.message()
             );
@@ -137,7 +137,7 @@ pub async fn handle(
 /// was answered already.
 pub async fn catch_up_quietly(session: &Session, data: Value, catch_ups: &mpsc::Sender<Box<Job>>) {
     match start(session, data) {
-        Err(err) => tracing::debug!(code = err.code(), "no catch-up: {}", err.message()),
+        Err(err) => tracing::debug!(code = %err.code(), "no catch-up: {}", err.message()),
         Ok(catch_up) => {
             let _ = catch_ups.send(Box::new((catch_up, None))).await;
         }
@@ -170,7 +170,7 @@ pub async fn run(
             }
             None => {
                 if let Err(err) = result {
-                    tracing::warn!(code = err.code(), "catch-up failed: {}", err.message());
+                    tracing::warn!(code = %err.code(), "catch-up failed: {}", err.message());
                 }
             }
         }

@@ -85,7 +85,7 @@ fn ack_sent(broker: &Broker, envelope: &Envelope) {
             tokio::spawn(async move {
                 if let Err(err) = pending.committed().await {
                     tracing::warn!(
-                        code = err.code(),
+                        code = %err.code(),
                         "automatic ack not committed: {}",
                         err.message()
                     );
@@ -93,7 +93,7 @@ fn ack_sent(broker: &Broker, envelope: &Envelope) {
             });
         }
         Err(err) => tracing::warn!(
-            code = err.code(),
+            code = %err.code(),
             "automatic ack refused: {}",
             err.message()
         ),

@@ -18,7 +18,7 @@ use super::{LiveSockets, SocketOptions};
 use super::{get_all, publish, received, relay, subscribe, unsubscribe};
 use crate::broker::{ActivityKind, Broker};
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS};
-use crate::error::{Error, from_json_error};
+use crate::error::{Code, Error, from_json_error};
 use crate::json::StrictJson;
 use crate::names::ClientId;
 
@@ -199,7 +199,7 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_payload_bytes: u
                     "unknown event '{event}'; queuehub handles {}",
                     known.join(", ")
                 ))
-                .with_code("unknown_event")
+                .with_code(Code::UnknownEvent)
             } else {
                 too_fast()
             };
@@ -314,8 +314,8 @@ fn counts_against_rate(kind: EventKind) -> bool {
 }
 
 fn too_fast() -> Error {
-    Error::limit(
-        "rate_limited",
+    Error::new(
+        Code::RateLimited,
         "this socket sends more events per second than allowed; slow down",
     )
 }
@@ -346,8 +346,8 @@ impl Inlet {
 }
 
 fn queue_full() -> Error {
-    Error::limit(
-        "rate_limited",
+    Error::new(
+        Code::RateLimited,
         format!(
             "more than {QUEUE_LENGTH} events (or {} MiB) are waiting on this socket; slow down",
             QUEUE_BYTES / (1024 * 1024)
@@ -429,7 +429,7 @@ async fn run(
         if let Some(data) = relayed
             && let Err(err) = relay::handle(&session, &name, &data).await
         {
-            tracing::debug!(code = err.code(), "not relayed: {}", err.message());
+            tracing::debug!(code = %err.code(), "not relayed: {}", err.message());
         }
     }
 }
@@ -451,6 +451,6 @@ async fn handle_native(
         _ => reply.now(Err(Error::invalid_field(format!(
             "'{native}' has no handler"
         ))
-        .with_code("unknown_event"))),
+        .with_code(Code::UnknownEvent))),
     }
 }
