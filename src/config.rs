@@ -53,6 +53,8 @@ pub struct Config {
     pub max_events_per_sec: u32,
     /// Socket connections one IP address may hold at once; `None`: no limit.
     pub max_connections_per_ip: Option<usize>,
+    /// HTTP requests one IP address may send per second (and in a burst); `None`: no limit.
+    pub max_requests_per_sec: Option<u32>,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             security: Arc::new(Security::default()),
             max_events_per_sec: 10_000,
             max_connections_per_ip: None,
+            max_requests_per_sec: None,
         }
     }
 }
@@ -120,6 +123,10 @@ pub struct Cli {
     /// Socket connections one IP address may hold at once [default: no limit].
     #[arg(long, env = "QUEUEHUB_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// HTTP requests one IP address may send per second, on average and in a burst; more
+    /// are answered 429 rate_limited [default: no limit].
+    #[arg(long, env = "QUEUEHUB_MAX_REQUESTS_PER_SEC", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_sec: Option<u32>,
     /// Most unacked messages one subscription's inbox may hold [default: 1000000].
     #[arg(long, env = "QUEUEHUB_MAX_INBOX")]
     pub max_inbox: Option<usize>,
@@ -163,6 +170,7 @@ struct FileConfig {
     max_inbox: Option<usize>,
     max_events_per_sec: Option<u32>,
     max_connections_per_ip: Option<usize>,
+    max_requests_per_sec: Option<u32>,
     max_body_bytes: Option<usize>,
     request_timeout_ms: Option<u64>,
     cors: Option<bool>,
@@ -195,6 +203,7 @@ impl FileConfig {
             max_inbox: self.max_inbox.or(lower.max_inbox),
             max_events_per_sec: self.max_events_per_sec.or(lower.max_events_per_sec),
             max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
+            max_requests_per_sec: self.max_requests_per_sec.or(lower.max_requests_per_sec),
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             request_timeout_ms: self.request_timeout_ms.or(lower.request_timeout_ms),
             cors: self.cors.or(lower.cors),
@@ -306,6 +315,7 @@ impl Config {
         check_lab_routes(&http_routes).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
         Ok(Config {
             max_connections_per_ip: cli.max_connections_per_ip.or(file.max_connections_per_ip),
+            max_requests_per_sec: cli.max_requests_per_sec.or(file.max_requests_per_sec),
             max_events_per_sec: cli
                 .max_events_per_sec
                 .or(file.max_events_per_sec)
@@ -345,7 +355,14 @@ fn mebibytes(mb: u64) -> usize {
 }
 
 /// Paths queuehub serves itself; a lab route may not take them over.
-const RESERVED_PATHS: [&str; 5] = ["/v1", "/socket.io", "/healthz", "/metrics", "/dashboard"];
+const RESERVED_PATHS: [&str; 6] = [
+    "/v1",
+    "/socket.io",
+    "/healthz",
+    "/metrics",
+    "/dashboard",
+    "/openapi.json",
+];
 
 /// Each of a preset's HTTP routes must be a path of its own, declared once.
 fn check_lab_routes(routes: &[HttpRoute]) -> Result<(), PresetError> {

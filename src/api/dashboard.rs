@@ -1,15 +1,15 @@
 //! `GET /dashboard`: the live dashboard page and its files, built into the binary (no build
 //! step, nothing to install). The page talks to the `/dashboard` socket.io namespace.
 
-use axum::Router;
 use std::path::Path;
 
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
 
-use super::ApiState;
+use super::{ApiState, openapi};
 
 /// The page's files: (path, content type, content).
 const FILES: [(&str, &str, &str); 4] = [
@@ -36,14 +36,20 @@ const FILES: [(&str, &str, &str); 4] = [
 ];
 
 /// Routes for the dashboard's files: the built-in copies, or those in `dir`.
-pub fn routes(dir: Option<&Path>) -> Router<ApiState> {
-    let mut router = Router::new();
+pub fn routes(dir: Option<&Path>) -> OpenApiRouter<ApiState> {
+    let mut router = OpenApiRouter::new();
     for (path, content_type, built_in) in FILES {
         let on_disk = dir.map(|dir| {
             let name = path.strip_prefix("/dashboard/").unwrap_or("index.html");
             dir.join(name)
         });
-        router = router.route(
+        let summary = match path {
+            "/dashboard" => "The dashboard page",
+            _ => "A file of the dashboard page",
+        };
+        let description = openapi::file(summary, content_type);
+        router = openapi::route(
+            router,
             path,
             get(move || async move {
                 let body = match &on_disk {
@@ -61,6 +67,7 @@ pub fn routes(dir: Option<&Path>) -> Router<ApiState> {
                 )
                     .into_response()
             }),
+            description,
         );
     }
     router

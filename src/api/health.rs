@@ -5,13 +5,23 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use serde_json::json;
+use serde::Serialize;
 
 use super::ApiState;
 
+/// The answer of the health check: `{"status": "ok"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
 /// 200 once the server accepts publishes and socket connections (it binds only then).
-pub async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The server accepts publishes and sockets", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// Escapes a label value for the Prometheus text format.
@@ -23,6 +33,8 @@ fn label(value: &str) -> String {
 }
 
 /// Counters and gauges per queue and per inbox.
+#[utoipa::path(get, path = "/metrics", tag = "stats",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut out = String::new();
     let totals = state.broker.totals();

@@ -49,12 +49,14 @@ impl NewMessage {
 }
 
 /// What a subscriber receives: the socket.io event is `event`, and this is its one argument.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
     pub id: MessageId,
     pub queue: QueueName,
     pub event: EventName,
+    /// The payload as it was published: any JSON value.
+    #[schema(value_type = serde_json::Value)]
     pub payload: SharedPayload,
     pub client_id: ClientId,
     /// RFC 3339, UTC, milliseconds.
@@ -95,7 +97,7 @@ pub struct Delivery {
 }
 
 /// The answer to a publish.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Published {
     pub id: MessageId,
@@ -129,14 +131,14 @@ impl Published {
 
 /// The answer to an ack of several ids: how many were removed, and for each id whether it
 /// was (an unknown or repeated id was not; that is not an error).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Acked {
     pub removed: usize,
     pub results: Vec<AckResult>,
 }
 
 /// One id of an ack.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AckResult {
     pub id: MessageId,
     pub removed: bool,
@@ -219,24 +221,48 @@ mod tests {
 }
 
 /// A publish request as both transports receive it (HTTP body, socket.io `publish` event).
-#[derive(Clone, Debug, serde::Deserialize)]
+///
+/// The time fields are read as JSON values and checked by [`PublishRequest::into_message`],
+/// so that a wrong one gets a message naming it; the schema says what they must be.
+#[derive(Clone, Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishRequest {
-    /// Required unless the transport names the queue (as the HTTP route does).
+    /// Required unless the transport names the queue (as the HTTP route does); there it may
+    /// repeat the route's queue but not name another.
     #[serde(default)]
     pub queue: Option<QueueName>,
     pub event: EventName,
     /// Any JSON value; missing means `null`.
     #[serde(default)]
     pub payload: Value,
+    /// Makes the publish idempotent: an id this queue has seen answers the first receipt.
     #[serde(default)]
     pub id: Option<MessageId>,
+    /// Delay before delivery, in milliseconds (up to a year); not with `deliverAt`.
     #[serde(default)]
+    #[schema(value_type = Option<u64>, maximum = 31_536_000_000_u64)]
     pub delay_ms: Option<Value>,
+    /// When to deliver: milliseconds since the epoch, or an RFC 3339 time with any offset
+    /// (without one, UTC); a past time means now. Not with `delayMs`.
     #[serde(default)]
+    #[schema(value_type = Option<DeliverAt>)]
     pub deliver_at: Option<Value>,
+    /// Time to live after the publish, in milliseconds (at least 1).
     #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub ttl_ms: Option<Value>,
+}
+
+/// The schema of `deliverAt`: epoch milliseconds or an RFC 3339 time.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+#[serde(untagged)]
+pub enum DeliverAt {
+    /// Milliseconds since the Unix epoch.
+    Millis(u64),
+    /// An RFC 3339 time, e.g. `2026-11-22T10:00:00+02:00`.
+    #[schema(format = DateTime)]
+    Time(String),
 }
 
 impl PublishRequest {

@@ -14,6 +14,7 @@ mod flow;
 mod fuzz;
 mod helpers;
 mod limits;
+mod openapi;
 mod operation;
 mod publish;
 mod security;
