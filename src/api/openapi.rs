@@ -165,7 +165,7 @@ pub fn describe(mut document: OpenApi, security: &Security) -> OpenApi {
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(
             "A durable message-queue server that speaks socket.io. This is its HTTP API; \
-             docs/API.md is the reference for people, docs/asyncapi.yaml describes the \
+             docs/API.md is the reference for people, docs/asyncapi.json describes the \
              socket.io events. Errors are `{\"error\": {\"code\", \"message\"}}`.",
         ))
         .license(Some(LicenseBuilder::new().name("MIT").build()))
