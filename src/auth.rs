@@ -16,7 +16,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Code, Error};
 use crate::names::{ClientId, QueueName};
 
 /// The audience a token may name (`aud`): this server. Tokens without `aud` are accepted too.
@@ -59,12 +59,12 @@ impl Claims {
 
 /// A refused credential: 401 over HTTP, `connect_error` for a socket.
 pub fn unauthorized(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Unauthorized, "unauthorized", message)
+    Error::new(Code::Unauthorized, message)
 }
 
 /// An action the credential does not allow: 403 over HTTP.
 pub fn forbidden(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Forbidden, "forbidden", message)
+    Error::new(Code::Forbidden, message)
 }
 
 /// Signs and checks tokens with the server's secret.

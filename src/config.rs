@@ -71,6 +71,8 @@ pub struct Config {
     pub max_events_per_sec: u32,
     /// Socket connections one IP address may hold at once; `None`: no limit.
     pub max_connections_per_ip: Option<usize>,
+    /// HTTP requests one IP address may send per second (and in a burst); `None`: no limit.
+    pub max_requests_per_sec: Option<u32>,
 }
 
 impl Default for Config {
@@ -168,6 +170,11 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_ip: Option<usize>,
+    /// HTTP requests one IP address may send per second, on average and in a burst; more
+    /// are answered 429 rate_limited [default: no limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_sec: Option<u32>,
     /// Most unacked messages one subscription's inbox may hold.
     #[arg(long, value_name = "N", default_value_t = BrokerConfig::default().max_inbox)]
     pub max_inbox: usize,
@@ -305,6 +312,7 @@ impl Loaded {
             security: Arc::new(security),
             max_events_per_sec: s.max_events_per_sec.max(1),
             max_connections_per_ip: s.max_connections_per_ip,
+            max_requests_per_sec: s.max_requests_per_sec,
         })
     }
 
@@ -341,7 +349,14 @@ fn mebibytes(mb: u64) -> usize {
 }
 
 /// Paths queuehub serves itself; a lab route may not take them over.
-const RESERVED_PATHS: [&str; 5] = ["/v1", "/socket.io", "/healthz", "/metrics", "/dashboard"];
+const RESERVED_PATHS: [&str; 6] = [
+    "/v1",
+    "/socket.io",
+    "/healthz",
+    "/metrics",
+    "/dashboard",
+    "/openapi.json",
+];
 
 /// Each of a preset's HTTP routes must be a path of its own, declared once.
 fn check_lab_routes(routes: &[HttpRoute]) -> Result<(), PresetError> {

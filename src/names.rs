@@ -136,7 +136,26 @@ macro_rules! name_type {
                 name.0
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                name_schema(concat!("A name (`", $what, "`); see docs/API.md, Names"))
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The OpenAPI schema of a name: a string of 1 to [`MAX_NAME_CHARS`] characters.
+fn name_schema(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME_CHARS))
+        .description(Some(description))
+        .into()
 }
 
 name_type!(

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
-use crate::error::{Error, ErrorKind, from_json_error};
+use crate::error::{Code, Error, from_json_error};
 
 /// A JSON request body of type `T`: 415 if the content type is not JSON, 413 if the body is
 /// over the limit, 400 if it is not JSON or repeats a key in an object, 422 if it is JSON of
@@ -31,16 +31,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .unwrap_or(false);
         if !is_json {
             return Err(ApiError(Error::new(
-                ErrorKind::UnsupportedMediaType,
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 "send the body as JSON with 'Content-Type: application/json'",
             )));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError(Error::new(
-                    ErrorKind::TooLarge,
-                    "body_too_large",
+                    Code::BodyTooLarge,
                     "the request body is larger than the server accepts",
                 ))
             } else {

@@ -4,15 +4,15 @@
 //! (its version, source and license are in `assets/dashboard/vendor/README.md`) and served
 //! with its license under `/dashboard/vendor/`.
 
-use axum::Router;
 use std::path::Path;
 
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
 
-use super::ApiState;
+use super::{ApiState, openapi};
 
 /// The page's files: (path, content type, content).
 const FILES: [(&str, &str, &str); 5] = [
@@ -44,14 +44,20 @@ const FILES: [(&str, &str, &str); 5] = [
 ];
 
 /// Routes for the dashboard's files: the built-in copies, or those in `dir`.
-pub fn routes(dir: Option<&Path>) -> Router<ApiState> {
-    let mut router = Router::new();
+pub fn routes(dir: Option<&Path>) -> OpenApiRouter<ApiState> {
+    let mut router = OpenApiRouter::new();
     for (path, content_type, built_in) in FILES {
         let on_disk = dir.map(|dir| {
             let name = path.strip_prefix("/dashboard/").unwrap_or("index.html");
             dir.join(name)
         });
-        router = router.route(
+        let summary = match path {
+            "/dashboard" => "The dashboard page",
+            _ => "A file of the dashboard page",
+        };
+        let description = openapi::file(summary, content_type);
+        router = openapi::route(
+            router,
             path,
             get(move || async move {
                 let body = match &on_disk {
@@ -69,6 +75,7 @@ pub fn routes(dir: Option<&Path>) -> Router<ApiState> {
                 )
                     .into_response()
             }),
+            description,
         );
     }
     router

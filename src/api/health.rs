@@ -1,9 +1,18 @@
 //! `GET /healthz`: liveness. (`GET /metrics` is in `metrics.rs`.)
 
-use axum::response::IntoResponse;
-use serde_json::json;
+use serde::Serialize;
+
+/// The answer of the health check: `{"status": "ok"}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
 
 /// 200 once the server accepts publishes and socket connections (it binds only then).
-pub async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The server accepts publishes and sockets", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }

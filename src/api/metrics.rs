@@ -37,6 +37,8 @@ const PREFIX: &str = "queuehub";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Encodes every metric, in the format the scraper asked for.
+#[utoipa::path(get, path = "/metrics", tag = "stats",
+    responses((status = 200, description = "Every metric: OpenMetrics 1.0 text when the `Accept` header asks for it, else the Prometheus 0.0.4 text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let mut registry = Registry::with_prefix(PREFIX);
     registry.register_collector(Box::new(BrokerCollector {

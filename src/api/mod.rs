@@ -3,6 +3,11 @@
 //! Every error is `{"error": {"code", "message"}}` with a fitting status; see [`ApiError`].
 //! Request bodies go through [`JsonBody`], which checks the content type, the size and the
 //! JSON before a handler runs.
+//!
+//! Every route is declared once, in [`routes`], with the `#[utoipa::path]` description of its
+//! handler: the same call adds it to the router and to the OpenAPI document served at
+//! `GET /openapi.json` ([`openapi`]). Who may use a route is decided by the sub-router it is
+//! in: open, stats (open with `--public-stats`) or keyed ([`guard`]), not by its path.
 
 mod body;
 mod dashboard;
@@ -11,21 +16,24 @@ mod health;
 mod inbox;
 mod lab;
 mod metrics;
+pub mod openapi;
 mod publish;
 mod queues;
+mod rate;
 mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use serde_json::json;
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Security;
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Code, Error, ErrorKind};
 
 pub use body::JsonBody;
 
@@ -39,43 +47,66 @@ pub struct ApiState {
     pub security: std::sync::Arc<Security>,
 }
 
-/// The API's routes, a preset's lab routes and the dashboard page.
-pub fn router(state: ApiState, config: &Config) -> Router {
-    let max_body_bytes = config.max_body_bytes;
-    Router::new()
+/// Every route of the API, a preset's lab routes and the dashboard page, each with its
+/// OpenAPI description, in three groups:
+/// - open in every mode: the health check, the dashboard page, the OpenAPI document;
+/// - stats (queue stats and metrics): open with `--public-stats`, else keyed;
+/// - keyed: everything else, and any unknown path (401 before 404).
+///
+/// With API keys configured, the keyed groups get the key check as a layer
+/// ([`guard::keyed`]), which also marks their operations as needing the key in the document.
+pub fn routes(config: &Config) -> OpenApiRouter<ApiState> {
+    let security = &config.security;
+    let open = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(openapi::document))
+        .merge(dashboard::routes(config.dashboard_dir.as_deref()));
+    let stats = OpenApiRouter::new()
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::detail))
+        .routes(routes!(metrics::metrics));
+    let stats = match security.public_stats {
+        true => stats,
+        false => guard::keyed(stats, security),
+    };
+    let keyed = OpenApiRouter::new()
+        .routes(routes!(publish::to_queue))
+        .routes(routes!(publish::batch))
+        .routes(routes!(queues::kick))
+        .routes(routes!(inbox::peek))
+        .routes(routes!(inbox::ack))
+        .routes(routes!(inbox::unsubscribe))
+        .routes(routes!(tokens::mint))
         .merge(lab::routes(&config.http_routes))
-        .merge(dashboard::routes(config.dashboard_dir.as_deref()))
-        .route("/v1/queues", get(queues::list))
-        .route("/v1/queues/{queue}", get(queues::detail))
-        .route("/v1/queues/{queue}/messages", post(publish::to_queue))
-        .route("/v1/messages", post(publish::batch))
-        .route("/v1/queues/{queue}/kick", post(queues::kick))
-        .route(
-            "/v1/queues/{queue}/clients/{client}/messages",
-            get(inbox::peek),
-        )
-        .route("/v1/queues/{queue}/clients/{client}/acks", post(inbox::ack))
-        .route(
-            "/v1/queues/{queue}/clients/{client}",
-            delete(inbox::unsubscribe),
-        )
-        .route("/v1/tokens", post(tokens::mint))
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::require_key,
-        ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .fallback(not_found);
+    let keyed = guard::keyed(keyed, security);
+    let mut api = open.merge(stats).merge(keyed);
+    let document = api.get_openapi_mut();
+    *document = openapi::describe(document.clone(), security);
+    if config.max_requests_per_sec.is_some() {
+        openapi::rate_limited(document);
+    }
+    api
+}
+
+/// The API's routes, a preset's lab routes, the dashboard page and `/openapi.json`.
+pub fn router(state: ApiState, config: &Config) -> Router {
+    let (router, document) = routes(config).split_for_parts();
+    let router = router
+        .layer(axum::Extension(openapi::Document::new(&document)))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes));
+    let router = match rate::Limit::new(config.max_requests_per_sec) {
+        Some(limit) => router.layer(axum::middleware::from_fn_with_state(limit, rate::limit)),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// What a connection over its address's limit (`--max-connections-per-ip`) is answered,
 /// whatever it asks: 429 `too_many_connections`.
 pub fn too_many_connections(max: usize) -> Router {
-    let error = Error::limit(
-        "too_many_connections",
+    let error = Error::new(
+        Code::TooManyConnections,
         format!("this address already has {max} connections, the limit"),
     );
     Router::new().fallback(move || std::future::ready(ApiError(error.clone())))
@@ -83,8 +114,7 @@ pub fn too_many_connections(max: usize) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError(Error::new(
-        ErrorKind::NotFound,
-        "not_found",
+        Code::NotFound,
         "no such route; see docs/API.md for the API reference",
     ))
 }
@@ -92,6 +122,12 @@ async fn not_found() -> ApiError {
 /// An [`Error`] as an HTTP response.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
+
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: Error,
+}
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
@@ -120,11 +156,34 @@ impl IntoResponse for ApiError {
         let status = status(self.0.kind());
         if status.is_server_error() {
             tracing::warn!(
-                code = self.0.code(),
+                code = %self.0.code(),
                 message = self.0.message(),
                 "request failed"
             );
         }
-        (status, axum::Json(json!({ "error": self.0 }))).into_response()
+        (status, axum::Json(ErrorBody { error: self.0 })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_table_of_the_api_reference_gives_each_code_its_http_status() {
+        let api = include_str!("../../docs/API.md");
+        for code in Code::ALL {
+            let row = format!("| `{code}` | ");
+            let line = api.lines().find(|line| line.starts_with(&row));
+            let Some(line) = line else {
+                panic!("docs/API.md has no row for `{code}`");
+            };
+            let documented = line[row.len()..].split(' ').next().unwrap_or_default();
+            let status = status(code.kind()).as_u16().to_string();
+            // `—`: the code is never an HTTP answer (socket only, or only logged).
+            if documented != "—" {
+                assert_eq!(documented, status, "docs/API.md's status for `{code}`");
+            }
+        }
     }
 }

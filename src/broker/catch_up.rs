@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Broker;
 use super::index::{self, InboxFilter};
 use super::message::{self, Envelope};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::names::{ClientId, EventName, QueueName};
 
 /// A catch-up in progress: pages through a client's inbox in publish order, up to the last
@@ -39,7 +39,7 @@ impl Broker {
             return Err(Error::invalid_field(format!(
                 "'{client}' takes '{queue}' in work mode: its messages go to one worker each, so getAll does not re-send them (peek over HTTP to look)"
             ))
-            .with_code("work_mode"));
+            .with_code(Code::WorkMode));
         }
         Ok(CatchUp {
             filter: InboxFilter {

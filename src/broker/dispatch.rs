@@ -125,7 +125,7 @@ pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Re
                 Request::Pooled(pooled) => {
                     if let Err(err) = make_ready(&broker, pooled).await {
                         tracing::warn!(
-                            code = err.code(),
+                            code = %err.code(),
                             "reading pooled messages failed: {}",
                             err.message()
                         );
@@ -134,7 +134,7 @@ pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Re
                 Request::Send(assignments) => {
                     if let Err(err) = send_committed(&broker, assignments).await {
                         tracing::warn!(
-                            code = err.code(),
+                            code = %err.code(),
                             "sending assignments failed: {}",
                             err.message()
                         );
@@ -144,7 +144,7 @@ pub(super) async fn run(broker: Broker, mut requests: mpsc::UnboundedReceiver<Re
         }
         for (client, queue) in looks {
             if let Err(err) = round(&broker, &client, &queue).await {
-                tracing::warn!(code = err.code(), client = %client, queue = %queue, "dispatch failed: {}", err.message());
+                tracing::warn!(code = %err.code(), client = %client, queue = %queue, "dispatch failed: {}", err.message());
             }
         }
     }

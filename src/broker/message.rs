@@ -2,7 +2,7 @@
 //! (what a subscriber receives) and [`Delivery`] (an envelope addressed to one client).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -49,12 +49,14 @@ impl NewMessage {
 }
 
 /// What a subscriber receives: the socket.io event is `event`, and this is its one argument.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
     pub id: MessageId,
     pub queue: QueueName,
     pub event: EventName,
+    /// The payload as it was published: any JSON value.
+    #[schema(value_type = serde_json::Value)]
     pub payload: SharedPayload,
     pub client_id: ClientId,
     /// RFC 3339, UTC, milliseconds.
@@ -95,7 +97,7 @@ pub struct Delivery {
 }
 
 /// The answer to a publish.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Published {
     pub id: MessageId,
@@ -129,14 +131,14 @@ impl Published {
 
 /// The answer to an ack of several ids: how many were removed, and for each id whether it
 /// was (an unknown or repeated id was not; that is not an error).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Acked {
     pub removed: usize,
     pub results: Vec<AckResult>,
 }
 
 /// One id of an ack.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AckResult {
     pub id: MessageId,
     pub removed: bool,
@@ -168,9 +170,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Formats epoch milliseconds as RFC 3339 (`2026-11-22T08:00:00.123Z`).
+/// Formats epoch milliseconds as RFC 3339 in UTC (`2026-11-22T08:00:00.123Z`).
 pub fn format_ms(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    let time = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::MAX);
+    format!("{time:.3}")
 }
 
 /// A payload parsed once and shared by every envelope that carries it.
@@ -183,28 +187,82 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_with_milliseconds() {
         assert_eq!(format_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(format_ms(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn points_in_time_are_epoch_milliseconds_or_rfc3339_with_any_offset() {
+        let at = |v: Value| instant("deliverAt", &v).map_err(|e| e.code());
+        let ms = Ok(Some(1_700_000_000_123));
+        assert_eq!(at(Value::from(1_700_000_000_123_u64)), ms);
+        assert_eq!(at("2023-11-14T22:13:20.123Z".into()), ms);
+        assert_eq!(at("2023-11-15T00:13:20.123+02:00".into()), ms);
+        assert_eq!(at("2023-11-14T17:13:20.123-05:00".into()), ms);
+        assert_eq!(at("2023-11-14t22:13:20.123z".into()), ms);
+        // Without an offset: UTC, as before (RFC 3339 wants one; older clients omit it).
+        assert_eq!(at("2023-11-14T22:13:20.123".into()), ms);
+        assert_eq!(at(Value::Null), Ok(None));
+        let bad = [
+            "tomorrow",
+            "2023-11-14",
+            "2023-11-14Z",
+            "2023-13-14T22:13:20Z",
+            "1969-12-31T23:59:59Z",
+        ];
+        for bad in bad {
+            assert_eq!(
+                at(bad.into()),
+                Err(crate::error::Code::InvalidField),
+                "{bad}"
+            );
+        }
+        assert_eq!(at(Value::from(-1)), Err(crate::error::Code::InvalidField));
     }
 }
 
 /// A publish request as both transports receive it (HTTP body, socket.io `publish` event).
-#[derive(Clone, Debug, serde::Deserialize)]
+///
+/// The time fields are read as JSON values and checked by [`PublishRequest::into_message`],
+/// so that a wrong one gets a message naming it; the schema says what they must be.
+#[derive(Clone, Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishRequest {
-    /// Required unless the transport names the queue (as the HTTP route does).
+    /// Required unless the transport names the queue (as the HTTP route does); there it may
+    /// repeat the route's queue but not name another.
     #[serde(default)]
     pub queue: Option<QueueName>,
     pub event: EventName,
     /// Any JSON value; missing means `null`.
     #[serde(default)]
     pub payload: Value,
+    /// Makes the publish idempotent: an id this queue has seen answers the first receipt.
     #[serde(default)]
     pub id: Option<MessageId>,
+    /// Delay before delivery, in milliseconds (up to a year); not with `deliverAt`.
     #[serde(default)]
+    #[schema(value_type = Option<u64>, maximum = 31_536_000_000_u64)]
     pub delay_ms: Option<Value>,
+    /// When to deliver: milliseconds since the epoch, or an RFC 3339 time with any offset
+    /// (without one, UTC); a past time means now. Not with `delayMs`.
     #[serde(default)]
+    #[schema(value_type = Option<DeliverAt>)]
     pub deliver_at: Option<Value>,
+    /// Time to live after the publish, in milliseconds (at least 1).
     #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     pub ttl_ms: Option<Value>,
+}
+
+/// The schema of `deliverAt`: epoch milliseconds or an RFC 3339 time.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+#[serde(untagged)]
+pub enum DeliverAt {
+    /// Milliseconds since the Unix epoch.
+    Millis(u64),
+    /// An RFC 3339 time, e.g. `2026-11-22T10:00:00+02:00`.
+    #[schema(format = DateTime)]
+    Time(String),
 }
 
 impl PublishRequest {
@@ -275,7 +333,8 @@ fn millis(
     }
 }
 
-/// A point in time: milliseconds since the epoch, or an RFC 3339 string.
+/// A point in time: milliseconds since the epoch, or an RFC 3339 string with any offset
+/// (`Z`, `+02:00`...); one without an offset is read as UTC.
 fn instant(field: &str, value: &Value) -> Result<Option<u64>, crate::error::Error> {
     let invalid = || {
         crate::error::Error::invalid_field(format!(
@@ -286,12 +345,20 @@ fn instant(field: &str, value: &Value) -> Result<Option<u64>, crate::error::Erro
         Value::Null => Ok(None),
         Value::Number(n) => n.as_u64().map(Some).ok_or_else(invalid),
         Value::String(text) => {
-            let time = humantime::parse_rfc3339_weak(text).map_err(|_| invalid())?;
-            let ms = time
-                .duration_since(UNIX_EPOCH)
-                .map_err(|_| invalid())?
-                .as_millis() as u64;
-            Ok(Some(ms))
+            // A date and a time without an offset (`2026-11-22T08:00:00`, as Python's
+            // `isoformat()` writes UTC) is UTC; a date alone is not a point in time.
+            let has_time = text.len() > 10 && text.is_char_boundary(10);
+            let time = match text.parse::<jiff::Timestamp>() {
+                Ok(time) => time,
+                Err(_) if has_time => text
+                    .parse::<jiff::civil::DateTime>()
+                    .and_then(|civil| jiff::tz::Offset::UTC.to_timestamp(civil))
+                    .map_err(|_| invalid())?,
+                Err(_) => return Err(invalid()),
+            };
+            u64::try_from(time.as_millisecond())
+                .map(Some)
+                .map_err(|_| invalid())
         }
         _ => Err(invalid()),
     }

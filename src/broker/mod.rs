@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::names::{ClientId, MessageId, QueueName};
 use crate::store::{Store, StoreError, SubscriptionRecord};
 
@@ -283,8 +283,8 @@ impl Broker {
             ));
         }
         if messages.len() > config.max_batch {
-            return Err(Error::limit(
-                "batch_too_large",
+            return Err(Error::new(
+                Code::BatchTooLarge,
                 format!(
                     "a batch holds at most {} messages; this one has {}",
                     config.max_batch,
@@ -316,7 +316,7 @@ impl Broker {
             })
         };
         if let Some((queue, err)) = refused {
-            self.count_rejected(&queue, err.code());
+            self.count_rejected(&queue, err.code().as_str());
             return Err(err);
         }
         let timed = prepared
@@ -436,8 +436,8 @@ impl Broker {
         ids: &[MessageId],
     ) -> Result<Pending<Vec<bool>>, Error> {
         if ids.len() > self.shared.config.max_batch {
-            return Err(Error::limit(
-                "batch_too_large",
+            return Err(Error::new(
+                Code::BatchTooLarge,
                 format!("at most {} ids per ack", self.shared.config.max_batch),
             ));
         }

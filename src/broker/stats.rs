@@ -13,7 +13,7 @@ use crate::store::{Counters, SubscriptionRecord};
 use super::Broker;
 
 /// One queue at a glance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueSummary {
     pub queue: QueueName,
@@ -29,7 +29,7 @@ pub struct QueueSummary {
 }
 
 /// A queue's lifetime counters, as stats show them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueCounters {
     pub published: u64,
@@ -62,7 +62,7 @@ impl From<Counters> for QueueCounters {
 }
 
 /// One subscriber of a queue, in detail.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriberDetail {
     pub client_id: ClientId,
@@ -84,7 +84,7 @@ pub struct SubscriberDetail {
 }
 
 /// One queue in detail.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDetail {
     pub queue: QueueName,

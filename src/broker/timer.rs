@@ -32,7 +32,7 @@ pub(super) async fn run(broker: Broker) {
             _ = tokio::time::sleep(wait) => {}
         }
         if let Err(err) = tick(&broker).await {
-            tracing::warn!(code = err.code(), "timer: {}; retrying", err.message());
+            tracing::warn!(code = %err.code(), "timer: {}; retrying", err.message());
             tokio::select! {
                 _ = &mut closed => return,
                 _ = tokio::time::sleep(RETRY) => {}

@@ -286,6 +286,7 @@ token_secret = "sixteen characters!"
 max_payload_bytes = 11
 max_events_per_sec = 12
 max_connections_per_ip = 13
+max_requests_per_sec = 18
 max_inbox = 14
 dedupe_window_secs = 15
 max_body_bytes = 16

@@ -25,7 +25,7 @@ use super::rate::RateLimit;
 use super::reply::{AckHandle, Replies, Reply};
 use super::rooms::room;
 use crate::broker::{ActivityKind, Broker};
-use crate::error::Error;
+use crate::error::{Code, Error};
 use crate::json::StrictJson;
 use crate::names::ClientId;
 
@@ -265,8 +265,8 @@ fn counts_against_rate(event: Event) -> bool {
 }
 
 fn too_fast() -> Error {
-    Error::limit(
-        "rate_limited",
+    Error::new(
+        Code::RateLimited,
         "this socket sends more events per second than allowed; slow down",
     )
 }
@@ -309,8 +309,8 @@ impl Inlet {
 }
 
 fn queue_full() -> Error {
-    Error::limit(
-        "rate_limited",
+    Error::new(
+        Code::RateLimited,
         format!(
             "more than {QUEUE_LENGTH} events (or {} MiB) are waiting on this socket; slow down",
             QUEUE_BYTES / (1024 * 1024)

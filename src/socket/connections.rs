@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ConnectInfo;
 use socketioxide::extract::SocketRef;
 
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// Counts sockets per address; cheap to clone (one shared table).
 #[derive(Clone, Default)]
@@ -44,8 +44,8 @@ impl ConnectionLimit {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(ip).or_default();
         if *count >= max {
-            return Err(Error::limit(
-                "too_many_connections",
+            return Err(Error::new(
+                Code::TooManyConnections,
                 format!("this address already has {max} connections, the limit"),
             ));
         }

@@ -47,7 +47,7 @@ pub fn ack_sent(broker: &Broker, envelope: &Envelope) {
             tokio::spawn(async move {
                 if let Err(err) = pending.committed().await {
                     tracing::warn!(
-                        code = err.code(),
+                        code = %err.code(),
                         "automatic ack not committed: {}",
                         err.message()
                     );
@@ -55,7 +55,7 @@ pub fn ack_sent(broker: &Broker, envelope: &Envelope) {
             });
         }
         Err(err) => tracing::warn!(
-            code = err.code(),
+            code = %err.code(),
             "automatic ack refused: {}",
             err.message()
         ),

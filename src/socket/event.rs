@@ -15,7 +15,7 @@ use super::context::Session;
 use super::events::{get_all, publish, received, relay, subscribe, unsubscribe};
 use super::reply::Reply;
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS, native_kind};
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// An event a socket sent, by what it does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +143,7 @@ async fn translated(
     if let Some(data) = relayed
         && let Err(err) = relay::handle(session, &name, &data).await
     {
-        tracing::debug!(code = err.code(), "not relayed: {}", err.message());
+        tracing::debug!(code = %err.code(), "not relayed: {}", err.message());
     }
 }
 
@@ -158,7 +158,7 @@ pub fn unknown_event(event: &str, dialect: Option<&Dialect>) -> Error {
         "unknown event '{event}'; queuehub handles {}",
         known.join(", ")
     ))
-    .with_code("unknown_event")
+    .with_code(Code::UnknownEvent)
 }
 
 #[cfg(test)]

@@ -35,14 +35,18 @@ fn credential(socket: &SocketRef, auth: Option<&Value>, name: &str) -> Option<St
     from_auth.or_else(|| query(socket, name))
 }
 
-/// A query-string parameter of the socket's handshake request.
+/// A query-string parameter of the socket's handshake request, percent-decoded.
 pub fn query(socket: &SocketRef, name: &str) -> Option<String> {
-    socket.req_parts().uri.query().and_then(|query| {
-        query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            (key == name).then(|| value.to_owned())
-        })
-    })
+    query_value(socket.req_parts().uri.query()?, name)
+}
+
+/// The first value of `name` in a query string, decoded as browsers and socket.io clients
+/// encode it (`application/x-www-form-urlencoded`: `%XX` escapes, and `+` for a space), so
+/// `?clientId=a%20b` is `a b` and `?apiKey=k%2B%2F%3D` is `k+/=`.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 impl Identity {
@@ -120,5 +124,28 @@ impl Identity {
             ))),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_value;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let query = "EIO=4&transport=websocket&clientId=a%20b&apiKey=k%2B%2F%3Dey";
+        assert_eq!(query_value(query, "clientId").as_deref(), Some("a b"));
+        assert_eq!(query_value(query, "apiKey").as_deref(), Some("k+/=ey"));
+        assert_eq!(
+            query_value("clientId=a+b", "clientId").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(query_value("token=x.y=", "token").as_deref(), Some("x.y="));
+        assert_eq!(
+            query_value("client%49d=c", "clientId").as_deref(),
+            Some("c")
+        );
+        assert_eq!(query_value("clientId", "clientId").as_deref(), Some(""));
+        assert_eq!(query_value("other=1", "clientId"), None);
     }
 }

@@ -277,7 +277,7 @@ impl Live {
             let page = match self.broker.next_page(&mut catch_up).await {
                 Ok(page) => page,
                 Err(err) => {
-                    tracing::warn!(code = err.code(), "resuming a live push: {}", err.message());
+                    tracing::warn!(code = %err.code(), "resuming a live push: {}", err.message());
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     return Ok(false);
                 }

@@ -32,6 +32,8 @@
 //! that room ([`SocketOutbox`]), through the socket's [`live::Live`]. That never waits: a
 //! socket whose buffer is full resumes from its inbox, in order, as soon as it drains.
 
+#[cfg(test)]
+mod asyncapi;
 mod connection;
 mod connections;
 mod context;

@@ -28,7 +28,7 @@ use socketioxide::{SendError, SocketError};
 
 use super::lane::{Lane, Pushed, Refused};
 use crate::broker::Pending;
-use crate::error::Error;
+use crate::error::{Code, Error};
 
 /// The event a failed event without ack callback is answered with.
 pub const ERROR_EVENT: &str = "mq:error";
@@ -240,7 +240,7 @@ async fn wait_durable(replies: Replies) {
         if let Some(err) = &refused {
             note(&stages.log, &event, err, dropped);
         } else if dropped {
-            let err = Error::limit("reply_dropped", "the socket is not reading its answers");
+            let err = Error::new(Code::ReplyDropped, "the socket is not reading its answers");
             note(&stages.log, &event, &err, true);
         }
     }
@@ -296,7 +296,7 @@ impl RefusalLog {
                         "more events of this socket were refused since the last report"
                     );
                 }
-                tracing::info!(sid = %self.sid, event, code = error.code(), dropped, "event refused: {}", error.message());
+                tracing::info!(sid = %self.sid, event, code = %error.code(), dropped, "event refused: {}", error.message());
                 self.since = Some(now);
                 self.refused = 0;
                 self.dropped = 0;

@@ -103,7 +103,7 @@ pub struct SubscriptionRecord {
 }
 
 /// How a client's sockets share its inbox.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Every socket of the client receives every message.

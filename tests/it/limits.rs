@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     Http, ServerProcess, SocketClient, WAIT, data_dir, engine_io_websocket, next_text,
-    polling_session, raw_socket, spawn_app_with, unique,
+    polling_session, raw_socket, spawn_app_with, spawn_app_with_args, unique,
 };
 
 /// A socket.io `publish` event asking for ack 1, with a payload of `size` characters.
@@ -318,4 +318,41 @@ async fn out_of_file_descriptors_the_server_pauses_accepting_and_recovers() {
         }
         assert!(Instant::now() < deadline, "/healthz never answered again");
     }
+}
+
+#[tokio::test]
+async fn an_address_over_its_http_request_rate_is_answered_429_rate_limited() {
+    // One request per second, and a burst of one: the second at once is over the limit.
+    let app = spawn_app_with_args(&["--max-requests-per-sec", "1"]).await;
+    let get = || app.http.get(format!("{}/v1/queues", app.url)).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    let refused = get().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        retry_after, "1",
+        "whole seconds until the next request fits"
+    );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        1,
+        "the API's error shape: {body}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_request_rate_http_is_not_limited() {
+    let app = spawn_app_with_args(&[]).await;
+    for _ in 0..200 {
+        let (status, body) = app.get("/healthz").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.stop().await;
 }

@@ -15,6 +15,7 @@ mod flow;
 mod fuzz;
 mod helpers;
 mod limits;
+mod openapi;
 mod operation;
 mod publish;
 mod security;

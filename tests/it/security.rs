@@ -298,3 +298,29 @@ async fn an_address_over_its_socket_limit_is_refused_until_a_socket_leaves() {
     assert_eq!(admitted, Ok(()), "a place was freed");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn handshake_query_values_are_percent_decoded() {
+    // A key with the characters a query string must escape, sent escaped as clients do
+    // (encodeURIComponent), and a client id with a space.
+    let key = "k+/=ey";
+    let app = spawn_app_with_args(&["--api-key", key, "--public-stats"]).await;
+    let escaped = "k%2B%2F%3Dey";
+    let with_key = format!("{}/?apiKey={escaped}", app.url);
+    let accepted = SocketClient::refused(&with_key, "/", None).await;
+    assert_eq!(accepted, None, "?apiKey={escaped} is the key {key}");
+    let with_other_key = format!("{}/?apiKey=k%2Bey", app.url);
+    let refused = SocketClient::refused(&with_other_key, "/", None).await;
+    assert!(refused.is_some(), "another key is still refused");
+
+    let url = format!("{}/?apiKey={escaped}&clientId=a%20b", app.url);
+    let socket = SocketClient::connect(&url).await;
+    let queue = unique("q");
+    let ack = socket.call("subscribe", json!({ "queue": queue })).await;
+    assert_eq!(ack["clientId"], "a b", "{ack}");
+    let (status, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["subscribers"][0]["clientId"], "a b", "{detail}");
+    socket.disconnect().await;
+    app.stop().await;
+}

@@ -121,6 +121,24 @@ fn every_route(queue: &str, mode: &Mode) -> Vec<Route> {
     ]
 }
 
+/// The operation of the OpenAPI document that `route` is a request of, if any.
+fn documented<'d>(document: &'d Value, route: &Route) -> Option<&'d Value> {
+    let segments: Vec<&str> = route.path.split('/').collect();
+    let method = route.method.as_str().to_lowercase();
+    document["paths"]
+        .as_object()?
+        .iter()
+        .find_map(|(path, item)| {
+            let template: Vec<&str> = path.split('/').collect();
+            let matches = template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || t.starts_with('{'));
+            matches.then(|| item.get(&method)).flatten()
+        })
+}
+
 async fn send(app: &TestApp, route: &Route, key: Option<&str>) -> (u16, Value) {
     let mut request = app
         .http
@@ -182,11 +200,23 @@ async fn check_mode(mode: Mode) {
     backend.subscribe(&queue, &queue).await;
 
     assert_eq!(preflight(&app, &queue).await, 200, "CORS preflight");
+    let openapi = route(Method::GET, "/openapi.json", None, Access::Open);
+    let (status, document) = send(&app, &openapi, None).await;
+    assert_eq!(status, 200, "the OpenAPI document is open in every mode");
     for route in every_route(&queue, &mode) {
         let open = !mode.api_key
             || route.access == Access::Open
             || (route.access == Access::Stats && mode.public_stats);
         let label = format!("{} {}", route.method, route.path);
+        if route.path != "/no-such-route" {
+            let operation = documented(&document, &route)
+                .unwrap_or_else(|| panic!("{label} is not in /openapi.json"));
+            assert_eq!(
+                operation["security"].is_array(),
+                !open,
+                "/openapi.json says whether {label} needs the key"
+            );
+        }
         let (status, body) = send(&app, &route, None).await;
         if open {
             assert_eq!(status, route.allowed, "{label} without a key: {body}");

@@ -75,6 +75,30 @@ async fn deliver_at_takes_an_rfc3339_time_and_a_past_time_delivers_at_once() {
 }
 
 #[tokio::test]
+async fn deliver_at_takes_an_rfc3339_time_with_an_offset() {
+    let app = spawn_app().await;
+    let queue = unique("q");
+    // An hour from now, in whole seconds, written as a time in UTC+02:00.
+    let due = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 3600).unwrap();
+    let local = jiff::tz::Offset::constant(2).to_datetime(due);
+    let (status, receipt) = app
+        .post(
+            &format!("/v1/queues/{queue}/messages"),
+            json!({"event": "e", "deliverAt": format!("{local}+02:00")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{receipt}");
+    assert_eq!(
+        receipt["deliverAt"],
+        format!("{due:.3}"),
+        "the same instant, in UTC"
+    );
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["scheduled"], 1, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn delayed_messages_survive_kill_9_and_are_delivered_when_due() {
     let (_dir, path) = data_dir();
     let (queue, client) = (unique("later"), unique("c"));

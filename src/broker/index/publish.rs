@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::super::message::{Delivery, Envelope, SharedPayload};
 use super::{Entry, Index, NewMessage, PublishOutcome, Receipts};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Code, Error};
 use crate::names::{ClientId, MessageId, QueueName};
 use crate::store::{MessageMeta, Op, Receipt, StoredMessage};
 
@@ -156,8 +156,7 @@ impl Index {
             .find(|(_, s)| s.accepts(&message.event) && s.inbox.len() >= max_inbox);
         match full {
             Some((client, _)) => Err(Error::new(
-                ErrorKind::Full,
-                "inbox_full",
+                Code::InboxFull,
                 format!(
                     "the inbox of client '{client}' on queue '{}' holds {max_inbox} messages, the limit; it must ack some first",
                     message.queue

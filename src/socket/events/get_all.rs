@@ -51,7 +51,7 @@ fn join_own_queue(session: &Session, client: &ClientId) -> Result<(), Error> {
     tokio::spawn(async move {
         if let Err(err) = pending.committed().await {
             tracing::warn!(
-                code = err.code(),
+                code = %err.code(),
                 "implicit subscribe was not committed: {}",
                 err.message()
             );
@@ -117,7 +117,7 @@ pub async fn handle(session: &Arc<Session>, data: Value, reply: Reply) {
 /// was answered already.
 pub async fn catch_up_quietly(session: &Arc<Session>, data: Value) {
     match start(session, data) {
-        Err(err) => tracing::debug!(code = err.code(), "no catch-up: {}", err.message()),
+        Err(err) => tracing::debug!(code = %err.code(), "no catch-up: {}", err.message()),
         Ok(catch_up) => queue(session, catch_up, None).await,
     }
 }
@@ -157,7 +157,7 @@ pub async fn run(session: Arc<Session>) {
             }
             None => {
                 if let Err(err) = result {
-                    tracing::warn!(code = err.code(), "catch-up failed: {}", err.message());
+                    tracing::warn!(code = %err.code(), "catch-up failed: {}", err.message());
                 }
             }
         }
