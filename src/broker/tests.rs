@@ -13,16 +13,20 @@ use crate::names::EventName;
 use crate::store::memory::MemoryStore;
 use crate::store::{Op, Snapshot, Store, StoreError};
 
-/// A memory store whose commits fail while `failing` is set.
+/// A memory store whose commits fail while `failing` is set, and wait while `held` is.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryStore,
     failing: AtomicBool,
+    held: AtomicBool,
 }
 
 #[async_trait]
 impl Store for FlakyStore {
     async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        while self.held.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Failed("the disk went away".into()));
         }
@@ -270,39 +274,13 @@ async fn after_the_dedupe_window_an_acked_id_is_a_new_message() {
     broker.close().await;
 }
 
-/// A memory store whose commits wait while `held` is set.
-#[derive(Default)]
-struct HeldStore {
-    inner: MemoryStore,
-    held: AtomicBool,
-}
-
-#[async_trait]
-impl Store for HeldStore {
-    async fn commit(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        while self.held.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.inner.commit(ops).await
-    }
-    async fn load(&self) -> Result<Snapshot, StoreError> {
-        self.inner.load().await
-    }
-    async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError> {
-        self.inner.payloads(seqs).await
-    }
-    fn engine(&self) -> &'static str {
-        "held"
-    }
-}
-
 /// The race seen in the classroom: a message waits for a first subscriber, the subscriber
 /// takes it (in the index) before the publish's commit is on disk, and its `getAll` right
 /// after must still send it (it read as gone, so neither the live push nor the catch-up sent
 /// it).
 #[tokio::test]
 async fn a_catch_up_waits_for_a_message_whose_publish_is_still_being_committed() {
-    let store = Arc::new(HeldStore::default());
+    let store = Arc::new(FlakyStore::default());
     let broker = Broker::open(store.clone(), BrokerConfig::default())
         .await
         .unwrap();
