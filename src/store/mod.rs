@@ -17,6 +17,7 @@
 
 pub mod embedded;
 pub mod memory;
+pub mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
