@@ -177,6 +177,34 @@ async fn a_committed_batch_survives_kill_9_of_redis_with_appendfsync_always() {
 }
 
 #[tokio::test]
+async fn the_store_reconnects_by_itself_after_redis_restarts() {
+    let mut server = RedisServer::start(DURABLE).await;
+    let store = connect(&server.url(0)).await;
+    store
+        .commit(vec![Op::PutMessage(message(1))])
+        .await
+        .unwrap();
+
+    server.kill_and_restart(DURABLE).await;
+
+    // The call that meets the dropped connection may fail; a later one reconnects.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let snapshot = loop {
+        match store.load().await {
+            Ok(snapshot) => break snapshot,
+            Err(err) => assert!(Instant::now() < deadline, "never reconnected: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(snapshot.messages, vec![message(1).meta]);
+    store
+        .commit(vec![Op::PutMessage(message(2))])
+        .await
+        .unwrap();
+    assert_eq!(store.load().await.unwrap().messages.len(), 2);
+}
+
+#[tokio::test]
 async fn connecting_to_no_redis_is_an_error() {
     let url = format!("redis://127.0.0.1:{}/0", free_port());
     assert!(RedisStore::connect(&url).await.is_err());
@@ -187,6 +215,10 @@ fn only_redis_urls_are_accepted() {
     assert!(check_url("redis://127.0.0.1:6379/3").is_ok());
     assert!(check_url("redis://localhost").is_ok());
     assert!(check_url("http://localhost:6379").is_err());
+    assert!(
+        check_url("rediss://localhost:6379").is_err(),
+        "no TLS in this build"
+    );
     assert!(check_url("not a url").is_err());
 }
 
