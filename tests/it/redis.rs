@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Http, ServerProcess, SocketClient, unique};
+use crate::helpers::{Http, ServerProcess, SocketClient, error_code, unique};
 
 /// A `redis-server` process of one test.
 struct RedisServer {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    settings: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -28,16 +29,35 @@ impl RedisServer {
             .expect("a free port")
             .port();
         let child = spawn(dir.path(), port, settings);
+        let server = Self {
+            child,
+            port,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+            dir,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    fn wait_until_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
+    }
+
+    /// kill -9 (by pid); the port is then closed.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// Starts it again with the same settings, port and directory.
+    fn restart(&mut self) {
+        let settings: Vec<&str> = self.settings.iter().map(String::as_str).collect();
+        self.child = spawn(self.dir.path(), self.port, &settings);
+        self.wait_until_listening();
     }
 
     fn url(&self) -> String {
@@ -69,6 +89,16 @@ fn spawn(dir: &Path, port: u16, settings: &[&str]) -> Child {
         })
 }
 
+/// Every answered write is fsynced to the append-only file.
+const DURABLE: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
+
 fn start_node(redis: &RedisServer) -> ServerProcess {
     ServerProcess::start_with(
         &["--listen", "127.0.0.1:0", "--redis", &redis.url()],
@@ -80,14 +110,7 @@ fn start_node(redis: &RedisServer) -> ServerProcess {
 
 #[tokio::test]
 async fn a_message_published_on_redis_survives_kill_9_of_the_node_and_is_delivered() {
-    let redis = RedisServer::start(&[
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]);
+    let redis = RedisServer::start(DURABLE);
     let (queue, client) = (unique("orders"), unique("acme"));
     let node = start_node(&redis);
     let socket = SocketClient::connect(&node.url).await;
@@ -116,6 +139,43 @@ async fn a_message_published_on_redis_survives_kill_9_of_the_node_and_is_deliver
     );
     let got = socket.take("delivered", 1).await;
     assert_eq!((&got[0]["id"], &got[0]["payload"]), (&id, &json!({"n": 1})));
+}
+
+#[tokio::test]
+async fn while_redis_is_down_publishes_are_refused_503_and_the_node_recovers_by_itself() {
+    let mut redis = RedisServer::start(DURABLE);
+    let queue = unique("orders");
+    let node = start_node(&redis);
+    node.publish(&queue, "e", json!(1)).await;
+
+    redis.kill_9();
+    let path = format!("/v1/queues/{queue}/messages");
+    let (status, body) = node.post(&path, json!({"event": "e", "payload": 2})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "store_unavailable"),
+        "{body}"
+    );
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = node.post(&path, json!({"event": "e", "payload": 3})).await;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the node never recovered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, stats) = node.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(
+        stats["waiting"], 2,
+        "the answered publishes, not the refused one: {stats}"
+    );
 }
 
 #[tokio::test]
