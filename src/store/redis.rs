@@ -84,6 +84,38 @@ impl Persistence {
     pub fn survives_restart(&self) -> bool {
         self.append_only || !self.save.trim().is_empty()
     }
+
+    /// What a crash of Redis can lose of what queuehub answered, in words for the start-up
+    /// log; `None` with `appendonly yes` and `appendfsync always` (nothing).
+    pub fn risk(&self) -> Option<String> {
+        if !self.survives_restart() {
+            return Some(
+                "Redis has no persistence (appendonly no, no save points): every message is \
+                 lost when Redis restarts; set `appendonly yes` and `appendfsync always`"
+                    .into(),
+            );
+        }
+        if !self.append_only {
+            return Some(format!(
+                "Redis only takes snapshots (save {}): a crash of Redis loses what was \
+                 answered since the last one; set `appendonly yes` and `appendfsync always`",
+                self.save
+            ));
+        }
+        match self.append_fsync.as_str() {
+            "always" => None,
+            "everysec" => Some(
+                "Redis fsyncs its append-only file every second: a crash of its machine can \
+                 lose the last second of answered publishes; `appendfsync always` keeps all"
+                    .into(),
+            ),
+            other => Some(format!(
+                "Redis leaves fsyncing its append-only file to the system (appendfsync \
+                 {other}): a crash of its machine can lose answered publishes; \
+                 `appendfsync always` keeps all"
+            )),
+        }
+    }
 }
 
 /// Checks that `url` is a Redis address queuehub can use (`redis://HOST:PORT[/DB]`; not
@@ -95,8 +127,8 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` and checks that it answers. Logs a warning if that Redis
-    /// keeps nothing across its own restart (no append-only file and no snapshots).
+    /// Connects to the Redis at `url` and checks that it answers. Logs a warning if a crash of
+    /// that Redis can lose answered commits (see [`Persistence::risk`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::from_engine)?;
         let config = ConnectionManagerConfig::new()
@@ -108,16 +140,10 @@ impl RedisStore {
             .map_err(engine_error)?;
         let store = Self { connection };
         match store.persistence().await {
-            Ok(p) if !p.survives_restart() => tracing::warn!(
-                "Redis has no persistence (appendonly no, no save points): every message is \
-                 lost when Redis restarts; set `appendonly yes` and `appendfsync always`"
-            ),
-            Ok(p) if p.append_only && p.append_fsync != "always" => tracing::warn!(
-                appendfsync = %p.append_fsync,
-                "Redis may lose the last second of answered publishes if it crashes; \
-                 `appendfsync always` keeps every one"
-            ),
-            Ok(_) => {}
+            Ok(persistence) => match persistence.risk() {
+                Some(risk) => tracing::warn!("{risk}"),
+                None => tracing::info!("Redis fsyncs every write (appendfsync always)"),
+            },
             Err(err) => tracing::warn!(error = %err, "cannot read Redis's persistence settings"),
         }
         Ok(store)

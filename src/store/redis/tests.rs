@@ -211,6 +211,26 @@ async fn connecting_to_no_redis_is_an_error() {
 }
 
 #[test]
+fn every_setting_short_of_appendfsync_always_is_named_as_a_risk() {
+    let persistence = |append_only, append_fsync: &str, save: &str| Persistence {
+        append_only,
+        append_fsync: append_fsync.into(),
+        save: save.into(),
+    };
+    assert_eq!(persistence(true, "always", "").risk(), None);
+    let risks = [
+        (persistence(false, "always", ""), "no persistence"),
+        (persistence(false, "everysec", "3600 1"), "snapshots"),
+        (persistence(true, "everysec", ""), "last second"),
+        (persistence(true, "no", "3600 1"), "appendfsync no"),
+    ];
+    for (settings, words) in risks {
+        let risk = settings.risk().unwrap_or_default();
+        assert!(risk.contains(words), "{settings:?}: {risk}");
+    }
+}
+
+#[test]
 fn only_redis_urls_are_accepted() {
     assert!(check_url("redis://127.0.0.1:6379/3").is_ok());
     assert!(check_url("redis://localhost").is_ok());
