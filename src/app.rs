@@ -22,6 +22,7 @@ use crate::socket;
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
 
 /// How long shutdown waits for connections to finish before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -36,14 +37,19 @@ pub struct Application {
     dashboard: socket::dashboard::DashboardFeed,
 }
 
-/// Opens the store the configuration names.
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store the configuration names (connects, for Redis).
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &config.storage {
         Storage::Embedded(dir) => Arc::new(
             EmbeddedStore::open_with_cache(dir, config.store_cache_bytes)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?,
         ),
         Storage::Memory => Arc::new(MemoryStore::new()),
+        Storage::Redis(url) => Arc::new(
+            RedisStore::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"))?,
+        ),
     })
 }
 
@@ -53,7 +59,7 @@ impl Application {
     /// a free port; see [`Application::addresses`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.security.validate().map_err(anyhow::Error::msg)?;
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         let broker = Broker::open(store, config.broker.clone())
             .await
             .context("cannot load the store")?;

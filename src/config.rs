@@ -41,6 +41,9 @@ pub enum Storage {
     Embedded(PathBuf),
     /// In memory only: everything is lost when the process ends.
     Memory,
+    /// In the Redis at this URL (`redis://HOST:PORT[/DB]`); as durable as that Redis is set to
+    /// be. One node per Redis database for now.
+    Redis(String),
 }
 
 /// The resolved configuration of a queuehub server.
@@ -138,6 +141,11 @@ pub struct Settings {
     #[arg(long, action = ArgAction::Set, value_parser = BoolishValueParser::new(), num_args = 0..=1,
           default_missing_value = "true", default_value_t = false)]
     pub memory: bool,
+    /// Keep everything in this Redis (7 or later, or Valkey) instead of the data directory:
+    /// redis://HOST:PORT[/DB]. One queuehub node per Redis database (several: not yet).
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
     /// A preset: a built-in name (`caps`, the classroom lab) or a TOML file with the same keys
     /// as `--config` (and a lab's [compat] and [[http_routes]]); everything else overrides it.
     #[arg(long, value_name = "NAME|FILE")]
@@ -205,8 +213,9 @@ pub struct Settings {
 /// The page cache a store may be given, in MiB (1 MiB to 1 TiB).
 const STORE_CACHE_MB: std::ops::RangeInclusive<u64> = 1..=1_048_576;
 
-/// The settings that are secrets: `--print-config` never prints their values.
-pub const SECRET_KEYS: [&str; 2] = ["api_key", "token_secret"];
+/// The settings that are secrets (the Redis URL may carry a password): `--print-config` never
+/// prints their values.
+pub const SECRET_KEYS: [&str; 3] = ["api_key", "token_secret", "redis"];
 
 impl Settings {
     /// Every setting's key (`max_inbox`) with its help text, in declaration order.
@@ -285,9 +294,17 @@ impl Loaded {
             return Err(self.refuse("request_timeout_ms", "must be at least 1 (ms)"));
         }
         let security = self.security()?;
-        let storage = match s.memory {
-            true => Storage::Memory,
-            false => Storage::Embedded(s.data_dir.clone()),
+        let storage = match (&s.redis, s.memory) {
+            (Some(_), true) => {
+                return Err(self.refuse("redis", "cannot be combined with memory (choose one)"));
+            }
+            (Some(url), false) => {
+                crate::store::redis::check_url(url)
+                    .map_err(|problem| self.refuse("redis", problem))?;
+                Storage::Redis(url.clone())
+            }
+            (None, true) => Storage::Memory,
+            (None, false) => Storage::Embedded(s.data_dir.clone()),
         };
         let broker = BrokerConfig {
             max_payload_bytes: s.max_payload_bytes,

@@ -10,7 +10,7 @@
 //! - [`app`]: builds everything and runs until a shutdown signal;
 //! - [`serve`]: the accept loop: header timeout, per-address connection limit, HTTP/1.1;
 //! - [`broker`]: publish, fan-out, inboxes, catch-up, acks: the only place with queue logic;
-//! - [`store`]: the storage trait and its engines (embedded redb, memory);
+//! - [`store`]: the storage trait and its engines (embedded redb, Redis, memory);
 //! - [`api`]: the HTTP API (only place that knows HTTP);
 //! - [`socket`]: the socket.io API (only place that knows socket.io);
 //! - [`compat`]: the classroom preset: a lab's event and field aliases and routing, as data;

@@ -278,6 +278,7 @@ listen = ["127.0.0.1:4001", "127.0.0.1:4002"]
 data_dir = "elsewhere"
 store_cache_mb = 8
 memory = true
+redis = "redis://127.0.0.1:6390/2"
 preset = "caps"
 api_key = ["k1", "k2"]
 api_key_file = "keys.txt"
@@ -526,4 +527,30 @@ fn the_readme_documents_exactly_the_settings_of_the_code() {
     assert_eq!(keys, known, "README's tables list every setting once");
     let other: Vec<&str> = documented.iter().map(|(flag, ..)| flag.as_str()).collect();
     assert!(other.contains(&"--config") && other.contains(&"--print-config"));
+}
+
+#[test]
+fn a_redis_url_selects_the_redis_store() {
+    let url = "redis://127.0.0.1:6390/2";
+    let from_flag = load(&["--redis", url], &[]).unwrap().into_config().unwrap();
+    assert_eq!(from_flag.storage, Storage::Redis(url.into()));
+    let from_env = load(&[], &[("QUEUEHUB_REDIS", url)]).unwrap();
+    assert_eq!(
+        from_env.into_config().unwrap().storage,
+        Storage::Redis(url.into())
+    );
+}
+
+#[test]
+fn a_redis_url_is_refused_with_memory_or_when_it_is_not_one() {
+    let url = "redis://127.0.0.1:6390";
+    let both = load(&["--redis", url, "--memory"], &[])
+        .unwrap()
+        .into_config();
+    let err = both.unwrap_err().to_string();
+    assert!(err.contains("redis") && err.contains("memory"), "{err}");
+    let wrong = load(&["--redis", "http://127.0.0.1:6390"], &[])
+        .unwrap()
+        .into_config();
+    assert!(wrong.unwrap_err().to_string().contains("redis"));
 }

@@ -1,11 +1,12 @@
-//! Durable storage behind one trait, [`Store`], with two engines: [`embedded::EmbeddedStore`]
-//! (redb, the default) and [`memory::MemoryStore`] (`--memory`, nothing on disk).
+//! Durable storage behind one trait, [`Store`], with three engines: [`embedded::EmbeddedStore`]
+//! (redb, the default), [`redis::RedisStore`] (`--redis`, one node's store in Redis) and
+//! [`memory::MemoryStore`] (`--memory`, nothing on disk).
 //!
 //! The store is the source of truth; the broker keeps in-memory indexes that it rebuilds from
 //! [`Store::load`] at start and after a failed commit. The store knows nothing of queue
 //! semantics: it applies batches of [`Op`]s atomically and reads payloads back by sequence
-//! number. No storage-engine type appears in this module's signatures, so a Redis engine can
-//! implement the same trait (MULTI/EXEC for [`Store::commit`], scans for [`Store::load`]).
+//! number. No storage-engine type appears in this module's signatures: the Redis engine
+//! implements the same trait (MULTI/EXEC for [`Store::commit`]).
 //!
 //! Layout (the same in every engine):
 //! - messages: `seq → {meta, payload}`: each payload is stored exactly once;
@@ -17,6 +18,7 @@
 
 pub mod embedded;
 pub mod memory;
+pub mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -229,6 +231,6 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the payloads of `seqs`, in the same order.
     async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError>;
 
-    /// A short name for logs: `embedded` or `memory`.
+    /// A short name for logs: `embedded`, `redis` or `memory`.
     fn engine(&self) -> &'static str;
 }

@@ -18,6 +18,7 @@ mod limits;
 mod openapi;
 mod operation;
 mod publish;
+mod redis;
 mod security;
 mod security_modes;
 mod strict_input;

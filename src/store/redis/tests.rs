@@ -1,0 +1,259 @@
+//! The Redis engine against a real `redis-server`, started by each test on a free loopback
+//! port in a temp dir and killed (by its pid) when the test ends. Without `redis-server` these
+//! tests fail: `.ci/run` installs it (Debian's `redis-server` package).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::names::{EventName, MessageId};
+use crate::store::StoredMessage;
+use crate::store::conformance;
+
+/// No snapshots, no append-only file: nothing survives a restart.
+const VOLATILE: &[&str] = &["--save", "", "--appendonly", "no"];
+/// Every answered write is fsynced to the append-only file.
+const DURABLE: &[&str] = &[
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
+
+/// A `redis-server` process of one test.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` with `settings` in a fresh temp dir and waits until it answers.
+    async fn start(settings: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = spawn(dir.path(), port, settings);
+        let server = Self { child, port, dir };
+        server.wait_until_ready().await;
+        server
+    }
+
+    fn url(&self, db: u8) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// kill -9, then the same server again on the same port and directory.
+    async fn kill_and_restart(&mut self, settings: &[&str]) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+        self.child = spawn(self.dir.path(), self.port, settings);
+        self.wait_until_ready().await;
+    }
+
+    /// Until `PING` answers `PONG` (not `LOADING`), for at most ten seconds.
+    async fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url(0)).unwrap();
+        loop {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+                if pong.is_ok_and(|p| p == "PONG") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path, port: u16, settings: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir)
+        .args(settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot start redis-server ({err}): the Redis store's tests need it on the PATH \
+                 (`apt-get install redis-server`; .ci/run installs it)"
+            )
+        })
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn connect(url: &str) -> RedisStore {
+    RedisStore::connect(url).await.expect("connects to Redis")
+}
+
+#[tokio::test]
+async fn redis_store_meets_the_contract() {
+    let server = RedisServer::start(VOLATILE).await;
+    conformance::check(&connect(&server.url(0)).await).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_agrees_with_the_memory_store_on_random_ops() {
+    let server = RedisServer::start(VOLATILE).await;
+    // Each seed in a database of its own (`/1` … `/8`): a fresh store every time.
+    for seed in 1..=8 {
+        let store = connect(&server.url(seed as u8)).await;
+        conformance::agrees_with_memory(&store, seed, 60).await;
+    }
+}
+
+#[tokio::test]
+async fn databases_of_one_redis_are_separate_stores() {
+    let server = RedisServer::start(VOLATILE).await;
+    let (first, second) = (connect(&server.url(1)).await, connect(&server.url(2)).await);
+    first
+        .commit(vec![Op::PutMessage(message(7))])
+        .await
+        .unwrap();
+    assert_eq!(first.load().await.unwrap().messages.len(), 1);
+    assert_eq!(second.load().await.unwrap(), Snapshot::default());
+}
+
+#[tokio::test]
+async fn a_redis_without_persistence_is_recognized() {
+    let volatile = RedisServer::start(VOLATILE).await;
+    let persistence = connect(&volatile.url(0)).await.persistence().await.unwrap();
+    assert!(!persistence.survives_restart(), "{persistence:?}");
+
+    let durable = RedisServer::start(DURABLE).await;
+    let persistence = connect(&durable.url(0)).await.persistence().await.unwrap();
+    assert!(persistence.survives_restart(), "{persistence:?}");
+    assert_eq!(persistence.append_fsync, "always");
+}
+
+#[tokio::test]
+async fn a_committed_batch_survives_kill_9_of_redis_with_appendfsync_always() {
+    let mut server = RedisServer::start(DURABLE).await;
+    let store = connect(&server.url(0)).await;
+    store
+        .commit(vec![Op::PutMessage(message(1)), Op::PutMessage(message(2))])
+        .await
+        .unwrap();
+
+    server.kill_and_restart(DURABLE).await;
+
+    let store = connect(&server.url(0)).await;
+    let snapshot = store.load().await.unwrap();
+    assert_eq!(
+        snapshot.messages,
+        vec![message(1).meta, message(2).meta],
+        "what Redis answered before kill -9 is still there"
+    );
+    assert_eq!(
+        store.payloads(vec![2]).await.unwrap(),
+        vec![Some("{\"n\":2}".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn the_store_reconnects_by_itself_after_redis_restarts() {
+    let mut server = RedisServer::start(DURABLE).await;
+    let store = connect(&server.url(0)).await;
+    store
+        .commit(vec![Op::PutMessage(message(1))])
+        .await
+        .unwrap();
+
+    server.kill_and_restart(DURABLE).await;
+
+    // The call that meets the dropped connection may fail; a later one reconnects.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let snapshot = loop {
+        match store.load().await {
+            Ok(snapshot) => break snapshot,
+            Err(err) => assert!(Instant::now() < deadline, "never reconnected: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(snapshot.messages, vec![message(1).meta]);
+    store
+        .commit(vec![Op::PutMessage(message(2))])
+        .await
+        .unwrap();
+    assert_eq!(store.load().await.unwrap().messages.len(), 2);
+}
+
+#[tokio::test]
+async fn connecting_to_no_redis_is_an_error() {
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    assert!(RedisStore::connect(&url).await.is_err());
+}
+
+#[test]
+fn every_setting_short_of_appendfsync_always_is_named_as_a_risk() {
+    let persistence = |append_only, append_fsync: &str, save: &str| Persistence {
+        append_only,
+        append_fsync: append_fsync.into(),
+        save: save.into(),
+    };
+    assert_eq!(persistence(true, "always", "").risk(), None);
+    let risks = [
+        (persistence(false, "always", ""), "no persistence"),
+        (persistence(false, "everysec", "3600 1"), "snapshots"),
+        (persistence(true, "everysec", ""), "last second"),
+        (persistence(true, "no", "3600 1"), "appendfsync no"),
+    ];
+    for (settings, words) in risks {
+        let risk = settings.risk().unwrap_or_default();
+        assert!(risk.contains(words), "{settings:?}: {risk}");
+    }
+}
+
+#[test]
+fn only_redis_urls_are_accepted() {
+    assert!(check_url("redis://127.0.0.1:6379/3").is_ok());
+    assert!(check_url("redis://localhost").is_ok());
+    assert!(check_url("http://localhost:6379").is_err());
+    assert!(
+        check_url("rediss://localhost:6379").is_err(),
+        "no TLS in this build"
+    );
+    assert!(check_url("not a url").is_err());
+}
+
+fn message(seq: u64) -> StoredMessage {
+    StoredMessage {
+        meta: MessageMeta {
+            seq,
+            id: MessageId::try_from(format!("m{seq}")).unwrap(),
+            queue: QueueName::try_from("orders".to_owned()).unwrap(),
+            event: EventName::try_from("delivered".to_owned()).unwrap(),
+            published_at_ms: 1_000 + seq,
+            source: "http".into(),
+            deliver_at_ms: None,
+            expires_at_ms: None,
+        },
+        payload: format!("{{\"n\":{seq}}}"),
+    }
+}
