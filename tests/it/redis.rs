@@ -1,6 +1,7 @@
 //! The real binary on the Redis engine (`--redis`), against a `redis-server` each test starts
 //! on a free loopback port in a temp dir and kills by its pid. Without `redis-server` these
-//! tests fail: `.ci/run` installs it.
+//! tests are skipped unless `QUEUEHUB_REQUIRE_REDIS` is set, as `.ci/run` sets it (and installs
+//! it).
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -108,8 +109,31 @@ fn start_node(redis: &RedisServer) -> ServerProcess {
     )
 }
 
+/// Whether `redis-server` can run here. Without it these tests say so and pass, so that
+/// `cargo test` works on a machine with only the Rust toolchain; `.ci/run` installs it and
+/// sets `QUEUEHUB_REQUIRE_REDIS`, which makes its absence a failure.
+fn redis_available() -> bool {
+    let found = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("QUEUEHUB_REQUIRE_REDIS").is_none(),
+            "redis-server is not installed and QUEUEHUB_REQUIRE_REDIS is set (`apt-get install redis-server`)"
+        );
+        eprintln!(
+            "skipped: redis-server is not installed (`apt-get install redis-server` runs these tests)"
+        );
+    }
+    found
+}
+
 #[tokio::test]
 async fn a_message_published_on_redis_survives_kill_9_of_the_node_and_is_delivered() {
+    if !redis_available() {
+        return;
+    }
     let redis = RedisServer::start(DURABLE);
     let (queue, client) = (unique("orders"), unique("acme"));
     let node = start_node(&redis);
@@ -143,6 +167,9 @@ async fn a_message_published_on_redis_survives_kill_9_of_the_node_and_is_deliver
 
 #[tokio::test]
 async fn while_redis_is_down_publishes_are_refused_503_and_the_node_recovers_by_itself() {
+    if !redis_available() {
+        return;
+    }
     let mut redis = RedisServer::start(DURABLE);
     let queue = unique("orders");
     let node = start_node(&redis);
@@ -180,6 +207,9 @@ async fn while_redis_is_down_publishes_are_refused_503_and_the_node_recovers_by_
 
 #[tokio::test]
 async fn a_node_on_a_redis_without_persistence_warns_at_start() {
+    if !redis_available() {
+        return;
+    }
     let redis = RedisServer::start(&["--save", "", "--appendonly", "no"]);
     let node = start_node(&redis);
     assert!(

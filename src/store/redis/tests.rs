@@ -1,6 +1,7 @@
 //! The Redis engine against a real `redis-server`, started by each test on a free loopback
 //! port in a temp dir and killed (by its pid) when the test ends. Without `redis-server` these
-//! tests fail: `.ci/run` installs it (Debian's `redis-server` package).
+//! tests are skipped unless `QUEUEHUB_REQUIRE_REDIS` is set, as `.ci/run` sets it (and installs
+//! Debian's `redis-server` package).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -112,14 +113,40 @@ async fn connect(url: &str) -> RedisStore {
     RedisStore::connect(url).await.expect("connects to Redis")
 }
 
+/// Whether `redis-server` can run here. Without it these tests say so and pass, so that
+/// `cargo test` works on a machine with only the Rust toolchain; `.ci/run` installs it and
+/// sets `QUEUEHUB_REQUIRE_REDIS`, which makes its absence a failure.
+fn redis_available() -> bool {
+    let found = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("QUEUEHUB_REQUIRE_REDIS").is_none(),
+            "redis-server is not installed and QUEUEHUB_REQUIRE_REDIS is set (`apt-get install redis-server`)"
+        );
+        eprintln!(
+            "skipped: redis-server is not installed (`apt-get install redis-server` runs these tests)"
+        );
+    }
+    found
+}
+
 #[tokio::test]
 async fn redis_store_meets_the_contract() {
+    if !redis_available() {
+        return;
+    }
     let server = RedisServer::start(VOLATILE).await;
     conformance::check(&connect(&server.url(0)).await).await;
 }
 
 #[tokio::test]
 async fn the_redis_store_agrees_with_the_memory_store_on_random_ops() {
+    if !redis_available() {
+        return;
+    }
     let server = RedisServer::start(VOLATILE).await;
     // Each seed in a database of its own (`/1` … `/8`): a fresh store every time.
     for seed in 1..=8 {
@@ -130,6 +157,9 @@ async fn the_redis_store_agrees_with_the_memory_store_on_random_ops() {
 
 #[tokio::test]
 async fn databases_of_one_redis_are_separate_stores() {
+    if !redis_available() {
+        return;
+    }
     let server = RedisServer::start(VOLATILE).await;
     let (first, second) = (connect(&server.url(1)).await, connect(&server.url(2)).await);
     first
@@ -142,6 +172,9 @@ async fn databases_of_one_redis_are_separate_stores() {
 
 #[tokio::test]
 async fn a_redis_without_persistence_is_recognized() {
+    if !redis_available() {
+        return;
+    }
     let volatile = RedisServer::start(VOLATILE).await;
     let persistence = connect(&volatile.url(0)).await.persistence().await.unwrap();
     assert!(!persistence.survives_restart(), "{persistence:?}");
@@ -154,6 +187,9 @@ async fn a_redis_without_persistence_is_recognized() {
 
 #[tokio::test]
 async fn a_committed_batch_survives_kill_9_of_redis_with_appendfsync_always() {
+    if !redis_available() {
+        return;
+    }
     let mut server = RedisServer::start(DURABLE).await;
     let store = connect(&server.url(0)).await;
     store
@@ -178,6 +214,9 @@ async fn a_committed_batch_survives_kill_9_of_redis_with_appendfsync_always() {
 
 #[tokio::test]
 async fn the_store_reconnects_by_itself_after_redis_restarts() {
+    if !redis_available() {
+        return;
+    }
     let mut server = RedisServer::start(DURABLE).await;
     let store = connect(&server.url(0)).await;
     store
