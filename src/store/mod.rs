@@ -213,6 +213,22 @@ pub struct Snapshot {
     pub counters: Vec<(QueueName, Counters)>,
 }
 
+impl Snapshot {
+    /// Puts every list in key order (messages by `seq`, entries by owner then `seq`), the
+    /// order [`Store::load`] promises, for an engine whose reads come in another order.
+    pub fn sort(&mut self) {
+        self.messages.sort_by_key(|m| m.seq);
+        self.subscriptions
+            .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        self.inbox.sort();
+        self.attempts.sort();
+        self.waiting.sort();
+        self.receipts
+            .sort_by(|a, b| (&a.queue, &a.id).cmp(&(&b.queue, &b.id)));
+        self.counters.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+}
+
 /// A durable store of messages, inboxes and subscriptions.
 ///
 /// Contract, checked by the conformance suite for every engine:

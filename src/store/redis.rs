@@ -450,22 +450,8 @@ fn read_snapshot(
             snapshot.counters.push((queue.clone(), counters));
         }
     }
-    in_key_order(&mut snapshot);
+    snapshot.sort();
     Ok(snapshot)
-}
-
-/// Sorts every list the way the other engines list their keys.
-fn in_key_order(snapshot: &mut Snapshot) {
-    snapshot
-        .subscriptions
-        .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    snapshot.inbox.sort();
-    snapshot.attempts.sort();
-    snapshot.waiting.sort();
-    snapshot
-        .receipts
-        .sort_by(|a, b| (&a.queue, &a.id).cmp(&(&b.queue, &b.id)));
-    snapshot.counters.sort_by(|a, b| a.0.cmp(&b.0));
 }
 
 /// Reads an inbox member `["client",seq]` back.
