@@ -463,4 +463,6 @@ fn parse_entry(member: &str) -> Result<(ClientId, u64), StoreError> {
 }
 
 #[cfg(test)]
+mod test_server;
+#[cfg(test)]
 mod tests;

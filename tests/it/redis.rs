@@ -3,130 +3,25 @@
 //! tests are skipped unless `QUEUEHUB_REQUIRE_REDIS` is set, as `.ci/run` sets it (and installs
 //! it).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::helpers::{Http, ServerProcess, SocketClient, error_code, unique};
 
-/// A `redis-server` process of one test.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    settings: Vec<String>,
-    dir: tempfile::TempDir,
-}
+// The Redis engine's own throwaway `redis-server`, shared with its unit tests.
+#[path = "../../src/store/redis/test_server.rs"]
+mod test_server;
 
-impl RedisServer {
-    /// Starts `redis-server` with `settings` in a fresh temp dir; returns once it accepts
-    /// connections.
-    fn start(settings: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = spawn(dir.path(), port, settings);
-        let server = Self {
-            child,
-            port,
-            settings: settings.iter().map(|s| s.to_string()).collect(),
-            dir,
-        };
-        server.wait_until_listening();
-        server
-    }
-
-    fn wait_until_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// kill -9 (by pid); the port is then closed.
-    fn kill_9(&mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
-    }
-
-    /// Starts it again with the same settings, port and directory.
-    fn restart(&mut self) {
-        let settings: Vec<&str> = self.settings.iter().map(String::as_str).collect();
-        self.child = spawn(self.dir.path(), self.port, &settings);
-        self.wait_until_listening();
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &Path, port: u16, settings: &[&str]) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir)
-        .args(settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| {
-            panic!(
-                "cannot start redis-server ({err}): these tests need it on the PATH \
-                 (`apt-get install redis-server`; .ci/run installs it)"
-            )
-        })
-}
-
-/// Every answered write is fsynced to the append-only file.
-const DURABLE: &[&str] = &[
-    "--save",
-    "",
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "always",
-];
+use test_server::{DURABLE, RedisServer, VOLATILE, redis_available};
 
 fn start_node(redis: &RedisServer) -> ServerProcess {
     ServerProcess::start_with(
-        &["--listen", "127.0.0.1:0", "--redis", &redis.url()],
+        &["--listen", "127.0.0.1:0", "--redis", &redis.url(0)],
         &[],
         1,
         None,
     )
-}
-
-/// Whether `redis-server` can run here. Without it these tests say so and pass, so that
-/// `cargo test` works on a machine with only the Rust toolchain; `.ci/run` installs it and
-/// sets `QUEUEHUB_REQUIRE_REDIS`, which makes its absence a failure.
-fn redis_available() -> bool {
-    let found = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("QUEUEHUB_REQUIRE_REDIS").is_none(),
-            "redis-server is not installed and QUEUEHUB_REQUIRE_REDIS is set (`apt-get install redis-server`)"
-        );
-        eprintln!(
-            "skipped: redis-server is not installed (`apt-get install redis-server` runs these tests)"
-        );
-    }
-    found
 }
 
 #[tokio::test]
@@ -210,7 +105,7 @@ async fn a_node_on_a_redis_without_persistence_warns_at_start() {
     if !redis_available() {
         return;
     }
-    let redis = RedisServer::start(&["--save", "", "--appendonly", "no"]);
+    let redis = RedisServer::start(VOLATILE);
     let node = start_node(&redis);
     assert!(
         node.log()

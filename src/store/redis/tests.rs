@@ -3,134 +3,16 @@
 //! tests are skipped unless `QUEUEHUB_REQUIRE_REDIS` is set, as `.ci/run` sets it (and installs
 //! Debian's `redis-server` package).
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::test_server::{DURABLE, RedisServer, VOLATILE, redis_available};
 use super::*;
 use crate::names::{EventName, MessageId};
 use crate::store::StoredMessage;
 use crate::store::conformance;
 
-/// No snapshots, no append-only file: nothing survives a restart.
-const VOLATILE: &[&str] = &["--save", "", "--appendonly", "no"];
-/// Every answered write is fsynced to the append-only file.
-const DURABLE: &[&str] = &[
-    "--save",
-    "",
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "always",
-];
-
-/// A `redis-server` process of one test.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` with `settings` in a fresh temp dir and waits until it answers.
-    async fn start(settings: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = spawn(dir.path(), port, settings);
-        let server = Self { child, port, dir };
-        server.wait_until_ready().await;
-        server
-    }
-
-    fn url(&self, db: u8) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
-    }
-
-    /// kill -9, then the same server again on the same port and directory.
-    async fn kill_and_restart(&mut self, settings: &[&str]) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-        self.child = spawn(self.dir.path(), self.port, settings);
-        self.wait_until_ready().await;
-    }
-
-    /// Until `PING` answers `PONG` (not `LOADING`), for at most ten seconds.
-    async fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url(0)).unwrap();
-        loop {
-            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
-                if pong.is_ok_and(|p| p == "PONG") {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not start",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &Path, port: u16, settings: &[&str]) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir)
-        .args(settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| {
-            panic!(
-                "cannot start redis-server ({err}): the Redis store's tests need it on the PATH \
-                 (`apt-get install redis-server`; .ci/run installs it)"
-            )
-        })
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn connect(url: &str) -> RedisStore {
     RedisStore::connect(url).await.expect("connects to Redis")
-}
-
-/// Whether `redis-server` can run here. Without it these tests say so and pass, so that
-/// `cargo test` works on a machine with only the Rust toolchain; `.ci/run` installs it and
-/// sets `QUEUEHUB_REQUIRE_REDIS`, which makes its absence a failure.
-fn redis_available() -> bool {
-    let found = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("QUEUEHUB_REQUIRE_REDIS").is_none(),
-            "redis-server is not installed and QUEUEHUB_REQUIRE_REDIS is set (`apt-get install redis-server`)"
-        );
-        eprintln!(
-            "skipped: redis-server is not installed (`apt-get install redis-server` runs these tests)"
-        );
-    }
-    found
 }
 
 #[tokio::test]
@@ -138,7 +20,7 @@ async fn redis_store_meets_the_contract() {
     if !redis_available() {
         return;
     }
-    let server = RedisServer::start(VOLATILE).await;
+    let server = RedisServer::start(VOLATILE);
     conformance::check(&connect(&server.url(0)).await).await;
 }
 
@@ -147,7 +29,7 @@ async fn the_redis_store_agrees_with_the_memory_store_on_random_ops() {
     if !redis_available() {
         return;
     }
-    let server = RedisServer::start(VOLATILE).await;
+    let server = RedisServer::start(VOLATILE);
     // Each seed in a database of its own (`/1` … `/8`): a fresh store every time.
     for seed in 1..=8 {
         let store = connect(&server.url(seed as u8)).await;
@@ -160,7 +42,7 @@ async fn databases_of_one_redis_are_separate_stores() {
     if !redis_available() {
         return;
     }
-    let server = RedisServer::start(VOLATILE).await;
+    let server = RedisServer::start(VOLATILE);
     let (first, second) = (connect(&server.url(1)).await, connect(&server.url(2)).await);
     first
         .commit(vec![Op::PutMessage(message(7))])
@@ -175,11 +57,11 @@ async fn a_redis_without_persistence_is_recognized() {
     if !redis_available() {
         return;
     }
-    let volatile = RedisServer::start(VOLATILE).await;
+    let volatile = RedisServer::start(VOLATILE);
     let persistence = connect(&volatile.url(0)).await.persistence().await.unwrap();
     assert!(!persistence.survives_restart(), "{persistence:?}");
 
-    let durable = RedisServer::start(DURABLE).await;
+    let durable = RedisServer::start(DURABLE);
     let persistence = connect(&durable.url(0)).await.persistence().await.unwrap();
     assert!(persistence.survives_restart(), "{persistence:?}");
     assert_eq!(persistence.append_fsync, "always");
@@ -190,14 +72,15 @@ async fn a_committed_batch_survives_kill_9_of_redis_with_appendfsync_always() {
     if !redis_available() {
         return;
     }
-    let mut server = RedisServer::start(DURABLE).await;
+    let mut server = RedisServer::start(DURABLE);
     let store = connect(&server.url(0)).await;
     store
         .commit(vec![Op::PutMessage(message(1)), Op::PutMessage(message(2))])
         .await
         .unwrap();
 
-    server.kill_and_restart(DURABLE).await;
+    server.kill_9();
+    server.restart();
 
     let store = connect(&server.url(0)).await;
     let snapshot = store.load().await.unwrap();
@@ -217,14 +100,15 @@ async fn the_store_reconnects_by_itself_after_redis_restarts() {
     if !redis_available() {
         return;
     }
-    let mut server = RedisServer::start(DURABLE).await;
+    let mut server = RedisServer::start(DURABLE);
     let store = connect(&server.url(0)).await;
     store
         .commit(vec![Op::PutMessage(message(1))])
         .await
         .unwrap();
 
-    server.kill_and_restart(DURABLE).await;
+    server.kill_9();
+    server.restart();
 
     // The call that meets the dropped connection may fail; a later one reconnects.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -245,7 +129,12 @@ async fn the_store_reconnects_by_itself_after_redis_restarts() {
 
 #[tokio::test]
 async fn connecting_to_no_redis_is_an_error() {
-    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    // A port nobody listens on right now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/0");
     assert!(RedisStore::connect(&url).await.is_err());
 }
 
