@@ -204,6 +204,45 @@ pub async fn check(store: &dyn Store) {
     committed_state_loads_back(store).await;
     deletes_remove_and_missing_removes_are_harmless(store).await;
     names_stored_under_older_rules_still_load(store).await;
+    a_long_inbox_loads_back_whole_after_removals(store).await;
+}
+
+/// Thousands of entries in one inbox, across engine-internal boundaries, added and removed in
+/// batches: what remains loads back exactly, beside another client's entries for the same seqs.
+async fn a_long_inbox_loads_back_whole_after_removals(store: &dyn Store) {
+    let before = sorted(store.load().await.unwrap()).inbox;
+    let seqs = 5_000..8_200u64;
+    let add =
+        |client: &str| -> Vec<Op> { seqs.clone().map(|seq| inbox(client, "long", seq)).collect() };
+    store.commit(add("reader")).await.unwrap();
+    store.commit(add("other")).await.unwrap();
+    // Removes every third entry, and a whole range, in separate commits, plus some never added.
+    let remove = |filter: &dyn Fn(u64) -> bool| -> Vec<Op> {
+        (4_990..8_300u64)
+            .filter(|seq| filter(*seq))
+            .map(|seq| Op::RemoveFromInbox {
+                client: name("reader"),
+                queue: name("long"),
+                seq,
+            })
+            .collect()
+    };
+    store.commit(remove(&|seq| seq % 3 == 0)).await.unwrap();
+    store
+        .commit(remove(&|seq| (6_000..7_100).contains(&seq)))
+        .await
+        .unwrap();
+    let mut want = before;
+    for seq in seqs.clone() {
+        want.push((name("other"), name("long"), seq));
+        if seq % 3 != 0 && !(6_000..7_100).contains(&seq) {
+            want.push((name("reader"), name("long"), seq));
+        }
+    }
+    want.sort();
+    let got = sorted(store.load().await.unwrap()).inbox;
+    assert_eq!(got.len(), want.len(), "inbox entries after removals");
+    assert_eq!(got, want);
 }
 
 /// Applies the same `batches` random batches of ops (from `seed`) to `store` and to a memory
@@ -222,7 +261,7 @@ pub async fn agrees_with_memory(store: &dyn Store, seed: u64, batches: usize) {
             sorted(want),
             "after batch {n} (seed {seed}): {batch:?}"
         );
-        let seqs: Vec<u64> = (0..=SEQS).collect();
+        let seqs: Vec<u64> = [0].iter().chain(&SEQS).copied().collect();
         assert_eq!(
             store.payloads(seqs.clone()).await.unwrap(),
             reference.payloads(seqs).await.unwrap(),
@@ -238,8 +277,23 @@ fn sorted(mut snapshot: Snapshot) -> Snapshot {
     snapshot
 }
 
-/// Sequence numbers of the random world (small, so that ops hit each other).
-const SEQS: u64 = 12;
+/// Sequence numbers of the random world: few, so that ops hit each other, and spread so that
+/// they straddle the boundaries an engine may group entries by (the embedded engine's chunks of
+/// 1024).
+const SEQS: [u64; 12] = [
+    1,
+    2,
+    3,
+    1022,
+    1023,
+    1024,
+    1025,
+    2048,
+    4095,
+    70_000,
+    1 << 40,
+    u64::MAX / 2,
+];
 
 /// A small xorshift generator: the same seed gives the same ops on every engine and run.
 struct Random(u64);
@@ -261,7 +315,7 @@ impl Random {
     }
 
     fn seq(&mut self) -> u64 {
-        self.below(SEQS) + 1
+        SEQS[self.below(SEQS.len() as u64) as usize]
     }
 
     fn client(&mut self) -> ClientId {

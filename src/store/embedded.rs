@@ -6,20 +6,32 @@
 //! can be inspected and migrated easily; payloads live in their own table so that start-up
 //! reads only the small message metadata.
 
+mod chunk;
+
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 
 use super::{MessageMeta, Op, Receipt, Snapshot, Store, StoreError};
-use crate::names::StoredName;
+use crate::names::{ClientId, QueueName, StoredName};
+use chunk::Chunk;
 
 const META: TableDefinition<u64, &str> = TableDefinition::new("message_meta");
 const PAYLOADS: TableDefinition<u64, &str> = TableDefinition::new("message_payload");
 const SUBSCRIPTIONS: TableDefinition<(&str, &str), &str> = TableDefinition::new("subscriptions");
-const INBOX: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("inbox");
+/// Inbox entries, a row per 1024 sequence numbers of an inbox: `(client, queue, seq / 1024)`
+/// to the entries' offsets (see [`chunk`]).
+const INBOX: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("inbox_chunks");
+/// Inbox entries as files written before chunks kept them, a row per entry; moved into
+/// [`INBOX`] when such a file is opened.
+const LEGACY_INBOX: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("inbox");
 const ATTEMPTS: TableDefinition<(&str, &str, u64), u32> = TableDefinition::new("inbox_attempts");
 const WAITING: TableDefinition<(&str, u64), ()> = TableDefinition::new("waiting");
 const RECEIPTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("receipts");
@@ -158,6 +170,7 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     let create_tables = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         open_all(&txn)?;
+        migrate_legacy_inbox(&txn)?;
         txn.commit()?;
         Ok(())
     };
@@ -193,6 +206,95 @@ fn open_all(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// Moves the entries of a file written before inbox chunks into chunks, in the transaction
+/// that opens the file (so a crash leaves either format whole), and deletes the old table.
+fn migrate_legacy_inbox(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    let mut inboxes = InboxWrites::default();
+    {
+        let legacy = match txn.open_table(LEGACY_INBOX) {
+            Ok(table) => table,
+            // Written by a build that kept another value type there: not ours to migrate.
+            Err(redb::TableError::TableTypeMismatch { .. }) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        if legacy.is_empty()? {
+            drop(legacy);
+            txn.delete_table(LEGACY_INBOX)?;
+            return Ok(());
+        }
+        let mut chunks = txn.open_table(INBOX)?;
+        for row in legacy.iter()? {
+            let (key, _) = row?;
+            let (client, queue, seq) = key.value();
+            inboxes.change(&chunks, parse_name(client)?, parse_name(queue)?, seq, true)?;
+        }
+        inboxes.write(&mut chunks)?;
+    }
+    txn.delete_table(LEGACY_INBOX)?;
+    tracing::info!("inbox entries moved into chunks");
+    Ok(())
+}
+
+/// The inbox chunks a commit changes, read once and written once however many of their entries
+/// it adds or removes.
+#[derive(Default)]
+struct InboxWrites {
+    chunks: HashMap<(ClientId, QueueName, u64), Chunk>,
+}
+
+impl InboxWrites {
+    /// Adds (`present`) or removes the entry `seq` of `client`'s inbox on `queue`.
+    fn change(
+        &mut self,
+        table: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+        client: ClientId,
+        queue: QueueName,
+        seq: u64,
+        present: bool,
+    ) -> Result<(), redb::Error> {
+        let (number, offset) = chunk::locate(seq);
+        let key = (client, queue, number);
+        let chunk = match self.chunks.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let (client, queue, number) = entry.key();
+                let stored = table.get((client.as_str(), queue.as_str(), *number))?;
+                let chunk = match stored {
+                    Some(value) => Chunk::decode(value.value())
+                        .map_err(|e| redb::Error::Corrupted(e.to_string()))?,
+                    None => Chunk::default(),
+                };
+                entry.insert(chunk)
+            }
+        };
+        if present {
+            chunk.insert(offset);
+        } else {
+            chunk.remove(offset);
+        }
+        Ok(())
+    }
+
+    /// Writes every changed chunk back (an emptied one is removed).
+    fn write(
+        self,
+        table: &mut redb::Table<(&'static str, &'static str, u64), &'static [u8]>,
+    ) -> Result<(), redb::Error> {
+        for ((client, queue, number), chunk) in self.chunks {
+            let key = (client.as_str(), queue.as_str(), number);
+            match chunk.encode() {
+                Some(value) => {
+                    table.insert(key, value.as_slice())?;
+                }
+                None => {
+                    table.remove(key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, redb::Error> {
     serde_json::to_string(value).map_err(|e| redb::Error::Corrupted(format!("cannot encode: {e}")))
 }
@@ -210,6 +312,9 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     let mut waiting = txn.open_table(WAITING)?;
     let mut receipts = txn.open_table(RECEIPTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
+    let mut inboxes = InboxWrites::default();
+    // Attempt counts exist only for work-mode and ordered entries: most removals need not look.
+    let mut any_attempts = !attempts.is_empty()?;
     for op in ops {
         match op {
             Op::PutMessage(message) => {
@@ -233,12 +338,13 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 subscriptions.remove((client.as_str(), queue.as_str()))?;
             }
             Op::AddToInbox { client, queue, seq } => {
-                inbox.insert((client.as_str(), queue.as_str(), seq), ())?;
+                inboxes.change(&inbox, client, queue, seq, true)?;
             }
             Op::RemoveFromInbox { client, queue, seq } => {
-                let key = (client.as_str(), queue.as_str(), seq);
-                attempts.remove(key)?;
-                inbox.remove(key)?;
+                if any_attempts {
+                    attempts.remove((client.as_str(), queue.as_str(), seq))?;
+                }
+                inboxes.change(&inbox, client, queue, seq, false)?;
             }
             Op::SetAttempts {
                 client,
@@ -246,6 +352,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 seq,
                 attempts: n,
             } => {
+                any_attempts = true;
                 attempts.insert((client.as_str(), queue.as_str(), seq), n)?;
             }
             Op::AddWaiting { queue, seq } => {
@@ -266,7 +373,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
         }
     }
-    Ok(())
+    inboxes.write(&mut inbox)
 }
 
 /// A name in a key, as stored (see [`StoredName`]: rules added later do not apply).
@@ -293,11 +400,14 @@ fn read_snapshot(db: &Database) -> Result<Snapshot, redb::Error> {
         ));
     }
     for row in txn.open_table(INBOX)?.iter()? {
-        let (key, _) = row?;
-        let (client, queue, seq) = key.value();
-        snapshot
-            .inbox
-            .push((parse_name(client)?, parse_name(queue)?, seq));
+        let (key, value) = row?;
+        let (client, queue, number) = key.value();
+        let chunk =
+            Chunk::decode(value.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+        let (client, queue): (ClientId, QueueName) = (parse_name(client)?, parse_name(queue)?);
+        for seq in chunk.seqs(number) {
+            snapshot.inbox.push((client.clone(), queue.clone(), seq));
+        }
     }
     for row in txn.open_table(ATTEMPTS)?.iter()? {
         let (key, value) = row?;
@@ -356,5 +466,61 @@ impl Store for EmbeddedStore {
 
     fn engine(&self) -> &'static str {
         "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_with_an_entry_per_row_opens_with_its_entries_moved_into_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            // The layout of builds before chunks: one row per inbox entry.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut legacy = txn.open_table(LEGACY_INBOX).unwrap();
+                for seq in [1, 2, 1500] {
+                    legacy.insert(("acme", "orders", seq), ()).unwrap();
+                }
+                legacy.insert(("driver", "orders", 2), ()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut inbox = store.load().await.unwrap().inbox;
+        inbox.sort();
+        let entry = |client: &str, seq| {
+            (
+                ClientId::try_from(client.to_owned()).unwrap(),
+                QueueName::try_from("orders".to_owned()).unwrap(),
+                seq,
+            )
+        };
+        let want = vec![
+            entry("acme", 1),
+            entry("acme", 2),
+            entry("acme", 1500),
+            entry("driver", 2),
+        ];
+        assert_eq!(inbox, want);
+        // The old table is gone, so a second opening does not move the entries again; an ack
+        // after the move removes the entry for good.
+        store
+            .commit(vec![Op::RemoveFromInbox {
+                client: want[0].0.clone(),
+                queue: want[0].1.clone(),
+                seq: 1,
+            }])
+            .await
+            .unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        let mut inbox = reopened.load().await.unwrap().inbox;
+        inbox.sort();
+        assert_eq!(inbox, want[1..].to_vec());
     }
 }

@@ -8,9 +8,11 @@
 //! number. No storage-engine type appears in this module's signatures: the Redis engine
 //! implements the same trait (MULTI/EXEC for [`Store::commit`]).
 //!
-//! Layout (the same in every engine):
+//! Layout (the same in every engine, as [`Op`]s and [`Snapshot`] see it):
 //! - messages: `seq → {meta, payload}`: each payload is stored exactly once;
-//! - inbox entries: `(clientId, queue, seq)`: one per subscriber that has not acked;
+//! - inbox entries: `(clientId, queue, seq)`: one per subscriber that has not acked (the
+//!   embedded engine keeps them a row per 1024 sequence numbers of an inbox, so that its
+//!   writes per commit grow with the inboxes touched, not with subscribers × messages);
 //! - waiting entries: `(queue, seq)`: messages published while the queue had no subscriber;
 //! - subscriptions: `(clientId, queue) → options`;
 //! - dedupe receipts: `(queue, id) → receipt`, for idempotent publish;
