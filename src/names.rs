@@ -11,8 +11,9 @@
 //! ([`StoredName`]), so that a data directory written by an older queuehub still opens.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::Error;
 
@@ -83,9 +84,12 @@ fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal, checks: [$($check:ident),*]) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        ///
+        /// Shared text: a clone (one per inbox entry, store op and delivery) copies a pointer,
+        /// not the name.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Human name of the field, used in error messages.
@@ -96,12 +100,18 @@ macro_rules! name_type {
                 let raw = raw.into();
                 check_name(Self::FIELD, &raw)?;
                 $($check(Self::FIELD, &raw)?;)*
-                Ok(Self(raw))
+                Ok(Self(raw.into()))
             }
 
             /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
             }
         }
 
@@ -120,7 +130,7 @@ macro_rules! name_type {
         impl StoredName for $name {
             fn from_stored(raw: String) -> Result<Self, Error> {
                 check_name(Self::FIELD, &raw)?;
-                Ok(Self(raw))
+                Ok(Self(raw.into()))
             }
         }
 
@@ -133,7 +143,7 @@ macro_rules! name_type {
 
         impl From<$name> for String {
             fn from(name: $name) -> String {
-                name.0
+                name.0.as_ref().to_owned()
             }
         }
 
@@ -252,7 +262,10 @@ impl QueueName {
 impl MessageId {
     /// A fresh id: a UUID v7, so generated ids sort by publish time.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        let mut text = uuid::Uuid::encode_buffer();
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text),
+        ))
     }
 }
 
