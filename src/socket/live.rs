@@ -255,7 +255,7 @@ impl Live {
     }
 
     /// `envelope` as this socket's namespace shows it.
-    fn dress<'a>(&self, envelope: &'a Envelope) -> Dressed<'a> {
+    fn dress(&self, envelope: &Envelope) -> Dressed {
         dress(self.dialect.as_deref(), envelope)
     }
 

@@ -161,11 +161,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         };
         io.ns(namespace.path.clone(), connect.with(authenticate));
     }
-    broker.set_outbox(Arc::new(SocketOutbox {
-        io: io.clone(),
-        namespaces,
-        sockets,
-    }));
+    broker.set_outbox(Arc::new(SocketOutbox::new(io.clone(), namespaces, sockets)));
     let dashboard = dashboard::start(&io, broker, security);
     SocketApi {
         layer: handshake::in_front_of(layer),

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use socketioxide::SocketIo;
 
 use super::context::consumer_id;
-use super::envelope::{dress, sent_by};
+use super::envelope::{Dressed, Rendered, dress, sent_by};
 use super::live::Live;
 use super::rooms::room;
 use crate::broker::{Delivery, Envelope, Outbox};
@@ -71,6 +71,36 @@ pub struct SocketOutbox {
     pub(super) io: SocketIo,
     pub(super) namespaces: Vec<Namespace>,
     pub(super) sockets: LiveSockets,
+    /// The shared text of the message being fanned out (see [`Rendered`]): its deliveries come
+    /// one after another, one per subscriber.
+    pub(super) rendered: Mutex<Option<Rendered>>,
+}
+
+impl SocketOutbox {
+    pub(super) fn new(io: SocketIo, namespaces: Vec<Namespace>, sockets: LiveSockets) -> Self {
+        Self {
+            io,
+            namespaces,
+            sockets,
+            rendered: Mutex::new(None),
+        }
+    }
+
+    /// `envelope` as a namespace without a dialect shows it, from the text shared by the
+    /// deliveries of its message.
+    fn own(&self, envelope: &Envelope) -> Dressed {
+        // std Mutex: held to render one envelope, never across an await.
+        let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        match rendered.as_ref() {
+            Some(shared) if shared.is_of(envelope) => Dressed::Own(shared.to(envelope)),
+            _ => {
+                let shared = Rendered::new(envelope);
+                let own = Dressed::Own(shared.to(envelope));
+                *rendered = Some(shared);
+                own
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -86,7 +116,10 @@ impl Outbox for SocketOutbox {
             if sockets.is_empty() {
                 continue;
             }
-            let dressed = dress(namespace.dialect.as_deref(), envelope);
+            let dressed = match namespace.dialect.as_deref() {
+                None => self.own(envelope),
+                dialect => dress(dialect, envelope),
+            };
             let auto_ack = namespace.dialect.as_ref().is_some_and(|d| d.auto_ack);
             let mut sent_to = None;
             for socket in sockets {
