@@ -35,21 +35,30 @@ pub struct Application {
     broker: Broker,
     io: SocketIo,
     dashboard: socket::dashboard::DashboardFeed,
+    /// With Redis storage: the store, whose lease this node holds while it serves.
+    redis: Option<Arc<RedisStore>>,
 }
 
-/// Opens the store the configuration names (connects, for Redis).
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store the configuration names. For Redis: connects, and waits (as a standby)
+/// until this node holds the database's lease, which is returned too.
+async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<RedisStore>>)> {
     Ok(match &config.storage {
-        Storage::Embedded(dir) => Arc::new(
-            EmbeddedStore::open_with_cache(dir, config.store_cache_bytes)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+        Storage::Embedded(dir) => (
+            Arc::new(
+                EmbeddedStore::open_with_cache(dir, config.store_cache_bytes)
+                    .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+            ),
+            None,
         ),
-        Storage::Memory => Arc::new(MemoryStore::new()),
-        Storage::Redis(url) => Arc::new(
-            RedisStore::connect(url)
-                .await
-                .with_context(|| format!("cannot connect to Redis at {url}"))?,
-        ),
+        Storage::Memory => (Arc::new(MemoryStore::new()), None),
+        Storage::Redis(url) => {
+            let redis = Arc::new(
+                RedisStore::connect(url, config.redis_lease)
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {url}"))?,
+            );
+            (Arc::clone(&redis) as Arc<dyn Store>, Some(redis))
+        }
     })
 }
 
@@ -59,7 +68,7 @@ impl Application {
     /// a free port; see [`Application::addresses`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.security.validate().map_err(anyhow::Error::msg)?;
-        let store = open_store(&config).await?;
+        let (store, redis) = open_store(&config).await?;
         let broker = Broker::open(store, config.broker.clone())
             .await
             .context("cannot load the store")?;
@@ -114,6 +123,7 @@ impl Application {
             broker,
             io,
             dashboard,
+            redis,
         })
     }
 
@@ -144,7 +154,18 @@ impl Application {
             tracing::info!("queuehub listening on http://{address}");
         }
 
-        shutdown.await;
+        // A node that lost its Redis lease to another must stop: that node serves now.
+        let lost = self.redis.as_ref().map(|redis| redis.lease().lost());
+        let lease_lost = async move {
+            match lost {
+                Some(lost) => lost.await,
+                None => std::future::pending().await,
+            }
+        };
+        let lost_lease = tokio::select! {
+            () = shutdown => false,
+            () = lease_lost => true,
+        };
         tracing::info!("shutting down: closing sockets and finishing commits");
         let _ = stop_tx.send(true);
         self.io.close().await;
@@ -159,7 +180,13 @@ impl Application {
         if let Err(err) = self.dashboard.task.await {
             tracing::error!(error = %err, "dashboard task failed");
         }
+        if let Some(redis) = &self.redis {
+            redis.lease().release().await;
+        }
         tracing::info!("queuehub stopped");
+        if lost_lease {
+            anyhow::bail!("this node lost its Redis lease to another node");
+        }
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ pub enum Storage {
     /// In memory only: everything is lost when the process ends.
     Memory,
     /// In the Redis at this URL (`redis://HOST:PORT[/DB]`); as durable as that Redis is set to
-    /// be. One node per Redis database for now.
+    /// be. One node is active per Redis database at a time (standbys wait for its lease).
     Redis(String),
 }
 
@@ -76,6 +76,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<usize>,
     /// HTTP requests one IP address may send per second (and in a burst); `None`: no limit.
     pub max_requests_per_sec: Option<u32>,
+    /// With Redis storage: how long the database's lease lasts (see `store::redis::lease`).
+    pub redis_lease: Duration,
 }
 
 impl Default for Config {
@@ -142,10 +144,15 @@ pub struct Settings {
           default_missing_value = "true", default_value_t = false)]
     pub memory: bool,
     /// Keep everything in this Redis (7 or later, or Valkey) instead of the data directory:
-    /// redis://HOST:PORT[/DB]. One queuehub node per Redis database (several: not yet).
+    /// redis://HOST:PORT[/DB]. One node is active per Redis database; more wait as standbys.
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// With --redis: the lease of the Redis database, in ms. One node is active on a database;
+    /// others wait as standbys and take over this long after it died (at once when it stops).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..),
+          default_value_t = crate::store::redis::lease::DEFAULT_TTL.as_millis() as u64)]
+    pub redis_lease_ms: u64,
     /// A preset: a built-in name (`caps`, the classroom lab) or a TOML file with the same keys
     /// as `--config` (and a lab's [compat] and [[http_routes]]); everything else overrides it.
     #[arg(long, value_name = "NAME|FILE")]
@@ -293,6 +300,9 @@ impl Loaded {
         if s.request_timeout_ms == 0 {
             return Err(self.refuse("request_timeout_ms", "must be at least 1 (ms)"));
         }
+        if s.redis_lease_ms < 100 {
+            return Err(self.refuse("redis_lease_ms", "must be at least 100 (ms)"));
+        }
         let security = self.security()?;
         let storage = match (&s.redis, s.memory) {
             (Some(_), true) => {
@@ -330,6 +340,7 @@ impl Loaded {
             max_events_per_sec: s.max_events_per_sec.max(1),
             max_connections_per_ip: s.max_connections_per_ip,
             max_requests_per_sec: s.max_requests_per_sec,
+            redis_lease: Duration::from_millis(s.redis_lease_ms),
         })
     }
 

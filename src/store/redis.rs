@@ -1,7 +1,8 @@
 //! [`RedisStore`]: the `--redis redis://HOST:PORT[/DB]` engine, every table in one Redis (7 or
-//! later, or Valkey). This is the first step of scale-out (issue 13): **one** queuehub node on
-//! Redis. Several nodes sharing one Redis need more than a store (their in-memory indexes would
-//! drift apart) and are not supported yet.
+//! later, or Valkey). This is the first step of scale-out (issue 13): **one active** queuehub
+//! node per Redis database, others waiting as standbys ([`lease`]). Several nodes serving one
+//! Redis as one server need more than a store (their in-memory indexes would drift apart) and
+//! are not supported yet; the lease makes sure they cannot both write.
 //!
 //! # Key layout
 //!
@@ -28,10 +29,11 @@
 //!
 //! # Atomicity and durability
 //!
-//! [`Store::commit`] sends the whole batch as one `MULTI … EXEC` pipeline. Every op is a blind
-//! write (no reads), so nothing needs a script: Redis runs the block without interleaving other
-//! clients' commands and writes it to the append-only file as one unit, which a crash either
-//! keeps whole or truncates. How durable an answered commit is depends on Redis's settings:
+//! [`Store::commit`] sends the whole batch as one script ([`lease::FENCED_COMMIT`]) that first
+//! checks that this node still holds the database's lease (see [`lease`]: one active node per
+//! database) and then runs the batch's writes. Every op is a blind write (no reads); Redis runs
+//! the script without interleaving other clients' commands and writes it to the append-only
+//! file as one unit, which a crash either keeps whole or truncates. How durable an answered commit is depends on Redis's settings:
 //! with `appendonly yes` and `appendfsync always` it survives a kill -9 of Redis; with
 //! `everysec` up to about a second of commits can be lost; with no persistence at all
 //! everything is lost on a restart, and [`RedisStore::connect`] logs a warning.
@@ -41,7 +43,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Pipeline, Value};
+use redis::{Arg, Pipeline, Value};
+
+pub mod lease;
+use lease::Lease;
 
 use super::{Counters, MessageMeta, Op, Receipt, Snapshot, Store, StoreError, SubscriptionRecord};
 use crate::names::{ClientId, QueueName, StoredName};
@@ -66,6 +71,8 @@ const LOAD_ATTEMPTS: usize = 5;
 /// possibly applied: the broker reloads from the store after any failed commit).
 pub struct RedisStore {
     connection: ConnectionManager,
+    lease: Lease,
+    commit: redis::Script,
 }
 
 /// What Redis keeps across its own restart, from `CONFIG GET`.
@@ -127,9 +134,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` and checks that it answers. Logs a warning if a crash of
-    /// that Redis can lose answered commits (see [`Persistence::risk`]).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connects to the Redis at `url`, checks that it answers, and takes the database's lease
+    /// (renewed every third of `lease_ttl`), waiting while another node holds it. Logs a
+    /// warning if a crash of that Redis can lose answered commits (see [`Persistence::risk`]).
+    pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::from_engine)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
@@ -138,35 +146,52 @@ impl RedisStore {
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(engine_error)?;
-        let store = Self { connection };
-        match store.persistence().await {
+        match persistence(&connection).await {
             Ok(persistence) => match persistence.risk() {
                 Some(risk) => tracing::warn!("{risk}"),
                 None => tracing::info!("Redis fsyncs every write (appendfsync always)"),
             },
             Err(err) => tracing::warn!(error = %err, "cannot read Redis's persistence settings"),
         }
-        Ok(store)
+        let lease = Lease::acquire(connection.clone(), lease_ttl)
+            .await
+            .map_err(engine_error)?;
+        Ok(Self {
+            connection,
+            lease,
+            commit: redis::Script::new(lease::FENCED_COMMIT),
+        })
+    }
+
+    /// This node's hold on the database: [`Lease::lost`] tells when it must stop,
+    /// [`Lease::release`] hands the database to a standby at once.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// Redis's persistence settings.
     pub async fn persistence(&self) -> Result<Persistence, StoreError> {
-        let mut connection = self.connection.clone();
-        let settings: HashMap<String, String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("appendonly")
-            .arg("appendfsync")
-            .arg("save")
-            .query_async(&mut connection)
-            .await
-            .map_err(engine_error)?;
-        let get = |key: &str| settings.get(key).cloned().unwrap_or_default();
-        Ok(Persistence {
-            append_only: get("appendonly") == "yes",
-            append_fsync: get("appendfsync"),
-            save: get("save"),
-        })
+        persistence(&self.connection).await
     }
+}
+
+/// The persistence settings of the Redis behind `connection`.
+async fn persistence(connection: &ConnectionManager) -> Result<Persistence, StoreError> {
+    let mut connection = connection.clone();
+    let settings: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .arg("appendfsync")
+        .arg("save")
+        .query_async(&mut connection)
+        .await
+        .map_err(engine_error)?;
+    let get = |key: &str| settings.get(key).cloned().unwrap_or_default();
+    Ok(Persistence {
+        append_only: get("appendonly") == "yes",
+        append_fsync: get("appendfsync"),
+        save: get("save"),
+    })
 }
 
 /// The key of one message.
@@ -303,12 +328,23 @@ impl Store for RedisStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        pipe.atomic();
         for op in &ops {
             add_op(&mut pipe, op);
         }
+        // The pipeline's commands become the fenced script's arguments: `count, command, arg…`.
+        let mut commit = self.commit.key(lease::KEY);
+        commit.arg(self.lease.holder());
+        for cmd in pipe.cmd_iter() {
+            commit.arg(cmd.args_iter().len());
+            for arg in cmd.args_iter() {
+                if let Arg::Simple(bytes) = arg {
+                    commit.arg(bytes);
+                }
+            }
+        }
         let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection)
+        commit
+            .invoke_async::<()>(&mut connection)
             .await
             .map_err(engine_error)
     }

@@ -1,0 +1,202 @@
+//! The Redis lease: at most one queuehub node writes to a Redis database at a time.
+//!
+//! A node keeps the whole index of its store in memory and assigns sequence numbers from it;
+//! two nodes writing to one database would hand out the same numbers and overwrite each
+//! other's messages. Until nodes share one database as one server (issue 13), a database has
+//! one *active* node: the holder of the key `qh:node`, set with a time to live and renewed by
+//! its holder at a third of it. A node started while another holds the lease waits as a
+//! *standby* (not listening yet), and takes over once the holder is gone: stopped (it releases
+//! the lease) or dead (the lease runs out). This is failover, not scale-out.
+//!
+//! Every commit checks, in the same atomic script that applies it, that its node still holds
+//! the lease ([`FENCED_COMMIT`]): a node that was cut off from Redis long enough for the lease
+//! to pass to another can never write again (its commits fail, so its publishes are answered
+//! 503), and it stops as soon as it learns that it lost the lease ([`Lease::lost`]).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The key of the lease; its value names the holder.
+pub const KEY: &str = "qh:node";
+
+/// The default time to live of the lease: how long a standby waits after its active node
+/// died without releasing it.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+/// How often a standby tries to take the lease (at most): a released lease is taken this soon.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+/// Applies a commit's commands only if `KEYS[1]` (the lease) still names `ARGV[1]` (this
+/// node). The commands follow as `count, command, arg…` groups. Like `MULTI … EXEC`, a script
+/// runs without other clients' commands in between and is written to the append-only file as
+/// one unit.
+pub const FENCED_COMMIT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('QHFENCED this node no longer holds the Redis lease')
+end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+";
+
+/// Renews the lease if `ARGV[1]` holds it: 1, else 0.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// Gives the lease up if `ARGV[1]` holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// This node's hold on a Redis database. Renewed in the background until released or lost.
+pub struct Lease {
+    /// The holder's name: host, process and a random part, so that no two nodes share it.
+    holder: String,
+    connection: ConnectionManager,
+    lost: watch::Receiver<bool>,
+    renewing: JoinHandle<()>,
+}
+
+impl Lease {
+    /// Takes the lease, waiting while another node holds it (a standby), then renews it every
+    /// third of `ttl` in the background.
+    pub async fn acquire(
+        connection: ConnectionManager,
+        ttl: Duration,
+    ) -> Result<Self, redis::RedisError> {
+        let holder = format!(
+            "{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        );
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut waiting_for = None;
+        loop {
+            let mut conn = connection.clone();
+            let taken: Option<String> = redis::cmd("SET")
+                .arg(KEY)
+                .arg(&holder)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn)
+                .await?;
+            if taken.is_some() {
+                break;
+            }
+            let current: Option<String> = redis::cmd("GET").arg(KEY).query_async(&mut conn).await?;
+            if current.is_some() && current != waiting_for {
+                tracing::warn!(
+                    active = current.as_deref().unwrap_or_default(),
+                    "another queuehub node is active on this Redis database: standing by until \
+                     it stops or its lease of {} ms runs out",
+                    ttl_ms
+                );
+                waiting_for = current;
+            }
+            tokio::time::sleep((ttl / 3).min(STANDBY_POLL)).await;
+        }
+        tracing::info!(holder = %holder, "holding the Redis lease: this node is active");
+        let (lost_tx, lost) = watch::channel(false);
+        let renewing = tokio::spawn(renew(connection.clone(), holder.clone(), ttl, lost_tx));
+        Ok(Self {
+            holder,
+            connection,
+            lost,
+            renewing,
+        })
+    }
+
+    /// The name this node holds the lease under, which commits are checked against.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Completes when this node has lost the lease to another: it must stop.
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            // An error means the renewing task ended, which it does only after losing.
+            let _ = lost.wait_for(|lost| *lost).await;
+        }
+    }
+
+    /// Gives the lease up (a standby takes over at once) and stops renewing it.
+    pub async fn release(&self) {
+        self.renewing.abort();
+        let mut conn = self.connection.clone();
+        let released: Result<i64, _> = redis::Script::new(RELEASE)
+            .key(KEY)
+            .arg(&self.holder)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(err) = released {
+            tracing::warn!(error = %err, "could not release the Redis lease; it runs out by itself");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewing.abort();
+    }
+}
+
+/// Renews the lease every third of `ttl`. While Redis cannot be reached it keeps trying (the
+/// commits fail meanwhile); once Redis answers that another node holds the lease, it reports
+/// the loss and ends.
+async fn renew(
+    connection: ConnectionManager,
+    holder: String,
+    ttl: Duration,
+    lost: watch::Sender<bool>,
+) {
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    let script = redis::Script::new(RENEW);
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let mut conn = connection.clone();
+        let renewed: Result<i64, _> = script
+            .key(KEY)
+            .arg(&holder)
+            .arg(ttl_ms)
+            .invoke_async(&mut conn)
+            .await;
+        match renewed {
+            Ok(1) => {}
+            Ok(_) => {
+                tracing::error!(
+                    "this node lost the Redis lease to another node (it could not renew it in \
+                     time); it stops writing and shuts down"
+                );
+                let _ = lost.send(true);
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot renew the Redis lease; retrying"),
+        }
+    }
+}
+
+/// The machine's name, for the lease's holder (and the logs of other nodes).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
+}
