@@ -171,10 +171,34 @@ pub fn now_ms() -> u64 {
 }
 
 /// Formats epoch milliseconds as RFC 3339 in UTC (`2026-11-22T08:00:00.123Z`).
+///
+/// Every envelope carries its message's time, so a message fanned out to 200 subscribers, or a
+/// catch-up of messages published within the same second, formats the same second again and
+/// again: each thread keeps the last second jiff formatted and only appends the milliseconds.
 pub fn format_ms(ms: u64) -> String {
-    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-    let time = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::MAX);
-    format!("{time:.3}")
+    use std::cell::RefCell;
+    use std::fmt::Write;
+    thread_local! {
+        /// The last second formatted on this thread, without its fraction.
+        static LAST_SECOND: RefCell<Option<(u64, String)>> = const { RefCell::new(None) };
+    }
+    let (second, millis) = (ms / 1000, ms % 1000);
+    LAST_SECOND.with_borrow_mut(|last| {
+        let prefix = match last {
+            Some((cached, prefix)) if *cached == second => prefix,
+            _ => {
+                let at = i64::try_from(second).unwrap_or(i64::MAX);
+                let time = jiff::Timestamp::from_second(at).unwrap_or(jiff::Timestamp::MAX);
+                // `2026-11-22T08:00:00` of `2026-11-22T08:00:00Z`.
+                let text = time.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+                &mut last.insert((second, text)).1
+            }
+        };
+        let mut out = String::with_capacity(prefix.len() + 5);
+        out.push_str(prefix);
+        let _ = write!(out, ".{millis:03}Z");
+        out
+    })
 }
 
 /// A payload parsed once and shared by every envelope that carries it.
@@ -188,6 +212,30 @@ mod tests {
     fn timestamps_are_rfc3339_with_milliseconds() {
         assert_eq!(format_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(format_ms(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(format_ms(1_700_000_000_007), "2023-11-14T22:13:20.007Z");
+        assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_cached_second_gives_what_jiff_gives_for_every_millisecond() {
+        let jiff = |ms: u64| {
+            let time = jiff::Timestamp::from_millisecond(ms as i64).unwrap();
+            format!("{time:.3}")
+        };
+        // Runs of the same second (the cache), jumps back and forth, leap days, year ends.
+        let mut samples: Vec<u64> = (0..2_500).map(|i| 1_700_000_000_000 + i * 7).collect();
+        samples.extend([
+            951_782_400_000,
+            951_868_799_999,
+            4_107_542_399_999,
+            4_107_542_400_000,
+        ]);
+        samples.extend(
+            (0..200u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 253_000_000_000_000),
+        );
+        for ms in samples {
+            assert_eq!(format_ms(ms), jiff(ms), "{ms}");
+        }
     }
 
     #[test]
