@@ -2,7 +2,7 @@
 //!
 //! Every name that enters queuehub from a client (HTTP body, URL path, socket.io event) is
 //! parsed into one of these newtypes at the edge, so the broker and the store only ever see
-//! valid names. The rules (docs/SPEC.md, section 1): 1–128 characters, no control characters, no `/`,
+//! valid names. The rules (docs/SPEC.md, section 1): 1–200 characters, no control characters, no `/`,
 //! not only whitespace. A queue, client or event may not be named `*`, the wildcard of token
 //! permission lists. Event names must also not be one of the [`RESERVED_EVENTS`]: those
 //! socket.io clients and servers (4.x and 2.x) use for themselves, and those queuehub emits.
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The longest name accepted, in characters.
-pub const MAX_NAME_CHARS: usize = 128;
+pub const MAX_NAME_CHARS: usize = 200;
 
 /// Event names a message may not be published under: a subscriber's socket.io client would
 /// take such a message for one of its own events, or for one of queuehub's (a fake server
