@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 
-use super::input::{Input, Line};
+use super::input::{Input, Next};
 use super::protocol::{self, Command, Tube};
 use super::{Beanstalk, MAX_JOB_BYTES, tube};
 use crate::broker::Envelope;
@@ -80,15 +80,15 @@ pub(super) async fn run(
 async fn serve(conn: &mut Conn, writer: &mut (impl AsyncWriteExt + Unpin)) -> std::io::Result<()> {
     loop {
         let line = match conn.input.line().await? {
-            Line::Line(line) => line,
-            Line::TooLong => {
+            Next::Line(line) => line,
+            Next::TooLong => {
                 writer.write_all(b"BAD_FORMAT\r\n").await?;
                 if !conn.input.skip_line().await? {
                     return Ok(());
                 }
                 continue;
             }
-            Line::Closed => return Ok(()),
+            Next::Closed => return Ok(()),
         };
         let command = match protocol::parse(&line) {
             Ok(command) => command,

@@ -14,7 +14,7 @@ const READ_CHUNK: usize = 4096;
 
 /// What a connection sent next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub enum Next {
     /// A command line, without its `\r\n`.
     Line(Vec<u8>),
     /// [`MAX_LINE`] bytes without a `\r\n`: they are dropped; skip the rest of the line
@@ -50,19 +50,19 @@ impl<R: AsyncRead + Unpin> Input<R> {
     }
 
     /// The next command line.
-    pub async fn line(&mut self) -> std::io::Result<Line> {
+    pub async fn line(&mut self) -> std::io::Result<Next> {
         loop {
             let window = &self.buf[..self.buf.len().min(MAX_LINE)];
             if let Some(end) = crlf(window) {
                 let line = self.buf.split_to(end + 2);
-                return Ok(Line::Line(line[..end].to_vec()));
+                return Ok(Next::Line(line[..end].to_vec()));
             }
             if self.buf.len() >= MAX_LINE {
                 self.buf.advance(MAX_LINE);
-                return Ok(Line::TooLong);
+                return Ok(Next::TooLong);
             }
             if self.fill().await? == 0 {
-                return Ok(Line::Closed);
+                return Ok(Next::Closed);
             }
         }
     }
@@ -134,9 +134,9 @@ mod tests {
     #[tokio::test]
     async fn lines_end_with_crlf_and_a_lone_newline_is_not_an_end() {
         let mut i = input(b"use a\r\nlist\ntubes\r\n");
-        assert_eq!(i.line().await.unwrap(), Line::Line(b"use a".to_vec()));
-        assert_eq!(i.line().await.unwrap(), Line::Line(b"list\ntubes".to_vec()));
-        assert_eq!(i.line().await.unwrap(), Line::Closed);
+        assert_eq!(i.line().await.unwrap(), Next::Line(b"use a".to_vec()));
+        assert_eq!(i.line().await.unwrap(), Next::Line(b"list\ntubes".to_vec()));
+        assert_eq!(i.line().await.unwrap(), Next::Closed);
     }
 
     #[tokio::test]
@@ -145,23 +145,23 @@ mod tests {
         let mut fits = b"x".repeat(222);
         fits.extend_from_slice(b"\r\nnext\r\n");
         let mut i = input(&fits);
-        assert!(matches!(i.line().await.unwrap(), Line::Line(l) if l.len() == 222));
-        assert_eq!(i.line().await.unwrap(), Line::Line(b"next".to_vec()));
+        assert!(matches!(i.line().await.unwrap(), Next::Line(l) if l.len() == 222));
+        assert_eq!(i.line().await.unwrap(), Next::Line(b"next".to_vec()));
 
         let mut long = b"x".repeat(230);
         long.extend_from_slice(b"\r\nlist-tubes\r\n");
         let mut i = input(&long);
-        assert_eq!(i.line().await.unwrap(), Line::TooLong);
+        assert_eq!(i.line().await.unwrap(), Next::TooLong);
         assert!(i.skip_line().await.unwrap());
-        assert_eq!(i.line().await.unwrap(), Line::Line(b"list-tubes".to_vec()));
+        assert_eq!(i.line().await.unwrap(), Next::Line(b"list-tubes".to_vec()));
 
         // The 224th byte is the CR: the line is too long, and its LF ends the skip.
         let mut split = b"x".repeat(223);
         split.extend_from_slice(b"\r\nlost\r\nkept\r\n");
         let mut i = input(&split);
-        assert_eq!(i.line().await.unwrap(), Line::TooLong);
+        assert_eq!(i.line().await.unwrap(), Next::TooLong);
         assert!(i.skip_line().await.unwrap());
-        assert_eq!(i.line().await.unwrap(), Line::Line(b"kept".to_vec()));
+        assert_eq!(i.line().await.unwrap(), Next::Line(b"kept".to_vec()));
     }
 
     #[tokio::test]
@@ -169,7 +169,7 @@ mod tests {
         let mut i = input(b"ab\r\ncd\r\nlist-tubes\r\n");
         assert_eq!(i.exact(4).await.unwrap(), Some(b"ab\r\n".to_vec()));
         assert!(i.skip(4).await.unwrap());
-        assert_eq!(i.line().await.unwrap(), Line::Line(b"list-tubes".to_vec()));
+        assert_eq!(i.line().await.unwrap(), Next::Line(b"list-tubes".to_vec()));
         assert_eq!(i.exact(1).await.unwrap(), None);
     }
 }
