@@ -114,12 +114,12 @@ impl Conn {
                 .iter()
                 .map(|t| self.shared.stats.paused_until(t))
                 .collect();
-            let mut ready = 0;
+            let mut ready = false;
             for (tube, paused) in tubes.iter().zip(&paused) {
                 if paused.is_none() {
                     let (client, queue) = (tube::client(tube), tube::queue(tube));
                     match self.shared.broker.open_room(&client, &queue, &self.worker) {
-                        Ok(n) => ready += n,
+                        Ok(found) => ready |= found,
                         Err(err) => return Some(failed(&err)),
                     }
                 }
@@ -128,7 +128,7 @@ impl Conn {
             let deadline_soon = soonest.is_some_and(|end| end <= Instant::now() + SAFETY_MARGIN);
             // Nothing to wait for: answered at once (after a job on its way, if any).
             let now_or_never = deadline.is_some_and(|d| d <= Instant::now());
-            if ready == 0 && (deadline_soon || now_or_never) {
+            if !ready && (deadline_soon || now_or_never) {
                 if let Some(reply) = self.close_rooms(tubes).await {
                     return Some(reply);
                 }
@@ -141,7 +141,7 @@ impl Conn {
             // Wake for the caller's deadline (or, with jobs ready, long enough for one to
             // be handed over), a lease about to end, or a pause ending.
             let mut wake = deadline.map(|d| {
-                if ready > 0 {
+                if ready {
                     d.max(Instant::now() + HAND_OVER)
                 } else {
                     d

@@ -60,17 +60,17 @@ impl Broker {
     }
 
     /// Opens worker `consumer`'s window on `client`'s jobs in `queue` (room for one more
-    /// job) and asks the dispatcher to fill it. Returns how many jobs are ready now.
+    /// job) and asks the dispatcher to fill it. Returns whether a job is ready now.
     pub(crate) fn open_room(
         &self,
         client: &ClientId,
         queue: &QueueName,
         consumer: &str,
-    ) -> Result<usize, Error> {
+    ) -> Result<bool, Error> {
         let ready = {
             let mut core = self.shared.lock();
             core.index.set_room(client, queue, consumer, true)?;
-            core.index.ready_jobs(client, queue, now_ms())
+            core.index.has_ready_job(client, queue, now_ms())
         };
         let look = super::dispatch::Request::Look(client.clone(), queue.clone());
         let _ = self.shared.dispatch.send(look);

@@ -145,9 +145,29 @@ impl Index {
         Ok(held)
     }
 
-    /// How many jobs of the subscription could be handed out at `now`.
-    pub(crate) fn ready_jobs(&self, client: &ClientId, queue: &QueueName, now: u64) -> usize {
-        self.tube_counts(client, queue, now).ready
+    /// Whether the subscription has a job that could be handed out at `now` (it stops at
+    /// the first).
+    pub(crate) fn has_ready_job(&self, client: &ClientId, queue: &QueueName, now: u64) -> bool {
+        let Some(subscriber) = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+        else {
+            return false;
+        };
+        let inflight = |seq: &u64| {
+            subscriber
+                .workers
+                .as_ref()
+                .is_some_and(|w| w.inflight.contains_key(seq))
+        };
+        subscriber.inbox.keys().any(|seq| {
+            !inflight(seq)
+                && self
+                    .messages
+                    .get(seq)
+                    .is_some_and(|e| deliverable(&e.meta, now))
+        })
     }
 
     /// Hands deliverable jobs to workers with room, by priority then publish order, each
@@ -551,5 +571,169 @@ impl Index {
             return true;
         }
         self.take_waiting(&queue_name, seq, ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::broker::message::NewMessage;
+    use crate::names::EventName;
+    use crate::store::{Mode, Snapshot, SubscriptionRecord};
+
+    const TUBE: &str = "bg_starmap";
+
+    /// An index whose client `TUBE` serves jobs on queue `TUBE`, with worker `w` attached
+    /// (its room closed).
+    fn index() -> (Index, ClientId, QueueName) {
+        let (client, queue) = (
+            ClientId::parse(TUBE).unwrap(),
+            QueueName::parse(TUBE).unwrap(),
+        );
+        let mut index = Index::from_snapshot(Snapshot::default());
+        let record = SubscriptionRecord {
+            mode: Mode::Work,
+            ..SubscriptionRecord::default()
+        };
+        index.subscribe(&client, &queue, record, &mut Vec::new());
+        index.serve_jobs(&client, &queue);
+        index.set_room(&client, &queue, "w", false).unwrap();
+        (index, client, queue)
+    }
+
+    /// Puts a job with `priority` (TTR 1 s); returns its seq.
+    fn put(index: &mut Index, queue: &QueueName, priority: u32, now: u64) -> u64 {
+        let mut message = NewMessage::new(
+            queue.clone(),
+            EventName::parse("job").unwrap(),
+            json!(priority),
+            "beanstalk",
+        );
+        message.job = Some(JobMeta {
+            priority,
+            ttr_ms: Some(1000),
+            buried: false,
+        });
+        let outcome = index.publish(
+            &message,
+            priority.to_string(),
+            now,
+            &|_, _| false,
+            &mut Vec::new(),
+        );
+        outcome.meta.unwrap().seq
+    }
+
+    /// Opens the worker's room and dispatches at `now`: the seq it is handed, if any.
+    fn reserve(index: &mut Index, client: &ClientId, queue: &QueueName, now: u64) -> Option<u64> {
+        index.set_room(client, queue, "w", true).unwrap();
+        let handed = index.dispatch(client, queue, now, &mut Vec::new());
+        index.set_room(client, queue, "w", false).unwrap();
+        assert!(handed.assigned.len() <= 1, "one job per open room");
+        handed.assigned.first().map(|a| a.meta.seq)
+    }
+
+    #[test]
+    fn jobs_are_handed_out_by_priority_then_in_publish_order_one_per_open_room() {
+        let (mut index, client, queue) = index();
+        let low = put(&mut index, &queue, 100, 0);
+        let first_urgent = put(&mut index, &queue, 0, 0);
+        let last = put(&mut index, &queue, u32::MAX, 0);
+        let second_urgent = put(&mut index, &queue, 0, 0);
+        assert!(index.has_ready_job(&client, &queue, 0));
+        assert!(
+            index
+                .dispatch(&client, &queue, 0, &mut Vec::new())
+                .assigned
+                .is_empty(),
+            "a worker whose room is closed gets nothing"
+        );
+        let order: Vec<Option<u64>> = (0..5)
+            .map(|_| reserve(&mut index, &client, &queue, 0))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                Some(first_urgent),
+                Some(second_urgent),
+                Some(low),
+                Some(last),
+                None
+            ]
+        );
+        assert!(!index.has_ready_job(&client, &queue, 0));
+        assert_eq!(index.tube_counts(&client, &queue, 0).reserved, 4);
+    }
+
+    #[test]
+    fn a_lapsed_lease_does_not_open_a_closed_room() {
+        let (mut index, client, queue) = index();
+        let seq = put(&mut index, &queue, 0, 0);
+        put(&mut index, &queue, 0, 0);
+        assert_eq!(reserve(&mut index, &client, &queue, 0), Some(seq));
+        // The TTR (1 s) runs out: the job is ready again, and the worker (not reserving)
+        // gets nothing.
+        assert_eq!(
+            index.expire_inflight(1000),
+            [(client.clone(), queue.clone())]
+        );
+        assert!(
+            index
+                .dispatch(&client, &queue, 1000, &mut Vec::new())
+                .assigned
+                .is_empty()
+        );
+        assert_eq!(
+            index.job(&client, seq, 1000).unwrap().state,
+            JobState::Ready
+        );
+    }
+
+    #[test]
+    fn buried_and_delayed_jobs_wait_and_a_wakeup_takes_no_lease_back() {
+        let (mut index, client, queue) = index();
+        let buried = put(&mut index, &queue, 0, 0);
+        let delayed = put(&mut index, &queue, 1, 0);
+        let held = put(&mut index, &queue, 2, 0);
+        let mut meta = (*index.meta(buried).unwrap()).clone();
+        meta.job.as_mut().unwrap().buried = true;
+        index.put_job_meta(meta, "0".into(), &mut Vec::new());
+        let mut meta = (*index.meta(delayed).unwrap()).clone();
+        meta.deliver_at_ms = Some(5000);
+        index.put_job_meta(meta, "1".into(), &mut Vec::new());
+        index.wake_at(&client, &queue, delayed, 5000);
+        assert_eq!(
+            index.job(&client, buried, 0).unwrap().state,
+            JobState::Buried
+        );
+        assert_eq!(
+            index.job(&client, delayed, 0).unwrap().state,
+            JobState::Delayed
+        );
+        // Only the third is deliverable; reserved at 4500 its lease ends at 5500.
+        assert_eq!(reserve(&mut index, &client, &queue, 4500), Some(held));
+        // At 5000 the delayed job's wake-up fires: it takes nothing back from the worker.
+        assert_eq!(
+            index.expire_inflight(5000),
+            [(client.clone(), queue.clone())]
+        );
+        let job = index.job(&client, held, 5000).unwrap();
+        assert_eq!(
+            (job.state, job.holder.as_deref()),
+            (JobState::Reserved, Some("w"))
+        );
+        assert_eq!(reserve(&mut index, &client, &queue, 5000), Some(delayed));
+        assert_eq!(
+            reserve(&mut index, &client, &queue, 5000),
+            None,
+            "the buried one waits"
+        );
+        let kickable = index.kickable(&client, &queue, 10, 5000);
+        assert_eq!(
+            kickable.iter().map(|j| j.meta.seq).collect::<Vec<_>>(),
+            [buried]
+        );
     }
 }
