@@ -97,7 +97,7 @@ impl Conn {
             ("time-left", secs(left)),
             ("file", "0".into()),
             ("reserves", job.reserves.to_string()),
-            // Not counted (DECISIONS 60).
+            // Not counted (DECISIONS 61).
             ("timeouts", "0".into()),
             ("releases", "0".into()),
             ("buries", "0".into()),
@@ -223,7 +223,7 @@ impl Conn {
         }
         let uptime = self.shared.stats.started.elapsed().as_secs();
         fields.extend([
-            // Not counted (DECISIONS 60).
+            // Not counted (DECISIONS 61).
             ("job-timeouts", "0".to_owned()),
             ("total-jobs", total_jobs.to_string()),
             ("max-job-size", super::MAX_JOB_BYTES.to_string()),

@@ -276,6 +276,9 @@ async fn a_job_put_over_beanstalk_reaches_the_socketio_subscribers_of_its_queue(
         (id, body.as_slice()),
         (json_id, &b"{\"user\": 7, \"text\": \"starmap ready\"}"[..])
     );
+    // Deleting it removes it from the tube only: the browser's inbox keeps both.
+    assert_eq!(worker.command(&format!("delete {id}")).await, "DELETED");
+    assert_eq!(server.pending(&tube, "browser-7").await, 2);
 }
 
 #[tokio::test]
