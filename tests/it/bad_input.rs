@@ -126,7 +126,7 @@ async fn bad_http_publishes_get_clear_errors_and_store_nothing() {
 #[tokio::test]
 async fn oversized_names_in_the_path_are_refused() {
     let app = spawn_app().await;
-    let long = "q".repeat(200);
+    let long = "q".repeat(201);
     let (status, body) = app
         .post(
             &format!("/v1/queues/{long}/messages"),
