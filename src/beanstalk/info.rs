@@ -285,6 +285,8 @@ impl Conn {
             u.pauses += 1;
             u.paused = (delay > 0).then(|| (Instant::now() + length, length));
         });
+        // Connections waiting on it close their room there.
+        self.shared.stats.paused.notify_waiters();
         b"PAUSED\r\n".to_vec()
     }
 }

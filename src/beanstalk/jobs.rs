@@ -157,7 +157,14 @@ impl Conn {
                     None => std::future::pending().await,
                 }
             };
+            let paused_now = self.shared.stats.paused.notified();
             tokio::select! {
+                () = paused_now => {
+                    if let Some(reply) = self.close_rooms(tubes).await {
+                        return Some(reply);
+                    }
+                    // A watched tube may be paused now: look again.
+                }
                 handed = self.handed.recv() => {
                     let Some(job) = handed else { return Some(b"INTERNAL_ERROR\r\n".to_vec()) };
                     self.close_rooms_now(tubes);

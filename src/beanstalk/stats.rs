@@ -28,6 +28,8 @@ pub struct Stats {
     pub id: String,
     // std Mutex: counter updates only, never across an await.
     inner: Mutex<Inner>,
+    /// Tells connections waiting in `reserve` that a tube was paused: they look again.
+    pub paused: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -58,6 +60,7 @@ impl Stats {
             started: Instant::now(),
             id: format!("{:016x}", uuid::Uuid::now_v7().as_u128() as u64),
             inner: Mutex::new(Inner::default()),
+            paused: tokio::sync::Notify::new(),
         }
     }
 
@@ -70,9 +73,20 @@ impl Stats {
         *self.lock().commands.entry(name).or_default() += 1;
     }
 
-    /// Changes a tube's counts.
+    /// Changes a tube's counts. A tube no connection uses, watches or waits on, and that
+    /// is not paused, is forgotten (as beanstalkd frees such a tube): the map holds only
+    /// what connections hold.
     pub fn tube(&self, tube: &Tube, change: impl FnOnce(&mut TubeUse)) {
-        change(self.lock().tubes.entry(tube.clone()).or_default());
+        let mut inner = self.lock();
+        let entry = inner.tubes.entry(tube.clone()).or_default();
+        change(entry);
+        let idle = entry.using + entry.watching + entry.waiting == 0
+            && entry
+                .paused
+                .is_none_or(|(until, _)| until <= Instant::now());
+        if idle {
+            inner.tubes.remove(tube);
+        }
     }
 
     /// A tube's counts (zero for a tube no connection has named).
@@ -131,13 +145,15 @@ impl Stats {
         } else {
             inner.waiting.saturating_sub(1)
         };
+        drop(inner);
         for tube in tubes {
-            let entry = inner.tubes.entry(tube.clone()).or_default();
-            entry.waiting = if start {
-                entry.waiting + 1
-            } else {
-                entry.waiting.saturating_sub(1)
-            };
+            self.tube(tube, |entry| {
+                entry.waiting = if start {
+                    entry.waiting + 1
+                } else {
+                    entry.waiting.saturating_sub(1)
+                };
+            });
         }
     }
 

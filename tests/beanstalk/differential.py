@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import greenstalk
@@ -323,6 +324,25 @@ def pause_tube(s, t):
     j = t.call("reserve-with-timeout 10 after the pause", c.reserve, 10)
     t.call("delete", c.delete, j)
     t.call("pause a tube nobody named", c.pause_tube, "nobody", 1)
+    # A worker already waiting when its tube is paused gets nothing until the pause ends.
+    waiting = s.client()
+    got = {}
+
+    def wait():
+        start = time.monotonic()
+        job = waiting.reserve(10)
+        got["after"] = time.monotonic() - start
+        got["body"] = job.body
+        waiting.delete(job)
+
+    worker = threading.Thread(target=wait)
+    worker.start()
+    time.sleep(0.5)
+    t.call("pause default 3 s while a worker waits", c.pause_tube, "default", 3)
+    t.call("put", c.put, b"after the pause")
+    worker.join(15)
+    t.note("the waiting worker got it", got.get("body"))
+    t.note("only after the pause", got.get("after", 0) > 2.0)
 
 
 def unknown_ids(s, t):
