@@ -60,20 +60,28 @@ impl Broker {
     }
 
     /// Opens worker `consumer`'s window on `client`'s jobs in `queue` (room for one more
-    /// job) and asks the dispatcher to fill it. Returns whether a job is ready now.
+    /// job) and hands it the next ready job in the same mutation: it is sent once that
+    /// commit (its attempt count) is on disk. Returns whether a job was ready.
     pub(crate) fn open_room(
         &self,
         client: &ClientId,
         queue: &QueueName,
         consumer: &str,
     ) -> Result<bool, Error> {
-        let ready = {
-            let mut core = self.shared.lock();
-            core.index.set_room(client, queue, consumer, true)?;
-            core.index.has_ready_job(client, queue, now_ms())
-        };
-        let look = super::dispatch::Request::Look(client.clone(), queue.clone());
-        let _ = self.shared.dispatch.send(look);
+        let now = now_ms();
+        let pending = self.mutate(|index, effects| {
+            index.set_room(client, queue, consumer, true)?;
+            let ready = index.has_ready_job(client, queue, now);
+            if ready {
+                // No socket of a job-serving client is online for pushes: `false`.
+                Broker::dispatch_now(index, effects, (client, queue), now, false);
+            }
+            Ok(ready)
+        })?;
+        let ready = pending.value;
+        // The assignment goes out after the commit whoever waits for it; a failed commit
+        // leaves the connection waiting until its timeout, like any lost hand-over.
+        drop(pending.done);
         Ok(ready)
     }
 

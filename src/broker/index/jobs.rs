@@ -197,6 +197,15 @@ impl Index {
         };
         workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
         workers.pooled.retain(|seq, _| inbox.contains_key(seq));
+        // Nobody waits (the usual case when a job is put): nothing to look at.
+        let room: usize = workers
+            .consumers
+            .iter()
+            .map(|c| c.prefetch.saturating_sub(c.holding))
+            .sum();
+        if room == 0 {
+            return out;
+        }
         let messages = &self.messages;
         let mut ready: Vec<(u32, u64, Arc<MessageMeta>)> = inbox
             .keys()
@@ -205,7 +214,13 @@ impl Index {
             .filter(|meta| deliverable(meta, now))
             .map(|meta| (priority(meta), meta.seq, Arc::clone(meta)))
             .collect();
-        ready.sort_unstable_by_key(|(priority, seq, _)| (*priority, *seq));
+        // Only the first `room` of them, in order, can be handed out now.
+        let key = |(priority, seq, _): &(u32, u64, Arc<MessageMeta>)| (*priority, *seq);
+        if ready.len() > room {
+            ready.select_nth_unstable_by_key(room, key);
+            ready.truncate(room);
+        }
+        ready.sort_unstable_by_key(key);
         for (_, seq, meta) in ready {
             let previous = workers.timed_out.remove(&seq);
             let Some(index) = workers.pick(previous.as_deref()) else {
