@@ -23,7 +23,8 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 /// What one connection knows about itself.
 pub(super) struct Conn {
     pub(super) shared: Beanstalk,
-    /// Its worker name: `beanstalk:<n>` (it has no `/`... but a `:` no socket's has).
+    /// Its worker name, `beanstalk:<n>`: unlike a socket's (`<sid> <namespace>`), it has
+    /// no space.
     pub(super) worker: String,
     pub(super) input: Input<OwnedReadHalf>,
     /// Jobs the broker handed to this connection.

@@ -12,8 +12,8 @@
 //!
 //! Layout: `protocol` parses lines and frames replies (pure); `body` turns job bodies into
 //! payloads and back; `tube` maps names; `input` is a connection's bounded reader;
-//! `connection` runs one connection (its loop and its state); `jobs` and `info` answer the
-//! commands (the job commands, and peeks, stats and lists); `door` is the [`Outbox`]
+//! `connection` runs one connection (its loop and its state); `jobs`, `reserve` and `info`
+//! answer the commands (the job commands, the reserves, and peeks, stats and lists); `door` is the [`Outbox`]
 //! that hands jobs to waiting connections; `stats` holds the server-wide counters.
 //! Only this module knows the protocol; it calls nothing but the broker.
 
@@ -24,6 +24,7 @@ mod info;
 mod input;
 mod jobs;
 mod protocol;
+mod reserve;
 mod stats;
 mod tube;
 

@@ -346,12 +346,8 @@ pub fn job_reply(word: &str, id: u64, body: &[u8]) -> Vec<u8> {
 
 /// A reply carrying YAML: `OK <bytes>\r\n<yaml>\r\n`.
 pub fn ok_reply(yaml: &str) -> Vec<u8> {
-    job_reply_ok(yaml.as_bytes())
-}
-
-fn job_reply_ok(data: &[u8]) -> Vec<u8> {
-    let mut reply = format!("OK {}\r\n", data.len()).into_bytes();
-    reply.extend_from_slice(data);
+    let mut reply = format!("OK {}\r\n", yaml.len()).into_bytes();
+    reply.extend_from_slice(yaml.as_bytes());
     reply.extend_from_slice(b"\r\n");
     reply
 }

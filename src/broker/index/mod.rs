@@ -18,6 +18,7 @@ use crate::store::{Counters, MessageMeta, Op, Receipt, Snapshot, SubscriptionRec
 use super::message::NewMessage;
 
 mod inbox;
+mod job_view;
 mod jobs;
 mod publish;
 mod timing;
