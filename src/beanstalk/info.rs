@@ -73,9 +73,11 @@ impl Conn {
             JobState::Delayed => "delayed",
             JobState::Buried => "buried",
         };
+        // The delay it was put (or released) with: its due time less when that was asked,
+        // to the nearest second (the two clocks are read a moment apart).
         let delay = meta
             .deliver_at_ms
-            .map_or(0, |at| at.saturating_sub(meta.published_at_ms));
+            .map_or(0, |at| at.saturating_sub(meta.published_at_ms) + 500);
         let ttr = meta.job.and_then(|j| j.ttr_ms).unwrap_or(0);
         let left = match job.state {
             JobState::Reserved | JobState::Delayed => {

@@ -54,14 +54,25 @@ impl Conn {
                 .iter()
                 .map(|t| self.shared.stats.paused_until(t))
                 .collect();
+            // The tube whose next job comes first (priority, then id, as beanstalkd picks
+            // across tubes) opens first; once one hands a job over, the rest stay closed.
+            let broker = &self.shared.broker;
+            let mut open: Vec<(Option<(u32, u64)>, &Tube)> = tubes
+                .iter()
+                .zip(&paused)
+                .filter(|(_, paused)| paused.is_none())
+                .map(|(t, _)| (broker.next_ready_job(&tube::client(t), &tube::queue(t)), t))
+                .collect();
+            open.sort_by_key(|(next, _)| next.map_or((1, 0, 0), |(p, id)| (0, p, id)));
             let mut ready = false;
-            for (tube, paused) in tubes.iter().zip(&paused) {
-                if paused.is_none() {
-                    let (client, queue) = (tube::client(tube), tube::queue(tube));
-                    match self.shared.broker.open_room(&client, &queue, &self.worker) {
-                        Ok(found) => ready |= found,
-                        Err(err) => return Some(failed(&err)),
-                    }
+            for (_, tube) in open {
+                let (client, queue) = (tube::client(tube), tube::queue(tube));
+                match self.shared.broker.open_room(&client, &queue, &self.worker) {
+                    Ok(found) => ready = found,
+                    Err(err) => return Some(failed(&err)),
+                }
+                if ready {
+                    break;
                 }
             }
             let soonest = self.soonest_lease_end();

@@ -59,6 +59,19 @@ impl Broker {
         Ok(Some(pending))
     }
 
+    /// The `(priority, id)` of the job `client`'s subscription to `queue` would hand out
+    /// next, if one is ready: a worker watching several tubes takes the best of them.
+    pub(crate) fn next_ready_job(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+    ) -> Option<(u32, u64)> {
+        self.shared
+            .lock()
+            .index
+            .next_ready_job(client, queue, now_ms())
+    }
+
     /// Opens worker `consumer`'s window on `client`'s jobs in `queue` (room for one more
     /// job) and hands it the next ready job in the same mutation: it is sent once that
     /// commit (its attempt count) is on disk. Returns whether a job was ready.

@@ -103,6 +103,31 @@ impl Index {
         Ok(held)
     }
 
+    /// The `(priority, seq)` of the job the subscription would hand out next at `now`, if
+    /// any is ready.
+    pub(crate) fn next_ready_job(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        now: u64,
+    ) -> Option<(u32, u64)> {
+        let subscriber = self.queues.get(queue)?.subscribers.get(client)?;
+        let inflight = |seq: &u64| {
+            subscriber
+                .workers
+                .as_ref()
+                .is_some_and(|w| w.inflight.contains_key(seq))
+        };
+        subscriber
+            .inbox
+            .keys()
+            .filter(|seq| !inflight(seq))
+            .filter_map(|seq| self.messages.get(seq).map(|e| &e.meta))
+            .filter(|meta| deliverable(meta, now))
+            .map(|meta| (priority(meta), meta.seq))
+            .min()
+    }
+
     /// Whether the subscription has a job that could be handed out at `now` (it stops at
     /// the first).
     pub(crate) fn has_ready_job(&self, client: &ClientId, queue: &QueueName, now: u64) -> bool {
