@@ -122,6 +122,12 @@ impl Application {
         }
         let beanstalk = (!beanstalk_listeners.is_empty())
             .then(|| (Beanstalk::new(broker.clone()), beanstalk_listeners));
+        if beanstalk.is_some() && config.security.secured() {
+            // The protocol has no way to authenticate: the door bypasses secured mode.
+            tracing::warn!(
+                "the beanstalk door (--beanstalk-listen) takes no credentials: whoever can reach                  it can put, reserve and delete jobs on every queue whose name is a tube name,                  whatever the API keys and tokens; listen on a private address only                  (docs/BEANSTALK.md, Security)"
+            );
+        }
         Ok(Self {
             listeners,
             addresses,

@@ -53,7 +53,8 @@ use message::SharedPayload;
 pub use message::{AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use writer::{Batch, Effects};
 
-/// Where live deliveries go; implemented by the socket.io layer.
+/// Where live deliveries go; implemented by each transport that delivers (the socket.io
+/// layer, the beanstalk door), all reached through one `doors::Doors`.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Pushes `delivery` to every connected socket of its client on its queue, in commit

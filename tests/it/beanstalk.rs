@@ -335,3 +335,32 @@ fn urlencoding(segment: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn a_secured_server_with_the_beanstalk_door_open_warns_that_the_door_takes_no_credentials() {
+    let (_dir, path) = data_dir();
+    let server = ServerProcess::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path.to_str().expect("utf-8 path"),
+            "--beanstalk-listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "a-key-for-this-test",
+        ],
+        &[],
+        1,
+        None,
+    );
+    let started = Instant::now();
+    while !server
+        .log()
+        .iter()
+        .any(|line| line.contains("the beanstalk door (--beanstalk-listen) takes no credentials"))
+    {
+        assert!(started.elapsed() < WAIT, "no warning: {:?}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
