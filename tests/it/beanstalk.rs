@@ -28,6 +28,12 @@ fn start(data_dir: &std::path::Path) -> (ServerProcess, String) {
         1,
         None,
     );
+    let address = door(&server);
+    (server, address)
+}
+
+/// The beanstalk door's address, from the server's log.
+fn door(server: &ServerProcess) -> String {
     let started = Instant::now();
     loop {
         let address = server.log().iter().find_map(|line| {
@@ -39,7 +45,7 @@ fn start(data_dir: &std::path::Path) -> (ServerProcess, String) {
             )
         });
         if let Some(address) = address {
-            return (server, address);
+            return address;
         }
         assert!(started.elapsed() < WAIT, "the beanstalk door did not open");
         std::thread::sleep(Duration::from_millis(20));
@@ -363,4 +369,55 @@ fn a_secured_server_with_the_beanstalk_door_open_warns_that_the_door_takes_no_cr
         assert!(started.elapsed() < WAIT, "no warning: {:?}", server.log());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test]
+async fn a_put_on_a_full_disk_is_out_of_memory_stores_nothing_and_puts_work_again_after() {
+    let (_dir, path) = data_dir();
+    let server =
+        ServerProcess::start_with_fillable_disk_and(&path, &["--beanstalk-listen", "127.0.0.1:0"]);
+    let mut client = Beanstalk::connect(&door(&server)).await;
+    client.command("use filled").await;
+    let body = vec![b'x'; 60_000];
+    let mut inserted = vec![client.put(0, 0, 60, &body).await];
+    let size = std::fs::metadata(path.join("queuehub.redb")).unwrap().len();
+    server.limit_file_size(Some(size));
+    // The file may have free pages left: within 100 puts of 60 KB it must have had to grow.
+    let mut refused = false;
+    for _ in 0..100 {
+        let mut command = b"put 0 0 60 60000\r\n".to_vec();
+        command.extend_from_slice(&body);
+        command.extend_from_slice(b"\r\n");
+        client.send(&command).await;
+        let reply = client.line().await;
+        match reply.strip_prefix("INSERTED ") {
+            Some(id) => inserted.push(id.parse().unwrap()),
+            None => {
+                assert_eq!(reply, "OUT_OF_MEMORY");
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the disk never filled");
+    server.limit_file_size(None);
+    // Space is back: puts work again (once the broker has reloaded its store).
+    let started = Instant::now();
+    loop {
+        client.send(b"put 0 0 60 5\r\nafter\r\n").await;
+        if client.line().await.starts_with("INSERTED ") {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "puts never worked again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every put answered INSERTED is there, and nothing else.
+    client.command("watch filled").await;
+    for id in &inserted {
+        let (got, job) = client.reserve(5).await.expect("an answered put is stored");
+        assert_eq!((got, job.len()), (*id, 60_000));
+        assert_eq!(client.command(&format!("delete {got}")).await, "DELETED");
+    }
+    let (_, last) = client.reserve(5).await.expect("the put after");
+    assert_eq!(last, b"after");
 }
