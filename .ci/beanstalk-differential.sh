@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the beanstalk door's differential test (tests/beanstalk/differential.py): the same
-# greenstalk and raw-socket scenarios against Debian's beanstalkd and against the given
-# queuehub binary, every reply compared. Installs greenstalk (tests/beanstalk/requirements.txt)
-# when missing; beanstalkd must be installed (.ci/run installs it from Debian's packages).
-# Exits non-zero if any reply differs.
+# Runs the beanstalk door's differential tests: tests/beanstalk/differential.py (greenstalk
+# and raw-socket scenarios) and tests/beanstalk/differential.js (jackd, a Node client), each
+# against Debian's beanstalkd and against the given queuehub binary, every reply compared.
+# Installs greenstalk (tests/beanstalk/requirements.txt) when missing and jackd (npm ci);
+# beanstalkd must be installed (.ci/run installs it from Debian's packages). Exits non-zero if
+# any reply differs.
 #
 #   .ci/beanstalk-differential.sh path/to/queuehub
 set -euo pipefail
@@ -21,3 +22,7 @@ fi
 
 timeout 600 python3 "$root/tests/beanstalk/differential.py" --queuehub "$bin" \
   --beanstalkd "$(command -v beanstalkd)"
+
+(cd "$root/tests/beanstalk" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$root/tests/beanstalk" && timeout 300 node differential.js --queuehub "$bin" \
+  --beanstalkd "$(command -v beanstalkd)")
