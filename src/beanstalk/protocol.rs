@@ -377,7 +377,29 @@ pub fn yaml_dict(fields: &[(&str, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever a client sends as a line, parsing answers (a command or a refusal)
+        /// and never panics; a tube it accepts is a valid tube name.
+        #[test]
+        fn any_line_is_a_command_or_a_refusal(line in proptest::collection::vec(any::<u8>(), 0..240)) {
+            if let Ok(Command::Use(tube) | Command::Watch(tube) | Command::Ignore(tube)) = parse(&line) {
+                prop_assert!(Tube::parse(tube.as_str().as_bytes()).is_some());
+            }
+        }
+
+        /// Lines built from the protocol's own words and numbers parse without panicking.
+        #[test]
+        fn command_like_lines_parse_or_are_refused(
+            word in proptest::sample::select(WORDS.iter().map(|(w, _)| *w).collect::<Vec<_>>()),
+            args in "[0-9a-z -]{0,40}",
+        ) {
+            let _ = parse(format!("{word}{args}").as_bytes());
+        }
+    }
 
     fn tube(name: &str) -> Tube {
         Tube::parse(name.as_bytes()).unwrap()

@@ -421,3 +421,49 @@ async fn a_put_on_a_full_disk_is_out_of_memory_stores_nothing_and_puts_work_agai
     let (_, last) = client.reserve(5).await.expect("the put after");
     assert_eq!(last, b"after");
 }
+
+#[tokio::test]
+async fn random_bytes_never_crash_the_door_nor_disturb_another_connection() {
+    let (_dir, path) = data_dir();
+    let (server, address) = start(&path);
+    let mut bystander = Beanstalk::connect(&address).await;
+    bystander.command("use steady").await;
+    // Deterministic noise (xorshift), with command words and CRLFs mixed in.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let words: [&[u8]; 8] = [
+        b"put ",
+        b"reserve",
+        b"\r\n",
+        b"delete ",
+        b"use ",
+        b"99999",
+        b"put 0 0 1 3\r\n",
+        b"\0",
+    ];
+    for _ in 0..20 {
+        let mut noise = TcpStream::connect(&address).await.expect("connects");
+        let mut bytes = Vec::new();
+        for _ in 0..400 {
+            match next() % 4 {
+                0 => bytes.extend_from_slice(words[(next() % 8) as usize]),
+                _ => bytes.push(next() as u8),
+            }
+        }
+        // Whatever it answers (or whether it waits for more), the server is fine.
+        let _ = noise.write_all(&bytes).await;
+        let mut replies = vec![0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(50), noise.read(&mut replies)).await;
+    }
+    let id = bystander.put(0, 0, 1, b"still here").await;
+    assert_eq!(bystander.command(&format!("delete {id}")).await, "DELETED");
+    let mut fresh = Beanstalk::connect(&address).await;
+    assert_eq!(fresh.command("list-tube-used").await, "USING default");
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+}
