@@ -187,9 +187,9 @@ impl Broker {
         let queue = job.meta.queue.clone();
         let now = now_ms();
         let taken = self
-            .mutate(|index, effects| {
+            .mutate(|index, _effects| {
                 index.set_room(client, &queue, consumer, false)?;
-                Ok(index.take_job((client, &queue), seq, consumer, now, &mut effects.ops))
+                Ok(index.take_job((client, &queue), seq, consumer, now))
             })?
             .committed()
             .await?;
@@ -272,6 +272,7 @@ impl Broker {
                 if !index.unreserve(client, &queue, seq, consumer) {
                     return Ok(false);
                 }
+                index.save_reserves(client, &queue, seq, &mut effects.ops);
                 let mut meta = (*old).clone();
                 let mut job = meta.job.unwrap_or(JobMeta {
                     priority: JobMeta::DEFAULT_PRIORITY,

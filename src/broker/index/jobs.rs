@@ -13,6 +13,12 @@
 //! A job released with a delay is woken by an entry in the ack deadlines that is not its
 //! lease: the timer takes nothing back for it (the deadline is not the message's own) and
 //! only asks the dispatcher to look again.
+//!
+//! Handing a job out commits nothing: how often it was handed out (its `reserves`) is
+//! counted in memory and written with its release or burial (a delete forgets it), like
+//! beanstalkd, whose binlog does not record reserves either. So a reserve waits for no
+//! fsync; after a crash a job's count is the one of its last release or burial
+//! (DECISIONS 60).
 
 use std::sync::Arc;
 
@@ -160,7 +166,6 @@ impl Index {
         client: &ClientId,
         queue: &QueueName,
         now: u64,
-        ops: &mut Vec<Op>,
     ) -> Dispatched {
         let mut out = Dispatched::default();
         let Some(subscriber) = self
@@ -215,16 +220,10 @@ impl Index {
             let Some(attempts) = inbox.get_mut(&seq) else {
                 continue;
             };
-            // Counted ahead while the subscription did not serve jobs yet: not again.
-            let pooled = workers.pooled.remove(&seq);
-            if pooled.is_none() {
+            // Counted ahead while the subscription did not serve jobs yet: not again. (The
+            // count is written with the job's release or burial: see the module docs.)
+            if workers.pooled.remove(&seq).is_none() {
                 *attempts += 1;
-                ops.push(Op::SetAttempts {
-                    client: client.clone(),
-                    queue: queue.clone(),
-                    seq,
-                    attempts: *attempts,
-                });
             }
             let consumer = &mut workers.consumers[index];
             consumer.holding += 1;
@@ -254,7 +253,6 @@ impl Index {
         seq: u64,
         consumer: &str,
         now: u64,
-        ops: &mut Vec<Op>,
     ) -> Option<Assignment> {
         let meta = self.meta(seq).filter(|m| deliverable(m, now))?;
         let subscriber = self.queues.get_mut(queue)?.subscribers.get_mut(client)?;
@@ -272,12 +270,6 @@ impl Index {
         worker.holding += 1;
         if workers.pooled.remove(&seq).is_none() {
             *attempts += 1;
-            ops.push(Op::SetAttempts {
-                client: client.clone(),
-                queue: queue.clone(),
-                seq,
-                attempts: *attempts,
-            });
         }
         let deadline = now.saturating_add(meta.job.and_then(|j| j.ttr_ms).unwrap_or(lease));
         workers
@@ -302,6 +294,30 @@ impl Index {
         };
         entry.meta = Arc::new(meta.clone());
         ops.push(Op::PutMessage(StoredMessage { meta, payload }));
+    }
+
+    /// Writes how often job `seq` was handed out (a reserve counts it in memory only; a
+    /// release or a burial writes it: see the module docs).
+    pub(crate) fn save_reserves(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        seq: u64,
+        ops: &mut Vec<Op>,
+    ) {
+        let attempts = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .and_then(|s| s.inbox.get(&seq));
+        if let Some(&attempts) = attempts {
+            ops.push(Op::SetAttempts {
+                client: client.clone(),
+                queue: queue.clone(),
+                seq,
+                attempts,
+            });
+        }
     }
 
     /// Takes job `seq` back from `consumer`, which must hold it; `false` if it does not.

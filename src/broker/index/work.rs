@@ -245,7 +245,7 @@ impl Index {
         ops: &mut Vec<Op>,
     ) -> Dispatched {
         if self.serves_jobs(client, queue_name) {
-            return self.dispatch_jobs(client, queue_name, now, ops);
+            return self.dispatch_jobs(client, queue_name, now);
         }
         let mut out = Dispatched::default();
         let Some(subscriber) = self
