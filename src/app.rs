@@ -15,6 +15,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, ApiState};
+use crate::beanstalk::Beanstalk;
 use crate::broker::Broker;
 use crate::config::{Config, Storage};
 use crate::serve::{self, Connections, PeerLimit};
@@ -31,6 +32,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Application {
     listeners: Vec<TcpListener>,
     addresses: Vec<SocketAddr>,
+    /// The beanstalk door's listeners (`--beanstalk-listen`), if it is open.
+    beanstalk: Option<(Beanstalk, Vec<TcpListener>)>,
+    beanstalk_addresses: Vec<SocketAddr>,
     connections: Connections,
     broker: Broker,
     io: SocketIo,
@@ -116,9 +120,28 @@ impl Application {
             addresses.push(listener.local_addr()?);
             listeners.push(listener);
         }
+        let mut beanstalk_listeners = Vec::new();
+        let mut beanstalk_addresses = Vec::new();
+        for address in &config.beanstalk_listen {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen for beanstalk clients on {address}"))?;
+            beanstalk_addresses.push(listener.local_addr()?);
+            beanstalk_listeners.push(listener);
+        }
+        let beanstalk = (!beanstalk_listeners.is_empty())
+            .then(|| (Beanstalk::new(broker.clone()), beanstalk_listeners));
+        if beanstalk.is_some() && config.security.secured() {
+            // The protocol has no way to authenticate: the door bypasses secured mode.
+            tracing::warn!(
+                "the beanstalk door (--beanstalk-listen) takes no credentials: whoever can reach                  it can put, reserve and delete jobs on every queue whose name is a tube name,                  whatever the API keys and tokens; listen on a private address only                  (docs/BEANSTALK.md, Security)"
+            );
+        }
         Ok(Self {
             listeners,
             addresses,
+            beanstalk,
+            beanstalk_addresses,
             connections,
             broker,
             io,
@@ -138,6 +161,12 @@ impl Application {
         &self.addresses
     }
 
+    /// The bound beanstalk addresses (`--beanstalk-listen`), in the order of the
+    /// configuration.
+    pub fn beanstalk_addresses(&self) -> &[SocketAddr] {
+        &self.beanstalk_addresses
+    }
+
     /// Serves on every address until `shutdown` completes, then shuts down gracefully: stop
     /// accepting, close sockets, finish in-flight commits.
     pub async fn run_until_stopped(
@@ -152,6 +181,15 @@ impl Application {
         }
         for address in &self.addresses {
             tracing::info!("queuehub listening on http://{address}");
+        }
+        if let Some((beanstalk, listeners)) = self.beanstalk {
+            for listener in listeners {
+                let serving = beanstalk.clone().serve(listener, stop_rx.clone());
+                servers.push(tokio::spawn(serving));
+            }
+            for address in &self.beanstalk_addresses {
+                tracing::info!("queuehub serving the beanstalk protocol on {address}");
+            }
         }
 
         // A node that lost its Redis lease to another must stop: that node serves now.

@@ -51,6 +51,8 @@ pub enum Storage {
 pub struct Config {
     /// Every address serves everything (HTTP API and socket.io).
     pub listen: Vec<SocketAddr>,
+    /// Every address serves the beanstalkd protocol (none: the beanstalk door is closed).
+    pub beanstalk_listen: Vec<SocketAddr>,
     pub storage: Storage,
     /// The most memory the embedded store's page cache may use, in bytes.
     pub store_cache_bytes: usize,
@@ -132,6 +134,11 @@ pub struct Settings {
     )]
     #[serde(deserialize_with = "layers::list")]
     pub listen: Vec<SocketAddr>,
+    /// Address to serve the beanstalkd protocol on (docs/BEANSTALK.md); repeat (or separate
+    /// with commas) for several [default: none, the beanstalk door is closed].
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "layers::list")]
+    pub beanstalk_listen: Vec<SocketAddr>,
     /// Directory of the embedded store.
     #[arg(long, value_name = "DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -327,6 +334,7 @@ impl Loaded {
         let s = self.settings;
         Ok(Config {
             listen: s.listen,
+            beanstalk_listen: s.beanstalk_listen,
             storage,
             store_cache_bytes: mebibytes(s.store_cache_mb),
             broker,

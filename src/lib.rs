@@ -20,6 +20,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod beanstalk;
 pub mod broker;
 pub mod compat;
 pub mod config;

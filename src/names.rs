@@ -17,8 +17,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::Error;
 
-/// The longest name accepted, in characters.
+/// The longest name accepted over HTTP and socket.io, in characters (docs/SPEC.md, section 1).
 pub const MAX_NAME_CHARS: usize = 128;
+
+/// The longest name of a queue that a beanstalk tube names (and of its workers' client), in
+/// characters: beanstalkd's tube names are up to 200 bytes (DECISIONS 58). Such a queue is
+/// reachable over the beanstalk door only.
+pub const MAX_TUBE_NAME_CHARS: usize = 200;
 
 /// Event names a message may not be published under: a subscriber's socket.io client would
 /// take such a message for one of its own events, or for one of queuehub's (a fake server
@@ -56,13 +61,18 @@ pub const WILDCARD: &str = "*";
 
 /// Checks the rules shared by every kind of name; `what` names the field in the error.
 fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
+    check_name_up_to(what, raw, MAX_NAME_CHARS)
+}
+
+/// [`check_name`] with another length limit.
+fn check_name_up_to(what: &'static str, raw: &str, limit: usize) -> Result<(), Error> {
     let chars = raw.chars().count();
     if chars == 0 {
         return Err(Error::invalid_name(format!("{what} must not be empty")));
     }
-    if chars > MAX_NAME_CHARS {
+    if chars > limit {
         return Err(Error::invalid_name(format!(
-            "{what} is {chars} characters long; the limit is {MAX_NAME_CHARS}"
+            "{what} is {chars} characters long; the limit is {limit}"
         )));
     }
     if raw.chars().any(char::is_control) {
@@ -103,6 +113,15 @@ macro_rules! name_type {
                 Ok(Self(raw.into()))
             }
 
+            /// Parses a name that a beanstalk tube gives: the same rules, up to
+            /// [`MAX_TUBE_NAME_CHARS`] characters.
+            pub fn parse_tube_name(raw: impl Into<String>) -> Result<Self, Error> {
+                let raw = raw.into();
+                check_name_up_to(Self::FIELD, &raw, MAX_TUBE_NAME_CHARS)?;
+                $($check(Self::FIELD, &raw)?;)*
+                Ok(Self(raw.into()))
+            }
+
             /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -129,7 +148,7 @@ macro_rules! name_type {
 
         impl StoredName for $name {
             fn from_stored(raw: String) -> Result<Self, Error> {
-                check_name(Self::FIELD, &raw)?;
+                check_name_up_to(Self::FIELD, &raw, MAX_TUBE_NAME_CHARS)?;
                 Ok(Self(raw.into()))
             }
         }
@@ -272,6 +291,24 @@ impl MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_tubes_may_be_longer_than_names_from_clients() {
+        let longest = "t".repeat(MAX_TUBE_NAME_CHARS);
+        assert!(QueueName::parse(&longest[..MAX_NAME_CHARS]).is_ok());
+        assert!(QueueName::parse(&longest[..=MAX_NAME_CHARS]).is_err());
+        assert!(QueueName::parse_tube_name(longest.clone()).is_ok());
+        assert!(ClientId::parse_tube_name(longest.clone()).is_ok());
+        assert!(QueueName::parse_tube_name(format!("{longest}t")).is_err());
+        assert!(
+            QueueName::parse_tube_name("*").is_err(),
+            "the kind's own rules still hold"
+        );
+        assert!(
+            QueueName::from_stored(longest).is_ok(),
+            "the store loads them back"
+        );
+    }
 
     #[test]
     fn ordinary_names_are_accepted() {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::names::{ClientId, EventName, MessageId, QueueName};
-use crate::store::{MessageMeta, Receipt};
+use crate::store::{JobMeta, MessageMeta, Receipt};
 
 /// Where a published message came from: `http`, or the publishing socket's client id.
 pub const SOURCE_HTTP: &str = "http";
@@ -26,6 +26,12 @@ pub struct NewMessage {
     pub deliver_at_ms: Option<u64>,
     /// Leaves every inbox this long after the publish; `None`: never.
     pub ttl_ms: Option<u64>,
+    /// Priority and TTR of a job put through the beanstalk door; `None` for the defaults.
+    pub job: Option<JobMeta>,
+    /// The payload's JSON text exactly as the publisher wrote it (it must parse to
+    /// `payload`), stored verbatim so that the beanstalk door gives a job body back byte
+    /// for byte; `None`: `payload` serialized.
+    pub text: Option<String>,
 }
 
 impl NewMessage {
@@ -44,6 +50,8 @@ impl NewMessage {
             source: source.into(),
             deliver_at_ms: None,
             ttl_ms: None,
+            job: None,
+            text: None,
         }
     }
 }
@@ -64,6 +72,9 @@ pub struct Envelope {
     pub source: String,
     /// How many times this message has been sent to this client, this one included.
     pub attempt: u32,
+    /// The message's sequence number (the beanstalk door's job id); not sent to sockets.
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 impl Envelope {
@@ -82,6 +93,7 @@ impl Envelope {
             published_at: format_ms(meta.published_at_ms),
             source: meta.source.clone(),
             attempt,
+            seq: meta.seq,
         }
     }
 }
@@ -113,6 +125,10 @@ pub struct Published {
     /// Not part of the JSON: a replay answers exactly what the first publish answered.
     #[serde(skip)]
     pub duplicate: bool,
+    /// The new message's sequence number (the beanstalk door's job id); 0 for a duplicate.
+    /// Not part of the JSON.
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 impl Published {
@@ -125,6 +141,7 @@ impl Published {
             recipients: receipt.recipients,
             deliver_at: receipt.deliver_at_ms.map(format_ms),
             duplicate,
+            seq: 0,
         }
     }
 }
@@ -358,6 +375,8 @@ impl PublishRequest {
             source,
             deliver_at_ms,
             ttl_ms,
+            job: None,
+            text: None,
         })
     }
 }

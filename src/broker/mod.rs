@@ -20,7 +20,9 @@
 mod activity;
 mod catch_up;
 mod dispatch;
+mod doors;
 mod index;
+mod jobs;
 mod kick;
 pub mod message;
 pub mod stats;
@@ -45,11 +47,14 @@ pub use crate::store::SubscriptionRecord as SubscriptionOptions;
 pub use activity::{Activity, ActivityKind};
 pub use catch_up::{CATCH_UP_PAGE, CatchUp};
 use index::Index;
+pub(crate) use index::{JobState, JobView, Peek, TubeCounts, priority};
+pub use jobs::Reserved;
 use message::SharedPayload;
 pub use message::{AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use writer::{Batch, Effects};
 
-/// Where live deliveries go; implemented by the socket.io layer.
+/// Where live deliveries go; implemented by each transport that delivers (the socket.io
+/// layer, the beanstalk door), all reached through one `doors::Doors`.
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Pushes `delivery` to every connected socket of its client on its queue, in commit
@@ -111,6 +116,8 @@ pub(crate) struct Shared {
     store: Arc<dyn Store>,
     config: BrokerConfig,
     outbox: OnceLock<Arc<dyn Outbox>>,
+    /// The outboxes of every transport, behind `outbox` (see [`doors::Doors`]).
+    doors: Arc<doors::Doors>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Committed activity, for watchers.
     activity: broadcast::Sender<Activity>,
@@ -188,6 +195,7 @@ impl Broker {
         let (batch_tx, batch_rx) = mpsc::unbounded_channel();
         let (fanout_tx, fanout_rx) = mpsc::unbounded_channel();
         let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+        let doors = Arc::new(doors::Doors::default());
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 index,
@@ -196,7 +204,8 @@ impl Broker {
             }),
             store,
             config,
-            outbox: OnceLock::new(),
+            outbox: OnceLock::from(Arc::clone(&doors) as Arc<dyn Outbox>),
+            doors,
             tasks: Mutex::new(Vec::new()),
             activity: broadcast::channel(ACTIVITY_BACKLOG).0,
             closing: watch::channel(false).0,
@@ -219,9 +228,13 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Connects the live-delivery side. Only the first call has an effect.
+    /// Connects a transport's live-delivery side (the socket.io layer's, the beanstalk
+    /// door's): each gets every live push, and the work-mode sends to its own workers.
+    /// Two transports at most; a third is ignored (and logged).
     pub fn set_outbox(&self, outbox: Arc<dyn Outbox>) {
-        let _ = self.shared.outbox.set(outbox);
+        if !self.shared.doors.add(outbox) {
+            tracing::error!("a third transport's outbox was ignored");
+        }
     }
 
     /// The broker's limits.
@@ -293,8 +306,11 @@ impl Broker {
             ));
         }
         let mut prepared = Vec::with_capacity(messages.len());
-        for message in messages {
-            let text = message.payload.to_string();
+        for mut message in messages {
+            let text = message
+                .text
+                .take()
+                .unwrap_or_else(|| message.payload.to_string());
             if text.len() > config.max_payload_bytes {
                 self.count_rejected(&message.queue, "payload_too_large");
                 return Err(Error::payload_too_large(
@@ -330,7 +346,9 @@ impl Broker {
             let mut answers = Vec::with_capacity(prepared.len());
             for (message, text) in prepared {
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
-                answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
+                let mut answer = Published::from_receipt(&outcome.receipt, outcome.duplicate);
+                answer.seq = outcome.meta.as_ref().map_or(0, |m| m.seq);
+                answers.push(answer);
                 let payload = Arc::new(message.payload);
                 // Workers get the message right after this commit (no commit of its own),
                 // with the payload in hand.

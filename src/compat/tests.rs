@@ -104,6 +104,7 @@ fn the_payload_envelope_is_the_published_object_itself() {
         source: "http".into(),
         deliver_at_ms: None,
         expires_at_ms: None,
+        job: None,
     };
     let object = json!({"n": 1, "text": "hi"});
     let envelope = Envelope::new(

@@ -56,6 +56,41 @@ fn listen_is_repeatable() {
 }
 
 #[test]
+fn the_beanstalk_door_is_closed_by_default_and_opens_by_flag_variable_or_file() {
+    assert!(Config::default().beanstalk_listen.is_empty());
+    let cli = Cli::try_parse_from([
+        "queuehub",
+        "--beanstalk-listen",
+        "127.0.0.1:11300",
+        "--beanstalk-listen",
+        "127.0.0.1:11301",
+    ])
+    .unwrap();
+    assert_eq!(Config::from_cli(cli).unwrap().beanstalk_listen.len(), 2);
+    let env = |name: &str| {
+        (name == "QUEUEHUB_BEANSTALK_LISTEN").then(|| "127.0.0.1:1,127.0.0.1:2".to_owned())
+    };
+    let loaded = Loaded::from_cli(&Cli::default(), env).unwrap();
+    assert_eq!(loaded.into_config().unwrap().beanstalk_listen.len(), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "q.toml", "beanstalk_listen = [\"127.0.0.1:11300\"]\n");
+    let cli = Cli::try_parse_from(["queuehub", "--config", file.as_str()]).unwrap();
+    let config = Config::from_cli(cli).unwrap();
+    assert_eq!(
+        config.beanstalk_listen,
+        vec!["127.0.0.1:11300".parse().unwrap()]
+    );
+    let printed = Loaded::from_cli(&Cli::default(), |_| None)
+        .unwrap()
+        .to_toml()
+        .unwrap();
+    assert!(
+        printed.contains("# beanstalk_listen = (not set)"),
+        "{printed}"
+    );
+}
+
+#[test]
 fn flags_beat_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("queuehub.toml");
@@ -275,6 +310,7 @@ fn each_layer_beats_the_one_below_it() {
 /// Every setting at a value other than its default, as a file would write it.
 const EVERY_SETTING: &str = r#"
 listen = ["127.0.0.1:4001", "127.0.0.1:4002"]
+beanstalk_listen = ["127.0.0.1:11300", "127.0.0.1:11301"]
 data_dir = "elsewhere"
 store_cache_mb = 8
 memory = true

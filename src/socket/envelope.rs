@@ -162,6 +162,7 @@ mod tests {
             published_at: "2026-11-30T05:00:00.000Z".into(),
             source: "http".into(),
             attempt,
+            seq: 7,
         }
     }
 

@@ -31,6 +31,7 @@ fn message(seq: u64, queue: &str) -> StoredMessage {
             source: "http".into(),
             deliver_at_ms: None,
             expires_at_ms: Some(99_999),
+            job: None,
         },
         payload: format!("{{\"n\":{seq}}}"),
     }
@@ -198,6 +199,39 @@ async fn names_stored_under_older_rules_still_load(store: &dyn Store) {
     );
 }
 
+/// A message put again under its seq (a job released with a new priority, or buried) keeps
+/// its inbox entries and loads with the new meta and payload.
+async fn a_message_put_again_replaces_its_meta(store: &dyn Store) {
+    let mut job = message(60, "jobs");
+    job.meta.job = Some(JobMeta {
+        priority: 7,
+        ttr_ms: Some(1_000),
+        buried: false,
+    });
+    store
+        .commit(vec![Op::PutMessage(job.clone()), inbox("jobs", "jobs", 60)])
+        .await
+        .unwrap();
+    job.meta.job = Some(JobMeta {
+        priority: u32::MAX,
+        ttr_ms: None,
+        buried: true,
+    });
+    job.meta.deliver_at_ms = Some(5_000);
+    store
+        .commit(vec![Op::PutMessage(job.clone())])
+        .await
+        .unwrap();
+    let snapshot = store.load().await.unwrap();
+    let meta = snapshot.messages.iter().find(|m| m.seq == 60).unwrap();
+    assert_eq!(meta, &job.meta);
+    assert!(snapshot.inbox.contains(&(name("jobs"), name("jobs"), 60)));
+    assert_eq!(
+        store.payloads(vec![60]).await.unwrap(),
+        vec![Some(job.payload)]
+    );
+}
+
 /// Runs the contract's fixed checks against `store`, which must start empty. Panics (with
 /// what differed) if the engine breaks the contract.
 pub async fn check(store: &dyn Store) {
@@ -205,6 +239,7 @@ pub async fn check(store: &dyn Store) {
     deletes_remove_and_missing_removes_are_harmless(store).await;
     names_stored_under_older_rules_still_load(store).await;
     a_long_inbox_loads_back_whole_after_removals(store).await;
+    a_message_put_again_replaces_its_meta(store).await;
 }
 
 /// Thousands of entries in one inbox, across engine-internal boundaries, added and removed in
@@ -333,6 +368,11 @@ impl Random {
                 let mut stored = message(seq, self.pick(&["orders", "jobs"]));
                 stored.payload = format!("{{\"v\":{}}}", self.below(1000));
                 stored.meta.deliver_at_ms = (self.below(3) == 0).then(|| self.below(5_000));
+                stored.meta.job = (self.below(3) == 0).then(|| JobMeta {
+                    priority: self.below(3) as u32,
+                    ttr_ms: (self.below(2) == 0).then(|| self.below(5_000)),
+                    buried: self.below(2) == 0,
+                });
                 Op::PutMessage(stored)
             }
             2 => Op::DeleteMessage(self.seq()),

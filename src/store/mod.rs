@@ -76,6 +76,30 @@ pub struct MessageMeta {
     /// Leaves every inbox at this time (ms since the epoch); `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// What a job put through the beanstalk door carries besides its body (priority, TTR,
+    /// buried); `None` for other messages, which take the defaults of [`JobMeta`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMeta>,
+}
+
+/// A work-mode message's place in line and its lease, as beanstalkd's jobs have them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMeta {
+    /// Lower goes first among a subscription's deliverable messages; ties in publish order.
+    pub priority: u32,
+    /// How long a worker holds it before it goes to another (the message's own ack
+    /// timeout); `None`: the subscription's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttr_ms: Option<u64>,
+    /// Set aside by a worker (beanstalkd's bury): never delivered until kicked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub buried: bool,
+}
+
+impl JobMeta {
+    /// The priority of a message published without one (beanstalkd's clients mostly use
+    /// 1024 too: DECISIONS 59).
+    pub const DEFAULT_PRIORITY: u32 = 1024;
 }
 
 /// A message as stored: its meta and its payload as JSON text.

@@ -14,7 +14,7 @@ async fn bad_http_publishes_get_clear_errors_and_store_nothing() {
     let app = spawn_app().await;
     let queue = unique("q");
     let path = format!("/v1/queues/{queue}/messages");
-    let long = "x".repeat(129);
+    let long = "x".repeat(201);
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "application/json",

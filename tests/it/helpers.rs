@@ -228,6 +228,11 @@ impl ServerProcess {
     /// [`ServerProcess::limit_file_size`] then makes writes fail with EFBIG, as a full disk
     /// makes them fail with ENOSPC, instead of killing the process.
     pub async fn start_with_fillable_disk(data_dir: &Path) -> Self {
+        Self::start_with_fillable_disk_and(data_dir, &[])
+    }
+
+    /// [`ServerProcess::start_with_fillable_disk`] with more arguments.
+    pub fn start_with_fillable_disk_and(data_dir: &Path, more: &[&str]) -> Self {
         let mut command = Command::new("sh");
         command.args([
             "-c",
@@ -238,6 +243,7 @@ impl ServerProcess {
             "--data-dir",
             data_dir.to_str().expect("utf-8 path"),
         ]);
+        command.args(more);
         Self::spawn(command, 1)
     }
 

@@ -2,6 +2,7 @@
 //! (reqwest) and real socket.io clients (rust_socketio).
 
 mod bad_input;
+mod beanstalk;
 mod bench;
 mod catch_up;
 mod classroom;

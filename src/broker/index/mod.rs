@@ -18,6 +18,8 @@ use crate::store::{Counters, MessageMeta, Op, Receipt, Snapshot, SubscriptionRec
 use super::message::NewMessage;
 
 mod inbox;
+mod job_view;
+mod jobs;
 mod publish;
 mod timing;
 mod work;
@@ -26,6 +28,7 @@ mod work;
 mod tests;
 
 pub(crate) use inbox::envelopes;
+pub(crate) use jobs::{JobState, JobView, Peek, TubeCounts, priority};
 pub(crate) use publish::deliveries;
 pub(crate) use timing::expired;
 pub(crate) use work::{Assignment, Dispatched, Workers};
@@ -124,8 +127,11 @@ pub(crate) struct Index {
     scheduled: BTreeSet<(u64, u64)>,
     /// Messages with a TTL by expiry time: `(expires_at_ms, seq)`.
     expiring: BTreeSet<(u64, u64)>,
-    /// Work mode: ack deadlines of in-flight messages, `(deadline_ms, seq, client, queue)`.
+    /// Work mode: ack deadlines of in-flight messages, `(deadline_ms, seq, client, queue)`
+    /// (and the wake-ups of jobs released with a delay, see `jobs`).
     ack_deadlines: BTreeSet<(u64, u64, ClientId, QueueName)>,
+    /// The work subscriptions that hand out jobs the beanstalk way (see `jobs`).
+    jobs: BTreeSet<(ClientId, QueueName)>,
 }
 
 impl Index {
@@ -193,6 +199,7 @@ impl Index {
             index.queues.entry(queue).or_default().counters = counters;
         }
         index.rebuild_timers();
+        index.rebuild_job_wakeups();
         let mut receipts: Vec<Receipt> = snapshot.receipts;
         receipts.sort_by_key(|r| r.published_at_ms);
         for receipt in receipts {

@@ -42,6 +42,7 @@ impl Index {
             source: message.source.clone(),
             deliver_at_ms,
             expires_at_ms: message.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
+            job: message.job,
         });
         ops.push(Op::PutMessage(StoredMessage {
             meta: (*meta).clone(),

@@ -39,24 +39,24 @@ pub type ConsumerId = String;
 /// The workers of one work-mode subscription and what they hold.
 #[derive(Default)]
 pub(crate) struct Workers {
-    consumers: Vec<Consumer>,
+    pub(super) consumers: Vec<Consumer>,
     /// Where the round-robin continues.
     next: usize,
     /// Messages in flight: seq → (worker, ack deadline in ms).
-    inflight: BTreeMap<u64, (ConsumerId, u64)>,
+    pub(super) inflight: BTreeMap<u64, (ConsumerId, u64)>,
     /// Messages whose ack deadline passed, with the worker that held them: their next
     /// delivery goes to another worker if one has room.
-    timed_out: BTreeMap<u64, ConsumerId>,
+    pub(super) timed_out: BTreeMap<u64, ConsumerId>,
     /// Messages not in flight whose next attempt is counted already: `None` while that count
     /// may not be on disk yet or the payload is not in hand, then the payload (ready to go
     /// out without a commit).
-    pooled: BTreeMap<u64, Option<SharedPayload>>,
+    pub(super) pooled: BTreeMap<u64, Option<SharedPayload>>,
 }
 
-struct Consumer {
-    id: ConsumerId,
-    prefetch: usize,
-    holding: usize,
+pub(super) struct Consumer {
+    pub(super) id: ConsumerId,
+    pub(super) prefetch: usize,
+    pub(super) holding: usize,
 }
 
 impl Workers {
@@ -82,16 +82,24 @@ impl Workers {
         self.release(seq).map(|(_, deadline)| deadline)
     }
 
-    /// Takes `seq` back from its worker because its ack deadline passed, remembering that
-    /// worker so the next delivery avoids it; returns the deadline.
-    fn time_out(&mut self, seq: u64) -> Option<u64> {
+    /// Takes `seq` back from its worker because its ack deadline `at` passed, remembering
+    /// that worker so the next delivery avoids it; returns the deadline. (A deadline that
+    /// is not the message's own, a job's wake-up after a delayed release, takes nothing.)
+    fn time_out(&mut self, seq: u64, at: u64) -> Option<u64> {
+        if self
+            .inflight
+            .get(&seq)
+            .is_none_or(|(_, deadline)| *deadline != at)
+        {
+            return None;
+        }
         let (consumer, deadline) = self.release(seq)?;
         self.timed_out.insert(seq, consumer);
         Some(deadline)
     }
 
     /// Removes `seq` from the in-flight messages and frees its worker's room.
-    fn release(&mut self, seq: u64) -> Option<(ConsumerId, u64)> {
+    pub(super) fn release(&mut self, seq: u64) -> Option<(ConsumerId, u64)> {
         let (consumer, deadline) = self.inflight.remove(&seq)?;
         if let Some(c) = self.consumers.iter_mut().find(|c| c.id == consumer) {
             c.holding = c.holding.saturating_sub(1);
@@ -101,7 +109,7 @@ impl Workers {
 
     /// The next worker with spare capacity, round-robin, passing over `avoid` (the worker a
     /// message timed out with) unless it is the only one with room.
-    fn pick(&mut self, avoid: Option<&str>) -> Option<usize> {
+    pub(super) fn pick(&mut self, avoid: Option<&str>) -> Option<usize> {
         let n = self.consumers.len();
         let consumers = &self.consumers;
         let has_room = |i: &usize| consumers[*i].holding < consumers[*i].prefetch;
@@ -236,6 +244,9 @@ impl Index {
         now: u64,
         ops: &mut Vec<Op>,
     ) -> Dispatched {
+        if self.serves_jobs(client, queue_name) {
+            return self.dispatch_jobs(client, queue_name, now);
+        }
         let mut out = Dispatched::default();
         let Some(subscriber) = self
             .queues
@@ -378,7 +389,7 @@ impl Index {
                 .and_then(|q| q.subscribers.get_mut(&client))
                 .and_then(|s| s.workers.as_mut())
             {
-                workers.time_out(seq);
+                workers.time_out(seq, deadline);
             }
             self.ack_deadlines
                 .remove(&(deadline, seq, client.clone(), queue.clone()));

@@ -192,6 +192,7 @@ fn message(seq: u64) -> StoredMessage {
             source: "http".into(),
             deliver_at_ms: None,
             expires_at_ms: None,
+            job: None,
         },
         payload: format!("{{\"n\":{seq}}}"),
     }

@@ -1,0 +1,99 @@
+//! The beanstalk door: queuehub speaking the beanstalkd 1.12 text protocol over TCP
+//! (`--beanstalk-listen`), a third transport over the same [`Broker`] as HTTP and socket.io
+//! (docs/BEANSTALK.md).
+//!
+//! A tube is a queue ([`tube`]); `put` is a durable publish (answered `INSERTED <id>` once
+//! committed, the id being the message's sequence number); the connections that `reserve`
+//! from a tube are work-mode workers of the client named after the tube, which pull: a
+//! connection has room for one job while it waits in `reserve` and none otherwise
+//! ([`Broker::open_room`]); `delete` acks. So a message published over HTTP to a queue is
+//! a job of that tube, and a job put on a tube reaches the socket.io subscribers of that
+//! queue.
+//!
+//! Layout: `protocol` parses lines and frames replies (pure); `body` turns job bodies into
+//! payloads and back; `tube` maps names; `input` is a connection's bounded reader;
+//! `connection` runs one connection (its loop and its state); `jobs`, `reserve` and `info`
+//! answer the commands (the job commands, the reserves, and peeks, stats and lists); `door` is the [`Outbox`]
+//! that hands jobs to waiting connections; `stats` holds the server-wide counters.
+//! Only this module knows the protocol; it calls nothing but the broker.
+
+mod body;
+mod connection;
+mod door;
+mod info;
+mod input;
+mod jobs;
+mod protocol;
+mod reserve;
+mod stats;
+mod tube;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+
+pub use door::Door;
+
+/// The largest job body accepted, in bytes: beanstalkd's default (`-z 65535`). Larger
+/// ones are answered `JOB_TOO_BIG` and their bytes skipped.
+pub const MAX_JOB_BYTES: u32 = 65_535;
+
+/// What every beanstalk connection shares: the broker, the door, the server's counters.
+#[derive(Clone)]
+pub struct Beanstalk {
+    broker: Broker,
+    door: Arc<Door>,
+    stats: Arc<stats::Stats>,
+}
+
+impl Beanstalk {
+    /// The beanstalk side of `broker`; connects its door as one of the broker's outboxes.
+    pub fn new(broker: Broker) -> Self {
+        let door = Arc::new(Door::default());
+        broker.set_outbox(door.clone());
+        Self {
+            broker,
+            door,
+            stats: Arc::new(stats::Stats::new()),
+        }
+    }
+
+    /// Accepts connections on `listener` until `stop` turns true, then closes them (their
+    /// reserved jobs go back to ready, as when a beanstalkd client disconnects).
+    pub async fn serve(self, listener: TcpListener, stop: watch::Receiver<bool>) {
+        let mut connections = JoinSet::new();
+        let mut stopping = stop.clone();
+        loop {
+            tokio::select! {
+                () = stopped(&mut stopping) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if let Err(err) = stream.set_nodelay(true) {
+                            tracing::debug!(error = %err, "beanstalk: TCP_NODELAY not set");
+                        }
+                        let shared = self.clone();
+                        let stop = stop.clone();
+                        connections.spawn(connection::run(shared, stream, peer, stop));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors and the like: wait a little, keep going.
+                        tracing::warn!(error = %err, "beanstalk: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,621 @@
+//! Jobs: work mode the way beanstalkd's workers use it (the beanstalk door, `beanstalk/`).
+//!
+//! A work subscription that *serves jobs* hands out its deliverable messages by priority
+//! (lower first, then publish order) instead of publish order, each with its own lease (the
+//! job's TTR, else the subscription's ack timeout), and never counts messages ahead (its
+//! workers pull: a worker has room only while it waits in `reserve`). Besides ready and
+//! in flight (reserved), a job may be *buried* (set aside until kicked) or *delayed* (not
+//! due yet: published with a delay and still scheduled, or released with one, which keeps
+//! it in the inbox with a later `deliver_at_ms`). Priority, TTR and the buried mark live in
+//! the message's [`JobMeta`]; a change is written by putting the message again under its
+//! seq, so the job keeps its id (its seq) through releases, burials, kicks and restarts.
+//!
+//! A job released with a delay is woken by an entry in the ack deadlines that is not its
+//! lease: the timer takes nothing back for it (the deadline is not the message's own) and
+//! only asks the dispatcher to look again.
+//!
+//! Handing a job out commits nothing: how often it was handed out (its `reserves`) is
+//! counted in memory and written with its release or burial (a delete forgets it), like
+//! beanstalkd, whose binlog does not record reserves either. So a reserve waits for no
+//! fsync; after a crash a job's count is the one of its last release or burial
+//! (DECISIONS 60).
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::names::{ClientId, QueueName};
+use crate::store::{JobMeta, MessageMeta, Op, StoredMessage};
+
+use super::work::{Consumer, DEFAULT_ACK_TIMEOUT_MS};
+use super::{Assignment, Dispatched, Index, Subscriber, expired};
+
+pub(crate) use super::job_view::{JobState, JobView, Peek, TubeCounts};
+
+/// A job's priority (the default for a message published without one).
+pub(crate) fn priority(meta: &MessageMeta) -> u32 {
+    meta.job.map_or(JobMeta::DEFAULT_PRIORITY, |j| j.priority)
+}
+
+/// Whether a job may be handed out at `now`: not buried, due, not expired.
+pub(super) fn deliverable(meta: &MessageMeta, now: u64) -> bool {
+    !meta.job.is_some_and(|j| j.buried)
+        && meta.deliver_at_ms.is_none_or(|at| at <= now)
+        && !expired(meta, now)
+}
+
+impl Index {
+    /// Makes `client`'s subscription to `queue` serve jobs (see the module docs). Memory
+    /// only: a transport that serves jobs says so again after a restart.
+    pub(crate) fn serve_jobs(&mut self, client: &ClientId, queue: &QueueName) {
+        self.jobs.insert((client.clone(), queue.clone()));
+    }
+
+    /// Whether `client`'s subscription to `queue` serves jobs.
+    pub(crate) fn serves_jobs(&self, client: &ClientId, queue: &QueueName) -> bool {
+        !self.jobs.is_empty() && self.jobs.contains(&(client.clone(), queue.clone()))
+    }
+
+    /// Whether `client` is subscribed to `queue`: `Some(true)` in work mode.
+    pub(crate) fn is_subscribed(&self, client: &ClientId, queue: &QueueName) -> Option<bool> {
+        let subscriber = self.queues.get(queue)?.subscribers.get(client)?;
+        Some(subscriber.workers.is_some())
+    }
+
+    /// The stored metadata of message `seq`.
+    pub(crate) fn meta(&self, seq: u64) -> Option<Arc<MessageMeta>> {
+        self.messages.get(&seq).map(|e| Arc::clone(&e.meta))
+    }
+
+    fn subscriber_mut(&mut self, client: &ClientId, queue: &QueueName) -> Option<&mut Subscriber> {
+        self.queues.get_mut(queue)?.subscribers.get_mut(client)
+    }
+
+    /// Opens (room for one more job) or closes (no room) worker `consumer`'s window on
+    /// `client`'s work subscription to `queue`, attaching it if new. Returns the jobs it
+    /// holds (in flight to it).
+    pub(crate) fn set_room(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        consumer: &str,
+        open: bool,
+    ) -> Result<Vec<u64>, Error> {
+        let subscriber = self
+            .subscriber_mut(client, queue)
+            .ok_or_else(|| Error::not_subscribed(client, Some(queue)))?;
+        let workers = subscriber
+            .workers
+            .as_mut()
+            .ok_or_else(|| Error::invalid_field("this subscription is not in work mode"))?;
+        let held: Vec<u64> = workers
+            .inflight
+            .iter()
+            .filter(|(_, (holder, _))| holder == consumer)
+            .map(|(seq, _)| *seq)
+            .collect();
+        // Closed is 0, not "what it holds": a lease running out must not open room.
+        let prefetch = if open { held.len() + 1 } else { 0 };
+        match workers.consumers.iter_mut().find(|c| c.id == consumer) {
+            Some(existing) => {
+                existing.prefetch = prefetch;
+                existing.holding = held.len();
+            }
+            None => workers.consumers.push(Consumer {
+                id: consumer.to_owned(),
+                prefetch,
+                holding: held.len(),
+            }),
+        }
+        Ok(held)
+    }
+
+    /// The `(priority, seq)` of the job the subscription would hand out next at `now`, if
+    /// any is ready.
+    pub(crate) fn next_ready_job(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        now: u64,
+    ) -> Option<(u32, u64)> {
+        let subscriber = self.queues.get(queue)?.subscribers.get(client)?;
+        let inflight = |seq: &u64| {
+            subscriber
+                .workers
+                .as_ref()
+                .is_some_and(|w| w.inflight.contains_key(seq))
+        };
+        subscriber
+            .inbox
+            .keys()
+            .filter(|seq| !inflight(seq))
+            .filter_map(|seq| self.messages.get(seq).map(|e| &e.meta))
+            .filter(|meta| deliverable(meta, now))
+            .map(|meta| (priority(meta), meta.seq))
+            .min()
+    }
+
+    /// Whether the subscription has a job that could be handed out at `now` (it stops at
+    /// the first).
+    pub(crate) fn has_ready_job(&self, client: &ClientId, queue: &QueueName, now: u64) -> bool {
+        let Some(subscriber) = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+        else {
+            return false;
+        };
+        let inflight = |seq: &u64| {
+            subscriber
+                .workers
+                .as_ref()
+                .is_some_and(|w| w.inflight.contains_key(seq))
+        };
+        subscriber.inbox.keys().any(|seq| {
+            !inflight(seq)
+                && self
+                    .messages
+                    .get(seq)
+                    .is_some_and(|e| deliverable(&e.meta, now))
+        })
+    }
+
+    /// Hands deliverable jobs to workers with room, by priority then publish order, each
+    /// with its own lease; counts each as an attempt (through `ops`).
+    pub(super) fn dispatch_jobs(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        now: u64,
+    ) -> Dispatched {
+        let mut out = Dispatched::default();
+        let Some(subscriber) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.subscribers.get_mut(client))
+        else {
+            return out;
+        };
+        let lease = subscriber
+            .record
+            .ack_timeout_ms
+            .unwrap_or(DEFAULT_ACK_TIMEOUT_MS);
+        let Subscriber { inbox, workers, .. } = subscriber;
+        let Some(workers) = workers.as_mut() else {
+            return out;
+        };
+        workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
+        workers.pooled.retain(|seq, _| inbox.contains_key(seq));
+        // Nobody waits (the usual case when a job is put): nothing to look at.
+        let room: usize = workers
+            .consumers
+            .iter()
+            .map(|c| c.prefetch.saturating_sub(c.holding))
+            .sum();
+        if room == 0 {
+            return out;
+        }
+        let messages = &self.messages;
+        let mut ready: Vec<(u32, u64, Arc<MessageMeta>)> = inbox
+            .keys()
+            .filter(|seq| !workers.inflight.contains_key(seq))
+            .filter_map(|seq| messages.get(seq).map(|e| &e.meta))
+            .filter(|meta| deliverable(meta, now))
+            .map(|meta| (priority(meta), meta.seq, Arc::clone(meta)))
+            .collect();
+        // Only the first `room` of them, in order, can be handed out now.
+        let key = |(priority, seq, _): &(u32, u64, Arc<MessageMeta>)| (*priority, *seq);
+        if ready.len() > room {
+            ready.select_nth_unstable_by_key(room, key);
+            ready.truncate(room);
+        }
+        ready.sort_unstable_by_key(key);
+        for (_, seq, meta) in ready {
+            let previous = workers.timed_out.remove(&seq);
+            let Some(index) = workers.pick(previous.as_deref()) else {
+                if let Some(previous) = previous {
+                    workers.timed_out.insert(seq, previous);
+                }
+                break;
+            };
+            let Some(attempts) = inbox.get_mut(&seq) else {
+                continue;
+            };
+            // Counted ahead while the subscription did not serve jobs yet: not again. (The
+            // count is written with the job's release or burial: see the module docs.)
+            if workers.pooled.remove(&seq).is_none() {
+                *attempts += 1;
+            }
+            let consumer = &mut workers.consumers[index];
+            consumer.holding += 1;
+            let ttr = meta.job.and_then(|j| j.ttr_ms).unwrap_or(lease);
+            let deadline = now.saturating_add(ttr);
+            workers
+                .inflight
+                .insert(seq, (consumer.id.clone(), deadline));
+            self.ack_deadlines
+                .insert((deadline, seq, client.clone(), queue.clone()));
+            out.assigned.push(Assignment {
+                consumer: consumer.id.clone(),
+                client: client.clone(),
+                meta,
+                attempt: *attempts,
+                payload: None,
+            });
+        }
+        out
+    }
+
+    /// Reserves job `seq` for `consumer` now whatever the others wait for (`reserve-job`):
+    /// it must be in the subscription's inbox, deliverable, and not in flight.
+    pub(crate) fn take_job(
+        &mut self,
+        (client, queue): (&ClientId, &QueueName),
+        seq: u64,
+        consumer: &str,
+        now: u64,
+    ) -> Option<Assignment> {
+        let meta = self.meta(seq).filter(|m| deliverable(m, now))?;
+        let subscriber = self.queues.get_mut(queue)?.subscribers.get_mut(client)?;
+        let lease = subscriber
+            .record
+            .ack_timeout_ms
+            .unwrap_or(DEFAULT_ACK_TIMEOUT_MS);
+        let Subscriber { inbox, workers, .. } = subscriber;
+        let workers = workers.as_mut()?;
+        let attempts = inbox.get_mut(&seq)?;
+        if workers.inflight.contains_key(&seq) {
+            return None;
+        }
+        let worker = workers.consumers.iter_mut().find(|c| c.id == consumer)?;
+        worker.holding += 1;
+        if workers.pooled.remove(&seq).is_none() {
+            *attempts += 1;
+        }
+        let deadline = now.saturating_add(meta.job.and_then(|j| j.ttr_ms).unwrap_or(lease));
+        workers
+            .inflight
+            .insert(seq, (consumer.to_owned(), deadline));
+        self.ack_deadlines
+            .insert((deadline, seq, client.clone(), queue.clone()));
+        Some(Assignment {
+            consumer: consumer.to_owned(),
+            client: client.clone(),
+            meta,
+            attempt: *attempts,
+            payload: None,
+        })
+    }
+
+    /// Stores a job's new metadata (priority, delay, buried) under its seq, with its
+    /// payload text as it is stored.
+    pub(crate) fn put_job_meta(&mut self, meta: MessageMeta, payload: String, ops: &mut Vec<Op>) {
+        let Some(entry) = self.messages.get_mut(&meta.seq) else {
+            return;
+        };
+        entry.meta = Arc::new(meta.clone());
+        ops.push(Op::PutMessage(StoredMessage { meta, payload }));
+    }
+
+    /// Writes how often job `seq` was handed out (a reserve counts it in memory only; a
+    /// release or a burial writes it: see the module docs).
+    pub(crate) fn save_reserves(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        seq: u64,
+        ops: &mut Vec<Op>,
+    ) {
+        let attempts = self
+            .queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .and_then(|s| s.inbox.get(&seq));
+        if let Some(&attempts) = attempts {
+            ops.push(Op::SetAttempts {
+                client: client.clone(),
+                queue: queue.clone(),
+                seq,
+                attempts,
+            });
+        }
+    }
+
+    /// Takes job `seq` back from `consumer`, which must hold it; `false` if it does not.
+    pub(crate) fn unreserve(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        seq: u64,
+        consumer: &str,
+    ) -> bool {
+        let held = self
+            .subscriber_mut(client, queue)
+            .and_then(|s| s.workers.as_ref())
+            .and_then(|w| w.inflight.get(&seq))
+            .is_some_and(|(holder, _)| holder == consumer);
+        if held {
+            self.finish_inflight(client, queue, seq);
+        }
+        held
+    }
+
+    /// Gives `consumer` a new lease on job `seq` (`touch`); `false` if it does not hold it.
+    pub(crate) fn touch(
+        &mut self,
+        client: &ClientId,
+        queue: &QueueName,
+        seq: u64,
+        consumer: &str,
+        now: u64,
+    ) -> bool {
+        let Some(meta) = self.meta(seq) else {
+            return false;
+        };
+        let Some(subscriber) = self.subscriber_mut(client, queue) else {
+            return false;
+        };
+        let lease = subscriber
+            .record
+            .ack_timeout_ms
+            .unwrap_or(DEFAULT_ACK_TIMEOUT_MS);
+        let Some(slot) = subscriber
+            .workers
+            .as_mut()
+            .and_then(|w| w.inflight.get_mut(&seq))
+            .filter(|(holder, _)| holder == consumer)
+        else {
+            return false;
+        };
+        let old = slot.1;
+        slot.1 = now.saturating_add(meta.job.and_then(|j| j.ttr_ms).unwrap_or(lease));
+        let new = slot.1;
+        self.ack_deadlines
+            .remove(&(old, seq, client.clone(), queue.clone()));
+        self.ack_deadlines
+            .insert((new, seq, client.clone(), queue.clone()));
+        true
+    }
+
+    /// Wakes the dispatcher of `client`'s subscription to `queue` at `at` (a job released
+    /// with a delay becomes ready then).
+    pub(crate) fn wake_at(&mut self, client: &ClientId, queue: &QueueName, seq: u64, at: u64) {
+        self.ack_deadlines
+            .insert((at, seq, client.clone(), queue.clone()));
+    }
+
+    /// After loading: jobs released with a delay wake their subscription when due.
+    pub(super) fn rebuild_job_wakeups(&mut self) {
+        let mut wakeups = Vec::new();
+        for (queue_name, queue) in &self.queues {
+            for (client, subscriber) in &queue.subscribers {
+                for seq in subscriber.inbox.keys() {
+                    let due = self
+                        .messages
+                        .get(seq)
+                        .filter(|e| e.meta.job.is_some())
+                        .and_then(|e| e.meta.deliver_at_ms);
+                    if let Some(due) = due {
+                        wakeups.push((due, *seq, client.clone(), queue_name.clone()));
+                    }
+                }
+            }
+        }
+        self.ack_deadlines.extend(wakeups);
+    }
+
+    /// Deletes job `seq` from `client`'s subscription (`delete`): from its inbox (counted
+    /// as acked), the schedule, or the waiting list. `false` if the subscription does not
+    /// hold it, or another worker than `consumer` has it reserved.
+    pub(crate) fn delete_job(
+        &mut self,
+        client: &ClientId,
+        seq: u64,
+        consumer: &str,
+        ops: &mut Vec<Op>,
+    ) -> bool {
+        let Some(meta) = self.meta(seq) else {
+            return false;
+        };
+        let queue_name = meta.queue.clone();
+        let reserved_by_other = self
+            .subscriber_mut(client, &queue_name)
+            .and_then(|s| s.workers.as_ref())
+            .and_then(|w| w.inflight.get(&seq))
+            .is_some_and(|(holder, _)| holder != consumer);
+        if reserved_by_other {
+            return false;
+        }
+        let Some(queue) = self.queues.get_mut(&queue_name) else {
+            return false;
+        };
+        if let Some(subscriber) = queue.subscribers.get_mut(client)
+            && subscriber.inbox.remove(&seq).is_some()
+        {
+            queue.counters.acked += 1;
+            ops.push(Op::RemoveFromInbox {
+                client: client.clone(),
+                queue: queue_name.clone(),
+                seq,
+            });
+            ops.push(Op::PutCounters {
+                queue: queue_name.clone(),
+                counters: queue.counters,
+            });
+            self.finish_inflight(client, &queue_name, seq);
+            self.drop_ref(seq, ops);
+            return true;
+        }
+        if let Some(due) = meta.deliver_at_ms
+            && self.scheduled.remove(&(due, seq))
+        {
+            queue.scheduled = queue.scheduled.saturating_sub(1);
+            self.drop_ref(seq, ops);
+            return true;
+        }
+        self.take_waiting(&queue_name, seq, ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::broker::message::NewMessage;
+    use crate::names::EventName;
+    use crate::store::{Mode, Snapshot, SubscriptionRecord};
+
+    const TUBE: &str = "bg_starmap";
+
+    /// An index whose client `TUBE` serves jobs on queue `TUBE`, with worker `w` attached
+    /// (its room closed).
+    fn index() -> (Index, ClientId, QueueName) {
+        let (client, queue) = (
+            ClientId::parse(TUBE).unwrap(),
+            QueueName::parse(TUBE).unwrap(),
+        );
+        let mut index = Index::from_snapshot(Snapshot::default());
+        let record = SubscriptionRecord {
+            mode: Mode::Work,
+            ..SubscriptionRecord::default()
+        };
+        index.subscribe(&client, &queue, record, &mut Vec::new());
+        index.serve_jobs(&client, &queue);
+        index.set_room(&client, &queue, "w", false).unwrap();
+        (index, client, queue)
+    }
+
+    /// Puts a job with `priority` (TTR 1 s); returns its seq.
+    fn put(index: &mut Index, queue: &QueueName, priority: u32, now: u64) -> u64 {
+        let mut message = NewMessage::new(
+            queue.clone(),
+            EventName::parse("job").unwrap(),
+            json!(priority),
+            "beanstalk",
+        );
+        message.job = Some(JobMeta {
+            priority,
+            ttr_ms: Some(1000),
+            buried: false,
+        });
+        let outcome = index.publish(
+            &message,
+            priority.to_string(),
+            now,
+            &|_, _| false,
+            &mut Vec::new(),
+        );
+        outcome.meta.unwrap().seq
+    }
+
+    /// Opens the worker's room and dispatches at `now`: the seq it is handed, if any.
+    fn reserve(index: &mut Index, client: &ClientId, queue: &QueueName, now: u64) -> Option<u64> {
+        index.set_room(client, queue, "w", true).unwrap();
+        let handed = index.dispatch(client, queue, now, &mut Vec::new());
+        index.set_room(client, queue, "w", false).unwrap();
+        assert!(handed.assigned.len() <= 1, "one job per open room");
+        handed.assigned.first().map(|a| a.meta.seq)
+    }
+
+    #[test]
+    fn jobs_are_handed_out_by_priority_then_in_publish_order_one_per_open_room() {
+        let (mut index, client, queue) = index();
+        let low = put(&mut index, &queue, 100, 0);
+        let first_urgent = put(&mut index, &queue, 0, 0);
+        let last = put(&mut index, &queue, u32::MAX, 0);
+        let second_urgent = put(&mut index, &queue, 0, 0);
+        assert!(index.has_ready_job(&client, &queue, 0));
+        assert!(
+            index
+                .dispatch(&client, &queue, 0, &mut Vec::new())
+                .assigned
+                .is_empty(),
+            "a worker whose room is closed gets nothing"
+        );
+        let order: Vec<Option<u64>> = (0..5)
+            .map(|_| reserve(&mut index, &client, &queue, 0))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                Some(first_urgent),
+                Some(second_urgent),
+                Some(low),
+                Some(last),
+                None
+            ]
+        );
+        assert!(!index.has_ready_job(&client, &queue, 0));
+        assert_eq!(index.tube_counts(&client, &queue, 0).reserved, 4);
+    }
+
+    #[test]
+    fn a_lapsed_lease_does_not_open_a_closed_room() {
+        let (mut index, client, queue) = index();
+        let seq = put(&mut index, &queue, 0, 0);
+        put(&mut index, &queue, 0, 0);
+        assert_eq!(reserve(&mut index, &client, &queue, 0), Some(seq));
+        // The TTR (1 s) runs out: the job is ready again, and the worker (not reserving)
+        // gets nothing.
+        assert_eq!(
+            index.expire_inflight(1000),
+            [(client.clone(), queue.clone())]
+        );
+        assert!(
+            index
+                .dispatch(&client, &queue, 1000, &mut Vec::new())
+                .assigned
+                .is_empty()
+        );
+        assert_eq!(
+            index.job(&client, seq, 1000).unwrap().state,
+            JobState::Ready
+        );
+    }
+
+    #[test]
+    fn buried_and_delayed_jobs_wait_and_a_wakeup_takes_no_lease_back() {
+        let (mut index, client, queue) = index();
+        let buried = put(&mut index, &queue, 0, 0);
+        let delayed = put(&mut index, &queue, 1, 0);
+        let held = put(&mut index, &queue, 2, 0);
+        let mut meta = (*index.meta(buried).unwrap()).clone();
+        meta.job.as_mut().unwrap().buried = true;
+        index.put_job_meta(meta, "0".into(), &mut Vec::new());
+        let mut meta = (*index.meta(delayed).unwrap()).clone();
+        meta.deliver_at_ms = Some(5000);
+        index.put_job_meta(meta, "1".into(), &mut Vec::new());
+        index.wake_at(&client, &queue, delayed, 5000);
+        assert_eq!(
+            index.job(&client, buried, 0).unwrap().state,
+            JobState::Buried
+        );
+        assert_eq!(
+            index.job(&client, delayed, 0).unwrap().state,
+            JobState::Delayed
+        );
+        // Only the third is deliverable; reserved at 4500 its lease ends at 5500.
+        assert_eq!(reserve(&mut index, &client, &queue, 4500), Some(held));
+        // At 5000 the delayed job's wake-up fires: it takes nothing back from the worker.
+        assert_eq!(
+            index.expire_inflight(5000),
+            [(client.clone(), queue.clone())]
+        );
+        let job = index.job(&client, held, 5000).unwrap();
+        assert_eq!(
+            (job.state, job.holder.as_deref()),
+            (JobState::Reserved, Some("w"))
+        );
+        assert_eq!(reserve(&mut index, &client, &queue, 5000), Some(delayed));
+        assert_eq!(
+            reserve(&mut index, &client, &queue, 5000),
+            None,
+            "the buried one waits"
+        );
+        let kickable = index.kickable(&client, &queue, 10, 5000);
+        assert_eq!(
+            kickable.iter().map(|j| j.meta.seq).collect::<Vec<_>>(),
+            [buried]
+        );
+    }
+}
