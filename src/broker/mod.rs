@@ -329,9 +329,14 @@ impl Broker {
             index.expire_receipts(cutoff, &mut effects.ops);
             let mut answers = Vec::with_capacity(prepared.len());
             for (message, text) in prepared {
+                let size = text.len();
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 answers.push(Published::from_receipt(&outcome.receipt, outcome.duplicate));
                 let payload = Arc::new(message.payload);
+                if let (Some(meta), false) = (&outcome.meta, outcome.workers.is_empty()) {
+                    // Workers get it without reading it back (while memory allows).
+                    index.keep_payload(meta.seq, &payload, size);
+                }
                 // Workers get the message right after this commit (no commit of its own),
                 // with the payload in hand.
                 let (assigned, pooled) = (effects.assigned.len(), effects.pooled.len());

@@ -13,8 +13,12 @@
 //! counted ahead (in the commit of whatever mutation found no worker with room for them), and
 //! once that commit is on disk and their payload read they go out the moment a worker has
 //! room (DECISIONS 19).
+//!
+//! The payloads of work-mode messages published since the start are kept in memory while
+//! they wait (up to [`KEPT_PAYLOAD_BYTES`] of JSON text), so that neither a send nor the pool
+//! reads them back from the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::broker::message::SharedPayload;
@@ -32,6 +36,44 @@ const POOLED_PER_WORKER: usize = 2;
 
 /// At most this many messages of one subscription are pooled (their payloads are in memory).
 const POOLED_MAX: usize = 16;
+
+/// At most this many bytes of payload text are kept in memory for work-mode messages; past
+/// it, a message's payload is read from the store when it is sent.
+const KEPT_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// Payloads of work-mode messages kept in memory until the message is deleted, up to
+/// [`KEPT_PAYLOAD_BYTES`] of text.
+#[derive(Default)]
+pub(super) struct KeptPayloads {
+    /// seq → (payload, its size as text).
+    by_seq: HashMap<u64, (SharedPayload, usize)>,
+    bytes: usize,
+}
+
+impl KeptPayloads {
+    fn get(&self, seq: u64) -> Option<SharedPayload> {
+        self.by_seq
+            .get(&seq)
+            .map(|(payload, _)| Arc::clone(payload))
+    }
+
+    /// Keeps `payload` unless that would pass the bound.
+    fn keep(&mut self, seq: u64, payload: SharedPayload, size: usize) {
+        if self.bytes + size <= KEPT_PAYLOAD_BYTES
+            && let std::collections::hash_map::Entry::Vacant(slot) = self.by_seq.entry(seq)
+        {
+            slot.insert((payload, size));
+            self.bytes += size;
+        }
+    }
+
+    /// The message is deleted: its payload goes too.
+    pub(super) fn forget(&mut self, seq: u64) {
+        if let Some((_, size)) = self.by_seq.remove(&seq) {
+            self.bytes -= size;
+        }
+    }
+}
 
 /// Identifies one worker (a socket) to the outbox.
 pub type ConsumerId = String;
@@ -135,8 +177,9 @@ pub(crate) struct Dispatched {
     /// Given to workers from the pool: counted on disk already, payload in hand; to be sent
     /// at once.
     pub(crate) ready: Vec<Assignment>,
-    /// Pooled by this mutation: ready once it is committed and their payloads are in hand.
-    pub(crate) pooled: Vec<u64>,
+    /// Pooled by this mutation (with the payload, if kept in memory): ready once it is
+    /// committed and their payloads are in hand.
+    pub(crate) pooled: Vec<(u64, Option<SharedPayload>)>,
     /// Delivered `maxDeliveries` times: to be moved to the dead-letter queue.
     pub(crate) dead: Vec<Arc<MessageMeta>>,
 }
@@ -158,6 +201,14 @@ impl Subscriber {
 }
 
 impl Index {
+    /// Keeps the payload of message `seq`, which entered a work-mode inbox, in memory (within
+    /// a bound) until the message is deleted; `size` is its length as JSON text.
+    pub(crate) fn keep_payload(&mut self, seq: u64, payload: &SharedPayload, size: usize) {
+        if self.messages.contains_key(&seq) {
+            self.kept.keep(seq, Arc::clone(payload), size);
+        }
+    }
+
     /// Adds worker `consumer` (with room for `prefetch` unacked messages) to `client`'s
     /// work-mode subscription to `queue`.
     pub(crate) fn attach(
@@ -295,10 +346,11 @@ impl Index {
                 }
                 count(attempts, ops);
                 workers.pooled.insert(seq, None);
-                out.pooled.push(seq);
+                out.pooled.push((seq, self.kept.get(seq)));
                 continue;
             };
-            let payload = workers.pooled.remove(&seq).flatten();
+            // A pooled message with its payload is ready: counted on disk already.
+            let ready = workers.pooled.remove(&seq).flatten();
             if !pooled {
                 count(attempts, ops);
             }
@@ -310,14 +362,15 @@ impl Index {
                 .insert(seq, (consumer.id.clone(), deadline));
             self.ack_deadlines
                 .insert((deadline, seq, client.clone(), queue_name.clone()));
+            let is_ready = ready.is_some();
             let assignment = Assignment {
                 consumer: consumer.id.clone(),
                 client: client.clone(),
                 meta,
                 attempt: *attempts,
-                payload,
+                payload: ready.or_else(|| self.kept.get(seq)),
             };
-            if assignment.payload.is_some() {
+            if is_ready {
                 out.ready.push(assignment);
             } else {
                 out.assigned.push(assignment);
@@ -611,6 +664,10 @@ mod tests {
         );
     }
 
+    fn pooled_seqs(dispatched: &Dispatched) -> Vec<u64> {
+        dispatched.pooled.iter().map(|(seq, _)| *seq).collect()
+    }
+
     fn attempts_written(ops: &[Op]) -> Vec<(u64, u32)> {
         ops.iter()
             .filter_map(|op| match op {
@@ -639,7 +696,7 @@ mod tests {
         let first = state.dispatch(&client, &queue, 0, &mut ops);
         assert_eq!(first.assigned.len(), 1, "one worker, prefetch 1");
         assert!(first.ready.is_empty());
-        assert_eq!(first.pooled, seqs[1..3], "two pooled per worker");
+        assert_eq!(pooled_seqs(&first), seqs[1..3], "two pooled per worker");
         assert_eq!(
             attempts_written(&ops),
             [(seqs[0], 1), (seqs[1], 1), (seqs[2], 1)],
@@ -675,7 +732,7 @@ mod tests {
             next.ready[0].payload,
             Some(Arc::new(json!({ "seq": seqs[1] })))
         );
-        assert_eq!(next.pooled, seqs[3..5]);
+        assert_eq!(pooled_seqs(&next), seqs[3..5]);
         assert_eq!(attempts_written(&ops), [(seqs[3], 1), (seqs[4], 1)]);
 
         // A pooled message that is not ready yet goes out after the commit, without a second
@@ -690,6 +747,46 @@ mod tests {
         assert_eq!(last.assigned[0].meta.seq, seqs[3]);
         assert_eq!(last.assigned[0].attempt, 1);
         assert!(attempts_written(&ops).is_empty());
+    }
+
+    #[test]
+    fn kept_payloads_go_with_assignments_and_the_pool_and_leave_with_the_message() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        for _ in 0..4 {
+            publish(&mut state, &queue, 0);
+        }
+        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
+            .inbox
+            .keys()
+            .copied()
+            .collect();
+        let payload = |seq: u64| Arc::new(json!({ "seq": seq }));
+        for &seq in &seqs[..3] {
+            state.keep_payload(seq, &payload(seq), 10);
+        }
+        // Past the bound, nothing is kept: that payload is read when it is sent.
+        state.keep_payload(seqs[3], &payload(seqs[3]), KEPT_PAYLOAD_BYTES);
+        let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
+        assert!(first.ready.is_empty(), "its attempt is not on disk yet");
+        assert_eq!(first.assigned[0].payload, Some(payload(seqs[0])));
+        assert_eq!(
+            first.pooled,
+            [
+                (seqs[1], Some(payload(seqs[1]))),
+                (seqs[2], Some(payload(seqs[2])))
+            ]
+        );
+        let acked = state.messages[&seqs[0]].meta.id.clone();
+        state
+            .ack(&client, Some(&queue), &[acked], &mut Vec::new())
+            .unwrap();
+        assert_eq!(state.kept.get(seqs[0]), None, "deleted with its message");
+        assert_eq!(state.kept.bytes, 20);
+        assert_eq!(state.kept.get(seqs[3]), None);
     }
 
     #[test]
