@@ -31,11 +31,14 @@ use super::{Index, Subscriber, expired};
 /// The default time a worker has to ack a message.
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
 
-/// Messages pooled per attached worker: one for the ack on its way, one for the next.
-const POOLED_PER_WORKER: usize = 2;
+/// Messages pooled per attached worker. The pool must hold what the workers take while the
+/// commits that count its refills are on their way (rate x commit time): with 2 per worker,
+/// 8 workers emptied it faster than commits refilled it and then waited for a commit per job.
+const POOLED_PER_WORKER: usize = 16;
 
-/// At most this many messages of one subscription are pooled (their payloads are in memory).
-const POOLED_MAX: usize = 16;
+/// At most this many messages of one subscription are pooled (after a crash, those not sent
+/// yet show one attempt more than they were delivered: DECISIONS 19).
+const POOLED_MAX: usize = 256;
 
 /// At most this many bytes of payload text are kept in memory for work-mode messages; past
 /// it, a message's payload is read from the store when it is sent.
@@ -684,7 +687,8 @@ mod tests {
             QueueName::parse("jobs").unwrap(),
         );
         let mut state = index(&client, &queue, &["one"]);
-        for _ in 0..5 {
+        const POOL: usize = POOLED_PER_WORKER; // one worker
+        for _ in 0..POOL + 4 {
             publish(&mut state, &queue, 0);
         }
         let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
@@ -696,17 +700,27 @@ mod tests {
         let first = state.dispatch(&client, &queue, 0, &mut ops);
         assert_eq!(first.assigned.len(), 1, "one worker, prefetch 1");
         assert!(first.ready.is_empty());
-        assert_eq!(pooled_seqs(&first), seqs[1..3], "two pooled per worker");
+        assert_eq!(
+            pooled_seqs(&first),
+            seqs[1..=POOL],
+            "the pool of one worker"
+        );
         assert_eq!(
             attempts_written(&ops),
-            [(seqs[0], 1), (seqs[1], 1), (seqs[2], 1)],
+            seqs[..=POOL]
+                .iter()
+                .map(|&seq| (seq, 1))
+                .collect::<Vec<_>>(),
             "pooled messages are counted in the same commit"
         );
 
-        // The pool's commit is on disk: the payloads come in hand.
-        for &seq in &seqs[1..3] {
-            state.pool_ready(&client, &queue, seq, Arc::new(json!({ "seq": seq })));
-        }
+        // The pool's commit is on disk; the first pooled message's payload is in hand.
+        state.pool_ready(
+            &client,
+            &queue,
+            seqs[1],
+            Arc::new(json!({ "seq": seqs[1] })),
+        );
         let ids: Vec<_> = seqs
             .iter()
             .map(|seq| state.messages[seq].meta.id.clone())
@@ -732,11 +746,14 @@ mod tests {
             next.ready[0].payload,
             Some(Arc::new(json!({ "seq": seqs[1] })))
         );
-        assert_eq!(pooled_seqs(&next), seqs[3..5]);
-        assert_eq!(attempts_written(&ops), [(seqs[3], 1), (seqs[4], 1)]);
+        assert_eq!(pooled_seqs(&next), seqs[POOL + 1..POOL + 3]);
+        assert_eq!(
+            attempts_written(&ops),
+            [(seqs[POOL + 1], 1), (seqs[POOL + 2], 1)]
+        );
 
         // A pooled message that is not ready yet goes out after the commit, without a second
-        // count.
+        // count; the pool takes the next message in its place.
         state
             .ack(&client, Some(&queue), &[ids[1].clone()], &mut Vec::new())
             .unwrap();
@@ -746,7 +763,7 @@ mod tests {
         assert_eq!(last.assigned.len(), 1);
         assert_eq!(last.assigned[0].meta.seq, seqs[3]);
         assert_eq!(last.assigned[0].attempt, 1);
-        assert!(attempts_written(&ops).is_empty());
+        assert_eq!(attempts_written(&ops), [(seqs[POOL + 3], 1)]);
     }
 
     #[test]
@@ -777,7 +794,8 @@ mod tests {
             first.pooled,
             [
                 (seqs[1], Some(payload(seqs[1]))),
-                (seqs[2], Some(payload(seqs[2])))
+                (seqs[2], Some(payload(seqs[2]))),
+                (seqs[3], None)
             ]
         );
         let acked = state.messages[&seqs[0]].meta.id.clone();
