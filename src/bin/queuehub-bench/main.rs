@@ -139,6 +139,9 @@ enum Scenario {
         /// Unacked jobs a worker may hold (the server's default if not given).
         #[arg(long)]
         prefetch: Option<u32>,
+        /// Each producer puts arrays of B jobs to /v1/messages instead of one per request.
+        #[arg(long, value_name = "B")]
+        batch: Option<usize>,
     },
     /// The tool's own ceiling: publish and fanout against a trivial built-in server.
     Selftest {
@@ -264,14 +267,19 @@ async fn scenario(run: &Run, scenario: Scenario, pid: Option<u32>) -> Result<Rep
             jobs,
             payload_bytes,
             prefetch,
+            batch,
             ..
         } => {
+            if batch == Some(0) {
+                bail!("--batch must be at least 1");
+            }
             let work = scenario::work::Work {
                 workers,
                 producers,
                 jobs,
                 payload_bytes,
                 prefetch,
+                batch,
             };
             scenario::work::run(run, work).await
         }
