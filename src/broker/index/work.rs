@@ -123,8 +123,14 @@ impl Workers {
     /// Forgets that `seq` is in flight (acked, handed back, dead-lettered); returns its ack
     /// deadline if it was.
     fn finish(&mut self, seq: u64) -> Option<u64> {
-        self.timed_out.remove(&seq);
+        self.left_inbox(seq);
         self.release(seq).map(|(_, deadline)| deadline)
+    }
+
+    /// Forgets what is known of `seq` besides its being in flight: it left the inbox.
+    pub(super) fn left_inbox(&mut self, seq: u64) {
+        self.timed_out.remove(&seq);
+        self.pooled.remove(&seq);
     }
 
     /// Takes `seq` back from its worker because its ack deadline passed, remembering that
@@ -283,6 +289,9 @@ impl Index {
     /// pooled: counted now, sent without a commit of their own later. Messages already
     /// delivered `maxDeliveries` times are returned separately, to be moved to the
     /// dead-letter queue.
+    ///
+    /// Its cost does not grow with the inbox or the pool: it looks at the messages in flight
+    /// and those it assigns, and at the pool's end only when the pool has room.
     pub(crate) fn dispatch(
         &mut self,
         client: &ClientId,
@@ -306,56 +315,47 @@ impl Index {
         let Some(workers) = subscriber.workers.as_mut() else {
             return out;
         };
-        // Messages that left the inbox meanwhile (acked, TTL) need no worker to avoid, and
-        // no place in the pool.
-        let inbox = &subscriber.inbox;
-        workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
-        workers.pooled.retain(|seq, _| inbox.contains_key(seq));
-        let pool_target = workers.pool_target();
+        let messages = &self.messages;
+        let deliverable = |seq: u64| {
+            let meta = messages.get(&seq).map(|e| Arc::clone(&e.meta))?;
+            (!expired(&meta, now)).then_some(meta) // the timer removes an expired one
+        };
+        let count = |seq: u64, attempts: &mut u32, ops: &mut Vec<Op>| {
+            *attempts += 1;
+            ops.push(Op::SetAttempts {
+                client: client.clone(),
+                queue: queue_name.clone(),
+                seq,
+                attempts: *attempts,
+            });
+        };
+
+        // The oldest deliverable messages go to workers with room, until none has room.
+        let mut stopped_at = None;
         for (&seq, attempts) in subscriber.inbox.iter_mut() {
             if workers.inflight.contains_key(&seq) {
                 continue;
             }
-            let Some(meta) = self.messages.get(&seq).map(|e| Arc::clone(&e.meta)) else {
+            let Some(meta) = deliverable(seq) else {
                 continue;
             };
-            if expired(&meta, now) {
-                continue; // the timer removes it
-            }
             let pooled = workers.pooled.contains_key(&seq);
             if !pooled && max_deliveries.is_some_and(|max| *attempts >= max) {
                 out.dead.push(meta);
                 continue;
             }
-            let count = |attempts: &mut u32, ops: &mut Vec<Op>| {
-                *attempts += 1;
-                ops.push(Op::SetAttempts {
-                    client: client.clone(),
-                    queue: queue_name.clone(),
-                    seq,
-                    attempts: *attempts,
-                });
-            };
             let previous = workers.timed_out.remove(&seq);
             let Some(index) = workers.pick(previous.as_deref()) else {
                 if let Some(previous) = previous {
                     workers.timed_out.insert(seq, previous);
                 }
-                if pooled {
-                    continue;
-                }
-                if workers.pooled.len() >= pool_target {
-                    break;
-                }
-                count(attempts, ops);
-                workers.pooled.insert(seq, None);
-                out.pooled.push((seq, self.kept.get(seq)));
-                continue;
+                stopped_at = Some(seq);
+                break;
             };
             // A pooled message with its payload is ready: counted on disk already.
             let ready = workers.pooled.remove(&seq).flatten();
             if !pooled {
-                count(attempts, ops);
+                count(seq, attempts, ops);
             }
             let consumer = &mut workers.consumers[index];
             consumer.holding += 1;
@@ -378,6 +378,39 @@ impl Index {
             } else {
                 out.assigned.push(assignment);
             }
+        }
+
+        // The pool takes the next messages after it (and after where assigning stopped),
+        // counting them ahead. (An older message left out, one that timed out say, is
+        // assigned above in its turn, after a commit.)
+        let Some(stopped_at) = stopped_at else {
+            return out; // every deliverable message went to a worker
+        };
+        let target = workers.pool_target();
+        if workers.pooled.len() >= target {
+            return out;
+        }
+        let from = workers
+            .pooled
+            .last_key_value()
+            .map_or(stopped_at, |(&last, _)| stopped_at.max(last + 1));
+        for (&seq, attempts) in subscriber.inbox.range_mut(from..) {
+            if workers.pooled.len() >= target {
+                break;
+            }
+            if workers.inflight.contains_key(&seq) {
+                continue;
+            }
+            let Some(meta) = deliverable(seq) else {
+                continue;
+            };
+            if max_deliveries.is_some_and(|max| *attempts >= max) {
+                out.dead.push(meta);
+                continue;
+            }
+            count(seq, attempts, ops);
+            workers.pooled.insert(seq, None);
+            out.pooled.push((seq, self.kept.get(seq)));
         }
         out
     }
@@ -805,6 +838,45 @@ mod tests {
         assert_eq!(state.kept.get(seqs[0]), None, "deleted with its message");
         assert_eq!(state.kept.bytes, 20);
         assert_eq!(state.kept.get(seqs[3]), None);
+    }
+
+    #[test]
+    fn a_pooled_message_whose_ttl_runs_out_leaves_the_pool_to_the_next() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        const POOL: usize = POOLED_PER_WORKER; // one worker
+        for n in 0..POOL + 1 {
+            let mut message = NewMessage::new(
+                queue.clone(),
+                EventName::parse("job").unwrap(),
+                json!(null),
+                "http",
+            );
+            message.ttl_ms = (n == 1).then_some(10);
+            state.publish(&message, "null".into(), 0, &|_, _| false, &mut Vec::new());
+        }
+        let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
+        let seqs: Vec<u64> = pooled_seqs(&first);
+        assert_eq!(seqs.len(), POOL);
+        state.expire_due(20, &mut Vec::new());
+        publish(&mut state, &queue, 20);
+        let newest = *state.queues[&queue].subscribers[&client]
+            .inbox
+            .keys()
+            .last()
+            .unwrap();
+        let mut ops = Vec::new();
+        let next = state.dispatch(&client, &queue, 20, &mut ops);
+        assert!(next.assigned.is_empty() && next.ready.is_empty(), "no room");
+        assert_eq!(
+            pooled_seqs(&next),
+            [newest],
+            "the expired one left the pool"
+        );
+        assert_eq!(attempts_written(&ops), [(newest, 1)]);
     }
 
     #[test]
