@@ -130,9 +130,12 @@ enum Scenario {
         common: Common,
         #[arg(long, default_value_t = 8)]
         workers: usize,
-        #[arg(long, default_value_t = 4)]
+        /// Puts in flight (one HTTP connection each). Each is answered once on disk, so P
+        /// producers put at most P jobs per commit time: with 4, they and not the workers were
+        /// the limit. 32 keep a backlog, so that the figure is the work cycle's.
+        #[arg(long, default_value_t = 32)]
         producers: usize,
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 40_000)]
         jobs: u64,
         #[arg(long, default_value_t = 200)]
         payload_bytes: usize,
