@@ -342,8 +342,7 @@ impl Broker {
                 let (assigned, pooled) = (effects.assigned.len(), effects.pooled.len());
                 for client in &outcome.workers {
                     let queue = &outcome.receipt.queue;
-                    let sockets_online = online(client, queue);
-                    Broker::dispatch_now(index, effects, (client, queue), now, sockets_online);
+                    Broker::dispatch_now(index, effects, (client, queue), now, &online);
                 }
                 let seq = outcome.meta.as_ref().map(|m| m.seq);
                 for assignment in &mut effects.assigned[assigned..] {
@@ -453,8 +452,7 @@ impl Broker {
             // Acks make room for work-mode workers (and move ordered heads on): the next
             // messages are assigned in this same commit and sent right after it.
             for dispatched in index.dispatched_queues(client) {
-                let sockets_online = online(client, &dispatched);
-                Broker::dispatch_now(index, effects, (client, &dispatched), now, sockets_online);
+                Broker::dispatch_now(index, effects, (client, &dispatched), now, &online);
             }
             let count = removed.iter().filter(|r| **r).count();
             if count > 0 {

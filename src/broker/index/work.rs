@@ -40,9 +40,10 @@ const POOLED_PER_WORKER: usize = 16;
 /// yet show one attempt more than they were delivered: DECISIONS 19).
 const POOLED_MAX: usize = 256;
 
-/// At most this many bytes of payload text are kept in memory for work-mode messages; past
-/// it, a message's payload is read from the store when it is sent.
-const KEPT_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// At most this many bytes of payload text are kept in memory for work-mode messages (parsed,
+/// a payload takes several times its text); past it, a message's payload is read from the
+/// store when it is sent. 4 MiB holds about 20 000 jobs of 200 B waiting.
+const KEPT_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Payloads of work-mode messages kept in memory until the message is deleted, up to
 /// [`KEPT_PAYLOAD_BYTES`] of text.
@@ -386,8 +387,10 @@ impl Index {
         let Some(stopped_at) = stopped_at else {
             return out; // every deliverable message went to a worker
         };
+        // It is topped up once half of it is gone, so that the payloads not kept in memory
+        // are read many at a time.
         let target = workers.pool_target();
-        if workers.pooled.len() >= target {
+        if workers.pooled.len() > target / 2 {
             return out;
         }
         let from = workers
@@ -577,6 +580,14 @@ impl Index {
         {
             subscriber.pushed_head = None;
         }
+    }
+
+    /// Whether `client`'s subscription to `queue` is ordered.
+    pub(crate) fn is_ordered(&self, client: &ClientId, queue: &QueueName) -> bool {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .is_some_and(|s| s.record.ordered)
     }
 
     /// Whether `client`'s subscription to `queue` is in work mode.
@@ -779,14 +790,11 @@ mod tests {
             next.ready[0].payload,
             Some(Arc::new(json!({ "seq": seqs[1] })))
         );
-        assert_eq!(pooled_seqs(&next), seqs[POOL + 1..POOL + 3]);
-        assert_eq!(
-            attempts_written(&ops),
-            [(seqs[POOL + 1], 1), (seqs[POOL + 2], 1)]
-        );
+        assert!(next.pooled.is_empty(), "more than half of the pool is left");
+        assert!(attempts_written(&ops).is_empty());
 
         // A pooled message that is not ready yet goes out after the commit, without a second
-        // count; the pool takes the next message in its place.
+        // count.
         state
             .ack(&client, Some(&queue), &[ids[1].clone()], &mut Vec::new())
             .unwrap();
@@ -796,7 +804,44 @@ mod tests {
         assert_eq!(last.assigned.len(), 1);
         assert_eq!(last.assigned[0].meta.seq, seqs[3]);
         assert_eq!(last.assigned[0].attempt, 1);
-        assert_eq!(attempts_written(&ops), [(seqs[POOL + 3], 1)]);
+        assert!(attempts_written(&ops).is_empty());
+    }
+
+    #[test]
+    fn the_pool_is_topped_up_from_its_end_once_half_of_it_is_gone() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        const POOL: usize = POOLED_PER_WORKER; // one worker
+        for _ in 0..2 * POOL + 1 {
+            publish(&mut state, &queue, 0);
+        }
+        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
+            .inbox
+            .keys()
+            .copied()
+            .collect();
+        let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
+        assert_eq!(pooled_seqs(&first), seqs[1..=POOL]);
+        // Half of the pool is acked before it was sent (it leaves the pool with the inbox).
+        let gone: Vec<_> = seqs[1..=POOL / 2]
+            .iter()
+            .map(|seq| state.messages[seq].meta.id.clone())
+            .collect();
+        state
+            .ack(&client, Some(&queue), &gone, &mut Vec::new())
+            .unwrap();
+        let mut ops = Vec::new();
+        let next = state.dispatch(&client, &queue, 0, &mut ops);
+        assert!(next.assigned.is_empty() && next.ready.is_empty(), "no room");
+        let refill = &seqs[POOL + 1..POOL + 1 + POOL / 2];
+        assert_eq!(pooled_seqs(&next), refill, "after the pool's end, in order");
+        assert_eq!(
+            attempts_written(&ops),
+            refill.iter().map(|&seq| (seq, 1)).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -841,7 +886,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pooled_message_whose_ttl_runs_out_leaves_the_pool_to_the_next() {
+    fn a_pooled_message_whose_ttl_runs_out_leaves_the_pool() {
         let (client, queue) = (
             ClientId::parse("w").unwrap(),
             QueueName::parse("jobs").unwrap(),
@@ -862,21 +907,14 @@ mod tests {
         let seqs: Vec<u64> = pooled_seqs(&first);
         assert_eq!(seqs.len(), POOL);
         state.expire_due(20, &mut Vec::new());
-        publish(&mut state, &queue, 20);
-        let newest = *state.queues[&queue].subscribers[&client]
-            .inbox
-            .keys()
-            .last()
-            .unwrap();
-        let mut ops = Vec::new();
-        let next = state.dispatch(&client, &queue, 20, &mut ops);
-        assert!(next.assigned.is_empty() && next.ready.is_empty(), "no room");
-        assert_eq!(
-            pooled_seqs(&next),
-            [newest],
-            "the expired one left the pool"
-        );
-        assert_eq!(attempts_written(&ops), [(newest, 1)]);
+        let pooled = |state: &Index| {
+            state.queues[&queue].subscribers[&client]
+                .workers
+                .as_ref()
+                .map(|w| w.pooled.keys().copied().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(pooled(&state), seqs[1..], "the expired one left the pool");
     }
 
     #[test]
