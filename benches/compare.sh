@@ -78,7 +78,7 @@ SCENARIOS=(
   "fanout-50|fanout, 200 subs × 50 msg/s|fanout: 200 subscribers, 50 msg/s for $(n 10) s|fanout --subscribers 200 --rate 50 --duration $(n 10)"
   "fanout-500|fanout, 200 subs × 500 msg/s|fanout: 200 subscribers, 500 msg/s for $(n 10) s|fanout --subscribers 200 --rate 500 --duration $(n 10)"
   "catchup|catchup of $(n 20000)|catchup: $(n 20000) messages|catchup --messages $(n 20000)"
-  "work|work, 8 workers, 200 B|work: 8 workers, 4 producers, $(n 10000) jobs of 200 B|work --workers 8 --producers 4 --jobs $(n 10000) --payload-bytes 200"
+  "work|work, 8 workers, 200 B|work: 8 workers, 32 producers, $(n 40000) jobs of 200 B|work --workers 8 --producers 32 --jobs $(n 40000) --payload-bytes 200"
 )
 
 : >"$OUT/scenarios.txt"

@@ -52,16 +52,18 @@ impl Broker {
     /// `queue` can take now, counting the attempts in the same commit, so that the messages
     /// go out right after it (the work cycle needs no commit of its own: an ack, or a publish,
     /// and the next assignment share one). Messages delivered too often are left to the
-    /// dispatcher, which moves them to the dead-letter queue.
+    /// dispatcher, which moves them to the dead-letter queue. `online` tells whether a client
+    /// has a socket on a queue; it is asked only for an ordered subscription.
     pub(crate) fn dispatch_now(
         index: &mut index::Index,
         effects: &mut super::writer::Effects,
         (client, queue): (&ClientId, &QueueName),
         now: u64,
-        online: bool,
+        online: &dyn Fn(&ClientId, &QueueName) -> bool,
     ) {
         let dispatched = index.dispatch(client, queue, now, &mut effects.ops);
         let dead = effects.dispatched(client, queue, dispatched);
+        let online = index.is_ordered(client, queue) && online(client, queue);
         if let Some(head) = index.ordered_head(client, queue, now, online, &mut effects.ops) {
             effects.assigned.push(head);
         }

@@ -87,7 +87,7 @@ impl Broker {
             let ready = index.has_ready_job(client, queue, now);
             if ready {
                 // No socket of a job-serving client is online for pushes: `false`.
-                Broker::dispatch_now(index, effects, (client, queue), now, false);
+                Broker::dispatch_now(index, effects, (client, queue), now, &|_, _| false);
             }
             Ok(ready)
         })?;

@@ -345,18 +345,22 @@ impl Broker {
             index.expire_receipts(cutoff, &mut effects.ops);
             let mut answers = Vec::with_capacity(prepared.len());
             for (message, text) in prepared {
+                let size = text.len();
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 let mut answer = Published::from_receipt(&outcome.receipt, outcome.duplicate);
                 answer.seq = outcome.meta.as_ref().map_or(0, |m| m.seq);
                 answers.push(answer);
                 let payload = Arc::new(message.payload);
+                if let (Some(meta), false) = (&outcome.meta, outcome.workers.is_empty()) {
+                    // Workers get it without reading it back (while memory allows).
+                    index.keep_payload(meta.seq, &payload, size);
+                }
                 // Workers get the message right after this commit (no commit of its own),
                 // with the payload in hand.
                 let (assigned, pooled) = (effects.assigned.len(), effects.pooled.len());
                 for client in &outcome.workers {
                     let queue = &outcome.receipt.queue;
-                    let sockets_online = online(client, queue);
-                    Broker::dispatch_now(index, effects, (client, queue), now, sockets_online);
+                    Broker::dispatch_now(index, effects, (client, queue), now, &online);
                 }
                 let seq = outcome.meta.as_ref().map(|m| m.seq);
                 for assignment in &mut effects.assigned[assigned..] {
@@ -466,8 +470,7 @@ impl Broker {
             // Acks make room for work-mode workers (and move ordered heads on): the next
             // messages are assigned in this same commit and sent right after it.
             for dispatched in index.dispatched_queues(client) {
-                let sockets_online = online(client, &dispatched);
-                Broker::dispatch_now(index, effects, (client, &dispatched), now, sockets_online);
+                Broker::dispatch_now(index, effects, (client, &dispatched), now, &online);
             }
             let count = removed.iter().filter(|r| **r).count();
             if count > 0 {

@@ -50,8 +50,8 @@ pub(crate) struct Effects {
     /// Pooled messages given to workers in this mutation: counted on disk already, payload
     /// in hand; the broker sends them as soon as the mutation is applied, before its commit.
     pub(crate) ready: Vec<Assignment>,
-    /// Messages pooled in this mutation: after the commit the dispatcher reads the payloads it
-    /// lacks and marks them ready.
+    /// Messages pooled in this mutation: after the commit they are marked ready (the
+    /// dispatcher reads the payloads not in hand first).
     pub(crate) pooled: Vec<Pooled>,
 }
 
@@ -103,11 +103,11 @@ impl Effects {
         self.assigned.extend(dispatched.assigned);
         self.ready.extend(dispatched.ready);
         self.pooled
-            .extend(dispatched.pooled.into_iter().map(|seq| Pooled {
+            .extend(dispatched.pooled.into_iter().map(|(seq, payload)| Pooled {
                 client: client.clone(),
                 queue: queue.clone(),
                 seq,
-                payload: None,
+                payload,
             }));
         dispatched.dead
     }
@@ -180,8 +180,9 @@ pub(crate) async fn run(
                         shared.timer.notify_one();
                         let _ = shared.dispatch.send(Request::Send(assigned));
                     }
-                    if !pooled.is_empty() {
-                        let _ = shared.dispatch.send(Request::Pooled(pooled));
+                    let unread = pool_ready(&shared, pooled);
+                    if !unread.is_empty() {
+                        let _ = shared.dispatch.send(Request::Pooled(unread));
                     }
                     for (client, queue) in dispatch {
                         let _ = shared.dispatch.send(Request::Look(client, queue));
@@ -210,6 +211,25 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Marks the pooled messages of a commit that is now on disk ready, those whose payload is in
+/// hand; returns the others, whose payloads the dispatcher reads first.
+fn pool_ready(shared: &Shared, pooled: Vec<Pooled>) -> Vec<Pooled> {
+    if pooled.is_empty() {
+        return pooled;
+    }
+    let (in_hand, unread): (Vec<_>, Vec<_>) = pooled.into_iter().partition(|p| p.payload.is_some());
+    if !in_hand.is_empty() {
+        let mut core = shared.lock();
+        for entry in in_hand {
+            if let Some(payload) = entry.payload {
+                core.index
+                    .pool_ready(&entry.client, &entry.queue, entry.seq, payload);
+            }
+        }
+    }
+    unread
 }
 
 /// Drops every `PutCounters` of a queue but the last in one commit: each overwrites the

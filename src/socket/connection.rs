@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde_json::Value;
+use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{self, SocketRef, TryData};
+use socketioxide::handler::{FromMessageParts, MessageHandler, Value as SioValue};
+use socketioxide::socket::Socket;
 
 use super::context::{Session, consumer_id};
 use super::event::{self, Event, unknown_event};
@@ -133,44 +136,68 @@ pub fn prepare(socket: &SocketRef, options: &SocketOptions, max_packet: usize) -
     };
     // One handler for every event (socketioxide's fallback): a handler per event name would
     // cost every socket a map and a boxed closure per name.
-    socket.on_fallback(
-        move |socket: SocketRef,
-              extract::Event(name): extract::Event,
-              TryData(data): TryData<StrictJson>,
-              ack: AckHandle| {
-            let event = Event::parse(&name, dialect.as_deref());
-            let reply = Reply {
-                event: name,
-                socket,
-                ack,
-                replies: inlet.replies.clone(),
-            };
-            match event {
-                // Answered at once, queued behind nothing: there is nothing to handle.
-                Event::Unknown => {
-                    let error = if allowed(&inlet.rate) {
-                        unknown_event(&reply.event, dialect.as_deref())
-                    } else {
-                        too_fast()
-                    };
-                    reply.now(Err(error));
-                }
-                event => {
-                    let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
-                    let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
-                    inlet.enqueue(Command {
-                        event,
-                        data,
-                        size,
-                        reply,
-                    });
-                }
-            }
-            std::future::ready(())
-        },
-    );
+    socket.on_fallback(Inbound { inlet, dialect });
 
     prepared
+}
+
+/// A socket's handler of every event: reads it and puts it on the socket's queue (or, when
+/// nothing waits there and its handler never waits, handles it at once).
+///
+/// It implements socketioxide's `MessageHandler` itself instead of being an async closure:
+/// socketioxide spawns a task for every event an async closure handles, a task switch per
+/// event that this handler, which never waits, does not need.
+struct Inbound {
+    inlet: Arc<Inlet>,
+    dialect: Option<Arc<crate::compat::Dialect>>,
+}
+
+impl MessageHandler<LocalAdapter, Inbound> for Inbound {
+    fn call(&self, socket: Arc<Socket<LocalAdapter>>, mut value: SioValue, ack_id: Option<i64>) {
+        // The extractors an async handler would be given, in the same order; none can fail
+        // but the event name (a packet without one is not an event).
+        let Ok(extract::Event(name)) =
+            extract::Event::from_message_parts(&socket, &mut value, &ack_id)
+        else {
+            return;
+        };
+        let Ok(TryData(data)) =
+            TryData::<StrictJson>::from_message_parts(&socket, &mut value, &ack_id);
+        let Ok(ack) = AckHandle::from_message_parts(&socket, &mut value, &ack_id);
+        let (inlet, dialect) = (&self.inlet, self.dialect.as_deref());
+        let event = Event::parse(&name, dialect);
+        let reply = Reply {
+            event: name,
+            socket: SocketRef::from(socket),
+            ack,
+            replies: inlet.replies.clone(),
+        };
+        match event {
+            // Answered at once, queued behind nothing: there is nothing to handle.
+            Event::Unknown => {
+                let error = if allowed(&inlet.rate) {
+                    unknown_event(&reply.event, dialect)
+                } else {
+                    too_fast()
+                };
+                reply.now(Err(error));
+            }
+            event => {
+                let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
+                let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
+                let command = Command {
+                    event,
+                    data,
+                    size,
+                    reply,
+                };
+                match event.at_once(dialect) {
+                    Some(at_once) => inlet.enqueue_or_handle(command, at_once),
+                    None => inlet.enqueue(command),
+                }
+            }
+        }
+    }
 }
 
 /// Starts the session of a socket whose handlers [`prepare`] registered: joins the rooms of
@@ -280,6 +307,11 @@ impl Inlet {
             command.reply.now(Err(too_fast()));
             return;
         }
+        self.admit(command);
+    }
+
+    /// Puts one event (within the rate) on the queue, or refuses it if the queue is full.
+    fn admit(self: &Arc<Self>, command: Command) {
         let size = command.size;
         if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.max_queued {
             self.queued.fetch_sub(size, Ordering::Relaxed);
@@ -298,6 +330,29 @@ impl Inlet {
                 self.queued.fetch_sub(size, Ordering::Relaxed);
                 refused.into_inner().reply.now(Err(queue_full()));
             }
+        }
+    }
+
+    /// Like [`Inlet::enqueue`], but an event whose handler never waits is handled here and
+    /// now if nothing waits in the queue (so it keeps its place in order): no task is woken
+    /// for it. A worker's ack, which sends its next message, is the common case.
+    fn enqueue_or_handle(self: &Arc<Self>, command: Command, at_once: event::AtOnce) {
+        if counts_against_rate(command.event) && !allowed(&self.rate) {
+            command.reply.now(Err(too_fast()));
+            return;
+        }
+        let session = self.session.get().and_then(Weak::upgrade);
+        let Some(session) = session.filter(|_| self.events.claim()) else {
+            self.admit(command);
+            return;
+        };
+        let Command { data, reply, .. } = command;
+        match data {
+            Ok(data) => event::dispatch_at_once(&session, at_once, data, reply),
+            Err(err) => reply.now(Err(crate::json::unreadable(&err))),
+        }
+        if self.events.release() {
+            tokio::spawn(run(Arc::clone(self), session));
         }
     }
 

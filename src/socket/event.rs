@@ -90,6 +90,35 @@ pub async fn dispatch(session: &Arc<Session>, event: Event, data: Value, reply: 
     }
 }
 
+/// An event whose handler never waits: it applies its change and answers in the background.
+/// Such an event need not go through the socket's queue when nothing waits there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtOnce {
+    Received,
+    Publish,
+}
+
+impl Event {
+    /// Whether this event, on a namespace that speaks `dialect`, is one of those: queuehub's
+    /// own `received` and `publish` on a namespace without a dialect (a dialect may relay or
+    /// catch up after an event, which waits).
+    pub fn at_once(self, dialect: Option<&Dialect>) -> Option<AtOnce> {
+        match (self, dialect) {
+            (Event::Received, None) => Some(AtOnce::Received),
+            (Event::Publish, None) => Some(AtOnce::Publish),
+            _ => None,
+        }
+    }
+}
+
+/// Handles an event whose handler never waits, at once (see [`AtOnce`]).
+pub fn dispatch_at_once(session: &Arc<Session>, event: AtOnce, data: Value, reply: Reply) {
+    match event {
+        AtOnce::Received => received::handle(session, data, reply),
+        AtOnce::Publish => publish::handle(session, data, reply),
+    }
+}
+
 /// Calls the event's handler.
 async fn handle(session: &Arc<Session>, event: Event, data: Value, reply: Reply) {
     match event {

@@ -144,6 +144,22 @@ impl<T> Lane<T> {
         }
     }
 
+    /// Claims an idle lane (no task, nothing waiting, not paused or closed) so that the
+    /// caller handles one item itself, in order, without starting a task; `true` if it may.
+    /// Items added meanwhile wait; the caller then calls [`Lane::release`].
+    pub fn claim(&self) -> bool {
+        let mut state = self.lock();
+        let idle = !state.running && !state.closed && state.items.is_empty();
+        state.running |= idle;
+        idle
+    }
+
+    /// Ends a [`Lane::claim`]: `true` if items came meanwhile and the caller must start the
+    /// lane's task.
+    pub fn release(&self) -> bool {
+        self.resume()
+    }
+
     /// Lets a paused lane's items be handled: `true` if the caller must start its task.
     pub fn resume(&self) -> bool {
         let mut state = self.lock();
@@ -199,6 +215,27 @@ mod tests {
         let empty = Lane::<u8>::paused(4);
         assert!(!empty.resume());
         assert_eq!(empty.push(1).ok(), Some(Pushed::Start));
+    }
+
+    #[test]
+    fn only_an_idle_lane_is_claimed_and_what_came_meanwhile_starts_the_task() {
+        let lane = Lane::new(4);
+        assert!(lane.claim());
+        assert!(!lane.claim(), "claimed already");
+        assert_eq!(
+            lane.push(1).ok(),
+            Some(Pushed::Queued),
+            "waits for the claim"
+        );
+        assert!(lane.release(), "an item came: start the task");
+        assert_eq!(lane.next(), Some(1));
+        assert_eq!(lane.next(), None);
+        assert!(lane.claim());
+        assert!(!lane.release(), "nothing came");
+        assert!(!Lane::<u8>::paused(4).claim());
+        let closed = Lane::<u8>::new(4);
+        closed.close();
+        assert!(!closed.claim());
     }
 
     #[tokio::test]

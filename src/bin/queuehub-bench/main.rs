@@ -130,15 +130,21 @@ enum Scenario {
         common: Common,
         #[arg(long, default_value_t = 8)]
         workers: usize,
-        #[arg(long, default_value_t = 4)]
+        /// Puts in flight (one HTTP connection each). Each is answered once on disk, so P
+        /// producers put at most P jobs per commit time: with 4, they and not the workers were
+        /// the limit. 32 keep a backlog, so that the figure is the work cycle's.
+        #[arg(long, default_value_t = 32)]
         producers: usize,
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 40_000)]
         jobs: u64,
         #[arg(long, default_value_t = 200)]
         payload_bytes: usize,
         /// Unacked jobs a worker may hold (the server's default if not given).
         #[arg(long)]
         prefetch: Option<u32>,
+        /// Each producer puts arrays of B jobs to /v1/messages instead of one per request.
+        #[arg(long, value_name = "B")]
+        batch: Option<usize>,
     },
     /// The tool's own ceiling: publish and fanout against a trivial built-in server.
     Selftest {
@@ -264,14 +270,19 @@ async fn scenario(run: &Run, scenario: Scenario, pid: Option<u32>) -> Result<Rep
             jobs,
             payload_bytes,
             prefetch,
+            batch,
             ..
         } => {
+            if batch == Some(0) {
+                bail!("--batch must be at least 1");
+            }
             let work = scenario::work::Work {
                 workers,
                 producers,
                 jobs,
                 payload_bytes,
                 prefetch,
+                batch,
             };
             scenario::work::run(run, work).await
         }

@@ -3,10 +3,10 @@
 //! Every mutation is a method that checks its input against the current state, changes the
 //! state, and returns the store [`Op`]s that make the same change durable. The caller (the
 //! broker) sends those ops to the group-commit writer while it still holds the index lock, so
-//! the order of commits is the order of mutations. The index holds no payloads (but those of the few
-//! pooled work-mode messages, see `work`): only message metadata and, per inbox, the sequence
-//! numbers it references. It is a cache of the store and
-//! is rebuilt from a [`Snapshot`] at start and after a failed commit.
+//! the order of commits is the order of mutations. The index holds message metadata and, per
+//! inbox, the sequence numbers it references; no payloads, but those of work-mode messages
+//! published since the start, up to a bound (see `work`). It is a cache of the store and is
+//! rebuilt from a [`Snapshot`] at start and after a failed commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -31,6 +31,7 @@ pub(crate) use inbox::envelopes;
 pub(crate) use jobs::{JobState, JobView, Peek, TubeCounts, priority};
 pub(crate) use publish::deliveries;
 pub(crate) use timing::expired;
+use work::KeptPayloads;
 pub(crate) use work::{Assignment, Dispatched, Workers};
 
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
@@ -132,6 +133,8 @@ pub(crate) struct Index {
     ack_deadlines: BTreeSet<(u64, u64, ClientId, QueueName)>,
     /// The work subscriptions that hand out jobs the beanstalk way (see `jobs`).
     jobs: BTreeSet<(ClientId, QueueName)>,
+    /// Work mode: payloads kept in memory so that sending a message needs no store read.
+    kept: KeptPayloads,
 }
 
 impl Index {
@@ -375,6 +378,7 @@ impl Index {
         if entry.refs == 0 {
             let meta = Arc::clone(&entry.meta);
             self.messages.remove(&seq);
+            self.kept.forget(seq);
             if let Some(queue) = self.queues.get_mut(&meta.queue) {
                 queue.ids.remove(&meta.id);
             }

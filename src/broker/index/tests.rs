@@ -283,7 +283,7 @@ fn apply(index: &mut Index, step: &Step, now: &mut u64) -> Vec<Op> {
             let (c, q) = (client(*c), queue(*q));
             let dispatched = index.dispatch(&c, &q, *now, &mut ops);
             // Pooled messages become ready once committed (here: at once).
-            for seq in dispatched.pooled {
+            for (seq, _) in dispatched.pooled {
                 index.pool_ready(&c, &q, seq, Arc::new(json!(null)));
             }
             for meta in dispatched.dead {

@@ -126,6 +126,9 @@ impl Index {
             }
             for (client, subscriber) in &mut queue.subscribers {
                 if subscriber.inbox.remove(&seq).is_some() {
+                    if let Some(workers) = subscriber.workers.as_mut() {
+                        workers.left_inbox(seq);
+                    }
                     holders += 1;
                     queue.counters.expired += 1;
                     ops.push(Op::RemoveFromInbox {

@@ -13,8 +13,12 @@
 //! counted ahead (in the commit of whatever mutation found no worker with room for them), and
 //! once that commit is on disk and their payload read they go out the moment a worker has
 //! room (DECISIONS 19).
+//!
+//! The payloads of work-mode messages published since the start are kept in memory while
+//! they wait (up to [`KEPT_PAYLOAD_BYTES`] of JSON text), so that neither a send nor the pool
+//! reads them back from the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::broker::message::SharedPayload;
@@ -27,11 +31,53 @@ use super::{Index, Subscriber, expired};
 /// The default time a worker has to ack a message.
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 30_000;
 
-/// Messages pooled per attached worker: one for the ack on its way, one for the next.
-const POOLED_PER_WORKER: usize = 2;
+/// Messages pooled per attached worker. The pool must hold what the workers take while the
+/// commits that count its refills are on their way (rate x commit time): with 2 per worker,
+/// 8 workers emptied it faster than commits refilled it and then waited for a commit per job.
+const POOLED_PER_WORKER: usize = 16;
 
-/// At most this many messages of one subscription are pooled (their payloads are in memory).
-const POOLED_MAX: usize = 16;
+/// At most this many messages of one subscription are pooled (after a crash, those not sent
+/// yet show one attempt more than they were delivered: DECISIONS 19).
+const POOLED_MAX: usize = 256;
+
+/// At most this many bytes of payload text are kept in memory for work-mode messages (parsed,
+/// a payload takes several times its text); past it, a message's payload is read from the
+/// store when it is sent. 4 MiB holds about 20 000 jobs of 200 B waiting.
+const KEPT_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// Payloads of work-mode messages kept in memory until the message is deleted, up to
+/// [`KEPT_PAYLOAD_BYTES`] of text.
+#[derive(Default)]
+pub(super) struct KeptPayloads {
+    /// seq → (payload, its size as text).
+    by_seq: HashMap<u64, (SharedPayload, usize)>,
+    bytes: usize,
+}
+
+impl KeptPayloads {
+    fn get(&self, seq: u64) -> Option<SharedPayload> {
+        self.by_seq
+            .get(&seq)
+            .map(|(payload, _)| Arc::clone(payload))
+    }
+
+    /// Keeps `payload` unless that would pass the bound.
+    fn keep(&mut self, seq: u64, payload: SharedPayload, size: usize) {
+        if self.bytes + size <= KEPT_PAYLOAD_BYTES
+            && let std::collections::hash_map::Entry::Vacant(slot) = self.by_seq.entry(seq)
+        {
+            slot.insert((payload, size));
+            self.bytes += size;
+        }
+    }
+
+    /// The message is deleted: its payload goes too.
+    pub(super) fn forget(&mut self, seq: u64) {
+        if let Some((_, size)) = self.by_seq.remove(&seq) {
+            self.bytes -= size;
+        }
+    }
+}
 
 /// Identifies one worker (a socket) to the outbox.
 pub type ConsumerId = String;
@@ -78,8 +124,14 @@ impl Workers {
     /// Forgets that `seq` is in flight (acked, handed back, dead-lettered); returns its ack
     /// deadline if it was.
     fn finish(&mut self, seq: u64) -> Option<u64> {
-        self.timed_out.remove(&seq);
+        self.left_inbox(seq);
         self.release(seq).map(|(_, deadline)| deadline)
+    }
+
+    /// Forgets what is known of `seq` besides its being in flight: it left the inbox.
+    pub(super) fn left_inbox(&mut self, seq: u64) {
+        self.timed_out.remove(&seq);
+        self.pooled.remove(&seq);
     }
 
     /// Takes `seq` back from its worker because its ack deadline `at` passed, remembering
@@ -143,8 +195,9 @@ pub(crate) struct Dispatched {
     /// Given to workers from the pool: counted on disk already, payload in hand; to be sent
     /// at once.
     pub(crate) ready: Vec<Assignment>,
-    /// Pooled by this mutation: ready once it is committed and their payloads are in hand.
-    pub(crate) pooled: Vec<u64>,
+    /// Pooled by this mutation (with the payload, if kept in memory): ready once it is
+    /// committed and their payloads are in hand.
+    pub(crate) pooled: Vec<(u64, Option<SharedPayload>)>,
     /// Delivered `maxDeliveries` times: to be moved to the dead-letter queue.
     pub(crate) dead: Vec<Arc<MessageMeta>>,
 }
@@ -166,6 +219,14 @@ impl Subscriber {
 }
 
 impl Index {
+    /// Keeps the payload of message `seq`, which entered a work-mode inbox, in memory (within
+    /// a bound) until the message is deleted; `size` is its length as JSON text.
+    pub(crate) fn keep_payload(&mut self, seq: u64, payload: &SharedPayload, size: usize) {
+        if self.messages.contains_key(&seq) {
+            self.kept.keep(seq, Arc::clone(payload), size);
+        }
+    }
+
     /// Adds worker `consumer` (with room for `prefetch` unacked messages) to `client`'s
     /// work-mode subscription to `queue`.
     pub(crate) fn attach(
@@ -237,6 +298,9 @@ impl Index {
     /// pooled: counted now, sent without a commit of their own later. Messages already
     /// delivered `maxDeliveries` times are returned separately, to be moved to the
     /// dead-letter queue.
+    ///
+    /// Its cost does not grow with the inbox or the pool: it looks at the messages in flight
+    /// and those it assigns, and at the pool's end only when the pool has room.
     pub(crate) fn dispatch(
         &mut self,
         client: &ClientId,
@@ -263,55 +327,47 @@ impl Index {
         let Some(workers) = subscriber.workers.as_mut() else {
             return out;
         };
-        // Messages that left the inbox meanwhile (acked, TTL) need no worker to avoid, and
-        // no place in the pool.
-        let inbox = &subscriber.inbox;
-        workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
-        workers.pooled.retain(|seq, _| inbox.contains_key(seq));
-        let pool_target = workers.pool_target();
+        let messages = &self.messages;
+        let deliverable = |seq: u64| {
+            let meta = messages.get(&seq).map(|e| Arc::clone(&e.meta))?;
+            (!expired(&meta, now)).then_some(meta) // the timer removes an expired one
+        };
+        let count = |seq: u64, attempts: &mut u32, ops: &mut Vec<Op>| {
+            *attempts += 1;
+            ops.push(Op::SetAttempts {
+                client: client.clone(),
+                queue: queue_name.clone(),
+                seq,
+                attempts: *attempts,
+            });
+        };
+
+        // The oldest deliverable messages go to workers with room, until none has room.
+        let mut stopped_at = None;
         for (&seq, attempts) in subscriber.inbox.iter_mut() {
             if workers.inflight.contains_key(&seq) {
                 continue;
             }
-            let Some(meta) = self.messages.get(&seq).map(|e| Arc::clone(&e.meta)) else {
+            let Some(meta) = deliverable(seq) else {
                 continue;
             };
-            if expired(&meta, now) {
-                continue; // the timer removes it
-            }
             let pooled = workers.pooled.contains_key(&seq);
             if !pooled && max_deliveries.is_some_and(|max| *attempts >= max) {
                 out.dead.push(meta);
                 continue;
             }
-            let count = |attempts: &mut u32, ops: &mut Vec<Op>| {
-                *attempts += 1;
-                ops.push(Op::SetAttempts {
-                    client: client.clone(),
-                    queue: queue_name.clone(),
-                    seq,
-                    attempts: *attempts,
-                });
-            };
             let previous = workers.timed_out.remove(&seq);
             let Some(index) = workers.pick(previous.as_deref()) else {
                 if let Some(previous) = previous {
                     workers.timed_out.insert(seq, previous);
                 }
-                if pooled {
-                    continue;
-                }
-                if workers.pooled.len() >= pool_target {
-                    break;
-                }
-                count(attempts, ops);
-                workers.pooled.insert(seq, None);
-                out.pooled.push(seq);
-                continue;
+                stopped_at = Some(seq);
+                break;
             };
-            let payload = workers.pooled.remove(&seq).flatten();
+            // A pooled message with its payload is ready: counted on disk already.
+            let ready = workers.pooled.remove(&seq).flatten();
             if !pooled {
-                count(attempts, ops);
+                count(seq, attempts, ops);
             }
             let consumer = &mut workers.consumers[index];
             consumer.holding += 1;
@@ -321,18 +377,54 @@ impl Index {
                 .insert(seq, (consumer.id.clone(), deadline));
             self.ack_deadlines
                 .insert((deadline, seq, client.clone(), queue_name.clone()));
+            let is_ready = ready.is_some();
             let assignment = Assignment {
                 consumer: consumer.id.clone(),
                 client: client.clone(),
                 meta,
                 attempt: *attempts,
-                payload,
+                payload: ready.or_else(|| self.kept.get(seq)),
             };
-            if assignment.payload.is_some() {
+            if is_ready {
                 out.ready.push(assignment);
             } else {
                 out.assigned.push(assignment);
             }
+        }
+
+        // The pool takes the next messages after it (and after where assigning stopped),
+        // counting them ahead. (An older message left out, one that timed out say, is
+        // assigned above in its turn, after a commit.)
+        let Some(stopped_at) = stopped_at else {
+            return out; // every deliverable message went to a worker
+        };
+        // It is topped up once half of it is gone, so that the payloads not kept in memory
+        // are read many at a time.
+        let target = workers.pool_target();
+        if workers.pooled.len() > target / 2 {
+            return out;
+        }
+        let from = workers
+            .pooled
+            .last_key_value()
+            .map_or(stopped_at, |(&last, _)| stopped_at.max(last + 1));
+        for (&seq, attempts) in subscriber.inbox.range_mut(from..) {
+            if workers.pooled.len() >= target {
+                break;
+            }
+            if workers.inflight.contains_key(&seq) {
+                continue;
+            }
+            let Some(meta) = deliverable(seq) else {
+                continue;
+            };
+            if max_deliveries.is_some_and(|max| *attempts >= max) {
+                out.dead.push(meta);
+                continue;
+            }
+            count(seq, attempts, ops);
+            workers.pooled.insert(seq, None);
+            out.pooled.push((seq, self.kept.get(seq)));
         }
         out
     }
@@ -501,6 +593,14 @@ impl Index {
         }
     }
 
+    /// Whether `client`'s subscription to `queue` is ordered.
+    pub(crate) fn is_ordered(&self, client: &ClientId, queue: &QueueName) -> bool {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .is_some_and(|s| s.record.ordered)
+    }
+
     /// Whether `client`'s subscription to `queue` is in work mode.
     pub(crate) fn is_work(&self, client: &ClientId, queue: &QueueName) -> bool {
         self.queues
@@ -622,6 +722,10 @@ mod tests {
         );
     }
 
+    fn pooled_seqs(dispatched: &Dispatched) -> Vec<u64> {
+        dispatched.pooled.iter().map(|(seq, _)| *seq).collect()
+    }
+
     fn attempts_written(ops: &[Op]) -> Vec<(u64, u32)> {
         ops.iter()
             .filter_map(|op| match op {
@@ -638,7 +742,8 @@ mod tests {
             QueueName::parse("jobs").unwrap(),
         );
         let mut state = index(&client, &queue, &["one"]);
-        for _ in 0..5 {
+        const POOL: usize = POOLED_PER_WORKER; // one worker
+        for _ in 0..POOL + 4 {
             publish(&mut state, &queue, 0);
         }
         let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
@@ -650,17 +755,27 @@ mod tests {
         let first = state.dispatch(&client, &queue, 0, &mut ops);
         assert_eq!(first.assigned.len(), 1, "one worker, prefetch 1");
         assert!(first.ready.is_empty());
-        assert_eq!(first.pooled, seqs[1..3], "two pooled per worker");
+        assert_eq!(
+            pooled_seqs(&first),
+            seqs[1..=POOL],
+            "the pool of one worker"
+        );
         assert_eq!(
             attempts_written(&ops),
-            [(seqs[0], 1), (seqs[1], 1), (seqs[2], 1)],
+            seqs[..=POOL]
+                .iter()
+                .map(|&seq| (seq, 1))
+                .collect::<Vec<_>>(),
             "pooled messages are counted in the same commit"
         );
 
-        // The pool's commit is on disk: the payloads come in hand.
-        for &seq in &seqs[1..3] {
-            state.pool_ready(&client, &queue, seq, Arc::new(json!({ "seq": seq })));
-        }
+        // The pool's commit is on disk; the first pooled message's payload is in hand.
+        state.pool_ready(
+            &client,
+            &queue,
+            seqs[1],
+            Arc::new(json!({ "seq": seqs[1] })),
+        );
         let ids: Vec<_> = seqs
             .iter()
             .map(|seq| state.messages[seq].meta.id.clone())
@@ -686,8 +801,8 @@ mod tests {
             next.ready[0].payload,
             Some(Arc::new(json!({ "seq": seqs[1] })))
         );
-        assert_eq!(next.pooled, seqs[3..5]);
-        assert_eq!(attempts_written(&ops), [(seqs[3], 1), (seqs[4], 1)]);
+        assert!(next.pooled.is_empty(), "more than half of the pool is left");
+        assert!(attempts_written(&ops).is_empty());
 
         // A pooled message that is not ready yet goes out after the commit, without a second
         // count.
@@ -701,6 +816,116 @@ mod tests {
         assert_eq!(last.assigned[0].meta.seq, seqs[3]);
         assert_eq!(last.assigned[0].attempt, 1);
         assert!(attempts_written(&ops).is_empty());
+    }
+
+    #[test]
+    fn the_pool_is_topped_up_from_its_end_once_half_of_it_is_gone() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        const POOL: usize = POOLED_PER_WORKER; // one worker
+        for _ in 0..2 * POOL + 1 {
+            publish(&mut state, &queue, 0);
+        }
+        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
+            .inbox
+            .keys()
+            .copied()
+            .collect();
+        let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
+        assert_eq!(pooled_seqs(&first), seqs[1..=POOL]);
+        // Half of the pool is acked before it was sent (it leaves the pool with the inbox).
+        let gone: Vec<_> = seqs[1..=POOL / 2]
+            .iter()
+            .map(|seq| state.messages[seq].meta.id.clone())
+            .collect();
+        state
+            .ack(&client, Some(&queue), &gone, &mut Vec::new())
+            .unwrap();
+        let mut ops = Vec::new();
+        let next = state.dispatch(&client, &queue, 0, &mut ops);
+        assert!(next.assigned.is_empty() && next.ready.is_empty(), "no room");
+        let refill = &seqs[POOL + 1..POOL + 1 + POOL / 2];
+        assert_eq!(pooled_seqs(&next), refill, "after the pool's end, in order");
+        assert_eq!(
+            attempts_written(&ops),
+            refill.iter().map(|&seq| (seq, 1)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn kept_payloads_go_with_assignments_and_the_pool_and_leave_with_the_message() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        for _ in 0..4 {
+            publish(&mut state, &queue, 0);
+        }
+        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
+            .inbox
+            .keys()
+            .copied()
+            .collect();
+        let payload = |seq: u64| Arc::new(json!({ "seq": seq }));
+        for &seq in &seqs[..3] {
+            state.keep_payload(seq, &payload(seq), 10);
+        }
+        // Past the bound, nothing is kept: that payload is read when it is sent.
+        state.keep_payload(seqs[3], &payload(seqs[3]), KEPT_PAYLOAD_BYTES);
+        let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
+        assert!(first.ready.is_empty(), "its attempt is not on disk yet");
+        assert_eq!(first.assigned[0].payload, Some(payload(seqs[0])));
+        assert_eq!(
+            first.pooled,
+            [
+                (seqs[1], Some(payload(seqs[1]))),
+                (seqs[2], Some(payload(seqs[2]))),
+                (seqs[3], None)
+            ]
+        );
+        let acked = state.messages[&seqs[0]].meta.id.clone();
+        state
+            .ack(&client, Some(&queue), &[acked], &mut Vec::new())
+            .unwrap();
+        assert_eq!(state.kept.get(seqs[0]), None, "deleted with its message");
+        assert_eq!(state.kept.bytes, 20);
+        assert_eq!(state.kept.get(seqs[3]), None);
+    }
+
+    #[test]
+    fn a_pooled_message_whose_ttl_runs_out_leaves_the_pool() {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
+        let mut state = index(&client, &queue, &["one"]);
+        const POOL: usize = POOLED_PER_WORKER; // one worker
+        for n in 0..POOL + 1 {
+            let mut message = NewMessage::new(
+                queue.clone(),
+                EventName::parse("job").unwrap(),
+                json!(null),
+                "http",
+            );
+            message.ttl_ms = (n == 1).then_some(10);
+            state.publish(&message, "null".into(), 0, &|_, _| false, &mut Vec::new());
+        }
+        let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
+        let seqs: Vec<u64> = pooled_seqs(&first);
+        assert_eq!(seqs.len(), POOL);
+        state.expire_due(20, &mut Vec::new());
+        let pooled = |state: &Index| {
+            state.queues[&queue].subscribers[&client]
+                .workers
+                .as_ref()
+                .map(|w| w.pooled.keys().copied().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(pooled(&state), seqs[1..], "the expired one left the pool");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Work {
     pub jobs: u64,
     pub payload_bytes: usize,
     pub prefetch: Option<u32>,
+    /// Jobs per put (`None`: one per request).
+    pub batch: Option<usize>,
 }
 
 /// Runs the scenario.
@@ -33,7 +35,7 @@ pub async fn run(run: &Run, work: Work) -> Report {
     let queue = run.queue("work");
     let client = run.client("work", 0);
     let params = json!({"workers": work.workers, "producers": work.producers, "jobs": work.jobs,
-        "payload_bytes": work.payload_bytes, "prefetch": work.prefetch});
+        "payload_bytes": work.payload_bytes, "prefetch": work.prefetch, "batch": work.batch});
     let mut report = Report::new("work", run.label.clone(), &run.url, params);
     report.subscribers = work.workers;
     let workers = match subscribe_all(run, work.workers, &queue, Some(work.prefetch), |_| {
@@ -67,7 +69,7 @@ pub async fn run(run: &Run, work: Work) -> Report {
         queue: queue.clone(),
         total: work.jobs,
         concurrency: work.producers,
-        batch: None,
+        batch: work.batch,
         rate: None,
         payload_bytes: work.payload_bytes,
     };
