@@ -541,9 +541,23 @@ impl Broker {
     }
 
     /// Whether a client has a socket connected to a queue, as the outbox sees it.
+    ///
+    /// The answer is kept for the life of the returned function (one mutation): a batch of
+    /// publishes asks about the same subscribers for every message, and the outbox answers by
+    /// listing the sockets of a room.
     fn online(&self) -> impl Fn(&ClientId, &QueueName) -> bool + use<'_> {
         let outbox = self.shared.outbox.get();
-        move |client, queue| outbox.is_some_and(|o| o.connected(client, queue) > 0)
+        let known: std::cell::RefCell<std::collections::HashMap<(ClientId, QueueName), bool>> =
+            Default::default();
+        move |client, queue| {
+            let key = (client.clone(), queue.clone());
+            if let Some(&online) = known.borrow().get(&key) {
+                return online;
+            }
+            let online = outbox.is_some_and(|o| o.connected(client, queue) > 0);
+            known.borrow_mut().insert(key, online);
+            online
+        }
     }
 
     /// The highest sequence number whose live pushes have all been made: a socket that could

@@ -6,7 +6,13 @@ use crate::names::{ClientId, QueueName};
 
 /// The room of the sockets that receive `client`'s messages from `queue`.
 pub fn room(client: &ClientId, queue: &QueueName) -> String {
-    format!("{queue}\u{0}{client}")
+    // Built by hand: it is built for every delivery, and `format!` costs ten times more.
+    let (queue, client) = (queue.as_str(), client.as_str());
+    let mut room = String::with_capacity(queue.len() + 1 + client.len());
+    room.push_str(queue);
+    room.push('\0');
+    room.push_str(client);
+    room
 }
 
 /// The room of every socket subscribed to `queue`, whatever its client (where a preset's
