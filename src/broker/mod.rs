@@ -48,6 +48,7 @@ pub use activity::{Activity, ActivityKind};
 pub use catch_up::{CATCH_UP_PAGE, CatchUp};
 use index::Index;
 pub(crate) use index::{JobState, JobView, Peek, TubeCounts, priority};
+pub(crate) use jobs::Serving;
 pub use jobs::Reserved;
 use message::SharedPayload;
 pub use message::{AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
