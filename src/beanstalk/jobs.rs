@@ -53,8 +53,18 @@ impl Conn {
             buried: false,
         });
         message.text = Some(encoded.text);
+        let bodies = &self.shared.bodies;
         let published = match self.shared.broker.publish(vec![message]) {
-            Ok(pending) => pending.committed().await,
+            Ok(pending) => {
+                // Kept before the commit: a worker waiting in reserve may get it meanwhile.
+                let pending = pending.map(|published| {
+                    if let Some(job) = published.first() {
+                        bodies.keep(job.seq, body);
+                    }
+                    published
+                });
+                pending.committed().await
+            }
             Err(err) => Err(err),
         };
         match published.map(|mut p| p.pop()) {
@@ -101,6 +111,7 @@ impl Conn {
         match self.shared.broker.delete_job(&client, id, &self.worker) {
             Ok(true) => {
                 self.reserved.remove(&id);
+                self.shared.bodies.take(id);
                 self.shared.stats.tube(&tube, |u| u.deletes += 1);
                 b"DELETED\r\n".to_vec()
             }

@@ -227,9 +227,8 @@ impl Conn {
         if holder.as_deref() != Some(self.worker.as_str()) {
             return None;
         }
-        let text = self.shared.broker.payload_text(job.seq).await.ok()??;
+        let body = self.body(job.seq, &job.event).await?;
         self.reserved.insert(job.seq, tube);
-        let body = body::decode(&job.event, &text);
         Some(protocol::job_reply("RESERVED", job.seq, &body))
     }
 
@@ -237,10 +236,19 @@ impl Conn {
     /// longer stored (deleted meanwhile over another door).
     async fn reserved_reply(&mut self, job: crate::broker::Reserved, tube: &Tube) -> Option<Vec<u8>> {
         let seq = job.meta.seq;
-        let text = self.shared.broker.payload_text(seq).await.ok()??;
+        let body = self.body(seq, &job.meta.event).await?;
         self.reserved.insert(seq, tube.clone());
-        let body = body::decode(&job.meta.event, &text);
         Some(protocol::job_reply("RESERVED", seq, &body))
+    }
+
+    /// The body of job `seq` (of event `event`), from the door's cache or the store; `None`
+    /// if it is no longer stored.
+    async fn body(&self, seq: u64, event: &crate::names::EventName) -> Option<Vec<u8>> {
+        if let Some(body) = self.shared.bodies.take(seq) {
+            return Some(body);
+        }
+        let text = self.shared.broker.payload_text(seq).await.ok()??;
+        Some(body::decode(event, &text))
     }
 
     /// Jobs handed over while the connection was no longer waiting (it watched several
@@ -285,6 +293,7 @@ impl Conn {
             Ok(None) => return NOT_FOUND.to_vec(),
             Err(err) => return failed(&err),
         };
+        self.shared.bodies.take(id);
         match self.shared.broker.payload_text(id).await {
             Ok(Some(text)) => {
                 self.reserved.insert(id, tube);
