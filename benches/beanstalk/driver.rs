@@ -32,7 +32,9 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
     let mut options = Options {
-        addr: args.next().ok_or("usage: beanstalk-driver ADDR [options]")?,
+        addr: args
+            .next()
+            .ok_or("usage: beanstalk-driver ADDR [options]")?,
         jobs: 100_000,
         producers: 32,
         workers: 8,
@@ -172,7 +174,12 @@ fn cpu_seconds() -> f64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Fields 14 and 15 (utime, stime) are the 12th and 13th after the ')'; 100 ticks a second.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -199,8 +206,8 @@ async fn drive(options: Options) -> std::io::Result<String> {
         .collect();
     let producers: Vec<_> = (0..options.producers)
         .map(|i| {
-            let share = options.jobs / options.producers
-                + u64::from(i < options.jobs % options.producers);
+            let share =
+                options.jobs / options.producers + u64::from(i < options.jobs % options.producers);
             let (addr, tube, body) = (options.addr.clone(), tube.clone(), Arc::clone(&body));
             tokio::spawn(produce(addr, tube, share, body))
         })

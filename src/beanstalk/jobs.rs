@@ -77,7 +77,11 @@ impl Conn {
     /// Makes sure the tube's client is subscribed and serves jobs (committed). `false` if
     /// a socket.io client of the tube's name is subscribed to its queue in broadcast mode:
     /// then the tube offers no jobs (DECISIONS 64), which is logged once per connection.
-    pub(super) async fn serve_jobs(&mut self, client: &ClientId, tube: &Tube) -> Result<bool, Error> {
+    pub(super) async fn serve_jobs(
+        &mut self,
+        client: &ClientId,
+        tube: &Tube,
+    ) -> Result<bool, Error> {
         match self.shared.broker.serve_jobs(client, &tube::queue(tube))? {
             Serving::Now => Ok(true),
             Serving::Once(pending) => pending.committed().await.map(|()| true),
@@ -211,5 +215,17 @@ impl Conn {
             Ok(false) => NOT_FOUND.to_vec(),
             Err(err) => failed(&err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_failures_are_answered_in_beanstalkd_words() {
+        assert_eq!(failed(&Error::shutting_down()), b"DRAINING\r\n");
+        assert_eq!(failed(&Error::storage_full("disk")), b"OUT_OF_MEMORY\r\n");
+        assert_eq!(failed(&Error::unavailable("gone")), b"INTERNAL_ERROR\r\n");
     }
 }

@@ -234,7 +234,11 @@ impl Conn {
 
     /// The `RESERVED` reply for a job this connection just reserved; `None` if it is no
     /// longer stored (deleted meanwhile over another door).
-    async fn reserved_reply(&mut self, job: crate::broker::Reserved, tube: &Tube) -> Option<Vec<u8>> {
+    async fn reserved_reply(
+        &mut self,
+        job: crate::broker::Reserved,
+        tube: &Tube,
+    ) -> Option<Vec<u8>> {
         let seq = job.meta.seq;
         let body = self.body(seq, &job.meta.event).await?;
         self.reserved.insert(seq, tube.clone());

@@ -38,7 +38,11 @@ impl Broker {
     /// subscribing it (durably) if it is not subscribed yet. Not if the client is
     /// subscribed to that queue in broadcast mode (a socket.io client took the name:
     /// [`Serving::Taken`], DECISIONS 64).
-    pub(crate) fn serve_jobs(&self, client: &ClientId, queue: &QueueName) -> Result<Serving, Error> {
+    pub(crate) fn serve_jobs(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+    ) -> Result<Serving, Error> {
         {
             let mut core = self.shared.lock();
             match core.index.is_subscribed(client, queue) {

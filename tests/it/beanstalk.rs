@@ -493,7 +493,11 @@ async fn a_tube_whose_name_a_broadcast_subscriber_took_takes_puts_but_offers_no_
     client.command(&format!("use {tube}")).await;
     let id = client.put(0, 0, 60, b"{\"n\": 1}").await;
     let received = browser.take("job", 1).await;
-    assert_eq!(received[0]["payload"], json!({"n": 1}), "a put is a publish");
+    assert_eq!(
+        received[0]["payload"],
+        json!({"n": 1}),
+        "a put is a publish"
+    );
     client.command(&format!("watch {tube}")).await;
     client.command("ignore default").await;
     assert_eq!(client.reserve(0).await, Err("TIMED_OUT".to_owned()));

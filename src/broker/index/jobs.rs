@@ -71,7 +71,9 @@ fn first_ready(
             break;
         }
         let meta = messages.get(&seq).map(|e| &e.meta).filter(|meta| {
-            inbox.contains_key(&seq) && priority(meta) == rank && !meta.job.is_some_and(|j| j.buried)
+            inbox.contains_key(&seq)
+                && priority(meta) == rank
+                && !meta.job.is_some_and(|j| j.buried)
         });
         let Some(meta) = meta else {
             stale.push((rank, seq));
@@ -603,6 +605,22 @@ mod tests {
         );
         assert!(!index.has_ready_job(&client, &queue, 0));
         assert_eq!(index.tube_counts(&client, &queue, 0).reserved, 4);
+    }
+
+    #[test]
+    fn a_new_priority_moves_a_job_and_a_deleted_job_is_never_handed_out() {
+        let (mut index, client, queue) = index();
+        let first = put(&mut index, &queue, 10, 0);
+        let second = put(&mut index, &queue, 20, 0);
+        let third = put(&mut index, &queue, 30, 0);
+        let mut meta = (*index.meta(third).unwrap()).clone();
+        meta.job.as_mut().unwrap().priority = 5;
+        index.put_job_meta(meta, "30".into(), &mut Vec::new());
+        assert!(index.delete_job(&client, first, "w", &mut Vec::new()));
+        let order: Vec<Option<u64>> = (0..3)
+            .map(|_| reserve(&mut index, &client, &queue, 0))
+            .collect();
+        assert_eq!(order, [Some(third), Some(second), None]);
     }
 
     #[test]
