@@ -3,7 +3,7 @@
 //! answered as beanstalkd answers it and never ends the connection; an I/O error or the
 //! client closing does, and then the jobs it still had reserved go back to ready.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,6 +36,8 @@ pub(super) struct Conn {
     pub(super) reserved: BTreeMap<u64, Tube>,
     pub(super) producer: bool,
     pub(super) worker_role: bool,
+    /// Tubes it met whose name a broadcast subscriber took (DECISIONS 65), said once.
+    pub(super) taken: BTreeSet<Tube>,
 }
 
 /// Serves one connection until the client quits or closes, or the server stops.
@@ -65,6 +67,7 @@ pub(super) async fn run(
         reserved: BTreeMap::new(),
         producer: false,
         worker_role: false,
+        taken: BTreeSet::new(),
     };
     let served = tokio::select! {
         served = serve(&mut conn, &mut writer) => served,
@@ -143,7 +146,7 @@ impl Conn {
             Command::Reserve => return self.reserve(None).await,
             Command::ReserveWithTimeout(seconds) => return self.reserve(Some(seconds)).await,
             Command::ReserveJob(id) => self.reserve_job(id).await,
-            Command::Delete(id) => self.delete(id).await,
+            Command::Delete(id) => self.delete(id),
             Command::Release {
                 id,
                 priority,

@@ -1,11 +1,12 @@
 //! The job commands but the reserves (`reserve.rs`): `put`, `delete`, `release`, `bury`,
 //! `touch`, `kick`, `kick-job`. Each goes through the broker; each that changes what is
-//! stored answers only once the change is committed.
+//! stored answers only once the change is committed, but `delete`, answered once applied,
+//! its commit following with the next group commit (DECISIONS 64).
 
 use super::connection::Conn;
 use super::protocol::Tube;
 use super::{body, tube};
-use crate::broker::{JobState, NewMessage};
+use crate::broker::{JobState, NewMessage, Serving};
 use crate::error::{Code, Error};
 use crate::names::ClientId;
 use crate::store::JobMeta;
@@ -52,8 +53,18 @@ impl Conn {
             buried: false,
         });
         message.text = Some(encoded.text);
+        let bodies = &self.shared.bodies;
         let published = match self.shared.broker.publish(vec![message]) {
-            Ok(pending) => pending.committed().await,
+            Ok(pending) => {
+                // Kept before the commit: a worker waiting in reserve may get it meanwhile.
+                let pending = pending.map(|published| {
+                    if let Some(job) = published.first() {
+                        bodies.keep(job.seq, body);
+                    }
+                    published
+                });
+                pending.committed().await
+            }
             Err(err) => Err(err),
         };
         match published.map(|mut p| p.pop()) {
@@ -63,11 +74,28 @@ impl Conn {
         }
     }
 
-    /// Makes sure the tube's client is subscribed and serves jobs (committed).
-    pub(super) async fn serve_jobs(&self, client: &ClientId, tube: &Tube) -> Result<(), Error> {
+    /// Makes sure the tube's client is subscribed and serves jobs (committed). `false` if
+    /// a socket.io client of the tube's name is subscribed to its queue in broadcast mode:
+    /// then the tube offers no jobs (DECISIONS 65), which is logged once per connection.
+    pub(super) async fn serve_jobs(
+        &mut self,
+        client: &ClientId,
+        tube: &Tube,
+    ) -> Result<bool, Error> {
         match self.shared.broker.serve_jobs(client, &tube::queue(tube))? {
-            Some(pending) => pending.committed().await,
-            None => Ok(()),
+            Serving::Now => Ok(true),
+            Serving::Once(pending) => pending.committed().await.map(|()| true),
+            Serving::Taken => {
+                if self.taken.insert(tube.clone()) {
+                    tracing::warn!(
+                        tube = %tube,
+                        "beanstalk: client '{client}' is subscribed to this tube's queue in \
+                         broadcast mode (over socket.io), so the tube offers no jobs \
+                         (docs/DECISIONS.md 64)"
+                    );
+                }
+                Ok(false)
+            }
         }
     }
 
@@ -77,21 +105,17 @@ impl Conn {
     }
 
     /// `delete <id>`: a job this connection reserved, or one that is ready, delayed or
-    /// buried.
-    pub(super) async fn delete(&mut self, id: u64) -> Vec<u8> {
+    /// buried. Answered once applied; the commit follows (DECISIONS 64).
+    pub(super) fn delete(&mut self, id: u64) -> Vec<u8> {
         self.shared.stats.command("cmd-delete");
         let Some(tube) = self.tube_of(id) else {
             return NOT_FOUND.to_vec();
         };
         let client = tube::client(&tube);
-        match self
-            .shared
-            .broker
-            .delete_job(&client, id, &self.worker)
-            .await
-        {
+        match self.shared.broker.delete_job(&client, id, &self.worker) {
             Ok(true) => {
                 self.reserved.remove(&id);
+                self.shared.bodies.take(id);
                 self.shared.stats.tube(&tube, |u| u.deletes += 1);
                 b"DELETED\r\n".to_vec()
             }
@@ -191,5 +215,17 @@ impl Conn {
             Ok(false) => NOT_FOUND.to_vec(),
             Err(err) => failed(&err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_failures_are_answered_in_beanstalkd_words() {
+        assert_eq!(failed(&Error::shutting_down()), b"DRAINING\r\n");
+        assert_eq!(failed(&Error::storage_full("disk")), b"OUT_OF_MEMORY\r\n");
+        assert_eq!(failed(&Error::unavailable("gone")), b"INTERNAL_ERROR\r\n");
     }
 }

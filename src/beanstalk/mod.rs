@@ -14,9 +14,11 @@
 //! payloads and back; `tube` maps names; `input` is a connection's bounded reader;
 //! `connection` runs one connection (its loop and its state); `jobs`, `reserve` and `info`
 //! answer the commands (the job commands, the reserves, and peeks, stats and lists); `door` is the [`Outbox`]
-//! that hands jobs to waiting connections; `stats` holds the server-wide counters.
+//! that hands jobs to waiting connections; `stats` holds the server-wide counters; `bodies`
+//! keeps the bodies of jobs put and not reserved yet, so a reserve need not read them back.
 //! Only this module knows the protocol; it calls nothing but the broker.
 
+mod bodies;
 mod body;
 mod connection;
 mod door;
@@ -42,12 +44,14 @@ pub use door::Door;
 /// ones are answered `JOB_TOO_BIG` and their bytes skipped.
 pub const MAX_JOB_BYTES: u32 = 65_535;
 
-/// What every beanstalk connection shares: the broker, the door, the server's counters.
+/// What every beanstalk connection shares: the broker, the door, the server's counters,
+/// the bodies of jobs not reserved yet.
 #[derive(Clone)]
 pub struct Beanstalk {
     broker: Broker,
     door: Arc<Door>,
     stats: Arc<stats::Stats>,
+    bodies: Arc<bodies::Bodies>,
 }
 
 impl Beanstalk {
@@ -59,6 +63,7 @@ impl Beanstalk {
             broker,
             door,
             stats: Arc::new(stats::Stats::new()),
+            bodies: Arc::default(),
         }
     }
 

@@ -36,15 +36,19 @@ impl Conn {
             self.shared.stats.role(false, true);
         }
         let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(u64::from(s)));
-        let tubes = self.watching.clone();
-        for tube in &tubes {
-            if let Err(err) = self.serve_jobs(&tube::client(tube), tube).await {
-                return Some(failed(&err));
+        let watching = self.watching.clone();
+        // Those whose name a broadcast subscriber took offer no jobs (DECISIONS 65).
+        let mut tubes = Vec::with_capacity(watching.len());
+        for tube in &watching {
+            match self.serve_jobs(&tube::client(tube), tube).await {
+                Ok(true) => tubes.push(tube.clone()),
+                Ok(false) => {}
+                Err(err) => return Some(failed(&err)),
             }
         }
-        self.shared.stats.waiting(&tubes, true);
+        self.shared.stats.waiting(&watching, true);
         let reply = self.wait_for_job(&tubes, deadline).await;
-        self.shared.stats.waiting(&tubes, false);
+        self.shared.stats.waiting(&watching, false);
         reply
     }
 
@@ -64,6 +68,22 @@ impl Conn {
                 .map(|(t, _)| (broker.next_ready_job(&tube::client(t), &tube::queue(t)), t))
                 .collect();
             open.sort_by_key(|(next, _)| next.map_or((1, 0, 0), |(p, id)| (0, p, id)));
+            // A job ready now is taken at once (no commit, no hand-over).
+            for (next, tube) in &open {
+                if next.is_none() {
+                    break;
+                }
+                let (client, queue) = (tube::client(tube), tube::queue(tube));
+                match self.shared.broker.take_ready(&client, &queue, &self.worker) {
+                    Ok(Some(job)) => {
+                        if let Some(reply) = self.reserved_reply(job, tube).await {
+                            return Some(reply);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => return Some(failed(&err)),
+                }
+            }
             let mut ready = false;
             for (_, tube) in open {
                 let (client, queue) = (tube::client(tube), tube::queue(tube));
@@ -207,10 +227,32 @@ impl Conn {
         if holder.as_deref() != Some(self.worker.as_str()) {
             return None;
         }
-        let text = self.shared.broker.payload_text(job.seq).await.ok()??;
+        let body = self.body(job.seq, &job.event).await?;
         self.reserved.insert(job.seq, tube);
-        let body = body::decode(&job.event, &text);
         Some(protocol::job_reply("RESERVED", job.seq, &body))
+    }
+
+    /// The `RESERVED` reply for a job this connection just reserved; `None` if it is no
+    /// longer stored (deleted meanwhile over another door).
+    async fn reserved_reply(
+        &mut self,
+        job: crate::broker::Reserved,
+        tube: &Tube,
+    ) -> Option<Vec<u8>> {
+        let seq = job.meta.seq;
+        let body = self.body(seq, &job.meta.event).await?;
+        self.reserved.insert(seq, tube.clone());
+        Some(protocol::job_reply("RESERVED", seq, &body))
+    }
+
+    /// The body of job `seq` (of event `event`), from the door's cache or the store; `None`
+    /// if it is no longer stored.
+    async fn body(&self, seq: u64, event: &crate::names::EventName) -> Option<Vec<u8>> {
+        if let Some(body) = self.shared.bodies.take(seq) {
+            return Some(body);
+        }
+        let text = self.shared.broker.payload_text(seq).await.ok()??;
+        Some(body::decode(event, &text))
     }
 
     /// Jobs handed over while the connection was no longer waiting (it watched several
@@ -240,8 +282,10 @@ impl Conn {
             return NOT_FOUND.to_vec();
         };
         let client = tube::client(&tube);
-        if let Err(err) = self.serve_jobs(&client, &tube).await {
-            return failed(&err);
+        match self.serve_jobs(&client, &tube).await {
+            Ok(true) => {}
+            Ok(false) => return NOT_FOUND.to_vec(),
+            Err(err) => return failed(&err),
         }
         let reserved = self
             .shared
@@ -253,6 +297,7 @@ impl Conn {
             Ok(None) => return NOT_FOUND.to_vec(),
             Err(err) => return failed(&err),
         };
+        self.shared.bodies.take(id);
         match self.shared.broker.payload_text(id).await {
             Ok(Some(text)) => {
                 self.reserved.insert(id, tube);

@@ -3,7 +3,8 @@
 //! (room for one job while they wait in `reserve`), and its jobs can be reserved by id,
 //! touched, released with a priority and delay, buried, kicked and deleted (see
 //! `index::jobs`). Every change that must survive a restart is committed before it is
-//! answered; leases (who holds what) live in memory, like every worker's.
+//! answered but a delete, which is answered once applied, its commit following
+//! (DECISIONS 64); leases (who holds what) live in memory, like every worker's.
 
 use std::sync::Arc;
 
@@ -14,6 +15,17 @@ use crate::error::Error;
 use crate::names::{ClientId, QueueName};
 use crate::store::{JobMeta, MessageMeta, Mode, SubscriptionRecord};
 
+/// Whether a subscription serves jobs, as [`Broker::serve_jobs`] found it.
+#[must_use]
+pub(crate) enum Serving {
+    /// It does.
+    Now,
+    /// It does once this subscribe is committed.
+    Once(Pending<()>),
+    /// The client is subscribed to the queue in broadcast mode: it serves no jobs.
+    Taken,
+}
+
 /// A job handed to a worker: its metadata and how often it was handed out.
 #[derive(Clone, Debug)]
 pub struct Reserved {
@@ -23,25 +35,22 @@ pub struct Reserved {
 
 impl Broker {
     /// Makes `client`'s subscription to `queue` a work subscription that serves jobs,
-    /// subscribing it (durably) if it is not subscribed yet. Refused if the client is
-    /// subscribed to that queue in broadcast mode. `None` when nothing had to be written.
+    /// subscribing it (durably) if it is not subscribed yet. Not if the client is
+    /// subscribed to that queue in broadcast mode (a socket.io client took the name:
+    /// [`Serving::Taken`], DECISIONS 65).
     pub(crate) fn serve_jobs(
         &self,
         client: &ClientId,
         queue: &QueueName,
-    ) -> Result<Option<Pending<()>>, Error> {
+    ) -> Result<Serving, Error> {
         {
             let mut core = self.shared.lock();
             match core.index.is_subscribed(client, queue) {
                 Some(true) => {
                     core.index.serve_jobs(client, queue);
-                    return Ok(None);
+                    return Ok(Serving::Now);
                 }
-                Some(false) => {
-                    return Err(Error::invalid_field(format!(
-                        "client '{client}' is subscribed to '{queue}' in broadcast mode; jobs need work mode"
-                    )));
-                }
+                Some(false) => return Ok(Serving::Taken),
                 None => {}
             }
         }
@@ -56,7 +65,7 @@ impl Broker {
             effects.dispatch.push((client.clone(), queue.clone()));
             Ok(())
         })?;
-        Ok(Some(pending))
+        Ok(Serving::Once(pending))
     }
 
     /// The `(priority, id)` of the job `client`'s subscription to `queue` would hand out
@@ -70,6 +79,45 @@ impl Broker {
             .lock()
             .index
             .next_ready_job(client, queue, now_ms())
+    }
+
+    /// Reserves the next ready job of `client`'s subscription to `queue` for `consumer` at
+    /// once, if there is one whose publish is committed: a reserve writes nothing
+    /// (DECISIONS 60), so it waits for no commit and needs no hand-over. `None` if no job
+    /// is ready (the caller then waits in `reserve`, see [`Broker::open_room`]).
+    pub(crate) fn take_ready(
+        &self,
+        client: &ClientId,
+        queue: &QueueName,
+        consumer: &str,
+    ) -> Result<Option<Reserved>, Error> {
+        let now = now_ms();
+        // Publishes commit in seq order: up to this one, every job in the index is stored.
+        let settled = *self.shared.settled.borrow();
+        let taken = {
+            let mut core = self.shared.lock();
+            if let Some(error) = &core.rebuilding {
+                return Err(error.clone());
+            }
+            if core.writer.is_none() {
+                return Err(Error::shutting_down());
+            }
+            core.index.set_room(client, queue, consumer, false)?;
+            match core.index.next_ready_job(client, queue, now) {
+                Some((_, seq)) if seq <= settled => {
+                    core.index.take_job((client, queue), seq, consumer, now)
+                }
+                _ => None,
+            }
+        };
+        if taken.is_some() {
+            // A new lease: the timer may have to wake sooner.
+            self.shared.timer.notify_one();
+        }
+        Ok(taken.map(|a| Reserved {
+            meta: a.meta,
+            reserves: a.attempt,
+        }))
     }
 
     /// Opens worker `consumer`'s window on `client`'s jobs in `queue` (room for one more
@@ -295,22 +343,26 @@ impl Broker {
     }
 
     /// Deletes job `seq` (acks it) unless another worker than `consumer` holds it.
-    pub(crate) async fn delete_job(
+    /// Returns once applied: no one can reserve, peek or delete it any more, and its commit
+    /// follows with the next group commit, which any later answer that waits for a commit
+    /// (a put's, say) waits for too (DECISIONS 64). Should that commit fail, the index is
+    /// rebuilt from the store and the job is back.
+    pub(crate) fn delete_job(
         &self,
         client: &ClientId,
         seq: u64,
         consumer: &str,
     ) -> Result<bool, Error> {
-        self.mutate(|index, effects| {
+        let pending = self.mutate(|index, effects| {
             let queue = index.meta(seq).map(|m| m.queue.clone());
             let deleted = index.delete_job(client, seq, consumer, &mut effects.ops);
             if deleted && let Some(queue) = queue {
                 effects.dispatch.push((client.clone(), queue));
             }
             Ok(deleted)
-        })?
-        .committed()
-        .await
+        })?;
+        // Nobody waits for the commit: the writer makes it all the same.
+        Ok(pending.value)
     }
 
     /// Kicks up to `bound` jobs of `client`'s subscription to `queue` back to ready: the

@@ -49,6 +49,7 @@ pub use catch_up::{CATCH_UP_PAGE, CatchUp};
 use index::Index;
 pub(crate) use index::{JobState, JobView, Peek, TubeCounts, priority};
 pub use jobs::Reserved;
+pub(crate) use jobs::Serving;
 use message::SharedPayload;
 pub use message::{AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
 use writer::{Batch, Effects};

@@ -479,3 +479,65 @@ async fn random_bytes_never_crash_the_door_nor_disturb_another_connection() {
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_tube_whose_name_a_broadcast_subscriber_took_takes_puts_but_offers_no_jobs() {
+    let (_dir, path) = data_dir();
+    let (server, address) = start(&path);
+    // A socket.io client named like the tube subscribes to its queue in broadcast mode: the
+    // tube's workers' client cannot be a work-mode client of that name (DECISIONS 61).
+    let tube = unique("fg_taken");
+    let mut browser = SocketClient::connect(&server.url).await;
+    browser.subscribe(&tube, &tube).await;
+    let mut client = Beanstalk::connect(&address).await;
+    client.command(&format!("use {tube}")).await;
+    let id = client.put(0, 0, 60, b"{\"n\": 1}").await;
+    let received = browser.take("job", 1).await;
+    assert_eq!(
+        received[0]["payload"],
+        json!({"n": 1}),
+        "a put is a publish"
+    );
+    client.command(&format!("watch {tube}")).await;
+    client.command("ignore default").await;
+    assert_eq!(client.reserve(0).await, Err("TIMED_OUT".to_owned()));
+    assert_eq!(client.command("peek-ready").await, "NOT_FOUND");
+    assert_eq!(client.command(&format!("peek {id}")).await, "NOT_FOUND");
+    assert_eq!(client.command(&format!("delete {id}")).await, "NOT_FOUND");
+    assert_eq!(
+        server.pending(&tube, &tube).await,
+        1,
+        "the subscriber's inbox keeps it"
+    );
+    // Other tubes work as ever on the same connection.
+    let other = unique("bg_free");
+    client.command(&format!("use {other}")).await;
+    client.command(&format!("watch {other}")).await;
+    let job = client.put(0, 0, 60, b"free").await;
+    assert_eq!(client.reserve(5).await, Ok((job, b"free".to_vec())));
+}
+
+#[tokio::test]
+async fn a_deleted_job_stays_deleted_after_a_restart() {
+    let (_dir, path) = data_dir();
+    let (server, address) = start(&path);
+    let mut client = Beanstalk::connect(&address).await;
+    client.command("use bg_building").await;
+    client.command("watch bg_building").await;
+    let done = client.put(0, 0, 60, b"done").await;
+    let kept = client.put(1, 0, 60, b"kept").await;
+    assert_eq!(client.reserve(5).await, Ok((done, b"done".to_vec())));
+    // DELETED is answered once applied, before its commit (DECISIONS 64): nobody sees the
+    // job again, and an answer that waited for a later commit means it is on disk too.
+    assert_eq!(client.command(&format!("delete {done}")).await, "DELETED");
+    assert_eq!(client.command(&format!("peek {done}")).await, "NOT_FOUND");
+    assert_eq!(client.command(&format!("delete {done}")).await, "NOT_FOUND");
+    client.put(2, 0, 60, b"after").await;
+    server.kill_9();
+
+    let (_server, address) = start(&path);
+    let mut client = Beanstalk::connect(&address).await;
+    client.command("watch bg_building").await;
+    assert_eq!(client.reserve(5).await.map(|(id, _)| id), Ok(kept));
+    assert_eq!(client.command(&format!("peek {done}")).await, "NOT_FOUND");
+}

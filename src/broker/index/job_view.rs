@@ -62,6 +62,9 @@ impl Index {
         let meta = self.meta(seq)?;
         let queue = self.queues.get(&meta.queue)?;
         let subscriber = queue.subscribers.get(client);
+        if subscriber.is_some_and(|s| s.workers.is_none()) {
+            return None; // a broadcast subscriber's messages are no jobs (DECISIONS 65)
+        }
         let view = |state, reserves, holder, until_ms| JobView {
             meta: Arc::clone(&meta),
             state,
@@ -106,6 +109,9 @@ impl Index {
         let Some(state) = self.queues.get(queue) else {
             return Vec::new();
         };
+        if self.taken_by_broadcast(client, queue) {
+            return Vec::new();
+        }
         let inbox = state.subscribers.get(client).map(|s| s.inbox.keys());
         let scheduled = self.scheduled.iter().map(|(_, seq)| seq).filter(|seq| {
             self.messages

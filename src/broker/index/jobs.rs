@@ -20,6 +20,7 @@
 //! fsync; after a crash a job's count is the one of its last release or burial
 //! (DECISIONS 60).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -27,7 +28,7 @@ use crate::names::{ClientId, QueueName};
 use crate::store::{JobMeta, MessageMeta, Op, StoredMessage};
 
 use super::work::{Consumer, DEFAULT_ACK_TIMEOUT_MS};
-use super::{Assignment, Dispatched, Index, Subscriber, expired};
+use super::{Assignment, Dispatched, Entry, Index, Subscriber, expired};
 
 pub(crate) use super::job_view::{JobState, JobView, Peek, TubeCounts};
 
@@ -43,16 +44,89 @@ pub(super) fn deliverable(meta: &MessageMeta, now: u64) -> bool {
         && !expired(meta, now)
 }
 
+/// The first `n` jobs of `subscriber` that can be handed out at `now`, as `(priority, seq)`
+/// in that order, from its job order (see `Subscriber::job_order`). Entries that no longer
+/// match the inbox (acked, a new priority, buried) are dropped on the way; reserved jobs
+/// and jobs released with a delay that is not over are passed over and kept. So a look
+/// costs O(log n) plus the reserved and delayed jobs ahead of the ones it finds.
+fn first_ready(
+    subscriber: &mut Subscriber,
+    messages: &HashMap<u64, Entry>,
+    now: u64,
+    n: usize,
+) -> Vec<(u32, u64)> {
+    let Subscriber {
+        inbox,
+        workers,
+        job_order,
+        ..
+    } = subscriber;
+    let Some(order) = job_order.as_mut() else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut stale = Vec::new();
+    for &(rank, seq) in order.iter() {
+        if found.len() >= n {
+            break;
+        }
+        let meta = messages.get(&seq).map(|e| &e.meta).filter(|meta| {
+            inbox.contains_key(&seq)
+                && priority(meta) == rank
+                && !meta.job.is_some_and(|j| j.buried)
+        });
+        let Some(meta) = meta else {
+            stale.push((rank, seq));
+            continue;
+        };
+        let reserved = workers
+            .as_ref()
+            .is_some_and(|w| w.inflight.contains_key(&seq));
+        if !reserved && deliverable(meta, now) {
+            found.push((rank, seq));
+        }
+    }
+    for entry in stale {
+        order.remove(&entry);
+    }
+    found
+}
+
 impl Index {
-    /// Makes `client`'s subscription to `queue` serve jobs (see the module docs). Memory
-    /// only: a transport that serves jobs says so again after a restart.
+    /// Makes `client`'s subscription to `queue` serve jobs (see the module docs), ordering
+    /// its inbox by priority. Memory only: a transport that serves jobs says so again after
+    /// a restart.
     pub(crate) fn serve_jobs(&mut self, client: &ClientId, queue: &QueueName) {
-        self.jobs.insert((client.clone(), queue.clone()));
+        let messages = &self.messages;
+        let Some(subscriber) = self
+            .queues
+            .get_mut(queue)
+            .and_then(|q| q.subscribers.get_mut(client))
+        else {
+            return;
+        };
+        if subscriber.job_order.is_none() {
+            let order = subscriber
+                .inbox
+                .keys()
+                .filter_map(|seq| messages.get(seq).map(|e| (priority(&e.meta), *seq)))
+                .collect();
+            subscriber.job_order = Some(order);
+        }
     }
 
-    /// Whether `client`'s subscription to `queue` serves jobs.
+    /// Whether `client`'s subscription to `queue` serves jobs (in work mode).
     pub(crate) fn serves_jobs(&self, client: &ClientId, queue: &QueueName) -> bool {
-        !self.jobs.is_empty() && self.jobs.contains(&(client.clone(), queue.clone()))
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .is_some_and(|s| s.workers.is_some() && s.job_order.is_some())
+    }
+
+    /// Whether `client` is subscribed to `queue` in broadcast mode: then that subscription
+    /// is a socket.io client's, and the tube of that name offers no jobs (DECISIONS 65).
+    pub(crate) fn taken_by_broadcast(&self, client: &ClientId, queue: &QueueName) -> bool {
+        self.is_subscribed(client, queue) == Some(false)
     }
 
     /// Whether `client` is subscribed to `queue`: `Some(true)` in work mode.
@@ -110,53 +184,21 @@ impl Index {
     }
 
     /// The `(priority, seq)` of the job the subscription would hand out next at `now`, if
-    /// any is ready.
+    /// any is ready (and it serves jobs).
     pub(crate) fn next_ready_job(
-        &self,
+        &mut self,
         client: &ClientId,
         queue: &QueueName,
         now: u64,
     ) -> Option<(u32, u64)> {
-        let subscriber = self.queues.get(queue)?.subscribers.get(client)?;
-        let inflight = |seq: &u64| {
-            subscriber
-                .workers
-                .as_ref()
-                .is_some_and(|w| w.inflight.contains_key(seq))
-        };
-        subscriber
-            .inbox
-            .keys()
-            .filter(|seq| !inflight(seq))
-            .filter_map(|seq| self.messages.get(seq).map(|e| &e.meta))
-            .filter(|meta| deliverable(meta, now))
-            .map(|meta| (priority(meta), meta.seq))
-            .min()
+        let messages = &self.messages;
+        let subscriber = self.queues.get_mut(queue)?.subscribers.get_mut(client)?;
+        first_ready(subscriber, messages, now, 1).first().copied()
     }
 
-    /// Whether the subscription has a job that could be handed out at `now` (it stops at
-    /// the first).
-    pub(crate) fn has_ready_job(&self, client: &ClientId, queue: &QueueName, now: u64) -> bool {
-        let Some(subscriber) = self
-            .queues
-            .get(queue)
-            .and_then(|q| q.subscribers.get(client))
-        else {
-            return false;
-        };
-        let inflight = |seq: &u64| {
-            subscriber
-                .workers
-                .as_ref()
-                .is_some_and(|w| w.inflight.contains_key(seq))
-        };
-        subscriber.inbox.keys().any(|seq| {
-            !inflight(seq)
-                && self
-                    .messages
-                    .get(seq)
-                    .is_some_and(|e| deliverable(&e.meta, now))
-        })
+    /// Whether the subscription has a job that could be handed out at `now`.
+    pub(crate) fn has_ready_job(&mut self, client: &ClientId, queue: &QueueName, now: u64) -> bool {
+        self.next_ready_job(client, queue, now).is_some()
     }
 
     /// Hands deliverable jobs to workers with room, by priority then publish order, each
@@ -168,6 +210,7 @@ impl Index {
         now: u64,
     ) -> Dispatched {
         let mut out = Dispatched::default();
+        let messages = &self.messages;
         let Some(subscriber) = self
             .queues
             .get_mut(queue)
@@ -179,37 +222,33 @@ impl Index {
             .record
             .ack_timeout_ms
             .unwrap_or(DEFAULT_ACK_TIMEOUT_MS);
+        let room: usize = {
+            let Subscriber { inbox, workers, .. } = &mut *subscriber;
+            let Some(workers) = workers.as_mut() else {
+                return out;
+            };
+            workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
+            workers.pooled.retain(|seq, _| inbox.contains_key(seq));
+            workers
+                .consumers
+                .iter()
+                .map(|c| c.prefetch.saturating_sub(c.holding))
+                .sum()
+        };
+        // Nobody waits (the usual case when a job is put): nothing to look at.
+        if room == 0 {
+            return out;
+        }
+        // Only the first `room` ready jobs, in order, can be handed out now.
+        let ready = first_ready(subscriber, messages, now, room);
         let Subscriber { inbox, workers, .. } = subscriber;
         let Some(workers) = workers.as_mut() else {
             return out;
         };
-        workers.timed_out.retain(|seq, _| inbox.contains_key(seq));
-        workers.pooled.retain(|seq, _| inbox.contains_key(seq));
-        // Nobody waits (the usual case when a job is put): nothing to look at.
-        let room: usize = workers
-            .consumers
-            .iter()
-            .map(|c| c.prefetch.saturating_sub(c.holding))
-            .sum();
-        if room == 0 {
-            return out;
-        }
-        let messages = &self.messages;
-        let mut ready: Vec<(u32, u64, Arc<MessageMeta>)> = inbox
-            .keys()
-            .filter(|seq| !workers.inflight.contains_key(seq))
-            .filter_map(|seq| messages.get(seq).map(|e| &e.meta))
-            .filter(|meta| deliverable(meta, now))
-            .map(|meta| (priority(meta), meta.seq, Arc::clone(meta)))
-            .collect();
-        // Only the first `room` of them, in order, can be handed out now.
-        let key = |(priority, seq, _): &(u32, u64, Arc<MessageMeta>)| (*priority, *seq);
-        if ready.len() > room {
-            ready.select_nth_unstable_by_key(room, key);
-            ready.truncate(room);
-        }
-        ready.sort_unstable_by_key(key);
-        for (_, seq, meta) in ready {
+        for (_, seq) in ready {
+            let Some(meta) = messages.get(&seq).map(|e| Arc::clone(&e.meta)) else {
+                continue;
+            };
             let previous = workers.timed_out.remove(&seq);
             let Some(index) = workers.pick(previous.as_deref()) else {
                 if let Some(previous) = previous {
@@ -293,6 +332,19 @@ impl Index {
             return;
         };
         entry.meta = Arc::new(meta.clone());
+        // Its place in the job order of the subscriptions that hold it (a buried job has
+        // none until kicked; the entry under its old priority goes when a look meets it).
+        if !meta.job.is_some_and(|j| j.buried)
+            && let Some(queue) = self.queues.get_mut(&meta.queue)
+        {
+            for subscriber in queue.subscribers.values_mut() {
+                if subscriber.inbox.contains_key(&meta.seq)
+                    && let Some(order) = subscriber.job_order.as_mut()
+                {
+                    order.insert((priority(&meta), meta.seq));
+                }
+            }
+        }
         ops.push(Op::PutMessage(StoredMessage { meta, payload }));
     }
 
@@ -417,6 +469,9 @@ impl Index {
             return false;
         };
         let queue_name = meta.queue.clone();
+        if self.taken_by_broadcast(client, &queue_name) {
+            return false;
+        }
         let reserved_by_other = self
             .subscriber_mut(client, &queue_name)
             .and_then(|s| s.workers.as_ref())
@@ -431,6 +486,9 @@ impl Index {
         if let Some(subscriber) = queue.subscribers.get_mut(client)
             && subscriber.inbox.remove(&seq).is_some()
         {
+            if let Some(order) = subscriber.job_order.as_mut() {
+                order.remove(&(priority(&meta), seq));
+            }
             queue.counters.acked += 1;
             ops.push(Op::RemoveFromInbox {
                 client: client.clone(),
@@ -547,6 +605,22 @@ mod tests {
         );
         assert!(!index.has_ready_job(&client, &queue, 0));
         assert_eq!(index.tube_counts(&client, &queue, 0).reserved, 4);
+    }
+
+    #[test]
+    fn a_new_priority_moves_a_job_and_a_deleted_job_is_never_handed_out() {
+        let (mut index, client, queue) = index();
+        let first = put(&mut index, &queue, 10, 0);
+        let second = put(&mut index, &queue, 20, 0);
+        let third = put(&mut index, &queue, 30, 0);
+        let mut meta = (*index.meta(third).unwrap()).clone();
+        meta.job.as_mut().unwrap().priority = 5;
+        index.put_job_meta(meta, "30".into(), &mut Vec::new());
+        assert!(index.delete_job(&client, first, "w", &mut Vec::new()));
+        let order: Vec<Option<u64>> = (0..3)
+            .map(|_| reserve(&mut index, &client, &queue, 0))
+            .collect();
+        assert_eq!(order, [Some(third), Some(second), None]);
     }
 
     #[test]

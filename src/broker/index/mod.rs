@@ -50,6 +50,12 @@ pub(crate) struct Subscriber {
     pub(crate) workers: Option<Workers>,
     /// In an ordered subscription: the message last pushed as the head of the inbox.
     pub(crate) pushed_head: Option<u64>,
+    /// In a work subscription that serves jobs (`jobs`): its inbox ordered by
+    /// `(priority, seq)`, the order in which jobs are handed out. Entries are added with the
+    /// inbox's and whenever a job's priority changes; those that no longer match (acked,
+    /// new priority, buried) are dropped when a look meets them. `None`: it does not serve
+    /// jobs.
+    pub(crate) job_order: Option<BTreeSet<(u32, u64)>>,
 }
 
 impl Subscriber {
@@ -59,6 +65,7 @@ impl Subscriber {
             inbox: BTreeMap::new(),
             workers: None,
             pushed_head: None,
+            job_order: None,
         };
         subscriber.fit_mode();
         subscriber
@@ -131,8 +138,6 @@ pub(crate) struct Index {
     /// Work mode: ack deadlines of in-flight messages, `(deadline_ms, seq, client, queue)`
     /// (and the wake-ups of jobs released with a delay, see `jobs`).
     ack_deadlines: BTreeSet<(u64, u64, ClientId, QueueName)>,
-    /// The work subscriptions that hand out jobs the beanstalk way (see `jobs`).
-    jobs: BTreeSet<(ClientId, QueueName)>,
     /// Work mode: payloads kept in memory so that sending a message needs no store read.
     kept: KeptPayloads,
 }

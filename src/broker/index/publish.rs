@@ -117,6 +117,9 @@ impl Index {
                 let dispatched = subscriber.is_dispatched();
                 let pushed = !dispatched && online(client, &meta.queue);
                 subscriber.inbox.insert(seq, u32::from(pushed));
+                if let Some(order) = subscriber.job_order.as_mut() {
+                    order.insert((super::jobs::priority(meta), seq));
+                }
                 if dispatched {
                     workers.push(client.clone());
                 } else {
