@@ -244,6 +244,40 @@ async fn while_redis_is_down_publishes_are_refused_503_and_the_node_recovers_by_
 }
 
 #[tokio::test]
+async fn a_node_keeps_its_redis_through_an_outage_longer_than_its_lease() {
+    if !redis_available() {
+        return;
+    }
+    let mut redis = RedisServer::start(DURABLE);
+    let queue = unique("orders");
+    let mut node = start_node(&redis);
+    node.publish(&queue, "e", json!(1)).await;
+
+    // Down for more than twice the lease: the lease runs out, but nobody took it meanwhile, so
+    // the node's index is still what the database holds and it takes the lease back.
+    redis.kill_9();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    redis.restart();
+    let path = format!("/v1/queues/{queue}/messages");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = node.post(&path, json!({"event": "e", "payload": 2})).await;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "the node never recovered: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        node.exits_within(Duration::from_millis(1_500)).is_none(),
+        "the node stopped although no other node took its database"
+    );
+    let (_, stats) = node.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 2, "{stats}");
+}
+
+#[tokio::test]
 async fn a_node_on_a_redis_without_persistence_warns_at_start() {
     if !redis_available() {
         return;

@@ -8,6 +8,10 @@
 //! *standby* (not listening yet), and takes over once the holder is gone: stopped (it releases
 //! the lease) or dead (the lease runs out). This is failover, not scale-out.
 //!
+//! A lease that runs out while its holder cannot reach Redis (Redis restarting, say) is taken
+//! back by the holder if nobody took it in between ([`EPOCH`] counts the takes): its index is
+//! then still what the database holds.
+//!
 //! Every commit checks, in the same atomic script that applies it, that its node still holds
 //! the lease ([`FENCED_COMMIT`]): a node that was cut off from Redis long enough for the lease
 //! to pass to another can never write again (its commits fail, so its publishes are answered
@@ -21,6 +25,11 @@ use tokio::task::JoinHandle;
 
 /// The key of the lease; its value names the holder.
 pub const KEY: &str = "qh:node";
+
+/// How many times the lease was taken (never expires): a holder whose lease ran out while
+/// Redis was away may take it back only if nobody took it in between, because only then is its
+/// index still what the database holds.
+const EPOCH: &str = "qh:node:epoch";
 
 /// The default time to live of the lease: how long a standby waits after its active node
 /// died without releasing it.
@@ -46,10 +55,25 @@ end
 return 1
 ";
 
-/// Renews the lease if `ARGV[1]` holds it: 1, else 0.
+/// Takes the lease for `ARGV[1]` if nobody holds it: the new epoch, else 0.
+const TAKE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+";
+
+/// Renews the lease of `ARGV[1]` (which took it in epoch `ARGV[3]`): 1 if it still holds it,
+/// or if it ran out (Redis was away longer than the lease, say) and nobody took it since; 0 if
+/// another node took it.
 const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 ";
@@ -86,18 +110,18 @@ impl Lease {
         );
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut waiting_for = None;
-        loop {
+        let take = redis::Script::new(TAKE);
+        let epoch = loop {
             let mut conn = connection.clone();
-            let taken: Option<String> = redis::cmd("SET")
-                .arg(KEY)
+            let epoch: i64 = take
+                .key(KEY)
+                .key(EPOCH)
                 .arg(&holder)
-                .arg("NX")
-                .arg("PX")
                 .arg(ttl_ms)
-                .query_async(&mut conn)
+                .invoke_async(&mut conn)
                 .await?;
-            if taken.is_some() {
-                break;
+            if epoch > 0 {
+                break epoch;
             }
             let current: Option<String> = redis::cmd("GET").arg(KEY).query_async(&mut conn).await?;
             if current.is_some() && current != waiting_for {
@@ -110,10 +134,15 @@ impl Lease {
                 waiting_for = current;
             }
             tokio::time::sleep((ttl / 3).min(STANDBY_POLL)).await;
-        }
+        };
         tracing::info!(holder = %holder, "holding the Redis lease: this node is active");
         let (lost_tx, lost) = watch::channel(false);
-        let renewing = tokio::spawn(renew(connection.clone(), holder.clone(), ttl, lost_tx));
+        let renewing = tokio::spawn(renew(
+            connection.clone(),
+            (holder.clone(), epoch),
+            ttl,
+            lost_tx,
+        ));
         Ok(Self {
             holder,
             connection,
@@ -158,11 +187,12 @@ impl Drop for Lease {
 }
 
 /// Renews the lease every third of `ttl`. While Redis cannot be reached it keeps trying (the
-/// commits fail meanwhile); once Redis answers that another node holds the lease, it reports
-/// the loss and ends.
+/// commits fail meanwhile, and the lease may run out: it is taken back if nobody took it in
+/// between); once Redis answers that another node took the lease, it reports the loss and
+/// ends.
 async fn renew(
     connection: ConnectionManager,
-    holder: String,
+    (holder, epoch): (String, i64),
     ttl: Duration,
     lost: watch::Sender<bool>,
 ) {
@@ -173,8 +203,10 @@ async fn renew(
         let mut conn = connection.clone();
         let renewed: Result<i64, _> = script
             .key(KEY)
+            .key(EPOCH)
             .arg(&holder)
             .arg(ttl_ms)
+            .arg(epoch)
             .invoke_async(&mut conn)
             .await;
         match renewed {
