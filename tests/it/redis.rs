@@ -266,7 +266,10 @@ async fn a_node_keeps_its_redis_through_an_outage_longer_than_its_lease() {
             break;
         }
         assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "the node never recovered: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the node never recovered: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
