@@ -167,6 +167,26 @@ async fn a_node_whose_lease_passed_to_another_writes_nothing_more_and_stops() {
     );
 }
 
+/// Publishes `payload` on `path` as soon as the node answers 201 again, after Redis came back:
+/// until then it must answer 503 `store_unavailable`, never anything else, for up to 20 s.
+async fn publish_once_redis_answers(node: &ServerProcess, path: &str, payload: serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = node
+            .post(path, json!({"event": "e", "payload": payload.clone()}))
+            .await;
+        if status == 201 {
+            return;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the node never recovered: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_message_published_on_redis_survives_kill_9_of_the_node_and_is_delivered() {
     if !redis_available() {
@@ -223,19 +243,7 @@ async fn while_redis_is_down_publishes_are_refused_503_and_the_node_recovers_by_
     );
 
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = node.post(&path, json!({"event": "e", "payload": 3})).await;
-        if status == 201 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "the node never recovered: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_once_redis_answers(&node, &path, json!(3)).await;
     let (_, stats) = node.get(&format!("/v1/queues/{queue}")).await;
     assert_eq!(
         stats["waiting"], 2,
@@ -259,19 +267,7 @@ async fn a_node_keeps_its_redis_through_an_outage_longer_than_its_lease() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     redis.restart();
     let path = format!("/v1/queues/{queue}/messages");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = node.post(&path, json!({"event": "e", "payload": 2})).await;
-        if status == 201 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "the node never recovered: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_once_redis_answers(&node, &path, json!(2)).await;
     assert!(
         node.exits_within(Duration::from_millis(1_500)).is_none(),
         "the node stopped although no other node took its database"
