@@ -607,15 +607,23 @@ mod tests {
         assert_eq!(index.tube_counts(&client, &queue, 0).reserved, 4);
     }
 
+    /// Writes job `seq` again (its body `body`) with its meta changed by `change`, as a
+    /// release or a bury does.
+    fn rewrite(index: &mut Index, seq: u64, body: &str, change: impl FnOnce(&mut MessageMeta)) {
+        let mut meta = (*index.meta(seq).unwrap()).clone();
+        change(&mut meta);
+        index.put_job_meta(meta, body.into(), &mut Vec::new());
+    }
+
     #[test]
     fn a_new_priority_moves_a_job_and_a_deleted_job_is_never_handed_out() {
         let (mut index, client, queue) = index();
         let first = put(&mut index, &queue, 10, 0);
         let second = put(&mut index, &queue, 20, 0);
         let third = put(&mut index, &queue, 30, 0);
-        let mut meta = (*index.meta(third).unwrap()).clone();
-        meta.job.as_mut().unwrap().priority = 5;
-        index.put_job_meta(meta, "30".into(), &mut Vec::new());
+        rewrite(&mut index, third, "30", |meta| {
+            meta.job.as_mut().unwrap().priority = 5
+        });
         assert!(index.delete_job(&client, first, "w", &mut Vec::new()));
         let order: Vec<Option<u64>> = (0..3)
             .map(|_| reserve(&mut index, &client, &queue, 0))
@@ -653,12 +661,12 @@ mod tests {
         let buried = put(&mut index, &queue, 0, 0);
         let delayed = put(&mut index, &queue, 1, 0);
         let held = put(&mut index, &queue, 2, 0);
-        let mut meta = (*index.meta(buried).unwrap()).clone();
-        meta.job.as_mut().unwrap().buried = true;
-        index.put_job_meta(meta, "0".into(), &mut Vec::new());
-        let mut meta = (*index.meta(delayed).unwrap()).clone();
-        meta.deliver_at_ms = Some(5000);
-        index.put_job_meta(meta, "1".into(), &mut Vec::new());
+        rewrite(&mut index, buried, "0", |meta| {
+            meta.job.as_mut().unwrap().buried = true
+        });
+        rewrite(&mut index, delayed, "1", |meta| {
+            meta.deliver_at_ms = Some(5000)
+        });
         index.wake_at(&client, &queue, delayed, 5000);
         assert_eq!(
             index.job(&client, buried, 0).unwrap().state,

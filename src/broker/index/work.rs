@@ -623,18 +623,26 @@ mod tests {
 
     /// An index with `client` subscribed to `queue` in work mode and the given workers
     /// (prefetch 1 each).
-    fn index(client: &ClientId, queue: &QueueName, workers: &[&str]) -> Index {
+    /// An index with client `w` subscribed to queue `jobs` in work mode, with `workers`
+    /// attached (prefetch 1).
+    fn work_queue(workers: &[&str]) -> (Index, ClientId, QueueName) {
+        let (client, queue) = (
+            ClientId::parse("w").unwrap(),
+            QueueName::parse("jobs").unwrap(),
+        );
         let mut state = Index::from_snapshot(Snapshot::default());
         let record = SubscriptionRecord {
             mode: Mode::Work,
             ack_timeout_ms: Some(TIMEOUT),
             ..SubscriptionRecord::default()
         };
-        state.subscribe(client, queue, record, &mut Vec::new());
+        state.subscribe(&client, &queue, record, &mut Vec::new());
         for worker in workers {
-            state.attach(client, queue, worker.to_string(), 1).unwrap();
+            state
+                .attach(&client, &queue, worker.to_string(), 1)
+                .unwrap();
         }
-        state
+        (state, client, queue)
     }
 
     fn publish(state: &mut Index, queue: &QueueName, now: u64) {
@@ -665,11 +673,7 @@ mod tests {
 
     #[test]
     fn a_timed_out_message_goes_to_a_worker_that_joined_meanwhile_and_alternates() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &["one"]);
+        let (mut state, client, queue) = work_queue(&["one"]);
         publish(&mut state, &queue, 0);
         assert_eq!(
             dispatch(&mut state, &client, &queue, 0),
@@ -698,11 +702,7 @@ mod tests {
 
     #[test]
     fn a_timed_out_message_goes_back_to_its_worker_when_no_other_has_room() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &["one", "two"]);
+        let (mut state, client, queue) = work_queue(&["one", "two"]);
         publish(&mut state, &queue, 0);
         assert_eq!(
             dispatch(&mut state, &client, &queue, 0),
@@ -737,11 +737,7 @@ mod tests {
 
     #[test]
     fn the_next_messages_are_counted_ahead_and_go_out_without_a_commit_once_ready() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &["one"]);
+        let (mut state, client, queue) = work_queue(&["one"]);
         const POOL: usize = POOLED_PER_WORKER; // one worker
         for _ in 0..POOL + 4 {
             publish(&mut state, &queue, 0);
@@ -820,11 +816,7 @@ mod tests {
 
     #[test]
     fn the_pool_is_topped_up_from_its_end_once_half_of_it_is_gone() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &["one"]);
+        let (mut state, client, queue) = work_queue(&["one"]);
         const POOL: usize = POOLED_PER_WORKER; // one worker
         for _ in 0..2 * POOL + 1 {
             publish(&mut state, &queue, 0);
@@ -857,11 +849,7 @@ mod tests {
 
     #[test]
     fn kept_payloads_go_with_assignments_and_the_pool_and_leave_with_the_message() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &["one"]);
+        let (mut state, client, queue) = work_queue(&["one"]);
         for _ in 0..4 {
             publish(&mut state, &queue, 0);
         }
@@ -898,11 +886,7 @@ mod tests {
 
     #[test]
     fn a_pooled_message_whose_ttl_runs_out_leaves_the_pool() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &["one"]);
+        let (mut state, client, queue) = work_queue(&["one"]);
         const POOL: usize = POOLED_PER_WORKER; // one worker
         for n in 0..POOL + 1 {
             let mut message = NewMessage::new(
@@ -930,11 +914,7 @@ mod tests {
 
     #[test]
     fn nothing_is_counted_ahead_without_workers() {
-        let (client, queue) = (
-            ClientId::parse("w").unwrap(),
-            QueueName::parse("jobs").unwrap(),
-        );
-        let mut state = index(&client, &queue, &[]);
+        let (mut state, client, queue) = work_queue(&[]);
         publish(&mut state, &queue, 0);
         let mut ops = Vec::new();
         let dispatched = state.dispatch(&client, &queue, 0, &mut ops);
