@@ -10,6 +10,7 @@ use anyhow::Context;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -18,6 +19,7 @@ use crate::api::{self, ApiState};
 use crate::beanstalk::Beanstalk;
 use crate::broker::Broker;
 use crate::config::{Config, Storage};
+use crate::relay::{self, Advert, Door, Relay};
 use crate::serve::{self, Connections, PeerLimit};
 use crate::socket;
 use crate::store::Store;
@@ -41,11 +43,50 @@ pub struct Application {
     dashboard: socket::dashboard::DashboardFeed,
     /// With Redis storage: the store, whose lease this node holds while it serves.
     redis: Option<Arc<RedisStore>>,
+    /// With Redis storage: where this node serves, for standbys to relay to (`crate::relay`).
+    advert: Option<String>,
 }
 
-/// Opens the store the configuration names. For Redis: connects, and waits (as a standby)
-/// until this node holds the database's lease, which is returned too.
-async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<RedisStore>>)> {
+/// The addresses `listeners` are bound to.
+fn local_addresses(listeners: &[TcpListener]) -> anyhow::Result<Vec<SocketAddr>> {
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().context("a listener has no address"))
+        .collect()
+}
+
+/// The listeners of both doors, bound and not serving yet.
+struct Bound {
+    http: Vec<TcpListener>,
+    beanstalk: Vec<TcpListener>,
+}
+
+/// Binds every `--listen` and `--beanstalk-listen` address.
+async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let mut http = Vec::new();
+    for address in &config.listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        http.push(listener);
+    }
+    let mut beanstalk = Vec::new();
+    for address in &config.beanstalk_listen {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen for beanstalk clients on {address}"))?;
+        beanstalk.push(listener);
+    }
+    Ok(Bound { http, beanstalk })
+}
+
+/// Opens the store the configuration names. For Redis: connects, and waits (as a standby,
+/// relaying connections on `bound` to the active node) until this node holds the database's
+/// lease; the store is returned a second time as Redis.
+async fn open_store(
+    config: &Config,
+    bound: Bound,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<RedisStore>>, Bound)> {
     Ok(match &config.storage {
         Storage::Embedded(dir) => (
             Arc::new(
@@ -53,17 +94,85 @@ async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<A
                     .with_context(|| format!("cannot open the store in {}", dir.display()))?,
             ),
             None,
+            bound,
         ),
-        Storage::Memory => (Arc::new(MemoryStore::new()), None),
+        Storage::Memory => (Arc::new(MemoryStore::new()), None, bound),
         Storage::Redis(url) => {
-            let redis = Arc::new(
-                RedisStore::connect(url, config.redis_lease)
-                    .await
-                    .with_context(|| format!("cannot connect to Redis at {url}"))?,
-            );
-            (Arc::clone(&redis) as Arc<dyn Store>, Some(redis))
+            let (active_tx, active) = watch::channel(None);
+            let (stop, relays) = relay_while_standing_by(config, bound, &active);
+            let connected = RedisStore::connect_standing_by(url, config.redis_lease, &active_tx)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"));
+            let _ = stop.send(true);
+            let mut bound = Bound {
+                http: Vec::new(),
+                beanstalk: Vec::new(),
+            };
+            for (door, relay) in relays {
+                let listener = relay.await.context("a relay task failed")?;
+                match door {
+                    Door::Http => bound.http.push(listener),
+                    Door::Beanstalk => bound.beanstalk.push(listener),
+                }
+            }
+            let redis = Arc::new(connected?);
+            (Arc::clone(&redis) as Arc<dyn Store>, Some(redis), bound)
         }
     })
+}
+
+/// Starts relaying every listener of `bound` to the active node that `active` names, until
+/// the returned sender says stop; each task gives its listener back, in order.
+fn relay_while_standing_by(
+    config: &Config,
+    bound: Bound,
+    active: &watch::Receiver<Option<String>>,
+) -> (watch::Sender<bool>, Vec<(Door, JoinHandle<TcpListener>)>) {
+    let (stop, stopped) = watch::channel(false);
+    let peers = PeerLimit::new(config.max_connections_per_ip);
+    let mut relays = Vec::new();
+    let doors = (bound
+        .http
+        .into_iter()
+        .map(|listener| (Door::Http, listener)))
+    .chain(
+        bound
+            .beanstalk
+            .into_iter()
+            .map(|listener| (Door::Beanstalk, listener)),
+    );
+    let mut counts = [0usize; 2];
+    let mut local = Vec::new();
+    for (door, listener) in doors {
+        let index = &mut counts[door as usize];
+        if let Ok(address) = listener.local_addr() {
+            local.push((door, address));
+        }
+        let relay = Relay {
+            door,
+            index: *index,
+            active: active.clone(),
+            peers: peers.clone(),
+        };
+        *index += 1;
+        relays.push((door, tokio::spawn(relay.run(listener, stopped.clone()))));
+    }
+    // Say where this node relays once it knows an active node (not when it becomes active at
+    // once).
+    let mut first = active.clone();
+    let mut until_stopped = stopped;
+    tokio::spawn(async move {
+        tokio::select! {
+            known = first.wait_for(Option::is_some) => if known.is_ok() {
+                for (door, address) in local {
+                    let scheme = if let Door::Http = door { "http" } else { "beanstalk" };
+                    tracing::info!("queuehub standing by, relaying on {scheme}://{address} to the active node");
+                }
+            },
+            _ = until_stopped.wait_for(|stop| *stop) => {}
+        }
+    });
+    (stop, relays)
 }
 
 impl Application {
@@ -72,7 +181,8 @@ impl Application {
     /// a free port; see [`Application::addresses`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.security.validate().map_err(anyhow::Error::msg)?;
-        let (store, redis) = open_store(&config).await?;
+        let bound = bind(&config).await?;
+        let (store, redis, bound) = open_store(&config, bound).await?;
         let broker = Broker::open(store, config.broker.clone())
             .await
             .context("cannot load the store")?;
@@ -104,31 +214,22 @@ impl Application {
             router = router.layer(CorsLayer::permissive());
         }
         // Every TCP connection counts for its address, sockets once more in the socket layer.
-        let connections = Connections::new(
+        let mut connections = Connections::new(
             router,
             api::too_many_connections(config.max_connections_per_ip.unwrap_or(0)),
             config.request_timeout,
             PeerLimit::new(config.max_connections_per_ip),
         );
-
-        let mut listeners = Vec::new();
-        let mut addresses = Vec::new();
-        for address in &config.listen {
-            let listener = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address}"))?;
-            addresses.push(listener.local_addr()?);
-            listeners.push(listener);
-        }
-        let mut beanstalk_listeners = Vec::new();
-        let mut beanstalk_addresses = Vec::new();
-        for address in &config.beanstalk_listen {
-            let listener = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen for beanstalk clients on {address}"))?;
-            beanstalk_addresses.push(listener.local_addr()?);
-            beanstalk_listeners.push(listener);
-        }
+        let addresses = local_addresses(&bound.http)?;
+        let beanstalk_addresses = local_addresses(&bound.beanstalk)?;
+        // With Redis, standbys relay their clients here (see `crate::relay`).
+        let advert = redis.as_ref().map(|_| {
+            let secret = uuid::Uuid::new_v4().simple().to_string();
+            connections = connections.clone().accepting_relays(&secret);
+            let host = relay::advertised_host(config.advertise_host.as_deref());
+            Advert::new(&addresses, &beanstalk_addresses, &host, &secret).to_text()
+        });
+        let (listeners, beanstalk_listeners) = (bound.http, bound.beanstalk);
         let beanstalk = (!beanstalk_listeners.is_empty())
             .then(|| (Beanstalk::new(broker.clone()), beanstalk_listeners));
         if beanstalk.is_some() && config.security.secured() {
@@ -147,6 +248,7 @@ impl Application {
             io,
             dashboard,
             redis,
+            advert,
         })
     }
 
@@ -189,6 +291,13 @@ impl Application {
             }
             for address in &self.beanstalk_addresses {
                 tracing::info!("queuehub serving the beanstalk protocol on {address}");
+            }
+        }
+
+        if let (Some(redis), Some(advert)) = (&self.redis, &self.advert) {
+            // Standbys relay to this node from now on (the lease's renewals repeat it).
+            if let Err(err) = redis.lease().advertise(advert).await {
+                tracing::warn!(error = %err, "cannot advertise this node to standbys yet; retrying");
             }
         }
 

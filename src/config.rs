@@ -80,6 +80,9 @@ pub struct Config {
     pub max_requests_per_sec: Option<u32>,
     /// With Redis storage: how long the database's lease lasts (see `store::redis::lease`).
     pub redis_lease: Duration,
+    /// With Redis storage: the host this node advertises for unspecified listen addresses
+    /// (`crate::relay`); `None`: the machine's name.
+    pub advertise_host: Option<String>,
 }
 
 impl Default for Config {
@@ -151,7 +154,8 @@ pub struct Settings {
           default_missing_value = "true", default_value_t = false)]
     pub memory: bool,
     /// Keep everything in this Redis (7 or later, or Valkey) instead of the data directory:
-    /// redis://HOST:PORT[/DB]. One node is active per Redis database; more wait as standbys.
+    /// redis://HOST:PORT[/DB]. One node is active per Redis database; more stand by and relay
+    /// their clients to it.
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
@@ -160,6 +164,11 @@ pub struct Settings {
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..),
           default_value_t = crate::store::redis::lease::DEFAULT_TTL.as_millis() as u64)]
     pub redis_lease_ms: u64,
+    /// With --redis: the host other nodes reach this one at, for listen addresses that name
+    /// none (0.0.0.0); standbys relay their clients there [default: this machine's name].
+    #[arg(long, value_name = "HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_host: Option<String>,
     /// A preset: a built-in name (`caps`, the classroom lab) or a TOML file with the same keys
     /// as `--config` (and a lab's [compat] and [[http_routes]]); everything else overrides it.
     #[arg(long, value_name = "NAME|FILE")]
@@ -349,6 +358,7 @@ impl Loaded {
             max_connections_per_ip: s.max_connections_per_ip,
             max_requests_per_sec: s.max_requests_per_sec,
             redis_lease: Duration::from_millis(s.redis_lease_ms),
+            advertise_host: s.advertise_host.clone(),
         })
     }
 

@@ -27,6 +27,8 @@ pub mod config;
 pub mod error;
 pub mod json;
 pub mod names;
+pub mod proxy_header;
+pub mod relay;
 pub mod serve;
 pub mod socket;
 pub mod store;

@@ -43,6 +43,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::proxy_header;
+
 /// How long the loop pauses after an accept error that is not one connection's own.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
@@ -69,6 +71,9 @@ pub struct Connections {
     pub peers: PeerLimit,
     /// Refused connections being answered right now.
     refusing: Arc<AtomicUsize>,
+    /// With Redis storage: the secret with which standbys relaying a client's connection
+    /// name that client in a PROXY header (`crate::relay`); `None`: no header is read.
+    relayed: Option<Arc<str>>,
 }
 
 impl Connections {
@@ -80,7 +85,16 @@ impl Connections {
             header_timeout,
             peers,
             refusing: Arc::default(),
+            relayed: None,
         }
+    }
+
+    /// Accepts connections relayed by standbys: those that start with a PROXY header carrying
+    /// `secret` count for the client it names (see `crate::proxy_header`).
+    #[must_use]
+    pub fn accepting_relays(mut self, secret: &str) -> Self {
+        self.relayed = Some(Arc::from(secret));
+        self
     }
 }
 
@@ -119,25 +133,49 @@ pub async fn serve(
             stop: stop.clone(),
             _open: open_rx.clone(),
         };
-        match connections.peers.admit(peer.ip()) {
-            Some(slot) => {
-                let io = Counted {
-                    stream,
-                    _slot: slot,
-                };
-                let serving = Serving {
-                    router: connections.app.clone(),
-                    header_timeout: connections.header_timeout,
-                    keep_alive: true,
-                };
-                tokio::spawn(task.run(io, serving));
+        match &connections.relayed {
+            None => admit(&connections, stream, task),
+            Some(secret) => {
+                // The header (if any) comes first: read it in the connection's own task.
+                let (connections, secret) = (connections.clone(), Arc::clone(secret));
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let mut task = task;
+                    match proxy_header::read(&mut stream, &secret, connections.header_timeout).await
+                    {
+                        Ok(client) => {
+                            task.peer = client.unwrap_or(task.peer);
+                            admit(&connections, stream, task);
+                        }
+                        Err(err) => tracing::debug!(peer = %task.peer, error = %err,
+                            "connection closed: a bad relay header"),
+                    }
+                });
             }
-            None => refuse(&connections, stream, task),
         }
     }
     drop(listener);
     drop(open_rx);
     open_tx.closed().await;
+}
+
+/// Serves `stream` if its address has room, or refuses it.
+fn admit(connections: &Connections, stream: TcpStream, task: ConnectionTask) {
+    match connections.peers.admit(task.peer.ip()) {
+        Some(slot) => {
+            let io = Counted {
+                stream,
+                _slot: slot,
+            };
+            let serving = Serving {
+                router: connections.app.clone(),
+                header_timeout: connections.header_timeout,
+                keep_alive: true,
+            };
+            tokio::spawn(task.run(io, serving));
+        }
+        None => refuse(connections, stream, task),
+    }
 }
 
 /// Completes once `stop` is true (or its sender is gone).

@@ -316,6 +316,7 @@ store_cache_mb = 8
 memory = true
 redis = "redis://127.0.0.1:6390/2"
 redis_lease_ms = 1900
+advertise_host = "node-b"
 preset = "caps"
 api_key = ["k1", "k2"]
 api_key_file = "keys.txt"

@@ -1,8 +1,9 @@
 //! [`RedisStore`]: the `--redis redis://HOST:PORT[/DB]` engine, every table in one Redis (7 or
 //! later, or Valkey). This is the first step of scale-out (issue 13): **one active** queuehub
-//! node per Redis database, others waiting as standbys ([`lease`]). Several nodes serving one
-//! Redis as one server need more than a store (their in-memory indexes would drift apart) and
-//! are not supported yet; the lease makes sure they cannot both write.
+//! node per Redis database, others standing by ([`lease`]) and relaying their clients to it
+//! (`crate::relay`). Several nodes sharing the work on one Redis need more than a store (their
+//! in-memory indexes would drift apart) and are not supported yet; the lease makes sure they
+//! cannot both write.
 //!
 //! # Key layout
 //!
@@ -138,6 +139,16 @@ impl RedisStore {
     /// (renewed every third of `lease_ttl`), waiting while another node holds it. Logs a
     /// warning if a crash of that Redis can lose answered commits (see [`Persistence::risk`]).
     pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self, StoreError> {
+        Self::connect_standing_by(url, lease_ttl, &tokio::sync::watch::channel(None).0).await
+    }
+
+    /// [`RedisStore::connect`], telling `active` meanwhile what the node that holds the lease
+    /// advertised ([`Lease::advertise`]), for as long as this node waits.
+    pub async fn connect_standing_by(
+        url: &str,
+        lease_ttl: Duration,
+        active: &tokio::sync::watch::Sender<Option<String>>,
+    ) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(StoreError::from_engine)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
@@ -153,7 +164,7 @@ impl RedisStore {
             },
             Err(err) => tracing::warn!(error = %err, "cannot read Redis's persistence settings"),
         }
-        let lease = Lease::acquire(connection.clone(), lease_ttl)
+        let lease = Lease::acquire(connection.clone(), lease_ttl, active)
             .await
             .map_err(engine_error)?;
         Ok(Self {

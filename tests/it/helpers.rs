@@ -260,7 +260,34 @@ impl ServerProcess {
         assert!(status.success(), "prlimit --fsize={limit}: failed");
     }
 
-    fn spawn(mut command: Command, addresses: usize) -> Self {
+    fn spawn(command: Command, addresses: usize) -> Self {
+        Self::spawn_reporting(command, addresses, "listening on ")
+    }
+
+    /// Starts a node on Redis that stands by (another node holds the lease) and waits until it
+    /// relays on its one address (`crate::relay`); `url` is that address.
+    pub fn start_relaying(args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_queuehub"));
+        command.args(args);
+        Self::spawn_reporting(command, 1, "relaying on ")
+    }
+
+    /// Waits up to `limit` for a log line that contains `needle`.
+    pub fn logs_within(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.log().iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Spawns `command` and waits for `addresses` log lines with `marker` before an address.
+    fn spawn_reporting(mut command: Command, addresses: usize, marker: &'static str) -> Self {
         let mut child = command
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -274,8 +301,9 @@ impl ServerProcess {
         let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on ") {
-                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                if let Some(at) = line.find(marker) {
+                    let address = line[at + marker.len()..].split_whitespace().next();
+                    let _ = tx.send(address.unwrap_or_default().to_owned());
                 }
                 lines.lock().unwrap().push(line);
             }

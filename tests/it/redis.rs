@@ -24,46 +24,68 @@ fn start_node(redis: &RedisServer) -> ServerProcess {
 }
 
 fn start_node_with_lease(redis: &RedisServer, lease_ms: &str) -> ServerProcess {
-    ServerProcess::start_with(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--redis",
-            &redis.url(0),
-            "--redis-lease-ms",
-            lease_ms,
-        ],
-        &[],
-        1,
-        None,
-    )
+    start_node_with_lease_and(redis, lease_ms, &[])
 }
 
-/// Starts a node in the background: it reports its address only once it is active.
-fn start_standby(
-    redis: &RedisServer,
-    lease_ms: &'static str,
-) -> tokio::task::JoinHandle<ServerProcess> {
+fn start_node_with_lease_and(redis: &RedisServer, lease_ms: &str, more: &[&str]) -> ServerProcess {
     let url = redis.url(0);
-    tokio::task::spawn_blocking(move || {
-        ServerProcess::start_with(
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--redis",
-                &url,
-                "--redis-lease-ms",
-                lease_ms,
-            ],
-            &[],
-            1,
-            None,
-        )
-    })
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--redis",
+        &url,
+        "--redis-lease-ms",
+        lease_ms,
+    ];
+    args.extend_from_slice(more);
+    ServerProcess::start_with(&args, &[], 1, None)
+}
+
+/// Starts a node beside an active one: it stands by, relaying its clients to the active node.
+fn start_standby(redis: &RedisServer, lease_ms: &str, more: &[&str]) -> ServerProcess {
+    let url = redis.url(0);
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--redis",
+        &url,
+        "--redis-lease-ms",
+        lease_ms,
+    ];
+    args.extend_from_slice(more);
+    ServerProcess::start_relaying(&args)
+}
+
+/// The line a node logs once it serves itself (holds the lease).
+const SERVING: &str = "queuehub listening on";
+
+/// Publishes through `node` until it answers 201 (connections fail or close while no node is
+/// active), for up to 30 s; the answer.
+async fn publish_once_a_node_serves(
+    node: &ServerProcess,
+    queue: &str,
+    payload: i64,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let http = reqwest::Client::new();
+    loop {
+        let sent = http
+            .post(format!("{}/v1/queues/{queue}/messages", node.url))
+            .json(&json!({"event": "e", "payload": payload}))
+            .send()
+            .await;
+        if let Ok(response) = sent
+            && response.status().as_u16() == 201
+        {
+            return response.json().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "no node served within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
-async fn a_second_node_on_one_redis_stands_by_and_takes_over_when_the_active_one_is_killed() {
+async fn a_standby_relays_to_the_active_node_and_takes_over_when_it_is_killed() {
     if !redis_available() {
         return;
     }
@@ -72,26 +94,27 @@ async fn a_second_node_on_one_redis_stands_by_and_takes_over_when_the_active_one
     let active = start_node(&redis);
     active.publish(&queue, "e", json!(1)).await;
 
-    let standby = start_standby(&redis, LEASE_MS);
-    // Longer than the lease: the active node renews it, so the standby keeps waiting (and does
-    // not serve, so it cannot hand out the sequence numbers the active node hands out).
+    let standby = start_standby(&redis, LEASE_MS, &[]);
+    // Longer than the lease: the active node renews it, so the standby keeps relaying (it does
+    // not serve itself, so it cannot hand out the sequence numbers the active node hands out).
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(
-        !standby.is_finished(),
+        !standby.log().iter().any(|line| line.contains(SERVING)),
         "the standby started serving beside the active node"
     );
-    active.publish(&queue, "e", json!(2)).await;
+    // Through the standby: the active node's answer and its data.
+    standby.publish(&queue, "e", json!(2)).await;
+    let (_, stats) = active.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 2, "{stats}");
 
     active.kill_9();
-    let node = tokio::time::timeout(Duration::from_secs(30), standby)
-        .await
-        .expect("the standby took over once the lease ran out")
-        .expect("the standby started");
-    let (_, stats) = node.get(&format!("/v1/queues/{queue}")).await;
-    assert_eq!(stats["waiting"], 2, "every answered publish: {stats}");
-    node.publish(&queue, "e", json!(3)).await;
-    let (_, stats) = node.get(&format!("/v1/queues/{queue}")).await;
-    assert_eq!(stats["waiting"], 3, "{stats}");
+    publish_once_a_node_serves(&standby, &queue, 3).await;
+    assert!(
+        standby.logs_within(SERVING, Duration::ZERO),
+        "the standby serves itself once the lease ran out"
+    );
+    let (_, stats) = standby.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 3, "every answered publish: {stats}");
 }
 
 #[tokio::test]
@@ -103,15 +126,113 @@ async fn a_node_that_stops_hands_its_redis_to_the_standby_at_once() {
     // A lease far longer than the bound below: the standby can only make it in time if the
     // stopping node released the lease.
     let active = start_node_with_lease(&redis, "60000");
-    let standby = start_standby(&redis, "60000");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!standby.is_finished());
+    let standby = start_standby(&redis, "60000", &[]);
     active.terminate();
-    let node = tokio::time::timeout(Duration::from_secs(20), standby)
+    assert!(
+        standby.logs_within(SERVING, Duration::from_secs(20)),
+        "the standby took over well before the 60 s lease ran out"
+    );
+    assert_eq!(standby.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_message_published_through_one_node_reaches_a_subscriber_connected_through_another() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(DURABLE);
+    let (queue, client) = (unique("orders"), unique("acme"));
+    let active = start_node(&redis);
+    let publisher = start_standby(&redis, LEASE_MS, &[]);
+    let listener = start_standby(&redis, LEASE_MS, &[]);
+
+    // A socket.io subscriber over a WebSocket through one standby, a publisher through the
+    // other: the message reaches it live, and its ack through the standby empties its inbox.
+    let mut socket = SocketClient::connect(&listener.url).await;
+    socket.subscribe(&client, &queue).await;
+    let id = publisher
+        .publish(&queue, "delivered", json!({"n": 1}))
+        .await["id"]
+        .clone();
+    let got = socket.take("delivered", 1).await;
+    assert_eq!((&got[0]["id"], &got[0]["payload"]), (&id, &json!({"n": 1})));
+    assert_eq!(active.pending(&queue, &client).await, 1);
+    socket.ack(&client, &id).await;
+    assert_eq!(active.pending(&queue, &client).await, 0);
+
+    // What it missed, through a third way in (the active node itself).
+    let id = publisher
+        .publish(&queue, "delivered", json!({"n": 2}))
+        .await["id"]
+        .clone();
+    socket.disconnect().await;
+    let mut direct = SocketClient::connect(&active.url).await;
+    direct.subscribe(&client, &queue).await;
+    assert_eq!(
+        direct.call("getAll", json!({"clientId": client})).await["count"],
+        1
+    );
+    let got = direct.take("delivered", 1).await;
+    assert_eq!(got[0]["id"], id);
+}
+
+/// A TCP connection to `url` (`http://host:port`) from the loopback address `from`, with one
+/// request sent on it; the status line of the answer, or `None` if it was closed unanswered.
+async fn request_from(from: [u8; 4], url: &str) -> (tokio::net::TcpStream, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(from), 0).into())
+        .unwrap();
+    let mut stream = socket.connect(target).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: queuehub\r\n\r\n")
         .await
-        .expect("the standby took over well before the 60 s lease ran out")
-        .expect("the standby started");
-    assert_eq!(node.get("/healthz").await.0, 200);
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer or a close in time")
+        .unwrap_or(0);
+    let line = String::from_utf8_lossy(&answer[..read]);
+    (stream, line.lines().next().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn relayed_clients_count_under_their_own_address_and_forged_relay_headers_are_refused() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(DURABLE);
+    let active = start_node_with_lease_and(&redis, LEASE_MS, &["--max-connections-per-ip", "1"]);
+    let standby = start_standby(&redis, LEASE_MS, &[]);
+
+    // Two clients on two loopback addresses, both through the standby (one address to the
+    // active node): each has its own place.
+    let (_first, answer) = request_from([127, 0, 0, 2], &standby.url).await;
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200 OK"));
+    let (_second, answer) = request_from([127, 0, 0, 3], &standby.url).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "counted as the standby's address"
+    );
+    // A second connection of the first client is over its limit at the active node.
+    let (_third, answer) = request_from([127, 0, 0, 2], &standby.url).await;
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 429 Too Many Requests"));
+
+    // A client that sends a relay's header itself, without the secret, is closed unanswered.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = active.url.trim_start_matches("http://");
+    let mut forged = tokio::net::TcpStream::connect(target).await.unwrap();
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    header.extend_from_slice(&[10, 9, 9, 9, 127, 0, 0, 1, 0, 80, 0, 80]);
+    header.extend_from_slice(b"GET /healthz HTTP/1.1\r\nhost: queuehub\r\n\r\n");
+    forged.write_all(&header).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), forged.read_to_end(&mut answer)).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
 }
 
 #[tokio::test]

@@ -56,6 +56,10 @@ struct Common {
     /// Allow a target that is not a loopback address (127.0.0.0/8, ::1).
     #[arg(long)]
     allow_remote: bool,
+    /// Connect the sockets to these URLs in turn instead of --url (repeat it: the nodes of one
+    /// deployment, say); publishes still go to --url.
+    #[arg(long, value_name = "URL")]
+    socket_url: Vec<String>,
     /// A name for the server in the report (e.g. "queuehub", "node-hub").
     #[arg(long)]
     label: Option<String>,
@@ -203,7 +207,12 @@ async fn run(cli: Cli) -> Result<Vec<Report>> {
     };
     let target = Target::resolve(&common.url, common.allow_remote).await?;
     let limit = Duration::from_secs(common.timeout);
-    let run = Run::new(target, &common.url, common.label.clone(), limit);
+    let mut socket_targets = Vec::new();
+    for url in &common.socket_url {
+        socket_targets.push(Target::resolve(url, common.allow_remote).await?);
+    }
+    let run = Run::new(target, &common.url, common.label.clone(), limit)
+        .with_socket_targets(socket_targets);
     let usage = Usage::start(common.pid);
     let mut report = scenario(&run, cli.scenario, common.pid).await?;
     usage.finish(&mut report);

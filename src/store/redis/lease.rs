@@ -5,7 +5,8 @@
 //! other's messages. Until nodes share one database as one server (issue 13), a database has
 //! one *active* node: the holder of the key `qh:node`, set with a time to live and renewed by
 //! its holder at a third of it. A node started while another holds the lease waits as a
-//! *standby* (not listening yet), and takes over once the holder is gone: stopped (it releases
+//! *standby* (relaying its clients' connections to the holder, whose addresses it reads from
+//! the holder's advert), and takes over once the holder is gone: stopped (it releases
 //! the lease) or dead (the lease runs out). This is failover, not scale-out.
 //!
 //! A lease that runs out while its holder cannot reach Redis (Redis restarting, say) is taken
@@ -25,6 +26,11 @@ use tokio::task::JoinHandle;
 
 /// The key of the lease; its value names the holder.
 pub const KEY: &str = "qh:node";
+
+/// What the holder tells the other nodes about itself (`holder\ntext`, the text given to
+/// [`Lease::advertise`]: where it listens), with the lease's time to live. Standbys relay
+/// their clients' connections to those addresses (`crate::relay`).
+const ADVERT: &str = "qh:node:advert";
 
 /// How many times the lease was taken (never expires): a holder whose lease ran out while
 /// Redis was away may take it back only if nobody took it in between, because only then is its
@@ -65,23 +71,26 @@ return 0
 
 /// Renews the lease of `ARGV[1]` (which took it in epoch `ARGV[3]`): 1 if it still holds it,
 /// or if it ran out (Redis was away longer than the lease, say) and nobody took it since; 0 if
-/// another node took it.
+/// another node took it. A holder also sets its advert (`KEYS[3]`) to `ARGV[4]` unless that
+/// is empty.
 const RENEW: &str = r"
 local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if holder ~= ARGV[1] then
+  if holder or redis.call('GET', KEYS[2]) ~= ARGV[3] then
+    return 0
+  end
 end
-if not holder and redis.call('GET', KEYS[2]) == ARGV[3] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[2])
 end
-return 0
+return 1
 ";
 
-/// Gives the lease up if `ARGV[1]` holds it.
+/// Gives the lease up if `ARGV[1]` holds it, and its advert (`KEYS[2]`) with it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  return redis.call('DEL', KEYS[1], KEYS[2])
 end
 return 0
 ";
@@ -91,16 +100,21 @@ pub struct Lease {
     /// The holder's name: host, process and a random part, so that no two nodes share it.
     holder: String,
     connection: ConnectionManager,
+    ttl: Duration,
+    /// The advert the renewing task keeps setting (empty until [`Lease::advertise`]).
+    advert: watch::Sender<String>,
     lost: watch::Receiver<bool>,
     renewing: JoinHandle<()>,
 }
 
 impl Lease {
     /// Takes the lease, waiting while another node holds it (a standby), then renews it every
-    /// third of `ttl` in the background.
+    /// third of `ttl` in the background. While it waits, `active` holds the advert of the node
+    /// that holds the lease (`None` while there is none, or while it has not advertised yet).
     pub async fn acquire(
         connection: ConnectionManager,
         ttl: Duration,
+        active: &watch::Sender<Option<String>>,
     ) -> Result<Self, redis::RedisError> {
         let holder = format!(
             "{}:{}:{}",
@@ -123,7 +137,22 @@ impl Lease {
             if epoch > 0 {
                 break epoch;
             }
-            let current: Option<String> = redis::cmd("GET").arg(KEY).query_async(&mut conn).await?;
+            let (current, advert): (Option<String>, Option<String>) = redis::cmd("MGET")
+                .arg(KEY)
+                .arg(ADVERT)
+                .query_async(&mut conn)
+                .await?;
+            let advertised = current.as_deref().and_then(|holder| {
+                let (by, text) = advert.as_deref()?.split_once('\n')?;
+                (by == holder).then(|| text.to_owned())
+            });
+            active.send_if_modified(|now| {
+                let changed = *now != advertised;
+                if changed {
+                    now.clone_from(&advertised);
+                }
+                changed
+            });
             if current.is_some() && current != waiting_for {
                 tracing::warn!(
                     active = current.as_deref().unwrap_or_default(),
@@ -136,19 +165,43 @@ impl Lease {
             tokio::time::sleep((ttl / 3).min(STANDBY_POLL)).await;
         };
         tracing::info!(holder = %holder, "holding the Redis lease: this node is active");
+        active.send_replace(None);
         let (lost_tx, lost) = watch::channel(false);
+        let (advert, advert_rx) = watch::channel(String::new());
         let renewing = tokio::spawn(renew(
             connection.clone(),
             (holder.clone(), epoch),
             ttl,
+            advert_rx,
             lost_tx,
         ));
         Ok(Self {
             holder,
             connection,
+            ttl,
+            advert,
             lost,
             renewing,
         })
+    }
+
+    /// Tells the standbys where this node serves (`text`, opaque here), so that they relay
+    /// their clients to it: set now, and again at every renewal (it runs out with the lease).
+    pub async fn advertise(&self, text: &str) -> Result<(), redis::RedisError> {
+        let value = format!("{}\n{text}", self.holder);
+        self.advert.send_replace(value.clone());
+        let mut conn = self.connection.clone();
+        redis::cmd("SET")
+            .arg(ADVERT)
+            .arg(value)
+            .arg("PX")
+            .arg(
+                u64::try_from(self.ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .query_async(&mut conn)
+            .await
     }
 
     /// The name this node holds the lease under, which commits are checked against.
@@ -171,6 +224,7 @@ impl Lease {
         let mut conn = self.connection.clone();
         let released: Result<i64, _> = redis::Script::new(RELEASE)
             .key(KEY)
+            .key(ADVERT)
             .arg(&self.holder)
             .invoke_async(&mut conn)
             .await;
@@ -194,6 +248,7 @@ async fn renew(
     connection: ConnectionManager,
     (holder, epoch): (String, i64),
     ttl: Duration,
+    advert: watch::Receiver<String>,
     lost: watch::Sender<bool>,
 ) {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -201,12 +256,15 @@ async fn renew(
     loop {
         tokio::time::sleep(ttl / 3).await;
         let mut conn = connection.clone();
+        let advertised = advert.borrow().clone();
         let renewed: Result<i64, _> = script
             .key(KEY)
             .key(EPOCH)
+            .key(ADVERT)
             .arg(&holder)
             .arg(ttl_ms)
             .arg(epoch)
+            .arg(advertised)
             .invoke_async(&mut conn)
             .await;
         match renewed {
@@ -224,8 +282,9 @@ async fn renew(
     }
 }
 
-/// The machine's name, for the lease's holder (and the logs of other nodes).
-fn hostname() -> String {
+/// The machine's name, for the lease's holder (and the logs of other nodes), and the host a
+/// node advertises for addresses bound to no host in particular.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .ok()

@@ -30,6 +30,9 @@ use crate::target::Target;
 /// One scenario's run: where, its clock, its time limit and its names.
 pub struct Run {
     pub target: Target,
+    /// Where sockets connect, in turn (`--socket-url`; empty: `target`).
+    socket_targets: Vec<Target>,
+    sockets_made: std::sync::atomic::AtomicUsize,
     pub url: String,
     pub label: Option<String>,
     /// Time zero of the payload marks.
@@ -49,12 +52,31 @@ impl Run {
             .map_or(0, |d| d.as_millis());
         Run {
             target,
+            socket_targets: Vec::new(),
+            sockets_made: std::sync::atomic::AtomicUsize::new(0),
             url: url.to_owned(),
             label,
             start,
             deadline: start + limit,
             prefix: format!("bench-{}-{millis:x}", std::process::id()),
         }
+    }
+
+    /// Connects sockets to `targets` in turn instead of the target (the nodes of one
+    /// deployment; publishes still go to the target).
+    #[must_use]
+    pub fn with_socket_targets(mut self, targets: Vec<Target>) -> Run {
+        self.socket_targets = targets;
+        self
+    }
+
+    /// Where the next socket connects.
+    fn socket_target(&self) -> &Target {
+        if self.socket_targets.is_empty() {
+            return &self.target;
+        }
+        let n = self.sockets_made.fetch_add(1, Ordering::Relaxed);
+        &self.socket_targets[n % self.socket_targets.len()]
     }
 
     /// A queue name of this run.
@@ -120,7 +142,7 @@ pub async fn subscribe(
     queue: &str,
     work: Option<Option<u32>>,
 ) -> Result<(Socket, Value)> {
-    let mut socket = Socket::connect(&run.target, run.deadline).await?;
+    let mut socket = Socket::connect(run.socket_target(), run.deadline).await?;
     let data = events::subscribe(client_id, queue, work);
     let answer = socket
         .call("subscribe", &data, run.deadline, |_, _| {})
