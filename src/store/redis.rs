@@ -164,9 +164,7 @@ impl RedisStore {
             },
             Err(err) => tracing::warn!(error = %err, "cannot read Redis's persistence settings"),
         }
-        let lease = Lease::acquire(connection.clone(), lease_ttl, active)
-            .await
-            .map_err(engine_error)?;
+        let lease = Lease::acquire(connection.clone(), lease_ttl, active).await;
         Ok(Self {
             connection,
             lease,

@@ -398,6 +398,32 @@ async fn a_node_keeps_its_redis_through_an_outage_longer_than_its_lease() {
 }
 
 #[tokio::test]
+async fn a_standby_rides_out_a_redis_restart_and_relays_on() {
+    if !redis_available() {
+        return;
+    }
+    let mut redis = RedisServer::start(DURABLE);
+    let queue = unique("orders");
+    // A lease longer than the outage: the active node keeps it, the standby must just wait.
+    let active = start_node_with_lease(&redis, "10000");
+    let mut standby = start_standby(&redis, "10000", &[]);
+    standby.publish(&queue, "e", json!(1)).await;
+
+    redis.kill_9();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        standby.exits_within(Duration::ZERO).is_none(),
+        "the standby stopped when Redis went away"
+    );
+    redis.restart();
+    let path = format!("/v1/queues/{queue}/messages");
+    publish_once_redis_answers(&standby, &path, json!(2)).await;
+    let (_, stats) = active.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 2, "{stats}");
+    assert!(standby.exits_within(Duration::ZERO).is_none());
+}
+
+#[tokio::test]
 async fn a_node_on_a_redis_without_persistence_warns_at_start() {
     if !redis_available() {
         return;

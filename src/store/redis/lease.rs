@@ -95,6 +95,50 @@ end
 return 0
 ";
 
+/// One try of a standby to take the lease.
+enum Attempt {
+    /// Taken, in this epoch.
+    Taken(i64),
+    /// Held by `current`, which advertised `advertised` (if it did).
+    Held {
+        current: Option<String>,
+        advertised: Option<String>,
+    },
+}
+
+/// Tries to take the lease for `holder`; if another holds it, reads what it advertised.
+async fn try_take(
+    connection: &ConnectionManager,
+    take: &redis::Script,
+    holder: &str,
+    ttl_ms: u64,
+) -> Result<Attempt, redis::RedisError> {
+    let mut conn = connection.clone();
+    let epoch: i64 = take
+        .key(KEY)
+        .key(EPOCH)
+        .arg(holder)
+        .arg(ttl_ms)
+        .invoke_async(&mut conn)
+        .await?;
+    if epoch > 0 {
+        return Ok(Attempt::Taken(epoch));
+    }
+    let (current, advert): (Option<String>, Option<String>) = redis::cmd("MGET")
+        .arg(KEY)
+        .arg(ADVERT)
+        .query_async(&mut conn)
+        .await?;
+    let advertised = current.as_deref().and_then(|holder| {
+        let (by, text) = advert.as_deref()?.split_once('\n')?;
+        (by == holder).then(|| text.to_owned())
+    });
+    Ok(Attempt::Held {
+        current,
+        advertised,
+    })
+}
+
 /// This node's hold on a Redis database. Renewed in the background until released or lost.
 pub struct Lease {
     /// The holder's name: host, process and a random part, so that no two nodes share it.
@@ -108,14 +152,14 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Takes the lease, waiting while another node holds it (a standby), then renews it every
-    /// third of `ttl` in the background. While it waits, `active` holds the advert of the node
+    /// Takes the lease, waiting while another node holds it (a standby, which rides out Redis
+    /// outages), then renews it every third of `ttl` in the background. While it waits, `active` holds the advert of the node
     /// that holds the lease (`None` while there is none, or while it has not advertised yet).
     pub async fn acquire(
         connection: ConnectionManager,
         ttl: Duration,
         active: &watch::Sender<Option<String>>,
-    ) -> Result<Self, redis::RedisError> {
+    ) -> Self {
         let holder = format!(
             "{}:{}:{}",
             hostname(),
@@ -125,42 +169,39 @@ impl Lease {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut waiting_for = None;
         let take = redis::Script::new(TAKE);
+        let mut unreachable = false;
         let epoch = loop {
-            let mut conn = connection.clone();
-            let epoch: i64 = take
-                .key(KEY)
-                .key(EPOCH)
-                .arg(&holder)
-                .arg(ttl_ms)
-                .invoke_async(&mut conn)
-                .await?;
-            if epoch > 0 {
-                break epoch;
-            }
-            let (current, advert): (Option<String>, Option<String>) = redis::cmd("MGET")
-                .arg(KEY)
-                .arg(ADVERT)
-                .query_async(&mut conn)
-                .await?;
-            let advertised = current.as_deref().and_then(|holder| {
-                let (by, text) = advert.as_deref()?.split_once('\n')?;
-                (by == holder).then(|| text.to_owned())
-            });
-            active.send_if_modified(|now| {
-                let changed = *now != advertised;
-                if changed {
-                    now.clone_from(&advertised);
+            match try_take(&connection, &take, &holder, ttl_ms).await {
+                Ok(Attempt::Taken(epoch)) => break epoch,
+                Ok(Attempt::Held {
+                    current,
+                    advertised,
+                }) => {
+                    unreachable = false;
+                    active.send_if_modified(|now| {
+                        let changed = *now != advertised;
+                        if changed {
+                            now.clone_from(&advertised);
+                        }
+                        changed
+                    });
+                    if current.is_some() && current != waiting_for {
+                        tracing::warn!(
+                            active = current.as_deref().unwrap_or_default(),
+                            "another queuehub node is active on this Redis database: standing by \
+                             until it stops or its lease of {} ms runs out",
+                            ttl_ms
+                        );
+                        waiting_for = current;
+                    }
                 }
-                changed
-            });
-            if current.is_some() && current != waiting_for {
-                tracing::warn!(
-                    active = current.as_deref().unwrap_or_default(),
-                    "another queuehub node is active on this Redis database: standing by until \
-                     it stops or its lease of {} ms runs out",
-                    ttl_ms
-                );
-                waiting_for = current;
+                // Redis restarting, say: stand by on (relaying to the node last advertised).
+                Err(err) => {
+                    if !unreachable {
+                        tracing::warn!(error = %err, "cannot reach Redis while standing by; retrying");
+                    }
+                    unreachable = true;
+                }
             }
             tokio::time::sleep((ttl / 3).min(STANDBY_POLL)).await;
         };
@@ -175,14 +216,14 @@ impl Lease {
             advert_rx,
             lost_tx,
         ));
-        Ok(Self {
+        Self {
             holder,
             connection,
             ttl,
             advert,
             lost,
             renewing,
-        })
+        }
     }
 
     /// Tells the standbys where this node serves (`text`, opaque here), so that they relay
