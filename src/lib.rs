@@ -25,6 +25,7 @@ pub mod broker;
 pub mod compat;
 pub mod config;
 pub mod error;
+pub mod hash;
 pub mod json;
 pub mod names;
 pub mod proxy_header;

@@ -6,8 +6,9 @@
 //! deleted through the door; a job acked otherwise (over HTTP, say) leaves its entry until
 //! the process ends, within the bound.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use crate::hash::FastMap;
 
 /// At most this many bytes of bodies are kept; a put while they are is not cached.
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
@@ -21,7 +22,7 @@ pub struct Bodies {
 
 #[derive(Default)]
 struct Inner {
-    bodies: HashMap<u64, Vec<u8>>,
+    bodies: FastMap<u64, Vec<u8>>,
     bytes: usize,
 }
 

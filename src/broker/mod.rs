@@ -548,7 +548,7 @@ impl Broker {
     /// listing the sockets of a room.
     fn online(&self) -> impl Fn(&ClientId, &QueueName) -> bool + use<'_> {
         let outbox = self.shared.outbox.get();
-        let known: std::cell::RefCell<std::collections::HashMap<(ClientId, QueueName), bool>> =
+        let known: std::cell::RefCell<crate::hash::FastMap<(ClientId, QueueName), bool>> =
             Default::default();
         move |client, queue| {
             let key = (client.clone(), queue.clone());

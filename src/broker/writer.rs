@@ -236,7 +236,7 @@ fn pool_ready(shared: &Shared, pooled: Vec<Pooled>) -> Vec<Pooled> {
 /// queue's counters record, so only the last is seen, and under load a commit holds one per
 /// publish and per ack (hundreds for the same queue).
 fn latest_counters_only(mut ops: Vec<Op>) -> Vec<Op> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = crate::hash::FastSet::default();
     let mut keep = vec![true; ops.len()];
     for (i, op) in ops.iter().enumerate().rev() {
         if let Op::PutCounters { queue, .. } = op

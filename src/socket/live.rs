@@ -19,7 +19,7 @@
 //! One exception: a delayed message that comes due while its subscription lags, with a
 //! sequence number below what was already sent, is sent on its own right after.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -32,6 +32,7 @@ use super::envelope::{Dressed, ack_sent, dress, sent_by};
 use super::reply::emit_paced;
 use crate::broker::{Broker, Delivery, Envelope};
 use crate::compat::Dialect;
+use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 
 /// Late messages (below what a lagging subscription already sent) remembered one by one;
@@ -54,9 +55,9 @@ pub struct Live {
 #[derive(Default)]
 struct State {
     /// Broadcast subscriptions whose live push paused, and where they stand.
-    lagging: HashMap<Key, Lag>,
+    lagging: FastMap<Key, Lag>,
     /// Ordered heads that found the buffer full (a newer head replaces an older one).
-    heads: HashMap<Key, Envelope>,
+    heads: FastMap<Key, Envelope>,
     /// Work-mode assignments that found the buffer full, in order.
     work: VecDeque<Envelope>,
     /// Whether the resume task runs.

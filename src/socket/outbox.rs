@@ -3,7 +3,6 @@
 //! through each socket's [`Live`] push ([`LiveSockets`]), and sends work-mode assignments to
 //! the one worker socket they are for.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -15,6 +14,7 @@ use super::live::Live;
 use super::rooms::room;
 use crate::broker::{Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
+use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 
 /// A namespace queuehub serves, and the lab dialect it speaks, if any.
@@ -44,7 +44,7 @@ pub(super) fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
 
 /// The live push of every connected socket, by worker name (`"{sid} {namespace}"`).
 #[derive(Clone, Default)]
-pub struct LiveSockets(Arc<Mutex<HashMap<String, Arc<Live>>>>);
+pub struct LiveSockets(Arc<Mutex<FastMap<String, Arc<Live>>>>);
 
 impl LiveSockets {
     // std Mutex: map lookups and updates only, never across an await.

@@ -8,7 +8,6 @@
 
 mod chunk;
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +19,7 @@ use redb::{
 };
 
 use super::{MessageMeta, Op, Receipt, Snapshot, Store, StoreError};
+use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName, StoredName};
 use chunk::Chunk;
 
@@ -239,7 +239,7 @@ fn migrate_legacy_inbox(txn: &WriteTransaction) -> Result<(), redb::Error> {
 /// it adds or removes.
 #[derive(Default)]
 struct InboxWrites {
-    chunks: HashMap<(ClientId, QueueName, u64), Chunk>,
+    chunks: FastMap<(ClientId, QueueName, u64), Chunk>,
 }
 
 impl InboxWrites {

@@ -20,10 +20,10 @@
 //! fsync; after a crash a job's count is the one of its last release or burial
 //! (DECISIONS 60).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 use crate::store::{JobMeta, MessageMeta, Op, StoredMessage};
 
@@ -51,7 +51,7 @@ pub(super) fn deliverable(meta: &MessageMeta, now: u64) -> bool {
 /// costs O(log n) plus the reserved and delayed jobs ahead of the ones it finds.
 fn first_ready(
     subscriber: &mut Subscriber,
-    messages: &HashMap<u64, Entry>,
+    messages: &FastMap<u64, Entry>,
     now: u64,
     n: usize,
 ) -> Vec<(u32, u64)> {

@@ -8,10 +8,11 @@
 //! published since the start, up to a bound (see `work`). It is a cache of the store and is
 //! rebuilt from a [`Snapshot`] at start and after a failed commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::hash::FastMap;
 use crate::names::{ClientId, EventName, MessageId, QueueName};
 use crate::store::{Counters, MessageMeta, Op, Receipt, Snapshot, SubscriptionRecord};
 
@@ -85,7 +86,7 @@ pub(crate) struct QueueState {
     pub(crate) subscribers: BTreeMap<ClientId, Subscriber>,
     pub(crate) waiting: BTreeSet<u64>,
     /// Stored messages of this queue by id, for acks and idempotent publish.
-    ids: HashMap<MessageId, u64>,
+    ids: FastMap<MessageId, u64>,
     pub(crate) counters: Counters,
     /// Delayed messages of this queue that are not due yet.
     pub(crate) scheduled: usize,
@@ -94,7 +95,7 @@ pub(crate) struct QueueState {
 /// Receipts of publishes with publisher-chosen ids, kept for the dedupe window.
 #[derive(Default)]
 struct Receipts {
-    by_key: HashMap<(QueueName, MessageId), Receipt>,
+    by_key: FastMap<(QueueName, MessageId), Receipt>,
     /// Keys in publish order, so expiry pops from the front.
     order: VecDeque<(QueueName, MessageId)>,
 }
@@ -126,10 +127,10 @@ pub(crate) struct InboxFilter {
 #[derive(Default)]
 pub(crate) struct Index {
     next_seq: u64,
-    messages: HashMap<u64, Entry>,
+    messages: FastMap<u64, Entry>,
     pub(crate) queues: BTreeMap<QueueName, QueueState>,
     /// The queues each client is subscribed to.
-    clients: HashMap<ClientId, BTreeSet<QueueName>>,
+    clients: FastMap<ClientId, BTreeSet<QueueName>>,
     receipts: Receipts,
     /// Delayed messages by due time: `(deliver_at_ms, seq)`.
     scheduled: BTreeSet<(u64, u64)>,

@@ -18,11 +18,12 @@
 //! they wait (up to [`KEPT_PAYLOAD_BYTES`] of JSON text), so that neither a send nor the pool
 //! reads them back from the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::message::SharedPayload;
 use crate::error::Error;
+use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 use crate::store::{MessageMeta, Mode, Op};
 
@@ -50,7 +51,7 @@ const KEPT_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Default)]
 pub(super) struct KeptPayloads {
     /// seq → (payload, its size as text).
-    by_seq: HashMap<u64, (SharedPayload, usize)>,
+    by_seq: FastMap<u64, (SharedPayload, usize)>,
     bytes: usize,
 }
 
