@@ -20,6 +20,7 @@ use socketioxide::socket::Socket;
 use super::context::{Session, consumer_id};
 use super::event::{self, Event, unknown_event};
 use super::identity::{Identity, query};
+use super::incoming;
 use super::lane::{Lane, Pushed};
 use super::live::Live;
 use super::options::SocketOptions;
@@ -154,15 +155,22 @@ struct Inbound {
 
 impl MessageHandler<LocalAdapter, Inbound> for Inbound {
     fn call(&self, socket: Arc<Socket<LocalAdapter>>, mut value: SioValue, ack_id: Option<i64>) {
-        // The extractors an async handler would be given, in the same order; none can fail
-        // but the event name (a packet without one is not an event).
-        let Ok(extract::Event(name)) =
-            extract::Event::from_message_parts(&socket, &mut value, &ack_id)
-        else {
-            return;
+        // The name and data in one pass (`incoming`); else the extractors an async handler
+        // would be given, in the same order, none of which can fail but the event name (a
+        // packet without one is not an event).
+        let (name, data) = match incoming::read(&value) {
+            Some((name, data)) => (name, Ok(data)),
+            None => {
+                let Ok(extract::Event(name)) =
+                    extract::Event::from_message_parts(&socket, &mut value, &ack_id)
+                else {
+                    return;
+                };
+                let Ok(TryData(data)) =
+                    TryData::<StrictJson>::from_message_parts(&socket, &mut value, &ack_id);
+                (name, data.map_err(|e| e.to_string()))
+            }
         };
-        let Ok(TryData(data)) =
-            TryData::<StrictJson>::from_message_parts(&socket, &mut value, &ack_id);
         let Ok(ack) = AckHandle::from_message_parts(&socket, &mut value, &ack_id);
         let (inlet, dialect) = (&self.inlet, self.dialect.as_deref());
         let event = Event::parse(&name, dialect);
@@ -183,7 +191,7 @@ impl MessageHandler<LocalAdapter, Inbound> for Inbound {
                 reply.now(Err(error));
             }
             event => {
-                let data = data.map(StrictJson::into_inner).map_err(|e| e.to_string());
+                let data = data.map(StrictJson::into_inner);
                 let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
                 let command = Command {
                     event,

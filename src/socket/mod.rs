@@ -43,6 +43,7 @@ mod event;
 mod events;
 mod handshake;
 pub mod identity;
+mod incoming;
 mod lane;
 mod live;
 mod options;
