@@ -86,7 +86,11 @@ impl Rendered {
     /// The whole envelope for `envelope`'s subscriber (its `clientId` and `attempt`).
     pub fn to(&self, envelope: &Envelope) -> Box<RawValue> {
         let client = envelope.client_id.as_str();
-        let mut text = Vec::with_capacity(self.head.len() + client.len() + self.middle.len() + 16);
+        // The exact length when the client id needs no escaping (the rule for ids), so that
+        // turning the text into a boxed `RawValue` below does not reallocate it.
+        let length =
+            self.head.len() + client.len() + 2 + self.middle.len() + digits(envelope.attempt) + 1;
+        let mut text = Vec::with_capacity(length);
         text.extend_from_slice(&self.head);
         json(&mut text, client);
         text.extend_from_slice(&self.middle);
@@ -104,6 +108,11 @@ impl Rendered {
 }
 
 /// Appends `value` as JSON (serde_json's escaping).
+/// How many decimal digits `n` is written with.
+fn digits(n: u32) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
 fn json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     // Writing to a Vec cannot fail, and text and JSON values always encode.
     let _ = serde_json::to_writer(out, value);
@@ -151,6 +160,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn digits_counts_what_write_writes() {
+        for n in [0, 7, 9, 10, 99, 100, 12_345, u32::MAX] {
+            assert_eq!(digits(n), n.to_string().len(), "{n}");
+        }
+    }
 
     fn envelope(client: &str, queue: &str, payload: &Arc<Value>, attempt: u32) -> Envelope {
         Envelope {
