@@ -66,6 +66,16 @@ fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
 
 /// [`check_name`] with another length limit.
 fn check_name_up_to(what: &'static str, raw: &str, limit: usize) -> Result<(), Error> {
+    // Most names are short ASCII: one pass over the bytes settles them (this runs for every
+    // name of every event). Anything it does not accept gets the full checks and their message.
+    if raw.len() <= limit
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' || b == b' ')
+        && raw.bytes().any(|b| b != b' ')
+    {
+        return Ok(());
+    }
     let chars = raw.chars().count();
     if chars == 0 {
         return Err(Error::invalid_name(format!("{what} must not be empty")));
