@@ -285,6 +285,7 @@ impl Application {
             tracing::info!("queuehub listening on http://{address}");
         }
         if let Some((beanstalk, listeners)) = self.beanstalk {
+            tokio::spawn(drain_on_sigusr1(beanstalk.clone()));
             for listener in listeners {
                 let serving = beanstalk.clone().serve(listener, stop_rx.clone());
                 servers.push(tokio::spawn(serving));
@@ -336,6 +337,23 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Puts the beanstalk door in drain mode on SIGUSR1, as beanstalkd does (docs/BEANSTALK.md).
+async fn drain_on_sigusr1(beanstalk: Beanstalk) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            tracing::warn!("cannot listen for SIGUSR1: the beanstalk door has no drain mode");
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            beanstalk.drain();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(beanstalk);
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -248,7 +248,7 @@ impl Conn {
             ("binlog-records-migrated", "0".into()),
             ("binlog-records-written", "0".into()),
             ("binlog-max-size", "0".into()),
-            ("draining", "false".into()),
+            ("draining", self.shared.is_draining().to_string()),
             ("id", self.shared.stats.id.clone()),
             ("hostname", "queuehub".into()),
         ]);

@@ -38,6 +38,10 @@ impl Conn {
             self.producer = true;
             self.shared.stats.role(true, true);
         }
+        // As beanstalkd: counted, its connection a producer, then refused (its body was read).
+        if self.shared.is_draining() {
+            return b"DRAINING\r\n".to_vec();
+        }
         let (client, queue) = (tube::client(&self.using), tube::queue(&self.using));
         if let Err(err) = self.serve_jobs(&client, &self.using.clone()).await {
             return failed(&err);

@@ -31,6 +31,7 @@ mod stats;
 mod tube;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,6 +53,9 @@ pub struct Beanstalk {
     door: Arc<Door>,
     stats: Arc<stats::Stats>,
     bodies: Arc<bodies::Bodies>,
+    /// Drain mode (beanstalkd's `SIGUSR1`): `put` is answered `DRAINING` until the process
+    /// ends; everything else works on.
+    draining: Arc<AtomicBool>,
 }
 
 impl Beanstalk {
@@ -64,7 +68,24 @@ impl Beanstalk {
             door,
             stats: Arc::new(stats::Stats::new()),
             bodies: Arc::default(),
+            draining: Arc::default(),
         }
+    }
+
+    /// Enters drain mode, as beanstalkd does on `SIGUSR1`: from now on every `put` is answered
+    /// `DRAINING` (its body read and dropped), and `stats` says `draining: true`. There is no
+    /// way back but a restart, as in beanstalkd.
+    pub fn drain(&self) {
+        if !self.draining.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "beanstalk door in drain mode: puts are answered DRAINING until restart"
+            );
+        }
+    }
+
+    /// Whether the door is in drain mode.
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Accepts connections on `listener` until `stop` turns true, then closes them (their

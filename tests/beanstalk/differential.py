@@ -17,6 +17,7 @@ Needs `pip install greenstalk` and `apt-get install beanstalkd` (.ci/run install
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -443,6 +444,22 @@ def disconnect_releases_reserved_jobs(s, t):
     t.call("delete", other.delete, j)
 
 
+def drain_mode(s, t):
+    """SIGUSR1: puts are refused DRAINING (the body read), everything else works on."""
+    c = s.client()
+    t.put("put before draining", c, b"before")
+    s.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    t.put("put while draining", c, b"after")
+    raw = s.raw()
+    raw.send(b"put 0 0 60 5\r\nafter\r\nlist-tube-used\r\n")
+    t.note("raw put while draining, then a command", (raw.reply(), raw.reply()))
+    raw.close()
+    t.call("stats while draining", lambda: pick(c.stats(), ("draining", "current-jobs-ready")))
+    j = t.call("reserve the job put before", c.reserve, 2)
+    t.call("delete it", c.delete, j)
+
+
 SCENARIOS = [
     put_reserve_delete,
     priorities_order_reserve,
@@ -458,6 +475,7 @@ SCENARIOS = [
     unknown_ids,
     bad_input,
     disconnect_releases_reserved_jobs,
+    drain_mode,
 ]
 
 

@@ -541,3 +541,37 @@ async fn a_deleted_job_stays_deleted_after_a_restart() {
     assert_eq!(client.reserve(5).await.map(|(id, _)| id), Ok(kept));
     assert_eq!(client.command(&format!("peek {done}")).await, "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn sigusr1_puts_the_door_in_drain_mode_as_beanstalkd_does() {
+    let (_dir, path) = data_dir();
+    let (server, address) = start(&path);
+    let mut client = Beanstalk::connect(&address).await;
+    let before = client.put(0, 0, 60, b"before").await;
+
+    let status = std::process::Command::new("kill")
+        .args(["-USR1", &server.pid().to_string()])
+        .status()
+        .expect("kill -USR1");
+    assert!(status.success());
+    let started = Instant::now();
+    while !server.log().iter().any(|line| line.contains("drain mode")) {
+        assert!(
+            started.elapsed() < WAIT,
+            "the server did not enter drain mode"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A put is read whole and refused; the connection goes on.
+    client.send(b"put 0 0 60 5\r\nafter\r\n").await;
+    assert_eq!(client.line().await, "DRAINING");
+    let reply = client.command("stats").await;
+    let bytes: usize = reply.strip_prefix("OK ").unwrap().parse().unwrap();
+    let body = String::from_utf8(client.data(bytes).await).unwrap();
+    assert!(body.contains("draining: true"), "{body}");
+    // Everything but put works on: the job put before is reserved and deleted.
+    assert_eq!(client.reserve(0).await, Ok((before, b"before".to_vec())));
+    assert_eq!(client.command(&format!("delete {before}")).await, "DELETED");
+    assert_eq!(client.reserve(0).await, Err("TIMED_OUT".to_owned()));
+}
