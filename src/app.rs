@@ -230,8 +230,10 @@ impl Application {
             Advert::new(&addresses, &beanstalk_addresses, &host, &secret).to_text()
         });
         let (listeners, beanstalk_listeners) = (bound.http, bound.beanstalk);
-        let beanstalk = (!beanstalk_listeners.is_empty())
-            .then(|| (Beanstalk::new(broker.clone()), beanstalk_listeners));
+        let beanstalk = (!beanstalk_listeners.is_empty()).then(|| {
+            let door = Beanstalk::new(broker.clone(), config.beanstalk_max_job_bytes);
+            (door, beanstalk_listeners)
+        });
         if beanstalk.is_some() && config.security.secured() {
             // The protocol has no way to authenticate: the door bypasses secured mode.
             tracing::warn!(

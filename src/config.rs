@@ -53,6 +53,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Every address serves the beanstalkd protocol (none: the beanstalk door is closed).
     pub beanstalk_listen: Vec<SocketAddr>,
+    /// The largest job body the beanstalk door accepts (beanstalkd's `-z`).
+    pub beanstalk_max_job_bytes: u32,
     pub storage: Storage,
     /// The most memory the embedded store's page cache may use, in bytes.
     pub store_cache_bytes: usize,
@@ -142,6 +144,11 @@ pub struct Settings {
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     #[serde(default, deserialize_with = "layers::list")]
     pub beanstalk_listen: Vec<SocketAddr>,
+    /// The largest job body the beanstalk door accepts, in bytes (beanstalkd's `-z`); larger
+    /// ones are answered JOB_TOO_BIG.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=crate::beanstalk::MAX_JOB_BYTES_LIMIT as i64),
+          default_value_t = crate::beanstalk::DEFAULT_MAX_JOB_BYTES)]
+    pub beanstalk_max_job_bytes: u32,
     /// Directory of the embedded store.
     #[arg(long, value_name = "DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -344,6 +351,7 @@ impl Loaded {
         Ok(Config {
             listen: s.listen,
             beanstalk_listen: s.beanstalk_listen,
+            beanstalk_max_job_bytes: s.beanstalk_max_job_bytes,
             storage,
             store_cache_bytes: mebibytes(s.store_cache_mb),
             broker,

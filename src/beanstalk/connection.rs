@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::input::{Input, Next};
 use super::protocol::{self, Command, Tube};
-use super::{Beanstalk, MAX_JOB_BYTES, tube};
+use super::{Beanstalk, tube};
 use crate::broker::Envelope;
 
 /// Numbers the connections of this process (their worker names).
@@ -111,7 +111,7 @@ async fn serve(conn: &mut Conn, writer: &mut (impl AsyncWriteExt + Unpin)) -> st
             } => {
                 // The body and its CRLF.
                 let length = bytes as usize + 2;
-                if bytes > MAX_JOB_BYTES {
+                if bytes > conn.shared.max_job_bytes {
                     if !conn.input.skip(length).await? {
                         return Ok(());
                     }

@@ -228,7 +228,7 @@ impl Conn {
             // Not counted (DECISIONS 61).
             ("job-timeouts", "0".to_owned()),
             ("total-jobs", total_jobs.to_string()),
-            ("max-job-size", super::MAX_JOB_BYTES.to_string()),
+            ("max-job-size", self.shared.max_job_bytes.to_string()),
             ("current-tubes", tubes.len().to_string()),
             ("current-connections", totals.connections.to_string()),
             ("current-producers", totals.producers.to_string()),

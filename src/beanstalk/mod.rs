@@ -41,9 +41,12 @@ use crate::broker::Broker;
 
 pub use door::Door;
 
-/// The largest job body accepted, in bytes: beanstalkd's default (`-z 65535`). Larger
-/// ones are answered `JOB_TOO_BIG` and their bytes skipped.
-pub const MAX_JOB_BYTES: u32 = 65_535;
+/// The largest job body accepted by default, in bytes: beanstalkd's default (`-z 65535`).
+/// Larger ones are answered `JOB_TOO_BIG` and their bytes skipped.
+pub const DEFAULT_MAX_JOB_BYTES: u32 = 65_535;
+
+/// The highest `--beanstalk-max-job-bytes`: beanstalkd's own limit for `-z` (1 GiB).
+pub const MAX_JOB_BYTES_LIMIT: u32 = 1 << 30;
 
 /// What every beanstalk connection shares: the broker, the door, the server's counters,
 /// the bodies of jobs not reserved yet.
@@ -53,14 +56,17 @@ pub struct Beanstalk {
     door: Arc<Door>,
     stats: Arc<stats::Stats>,
     bodies: Arc<bodies::Bodies>,
+    /// The largest job body accepted (`--beanstalk-max-job-bytes`).
+    max_job_bytes: u32,
     /// Drain mode (beanstalkd's `SIGUSR1`): `put` is answered `DRAINING` until the process
     /// ends; everything else works on.
     draining: Arc<AtomicBool>,
 }
 
 impl Beanstalk {
-    /// The beanstalk side of `broker`; connects its door as one of the broker's outboxes.
-    pub fn new(broker: Broker) -> Self {
+    /// The beanstalk side of `broker`, taking job bodies of up to `max_job_bytes`; connects
+    /// its door as one of the broker's outboxes.
+    pub fn new(broker: Broker, max_job_bytes: u32) -> Self {
         let door = Arc::new(Door::default());
         broker.set_outbox(door.clone());
         Self {
@@ -68,6 +74,7 @@ impl Beanstalk {
             door,
             stats: Arc::new(stats::Stats::new()),
             bodies: Arc::default(),
+            max_job_bytes,
             draining: Arc::default(),
         }
     }

@@ -311,6 +311,7 @@ fn each_layer_beats_the_one_below_it() {
 const EVERY_SETTING: &str = r#"
 listen = ["127.0.0.1:4001", "127.0.0.1:4002"]
 beanstalk_listen = ["127.0.0.1:11300", "127.0.0.1:11301"]
+beanstalk_max_job_bytes = 1000
 data_dir = "elsewhere"
 store_cache_mb = 8
 memory = true

@@ -575,3 +575,43 @@ async fn sigusr1_puts_the_door_in_drain_mode_as_beanstalkd_does() {
     assert_eq!(client.command(&format!("delete {before}")).await, "DELETED");
     assert_eq!(client.reserve(0).await, Err("TIMED_OUT".to_owned()));
 }
+
+#[tokio::test]
+async fn the_largest_job_is_set_as_beanstalkd_sets_it_with_z() {
+    let (_dir, path) = data_dir();
+    let server = ServerProcess::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path.to_str().unwrap(),
+            "--beanstalk-listen",
+            "127.0.0.1:0",
+            "--beanstalk-max-job-bytes",
+            "10",
+            "--max-payload-bytes",
+            "11",
+        ],
+        &[],
+        1,
+        None,
+    );
+    let mut client = Beanstalk::connect(&door(&server)).await;
+    client.put(0, 0, 60, b"012345678").await;
+    // Within -z, but stored as a JSON string of 12 bytes: over --max-payload-bytes.
+    client.send(b"put 0 0 60 10\r\nabcdefghij\r\n").await;
+    assert_eq!(client.line().await, "JOB_TOO_BIG");
+    client
+        .send(b"put 0 0 60 11\r\n0123456789a\r\nlist-tube-used\r\n")
+        .await;
+    assert_eq!(client.line().await, "JOB_TOO_BIG");
+    assert_eq!(
+        client.line().await,
+        "USING default",
+        "its bytes were skipped"
+    );
+    let reply = client.command("stats").await;
+    let bytes: usize = reply.strip_prefix("OK ").unwrap().parse().unwrap();
+    let body = String::from_utf8(client.data(bytes).await).unwrap();
+    assert!(body.contains("max-job-size: 10\n"), "{body}");
+}
