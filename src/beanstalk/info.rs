@@ -88,6 +88,7 @@ impl Conn {
         let tube = tube::of_queue(&meta.queue)
             .map(|t| t.to_string())
             .unwrap_or_default();
+        let counts = self.shared.counts.of(id);
         let yaml = protocol::yaml_dict(&[
             ("id", id.to_string()),
             ("tube", tube),
@@ -101,9 +102,9 @@ impl Conn {
             ("reserves", job.reserves.to_string()),
             // Not counted (DECISIONS 61).
             ("timeouts", "0".into()),
-            ("releases", "0".into()),
-            ("buries", "0".into()),
-            ("kicks", "0".into()),
+            ("releases", counts.releases.to_string()),
+            ("buries", counts.buries.to_string()),
+            ("kicks", counts.kicks.to_string()),
         ]);
         protocol::ok_reply(&yaml)
     }

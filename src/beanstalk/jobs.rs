@@ -120,6 +120,7 @@ impl Conn {
             Ok(true) => {
                 self.reserved.remove(&id);
                 self.shared.bodies.take(id);
+                self.shared.counts.forget(id);
                 self.shared.stats.tube(&tube, |u| u.deletes += 1);
                 b"DELETED\r\n".to_vec()
             }
@@ -143,6 +144,7 @@ impl Conn {
         match released {
             Ok(true) => {
                 self.reserved.remove(&id);
+                self.shared.counts.count(id, |c| &mut c.releases);
                 b"RELEASED\r\n".to_vec()
             }
             Ok(false) => NOT_FOUND.to_vec(),
@@ -164,6 +166,7 @@ impl Conn {
         match buried {
             Ok(true) => {
                 self.reserved.remove(&id);
+                self.shared.counts.count(id, |c| &mut c.buries);
                 b"BURIED\r\n".to_vec()
             }
             Ok(false) => NOT_FOUND.to_vec(),
@@ -198,7 +201,12 @@ impl Conn {
             .kick_jobs(&tube::client(&tube), &tube::queue(&tube), bound)
             .await;
         match kicked {
-            Ok(n) => format!("KICKED {n}\r\n").into_bytes(),
+            Ok(kicked) => {
+                for &id in &kicked {
+                    self.shared.counts.count(id, |c| &mut c.kicks);
+                }
+                format!("KICKED {}\r\n", kicked.len()).into_bytes()
+            }
             Err(err) => failed(&err),
         }
     }
@@ -215,7 +223,10 @@ impl Conn {
             return NOT_FOUND.to_vec();
         }
         match self.shared.broker.kick_job(&client, id).await {
-            Ok(true) => b"KICKED\r\n".to_vec(),
+            Ok(true) => {
+                self.shared.counts.count(id, |c| &mut c.kicks);
+                b"KICKED\r\n".to_vec()
+            }
             Ok(false) => NOT_FOUND.to_vec(),
             Err(err) => failed(&err),
         }

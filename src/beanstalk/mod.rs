@@ -21,6 +21,7 @@
 mod bodies;
 mod body;
 mod connection;
+mod counts;
 mod door;
 mod info;
 mod input;
@@ -56,6 +57,8 @@ pub struct Beanstalk {
     door: Arc<Door>,
     stats: Arc<stats::Stats>,
     bodies: Arc<bodies::Bodies>,
+    /// Per job: releases, buries, kicks (`stats-job`).
+    counts: Arc<counts::JobCounts>,
     /// The largest job body accepted (`--beanstalk-max-job-bytes`).
     max_job_bytes: u32,
     /// Drain mode (beanstalkd's `SIGUSR1`): `put` is answered `DRAINING` until the process
@@ -74,6 +77,7 @@ impl Beanstalk {
             door,
             stats: Arc::new(stats::Stats::new()),
             bodies: Arc::default(),
+            counts: Arc::default(),
             max_job_bytes,
             draining: Arc::default(),
         }

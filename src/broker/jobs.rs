@@ -366,22 +366,22 @@ impl Broker {
     }
 
     /// Kicks up to `bound` jobs of `client`'s subscription to `queue` back to ready: the
-    /// buried ones if there are any, else the delayed ones. Returns how many moved.
+    /// buried ones if there are any, else the delayed ones. Returns the ids of those that moved.
     pub(crate) async fn kick_jobs(
         &self,
         client: &ClientId,
         queue: &QueueName,
         bound: usize,
-    ) -> Result<usize, Error> {
+    ) -> Result<Vec<u64>, Error> {
         let kickable = self
             .shared
             .lock()
             .index
             .kickable(client, queue, bound, now_ms());
-        let mut moved = 0;
+        let mut moved = Vec::new();
         for job in kickable {
             if self.kick_one(client, &job).await? {
-                moved += 1;
+                moved.push(job.meta.seq);
             }
         }
         Ok(moved)

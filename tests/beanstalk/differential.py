@@ -167,7 +167,7 @@ def as_job(id_):
     return greenstalk.Job(id_, b"")
 
 
-STATS_JOB = ("state", "pri", "ttr", "reserves", "delay")
+STATS_JOB = ("state", "pri", "ttr", "reserves", "delay", "releases", "buries", "kicks")
 STATS_TUBE = (
     "current-jobs-urgent",
     "current-jobs-ready",
@@ -294,12 +294,16 @@ def release_bury_kick(s, t):
     t.call("kick 10 (the buried first)", c.kick, 10)
     t.call("kick 10 (then the delayed)", c.kick, 10)
     t.call("kick 10 (nothing left)", c.kick, 10)
+    # Not its `delay`: queuehub's is 0 once kicked, beanstalkd keeps the one released with.
+    counted = ("state", "reserves", "releases", "buries", "kicks")
+    t.call("stats-job kicked from delayed", lambda: pick(c.stats_job(k), counted))
     t.call("stats-tube", lambda: pick(c.stats_tube("default"), STATS_TUBE))
     for n in range(3):
         j = t.call(f"reserve {n}", c.reserve, 2)
         if n == 0:
             t.call("bury", c.bury, j)
             t.call("kick-job", c.kick_job, j)
+            t.call("stats-job kicked", lambda: pick(c.stats_job(j), STATS_JOB))
             t.call("kick-job a ready job", c.kick_job, j)
             j = t.call("reserve the kicked job", c.reserve, 2)
         t.call(f"delete {n}", c.delete, j)
