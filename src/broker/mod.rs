@@ -468,10 +468,13 @@ impl Broker {
         let now = message::now_ms();
         self.mutate(|index, effects| {
             let (removed, queues) = index.ack(client, queue, ids, &mut effects.ops)?;
-            // Acks make room for work-mode workers (and move ordered heads on): the next
-            // messages are assigned in this same commit and sent right after it.
-            for dispatched in index.dispatched_queues(client) {
-                Broker::dispatch_now(index, effects, (client, &dispatched), now, &online);
+            // Acks make room for work-mode workers (and move ordered heads on) in the queues
+            // where they removed something: the next messages there are assigned in this same
+            // commit and sent right after it.
+            for touched in &queues {
+                if index.is_dispatched(client, touched) {
+                    Broker::dispatch_now(index, effects, (client, touched), now, &online);
+                }
             }
             let count = removed.iter().filter(|r| **r).count();
             if count > 0 {

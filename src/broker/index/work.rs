@@ -532,14 +532,17 @@ impl Index {
             .get(client)
             .into_iter()
             .flatten()
-            .filter(|q| {
-                self.queues
-                    .get(*q)
-                    .and_then(|q| q.subscribers.get(client))
-                    .is_some_and(Subscriber::is_dispatched)
-            })
+            .filter(|q| self.is_dispatched(client, q))
             .cloned()
             .collect()
+    }
+
+    /// Whether `client`'s subscription to `queue` (if any) is one the dispatcher sends.
+    pub(crate) fn is_dispatched(&self, client: &ClientId, queue: &QueueName) -> bool {
+        self.queues
+            .get(queue)
+            .and_then(|q| q.subscribers.get(client))
+            .is_some_and(Subscriber::is_dispatched)
     }
 
     /// In an ordered subscription: the head of the inbox (its oldest unacked, unexpired
