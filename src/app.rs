@@ -26,6 +26,7 @@ use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
+use crate::store::redis::connection::Target;
 
 /// How long shutdown waits for connections to finish before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -97,12 +98,17 @@ async fn open_store(
             bound,
         ),
         Storage::Memory => (Arc::new(MemoryStore::new()), None, bound),
-        Storage::Redis(url) => {
+        Storage::Redis(_) | Storage::RedisCluster(_) => {
+            let (target, name) = match &config.storage {
+                Storage::RedisCluster(seeds) => (Target::Cluster(seeds), "the Redis Cluster"),
+                Storage::Redis(url) => (Target::Server(url), "Redis"),
+                _ => unreachable!("matched above"),
+            };
             let (active_tx, active) = watch::channel(None);
             let (stop, relays) = relay_while_standing_by(config, bound, &active);
-            let connected = RedisStore::connect_standing_by(url, config.redis_lease, &active_tx)
+            let connected = RedisStore::connect_standing_by(target, config.redis_lease, &active_tx)
                 .await
-                .with_context(|| format!("cannot connect to Redis at {url}"));
+                .with_context(|| format!("cannot connect to {name}"));
             let _ = stop.send(true);
             let mut bound = Bound {
                 http: Vec::new(),

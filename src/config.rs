@@ -44,6 +44,9 @@ pub enum Storage {
     /// In the Redis at this URL (`redis://HOST:PORT[/DB]`); as durable as that Redis is set to
     /// be. One node is active per Redis database at a time (standbys wait for its lease).
     Redis(String),
+    /// In the Redis Cluster these seed nodes belong to (`redis://HOST:PORT`), every key in one
+    /// slot (`store::redis::connection`); otherwise as `Redis`.
+    RedisCluster(Vec<String>),
 }
 
 /// The resolved configuration of a queuehub server.
@@ -166,6 +169,11 @@ pub struct Settings {
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// Keep everything in this Redis Cluster instead: a seed node's redis://HOST:PORT; repeat
+    /// (or separate with commas) for more. Every key is in one slot, so on one shard.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "layers::list")]
+    pub redis_cluster: Vec<String>,
     /// With --redis: the lease of the Redis database, in ms. One node is active on a database;
     /// others wait as standbys and take over this long after it died (at once when it stops).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..),
@@ -245,7 +253,7 @@ const STORE_CACHE_MB: std::ops::RangeInclusive<u64> = 1..=1_048_576;
 
 /// The settings that are secrets (the Redis URL may carry a password): `--print-config` never
 /// prints their values.
-pub const SECRET_KEYS: [&str; 3] = ["api_key", "token_secret", "redis"];
+pub const SECRET_KEYS: [&str; 4] = ["api_key", "token_secret", "redis", "redis_cluster"];
 
 impl Settings {
     /// Every setting's key (`max_inbox`) with its help text, in declaration order.
@@ -327,7 +335,20 @@ impl Loaded {
             return Err(self.refuse("redis_lease_ms", "must be at least 100 (ms)"));
         }
         let security = self.security()?;
+        if !s.redis_cluster.is_empty() {
+            if s.redis.is_some() || s.memory {
+                return Err(self.refuse(
+                    "redis_cluster",
+                    "cannot be combined with redis or memory (choose one)",
+                ));
+            }
+            for url in &s.redis_cluster {
+                crate::store::redis::check_url(url)
+                    .map_err(|problem| self.refuse("redis_cluster", problem))?;
+            }
+        }
         let storage = match (&s.redis, s.memory) {
+            _ if !s.redis_cluster.is_empty() => Storage::RedisCluster(s.redis_cluster.clone()),
             (Some(_), true) => {
                 return Err(self.refuse("redis", "cannot be combined with memory (choose one)"));
             }

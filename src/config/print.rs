@@ -1,8 +1,8 @@
 //! `queuehub --print-config`: the effective settings as a TOML file, every key with its help
 //! as a comment, to start a `--config` file from. Fed back with `--config`, it gives the same
-//! configuration, with one exception on purpose: secrets (`api_key`, `token_secret`, `redis`) are
-//! never printed, only said to be set, so that the output can be pasted into a ticket or a chat; give
-//! them again through their variable, flag or `--api-key-file`.
+//! configuration, with one exception on purpose: secrets (`api_key`, `token_secret`, `redis`,
+//! `redis_cluster`) are never printed, only said to be set, so that the output can be pasted
+//! into a ticket or a chat; give them again through their variable, flag or `--api-key-file`.
 
 use std::fmt::Write as _;
 

@@ -316,6 +316,7 @@ data_dir = "elsewhere"
 store_cache_mb = 8
 memory = true
 redis = "redis://127.0.0.1:6390/2"
+redis_cluster = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
 redis_lease_ms = 1900
 advertise_host = "node-b"
 preset = "caps"
@@ -592,4 +593,32 @@ fn a_redis_url_is_refused_with_memory_or_when_it_is_not_one() {
         .unwrap()
         .into_config();
     assert!(wrong.unwrap_err().to_string().contains("redis"));
+}
+
+#[test]
+fn redis_cluster_seeds_select_the_cluster_store_and_exclude_the_other_stores() {
+    let (a, b) = ("redis://127.0.0.1:7000", "redis://127.0.0.1:7001");
+    let from_flags = load(&["--redis-cluster", a, "--redis-cluster", b], &[])
+        .unwrap()
+        .into_config()
+        .unwrap();
+    let both = Storage::RedisCluster(vec![a.into(), b.into()]);
+    assert_eq!(from_flags.storage, both);
+    let joined = format!("{a},{b}");
+    let from_env = load(&[], &[("QUEUEHUB_REDIS_CLUSTER", joined.as_str())]).unwrap();
+    assert_eq!(from_env.into_config().unwrap().storage, both);
+    for other in [&["--redis", a][..], &["--memory"][..]] {
+        let mut args = vec!["--redis-cluster", a];
+        args.extend_from_slice(other);
+        let err = load(&args, &[])
+            .unwrap()
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("redis_cluster"), "{err}");
+    }
+    let wrong = load(&["--redis-cluster", "http://127.0.0.1:7000"], &[])
+        .unwrap()
+        .into_config();
+    assert!(wrong.unwrap_err().to_string().contains("redis_cluster"));
 }

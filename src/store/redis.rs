@@ -22,8 +22,10 @@
 //! | `qh:{Q}:receipts`      | hash       | message id → receipt (JSON)                        |
 //! | `qh:{Q}:counters`      | string     | the queue's counters (JSON)                        |
 //!
-//! `{Q}` is the queue name inside braces: a Redis Cluster hash tag, so that a later cluster mode
-//! keeps one queue's keys on one shard. Messages are keyed by `seq` alone because
+//! `{Q}` is the queue name inside braces: a Redis Cluster hash tag, so that one queue's keys could
+//! live on one shard. On a Redis Cluster (`--redis-cluster`) every key starts with `{qh}:`
+//! instead of `qh:` ([`connection::Keys`]), so that all of them share one slot: a commit is one
+//! script over several queues' keys (DECISIONS 68). Messages are keyed by `seq` alone because
 //! [`Op::DeleteMessage`] names only the seq. Names are never parsed back out of keys (a name may
 //! hold `:` or `}`); `load` reads them from `qh:queues` and from the JSON members. `qh:queues`
 //! only grows: a queue name stays listed after its last key is gone (its reads are then empty).
@@ -43,35 +45,29 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Arg, Pipeline, Value};
 
+pub mod connection;
 pub mod lease;
+use connection::{Connection, Keys, Target};
 use lease::Lease;
 
 use super::{Counters, MessageMeta, Op, Receipt, Snapshot, Store, StoreError, SubscriptionRecord};
 use crate::names::{ClientId, QueueName, StoredName};
 
-/// The longest one Redis reply may take before the call fails (and the batch counts as not
-/// committed).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-/// Messages listed in `qh:seqs` (every one of them).
-const SEQS: &str = "qh:seqs";
-/// Queues that own keys.
-const QUEUES: &str = "qh:queues";
 /// How often `load` starts over when a commit changed the lists of messages or queues while it
 /// read them.
 const LOAD_ATTEMPTS: usize = 5;
 
 /// A [`Store`] in one Redis database.
 ///
-/// Holds a [`ConnectionManager`]: one multiplexed connection that reconnects by itself after
-/// Redis restarts. While Redis is unreachable every call fails with [`StoreError::Failed`];
+/// Holds a [`Connection`]: one multiplexed connection (or one per cluster node) that reconnects
+/// by itself after Redis restarts. While Redis is unreachable every call fails with [`StoreError::Failed`];
 /// a batch that failed was not applied (or, if the connection dropped after `EXEC` was sent,
 /// possibly applied: the broker reloads from the store after any failed commit).
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
+    keys: Keys,
     lease: Lease,
     commit: redis::Script,
 }
@@ -139,24 +135,19 @@ impl RedisStore {
     /// (renewed every third of `lease_ttl`), waiting while another node holds it. Logs a
     /// warning if a crash of that Redis can lose answered commits (see [`Persistence::risk`]).
     pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self, StoreError> {
-        Self::connect_standing_by(url, lease_ttl, &tokio::sync::watch::channel(None).0).await
+        let active = tokio::sync::watch::channel(None).0;
+        Self::connect_standing_by(Target::Server(url), lease_ttl, &active).await
     }
 
-    /// [`RedisStore::connect`], telling `active` meanwhile what the node that holds the lease
-    /// advertised ([`Lease::advertise`]), for as long as this node waits.
+    /// [`RedisStore::connect`] to `target` (one server or a cluster), telling `active`
+    /// meanwhile what the node that holds the lease advertised ([`Lease::advertise`]), for as
+    /// long as this node waits.
     pub async fn connect_standing_by(
-        url: &str,
+        target: Target<'_>,
         lease_ttl: Duration,
         active: &tokio::sync::watch::Sender<Option<String>>,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::from_engine)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(engine_error)?;
+        let (connection, keys) = Connection::open(target).await.map_err(engine_error)?;
         match persistence(&connection).await {
             Ok(persistence) => match persistence.risk() {
                 Some(risk) => tracing::warn!("{risk}"),
@@ -164,9 +155,10 @@ impl RedisStore {
             },
             Err(err) => tracing::warn!(error = %err, "cannot read Redis's persistence settings"),
         }
-        let lease = Lease::acquire(connection.clone(), lease_ttl, active).await;
+        let lease = Lease::acquire(connection.clone(), keys, lease_ttl, active).await;
         Ok(Self {
             connection,
+            keys,
             lease,
             commit: redis::Script::new(lease::FENCED_COMMIT),
         })
@@ -185,7 +177,7 @@ impl RedisStore {
 }
 
 /// The persistence settings of the Redis behind `connection`.
-async fn persistence(connection: &ConnectionManager) -> Result<Persistence, StoreError> {
+async fn persistence(connection: &Connection) -> Result<Persistence, StoreError> {
     let mut connection = connection.clone();
     let settings: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
@@ -201,16 +193,6 @@ async fn persistence(connection: &ConnectionManager) -> Result<Persistence, Stor
         append_fsync: get("appendfsync"),
         save: get("save"),
     })
-}
-
-/// The key of one message.
-fn message_key(seq: u64) -> String {
-    format!("qh:m:{seq}")
-}
-
-/// The key of one of a queue's tables (`subs`, `inbox`…), hash-tagged by the queue name.
-fn queue_key(queue: &str, table: &str) -> String {
-    format!("qh:{{{queue}}}:{table}")
 }
 
 /// The member naming an inbox entry inside its queue's keys: `["client",seq]`.
@@ -235,55 +217,55 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
 }
 
 /// Lists `queue` in `qh:queues`, so that `load` reads its keys.
-fn touch(pipe: &mut Pipeline, queue: &QueueName) {
-    pipe.sadd(QUEUES, queue.as_str()).ignore();
+fn touch(keys: Keys, pipe: &mut Pipeline, queue: &QueueName) {
+    pipe.sadd(keys.queues(), queue.as_str()).ignore();
 }
 
 /// Adds the commands of `op` to the transaction.
-fn add_op(pipe: &mut Pipeline, op: &Op) {
+fn add_op(keys: Keys, pipe: &mut Pipeline, op: &Op) {
     match op {
         Op::PutMessage(message) => {
             let seq = message.meta.seq;
             pipe.hset_multiple(
-                message_key(seq),
+                keys.message(seq),
                 &[
                     ("meta", json(&message.meta)),
                     ("payload", message.payload.clone()),
                 ],
             )
             .ignore();
-            pipe.zadd(SEQS, seq, seq as f64).ignore();
+            pipe.zadd(keys.seqs(), seq, seq as f64).ignore();
         }
         Op::DeleteMessage(seq) => {
-            pipe.del(message_key(*seq)).ignore();
-            pipe.zrem(SEQS, seq).ignore();
+            pipe.del(keys.message(*seq)).ignore();
+            pipe.zrem(keys.seqs(), seq).ignore();
         }
         Op::PutSubscription {
             client,
             queue,
             record,
         } => {
-            touch(pipe, queue);
+            touch(keys, pipe, queue);
             pipe.hset(
-                queue_key(queue.as_str(), "subs"),
+                keys.queue(queue.as_str(), "subs"),
                 client.as_str(),
                 json(record),
             )
             .ignore();
         }
         Op::DeleteSubscription { client, queue } => {
-            pipe.hdel(queue_key(queue.as_str(), "subs"), client.as_str())
+            pipe.hdel(keys.queue(queue.as_str(), "subs"), client.as_str())
                 .ignore();
         }
         Op::AddToInbox { client, queue, seq } => {
-            touch(pipe, queue);
-            pipe.sadd(queue_key(queue.as_str(), "inbox"), entry(client, *seq))
+            touch(keys, pipe, queue);
+            pipe.sadd(keys.queue(queue.as_str(), "inbox"), entry(client, *seq))
                 .ignore();
         }
         Op::RemoveFromInbox { client, queue, seq } => {
-            pipe.srem(queue_key(queue.as_str(), "inbox"), entry(client, *seq))
+            pipe.srem(keys.queue(queue.as_str(), "inbox"), entry(client, *seq))
                 .ignore();
-            pipe.hdel(queue_key(queue.as_str(), "attempts"), entry(client, *seq))
+            pipe.hdel(keys.queue(queue.as_str(), "attempts"), entry(client, *seq))
                 .ignore();
         }
         Op::SetAttempts {
@@ -292,39 +274,39 @@ fn add_op(pipe: &mut Pipeline, op: &Op) {
             seq,
             attempts,
         } => {
-            touch(pipe, queue);
+            touch(keys, pipe, queue);
             pipe.hset(
-                queue_key(queue.as_str(), "attempts"),
+                keys.queue(queue.as_str(), "attempts"),
                 entry(client, *seq),
                 attempts,
             )
             .ignore();
         }
         Op::AddWaiting { queue, seq } => {
-            touch(pipe, queue);
-            pipe.zadd(queue_key(queue.as_str(), "waiting"), seq, *seq as f64)
+            touch(keys, pipe, queue);
+            pipe.zadd(keys.queue(queue.as_str(), "waiting"), seq, *seq as f64)
                 .ignore();
         }
         Op::RemoveWaiting { queue, seq } => {
-            pipe.zrem(queue_key(queue.as_str(), "waiting"), seq)
+            pipe.zrem(keys.queue(queue.as_str(), "waiting"), seq)
                 .ignore();
         }
         Op::PutReceipt(receipt) => {
-            touch(pipe, &receipt.queue);
+            touch(keys, pipe, &receipt.queue);
             pipe.hset(
-                queue_key(receipt.queue.as_str(), "receipts"),
+                keys.queue(receipt.queue.as_str(), "receipts"),
                 receipt.id.as_str(),
                 json(receipt),
             )
             .ignore();
         }
         Op::DeleteReceipt { queue, id } => {
-            pipe.hdel(queue_key(queue.as_str(), "receipts"), id.as_str())
+            pipe.hdel(keys.queue(queue.as_str(), "receipts"), id.as_str())
                 .ignore();
         }
         Op::PutCounters { queue, counters } => {
-            touch(pipe, queue);
-            pipe.set(queue_key(queue.as_str(), "counters"), json(counters))
+            touch(keys, pipe, queue);
+            pipe.set(keys.queue(queue.as_str(), "counters"), json(counters))
                 .ignore();
         }
     }
@@ -338,10 +320,10 @@ impl Store for RedisStore {
         }
         let mut pipe = redis::pipe();
         for op in &ops {
-            add_op(&mut pipe, op);
+            add_op(self.keys, &mut pipe, op);
         }
         // The pipeline's commands become the fenced script's arguments: `count, command, arg…`.
-        let mut commit = self.commit.key(lease::KEY);
+        let mut commit = self.commit.key(self.keys.lease());
         commit.arg(self.lease.holder());
         for cmd in pipe.cmd_iter() {
             commit.arg(cmd.args_iter().len());
@@ -363,19 +345,21 @@ impl Store for RedisStore {
         for _ in 0..LOAD_ATTEMPTS {
             // First the lists of messages and queues, then, in one transaction, every record
             // they name and the lists again: if a commit changed them in between, start over.
-            let (seqs, queues) = lists(&mut connection).await?;
+            let (seqs, queues) = lists(&mut connection, self.keys).await?;
             let mut pipe = redis::pipe();
-            pipe.atomic().zrange(SEQS, 0, -1).smembers(QUEUES);
+            pipe.atomic()
+                .zrange(self.keys.seqs(), 0, -1)
+                .smembers(self.keys.queues());
             for seq in &seqs {
-                pipe.hget(message_key(*seq), "meta");
+                pipe.hget(self.keys.message(*seq), "meta");
             }
             for queue in &queues {
                 for table in ["subs", "attempts", "receipts"] {
-                    pipe.hgetall(queue_key(queue, table));
+                    pipe.hgetall(self.keys.queue(queue, table));
                 }
-                pipe.smembers(queue_key(queue.as_str(), "inbox"))
-                    .zrange(queue_key(queue.as_str(), "waiting"), 0, -1)
-                    .get(queue_key(queue.as_str(), "counters"));
+                pipe.smembers(self.keys.queue(queue.as_str(), "inbox"))
+                    .zrange(self.keys.queue(queue.as_str(), "waiting"), 0, -1)
+                    .get(self.keys.queue(queue.as_str(), "counters"));
             }
             let replies: Vec<Value> = pipe
                 .query_async(&mut connection)
@@ -400,7 +384,7 @@ impl Store for RedisStore {
         }
         let mut pipe = redis::pipe();
         for seq in &seqs {
-            pipe.hget(message_key(*seq), "payload");
+            pipe.hget(self.keys.message(*seq), "payload");
         }
         let mut connection = self.connection.clone();
         pipe.query_async(&mut connection)
@@ -414,11 +398,14 @@ impl Store for RedisStore {
 }
 
 /// Every stored seq (ascending) and every queue name (sorted).
-async fn lists(connection: &mut ConnectionManager) -> Result<(Vec<u64>, Vec<String>), StoreError> {
+async fn lists(
+    connection: &mut Connection,
+    keys: Keys,
+) -> Result<(Vec<u64>, Vec<String>), StoreError> {
     let (seqs, queues): (Vec<u64>, Vec<String>) = redis::pipe()
         .atomic()
-        .zrange(SEQS, 0, -1)
-        .smembers(QUEUES)
+        .zrange(keys.seqs(), 0, -1)
+        .smembers(keys.queues())
         .query_async(connection)
         .await
         .map_err(engine_error)?;

@@ -11,9 +11,10 @@ use crate::helpers::{Http, ServerProcess, SocketClient, error_code, unique};
 
 // The Redis engine's own throwaway `redis-server`, shared with its unit tests.
 #[path = "../../src/store/redis/test_server.rs"]
+#[allow(dead_code)] // the unit tests use all of it, these tests part of it
 mod test_server;
 
-use test_server::{DURABLE, RedisServer, VOLATILE, redis_available};
+use test_server::{DURABLE, RedisCluster, RedisServer, VOLATILE, redis_available};
 
 /// The lease of the tests' nodes: short, so that a node restarted after a kill -9 (whose
 /// lease nobody released) takes over in about a second.
@@ -421,6 +422,39 @@ async fn a_standby_rides_out_a_redis_restart_and_relays_on() {
     let (_, stats) = active.get(&format!("/v1/queues/{queue}")).await;
     assert_eq!(stats["waiting"], 2, "{stats}");
     assert!(standby.exits_within(Duration::ZERO).is_none());
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_node_serves_and_a_standby_takes_over_after_kill_9() {
+    if !redis_available() {
+        return;
+    }
+    let cluster = RedisCluster::start(DURABLE);
+    let seeds = cluster.urls().join(",");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-cluster",
+        &seeds,
+        "--redis-lease-ms",
+        LEASE_MS,
+    ];
+    let (queue, client) = (unique("orders"), unique("acme"));
+    let active = ServerProcess::start_with(&args, &[], 1, None);
+    let mut socket = SocketClient::connect(&active.url).await;
+    socket.subscribe(&client, &queue).await;
+    let id = active.publish(&queue, "delivered", json!(1)).await["id"].clone();
+    assert_eq!(socket.take("delivered", 1).await[0]["id"], id);
+
+    let standby = ServerProcess::start_relaying(&args);
+    standby.publish(&queue, "delivered", json!(2)).await;
+    active.kill_9();
+    publish_once_a_node_serves(&standby, &queue, 3).await;
+    assert_eq!(
+        standby.pending(&queue, &client).await,
+        3,
+        "every answered publish, in the subscriber's inbox"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 //! the lease) or dead (the lease runs out). This is failover, not scale-out.
 //!
 //! A lease that runs out while its holder cannot reach Redis (Redis restarting, say) is taken
-//! back by the holder if nobody took it in between ([`EPOCH`] counts the takes): its index is
+//! back by the holder if nobody took it in between (an epoch key counts the takes): its index is
 //! then still what the database holds.
 //!
 //! Every commit checks, in the same atomic script that applies it, that its node still holds
@@ -20,22 +20,18 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
+
+use super::connection::{Connection, Keys};
 use tokio::task::JoinHandle;
 
-/// The key of the lease; its value names the holder.
-pub const KEY: &str = "qh:node";
-
-/// What the holder tells the other nodes about itself (`holder\ntext`, the text given to
-/// [`Lease::advertise`]: where it listens), with the lease's time to live. Standbys relay
-/// their clients' connections to those addresses (`crate::relay`).
-const ADVERT: &str = "qh:node:advert";
-
-/// How many times the lease was taken (never expires): a holder whose lease ran out while
-/// Redis was away may take it back only if nobody took it in between, because only then is its
-/// index still what the database holds.
-const EPOCH: &str = "qh:node:epoch";
+// The keys (`Keys`): the lease (`qh:node`), whose value names the holder; what the holder tells
+// the other nodes about itself (`qh:node:advert`: `holder\ntext`, the text given to
+// [`Lease::advertise`], where it listens), with the lease's time to live, which standbys read
+// to relay their clients' connections (`crate::relay`); and how many times the lease was taken
+// (`qh:node:epoch`, never expires): a holder whose lease ran out while Redis was away may take
+// it back only if nobody took it in between, because only then is its index still what the
+// database holds.
 
 /// The default time to live of the lease: how long a standby waits after its active node
 /// died without releasing it.
@@ -45,7 +41,7 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 const STANDBY_POLL: Duration = Duration::from_millis(250);
 
 /// Applies a commit's commands only if `KEYS[1]` (the lease) still names `ARGV[1]` (this
-/// node). The commands follow as `count, command, arg…` groups. Like `MULTI … EXEC`, a script
+/// node). On a cluster every key it writes is in the lease's slot (`Keys`). The commands follow as `count, command, arg…` groups. Like `MULTI … EXEC`, a script
 /// runs without other clients' commands in between and is written to the append-only file as
 /// one unit.
 pub const FENCED_COMMIT: &str = r"
@@ -108,15 +104,15 @@ enum Attempt {
 
 /// Tries to take the lease for `holder`; if another holds it, reads what it advertised.
 async fn try_take(
-    connection: &ConnectionManager,
+    (connection, keys): (&Connection, Keys),
     take: &redis::Script,
     holder: &str,
     ttl_ms: u64,
 ) -> Result<Attempt, redis::RedisError> {
     let mut conn = connection.clone();
     let epoch: i64 = take
-        .key(KEY)
-        .key(EPOCH)
+        .key(keys.lease())
+        .key(keys.epoch())
         .arg(holder)
         .arg(ttl_ms)
         .invoke_async(&mut conn)
@@ -125,8 +121,8 @@ async fn try_take(
         return Ok(Attempt::Taken(epoch));
     }
     let (current, advert): (Option<String>, Option<String>) = redis::cmd("MGET")
-        .arg(KEY)
-        .arg(ADVERT)
+        .arg(keys.lease())
+        .arg(keys.advert())
         .query_async(&mut conn)
         .await?;
     let advertised = current.as_deref().and_then(|holder| {
@@ -143,7 +139,8 @@ async fn try_take(
 pub struct Lease {
     /// The holder's name: host, process and a random part, so that no two nodes share it.
     holder: String,
-    connection: ConnectionManager,
+    connection: Connection,
+    keys: Keys,
     ttl: Duration,
     /// The advert the renewing task keeps setting (empty until [`Lease::advertise`]).
     advert: watch::Sender<String>,
@@ -156,7 +153,8 @@ impl Lease {
     /// outages), then renews it every third of `ttl` in the background. While it waits, `active` holds the advert of the node
     /// that holds the lease (`None` while there is none, or while it has not advertised yet).
     pub async fn acquire(
-        connection: ConnectionManager,
+        connection: Connection,
+        keys: Keys,
         ttl: Duration,
         active: &watch::Sender<Option<String>>,
     ) -> Self {
@@ -171,7 +169,7 @@ impl Lease {
         let take = redis::Script::new(TAKE);
         let mut unreachable = false;
         let epoch = loop {
-            match try_take(&connection, &take, &holder, ttl_ms).await {
+            match try_take((&connection, keys), &take, &holder, ttl_ms).await {
                 Ok(Attempt::Taken(epoch)) => break epoch,
                 Ok(Attempt::Held {
                     current,
@@ -210,7 +208,7 @@ impl Lease {
         let (lost_tx, lost) = watch::channel(false);
         let (advert, advert_rx) = watch::channel(String::new());
         let renewing = tokio::spawn(renew(
-            connection.clone(),
+            (connection.clone(), keys),
             (holder.clone(), epoch),
             ttl,
             advert_rx,
@@ -219,6 +217,7 @@ impl Lease {
         Self {
             holder,
             connection,
+            keys,
             ttl,
             advert,
             lost,
@@ -233,7 +232,7 @@ impl Lease {
         self.advert.send_replace(value.clone());
         let mut conn = self.connection.clone();
         redis::cmd("SET")
-            .arg(ADVERT)
+            .arg(self.keys.advert())
             .arg(value)
             .arg("PX")
             .arg(
@@ -264,8 +263,8 @@ impl Lease {
         self.renewing.abort();
         let mut conn = self.connection.clone();
         let released: Result<i64, _> = redis::Script::new(RELEASE)
-            .key(KEY)
-            .key(ADVERT)
+            .key(self.keys.lease())
+            .key(self.keys.advert())
             .arg(&self.holder)
             .invoke_async(&mut conn)
             .await;
@@ -286,7 +285,7 @@ impl Drop for Lease {
 /// between); once Redis answers that another node took the lease, it reports the loss and
 /// ends.
 async fn renew(
-    connection: ConnectionManager,
+    (connection, keys): (Connection, Keys),
     (holder, epoch): (String, i64),
     ttl: Duration,
     advert: watch::Receiver<String>,
@@ -299,9 +298,9 @@ async fn renew(
         let mut conn = connection.clone();
         let advertised = advert.borrow().clone();
         let renewed: Result<i64, _> = script
-            .key(KEY)
-            .key(EPOCH)
-            .key(ADVERT)
+            .key(keys.lease())
+            .key(keys.epoch())
+            .key(keys.advert())
             .arg(&holder)
             .arg(ttl_ms)
             .arg(epoch)

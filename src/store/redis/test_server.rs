@@ -137,3 +137,77 @@ fn spawn(dir: &Path, port: u16, settings: &[&str]) -> Child {
             )
         })
 }
+
+/// A Redis Cluster of three masters (no replicas) for one test: three `redis-server`s with
+/// `cluster-enabled yes`, joined with `redis-cli --cluster create`, each in its own temp dir
+/// on a free port; killed (by their pids) when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the three masters with `settings`, joins them, and returns once every node
+    /// reports `cluster_state:ok`.
+    pub fn start(settings: &[&str]) -> Self {
+        let mut with_cluster: Vec<&str> = settings.to_vec();
+        with_cluster.extend_from_slice(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "2000",
+        ]);
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start(&with_cluster)).collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs (Debian's redis-tools, installed with redis-server)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Self { nodes };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cluster.nodes.iter().all(RedisServer::cluster_ok) {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The seed URLs of its nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|node| node.url(0)).collect()
+    }
+
+    /// kill -9 of every node, then each started again with its directory (its append-only
+    /// file and `nodes.conf`); returns once the cluster is ok again.
+    pub fn kill_9_and_restart(&mut self) {
+        for node in &mut self.nodes {
+            node.kill_9();
+        }
+        for node in &mut self.nodes {
+            node.restart();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.nodes.iter().all(RedisServer::cluster_ok) {
+            assert!(Instant::now() < deadline, "the cluster did not come back");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl RedisServer {
+    /// Whether `CLUSTER INFO` says `cluster_state:ok`.
+    fn cluster_ok(&self) -> bool {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "cluster", "info"])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok"))
+    }
+}

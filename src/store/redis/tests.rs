@@ -197,3 +197,51 @@ fn message(seq: u64) -> StoredMessage {
         payload: format!("{{\"n\":{seq}}}"),
     }
 }
+
+#[tokio::test]
+async fn on_a_redis_cluster_the_store_meets_the_contract_and_survives_kill_9_of_every_node() {
+    use super::test_server::RedisCluster;
+    if !redis_available() {
+        return;
+    }
+    let mut cluster = RedisCluster::start(DURABLE);
+    let seeds = cluster.urls();
+    let active = tokio::sync::watch::channel(None).0;
+    let store = RedisStore::connect_standing_by(
+        Target::Cluster(&seeds),
+        Duration::from_millis(300),
+        &active,
+    )
+    .await
+    .expect("connects to the cluster");
+    conformance::check(&store).await;
+
+    store
+        .commit(vec![Op::PutMessage(message(987_654))])
+        .await
+        .unwrap();
+    drop(store);
+    // Under the cluster's one hash tag, so in the lease's slot.
+    let client = redis::cluster::ClusterClient::new(seeds.clone()).unwrap();
+    let mut direct = client.get_async_connection().await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("{qh}:m:987654")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert!(exists);
+    drop(direct);
+    cluster.kill_9_and_restart();
+    let store = RedisStore::connect_standing_by(
+        Target::Cluster(&seeds),
+        Duration::from_millis(300),
+        &active,
+    )
+    .await
+    .expect("connects again");
+    let messages = store.load().await.unwrap().messages;
+    assert!(
+        messages.iter().any(|m| m.seq == 987_654),
+        "the committed message is back: {messages:?}"
+    );
+}
