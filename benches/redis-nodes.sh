@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# queuehub on Redis, one node against three nodes on one Redis, in one run (docs/SCALING.md,
-# "What it costs"): Redis 7 with `appendonly yes` and `appendfsync always`, three release
-# nodes (the first active, the other two standbys that relay to it), and queuehub-bench
-# driving each scenario twice: with every socket and publish on the active node, then with the
-# sockets spread over the three nodes and the publishes sent to a standby.
+# queuehub on Redis, one node against three nodes on one Redis, and one node on a three-master
+# Redis Cluster, in one run (docs/SCALING.md, "What it costs"): Redis 7 with `appendonly yes`
+# and `appendfsync always`, three release nodes (the first active, the other two standbys that
+# relay to it), and queuehub-bench driving each scenario: with every socket and publish on the
+# active node, then with the sockets spread over the three nodes and the publishes sent to a
+# standby; then a fresh node on the cluster (its nodes with the same settings).
 #
 #   benches/redis-nodes.sh            # a few minutes; prints a Markdown table
 #
@@ -70,6 +71,34 @@ for entry in "${SCENARIOS[@]}"; do
     --json "$OUT/raw/$id.three.json" || echo "(exit $?)"
 done
 
+# The cluster: three masters, no replicas, joined with redis-cli.
+SEEDS=()
+for n in 1 2 3; do
+  port=$(free_port)
+  mkdir -p "$OUT/cluster$n"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$OUT/cluster$n" --save "" \
+    --appendonly yes --appendfsync always --cluster-enabled yes --daemonize no \
+    >"$OUT/cluster$n/log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  SEEDS+=("127.0.0.1:$port")
+done
+redis-cli --cluster create "${SEEDS[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/cluster.log"
+until redis-cli -p "${SEEDS[0]#*:}" cluster info | grep -q cluster_state:ok; do sleep 0.2; done
+CPORT=$(free_port)
+(NO_COLOR=1 RUST_LOG=info exec "$BIN" --listen "127.0.0.1:$CPORT" \
+  --redis-cluster "redis://${SEEDS[0]},redis://${SEEDS[1]},redis://${SEEDS[2]}") \
+  >"$OUT/cluster-node.log" 2>&1 &
+CLUSTER_PID=$!
+PIDS+=("$CLUSTER_PID")
+until grep -q "listening on" "$OUT/cluster-node.log"; do sleep 0.1; done
+for entry in "${SCENARIOS[@]}"; do
+  IFS='|' read -r id title args <<<"$entry"
+  echo "== $title — one node on a three-master Redis Cluster"
+  "$BENCH" $args --url "http://127.0.0.1:$CPORT" --pid "$CLUSTER_PID" --label cluster \
+    --timeout 120 --json "$OUT/raw/$id.cluster.json" || echo "(exit $?)"
+done
+
 python3 - "$OUT" "${SCENARIOS[@]}" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
@@ -77,7 +106,8 @@ print("\n| scenario | deployment | deliveries/s | p50 ms | p99 ms | missing | ac
 print("|---|---|---:|---:|---:|---:|---:|")
 for entry in sys.argv[2:]:
     sid, title, _ = entry.split("|", 2)
-    for kind, name in (("one", "one node"), ("three", "3 nodes: sockets spread, POSTs to a standby")):
+    for kind, name in (("one", "one node"), ("three", "3 nodes: sockets spread, POSTs to a standby"),
+                       ("cluster", "one node on a 3-master Redis Cluster")):
         try:
             r = json.load(open(os.path.join(out, "raw", f"{sid}.{kind}.json")))
         except (OSError, ValueError):

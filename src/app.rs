@@ -64,21 +64,22 @@ struct Bound {
 
 /// Binds every `--listen` and `--beanstalk-listen` address.
 async fn bind(config: &Config) -> anyhow::Result<Bound> {
-    let mut http = Vec::new();
-    for address in &config.listen {
+    Ok(Bound {
+        http: bind_all(&config.listen, "").await?,
+        beanstalk: bind_all(&config.beanstalk_listen, " for beanstalk clients").await?,
+    })
+}
+
+/// Binds each of `addresses`; an error says "cannot listen{what} on" the address.
+async fn bind_all(addresses: &[SocketAddr], what: &str) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(addresses.len());
+    for address in addresses {
         let listener = TcpListener::bind(address)
             .await
-            .with_context(|| format!("cannot listen on {address}"))?;
-        http.push(listener);
+            .with_context(|| format!("cannot listen{what} on {address}"))?;
+        listeners.push(listener);
     }
-    let mut beanstalk = Vec::new();
-    for address in &config.beanstalk_listen {
-        let listener = TcpListener::bind(address)
-            .await
-            .with_context(|| format!("cannot listen for beanstalk clients on {address}"))?;
-        beanstalk.push(listener);
-    }
-    Ok(Bound { http, beanstalk })
+    Ok(listeners)
 }
 
 /// Opens the store the configuration names. For Redis: connects, and waits (as a standby,

@@ -29,32 +29,36 @@ fn start_node_with_lease(redis: &RedisServer, lease_ms: &str) -> ServerProcess {
 }
 
 fn start_node_with_lease_and(redis: &RedisServer, lease_ms: &str, more: &[&str]) -> ServerProcess {
-    let url = redis.url(0);
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--redis",
-        &url,
-        "--redis-lease-ms",
-        lease_ms,
-    ];
-    args.extend_from_slice(more);
-    ServerProcess::start_with(&args, &[], 1, None)
+    let args = node_args(redis, lease_ms, more);
+    ServerProcess::start_with(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+        1,
+        None,
+    )
 }
 
 /// Starts a node beside an active one: it stands by, relaying its clients to the active node.
 fn start_standby(redis: &RedisServer, lease_ms: &str, more: &[&str]) -> ServerProcess {
+    let args = node_args(redis, lease_ms, more);
+    ServerProcess::start_relaying(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The arguments of a node on database 0 of `redis` with a lease of `lease_ms`, and `more`.
+fn node_args(redis: &RedisServer, lease_ms: &str, more: &[&str]) -> Vec<String> {
     let url = redis.url(0);
-    let mut args = vec![
+    [
         "--listen",
         "127.0.0.1:0",
         "--redis",
         &url,
         "--redis-lease-ms",
         lease_ms,
-    ];
-    args.extend_from_slice(more);
-    ServerProcess::start_relaying(&args)
+    ]
+    .iter()
+    .chain(more)
+    .map(|arg| (*arg).to_owned())
+    .collect()
 }
 
 /// The line a node logs once it serves itself (holds the lease).
