@@ -72,9 +72,20 @@ for entry in "${SCENARIOS[@]}"; do
 done
 
 # The cluster: three masters, no replicas, joined with redis-cli.
+# A cluster node's bus port is 10 000 higher and must be a port too: pick below 55 536.
+cluster_port() { python3 -c '
+import random, socket
+while True:
+    p = random.randint(20000, 55535)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass'; }
 SEEDS=()
 for n in 1 2 3; do
-  port=$(free_port)
+  port=$(cluster_port)
   mkdir -p "$OUT/cluster$n"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$OUT/cluster$n" --save "" \
     --appendonly yes --appendfsync always --cluster-enabled yes --daemonize no \

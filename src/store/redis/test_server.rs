@@ -53,11 +53,16 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts `redis-server` with `settings` in a fresh temp dir; returns once it answers.
     pub fn start(settings: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        Self::start_on(port, settings)
+    }
+
+    /// [`RedisServer::start`] on `port`.
+    fn start_on(port: u16, settings: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let child = spawn(dir.path(), port, settings);
         let server = Self {
             child,
@@ -156,7 +161,9 @@ impl RedisCluster {
             "--cluster-node-timeout",
             "2000",
         ]);
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start(&with_cluster)).collect();
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|n| RedisServer::start_on(cluster_port(n), &with_cluster))
+            .collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for node in &nodes {
@@ -200,6 +207,24 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A free port for cluster node `n` whose cluster bus port (10 000 higher, which Redis
+/// requires to be a port too) is free as well: at most 55 535, tried from a place that
+/// depends on the process and the node, so that tests running side by side rarely meet.
+fn cluster_port(n: u16) -> u16 {
+    let seed = std::process::id() as u64 * 7919
+        + u64::from(n) * 104_729
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    (0..35_000u64)
+        .map(|i| 20_000 + ((seed + i * 7) % 35_535) as u16)
+        .find(|&port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        })
+        .expect("a free port pair for a cluster node")
 }
 
 impl RedisServer {
