@@ -461,6 +461,91 @@ async fn on_a_redis_cluster_a_node_serves_and_a_standby_takes_over_after_kill_9(
     );
 }
 
+/// A work-mode worker of `client` on `queue` (prefetch 1) connected through `node`.
+async fn worker(node: &ServerProcess, client: &str, queue: &str) -> SocketClient {
+    let socket = SocketClient::connect(&node.url).await;
+    let request = json!({"clientId": client, "queue": queue, "mode": "work"});
+    let ack = socket.call("subscribe", request).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    socket
+}
+
+/// Lets `workers` ack every job they get until `done` holds every id of `wanted`, for up to
+/// 30 s; fails on a job delivered again after it was acked.
+async fn work_off(
+    workers: &mut [SocketClient],
+    client: &str,
+    wanted: &std::collections::HashSet<String>,
+    done: &mut std::collections::HashSet<String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !wanted.is_subset(done) {
+        assert!(
+            Instant::now() < deadline,
+            "jobs never worked off: {:?}",
+            wanted.difference(done).collect::<Vec<_>>()
+        );
+        for socket in workers.iter_mut() {
+            // Every push here is a job of the queue (whatever event it was published as).
+            for job in socket.drain(Duration::from_millis(50)).await {
+                let id = job.data["id"].as_str().unwrap().to_owned();
+                assert!(done.insert(id.clone()), "acked, then delivered again: {id}");
+                let answer = socket.ack(client, &job.data["id"]).await;
+                assert_eq!(answer["removed"], true, "{answer}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn nodes_killed_under_work_lose_no_answered_job_and_in_flight_jobs_go_to_other_workers() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(DURABLE);
+    let (queue, client) = (unique("jobs"), unique("builders"));
+    let active = start_node(&redis);
+    let standbys = [
+        start_standby(&redis, LEASE_MS, &[]),
+        start_standby(&redis, LEASE_MS, &[]),
+    ];
+    // A worker through each node; the one through the second standby holds its first job and
+    // never acks it.
+    let mut workers = vec![
+        worker(&active, &client, &queue).await,
+        worker(&standbys[0], &client, &queue).await,
+    ];
+    let mut holder = worker(&standbys[1], &client, &queue).await;
+    let mut wanted = std::collections::HashSet::new();
+    for n in 0..30 {
+        let through = &standbys[n % 2];
+        let id = through.publish(&queue, "job", json!(n)).await["id"].clone();
+        wanted.insert(id.as_str().unwrap().to_owned());
+    }
+    let held = holder.take("job", 1).await[0]["id"].clone();
+
+    // kill -9 of the node the holder came through: its job goes to the other workers.
+    let [first, second] = standbys;
+    second.kill_9();
+    drop(holder);
+    let mut done = std::collections::HashSet::new();
+    work_off(&mut workers, &client, &wanted, &mut done).await;
+    assert!(done.contains(held.as_str().unwrap()));
+
+    // kill -9 of the active node with a job in flight: the standby takes over, and a worker
+    // that reconnects through it gets what was not acked, with what is published meanwhile.
+    let unacked = first.publish(&queue, "job", json!("in flight")).await["id"].clone();
+    wanted.insert(unacked.as_str().unwrap().to_owned());
+    tokio::time::sleep(Duration::from_millis(200)).await; // delivered, not acked
+    active.kill_9();
+    drop(workers);
+    let late = publish_once_a_node_serves(&first, &queue, 31).await["id"].clone();
+    wanted.insert(late.as_str().unwrap().to_owned());
+    let mut workers = vec![worker(&first, &client, &queue).await];
+    work_off(&mut workers, &client, &wanted, &mut done).await;
+    assert_eq!(first.pending(&queue, &client).await, 0);
+}
+
 #[tokio::test]
 async fn a_node_on_a_redis_without_persistence_warns_at_start() {
     if !redis_available() {

@@ -295,6 +295,27 @@ async fn after_kill_9_a_dead_workers_messages_are_delivered_again_with_their_att
 }
 
 #[tokio::test]
+async fn after_kill_9_a_worker_gets_the_redelivered_message_then_one_published_since() {
+    let (_dir, path) = data_dir();
+    let (queue, client) = (unique("jobs"), unique("w"));
+    let server = ServerProcess::start(&path).await;
+    let mut socket = worker(&server.url, &client, &queue, json!({})).await;
+    let first = server.publish(&queue, "job", json!(1)).await["id"].clone();
+    assert_eq!(socket.take("job", 1).await[0]["id"], first);
+    server.kill_9();
+
+    // Published after the restart while no worker is attached, then a worker (prefetch 1).
+    let server = ServerProcess::start(&path).await;
+    let second = server.publish(&queue, "job", json!(2)).await["id"].clone();
+    let mut socket = worker(&server.url, &client, &queue, json!({})).await;
+    let again = socket.take("job", 1).await.remove(0);
+    assert_eq!((&again["id"], &again["attempt"]), (&first, &json!(2)));
+    socket.ack(&client, &first).await;
+    let next = socket.take("job", 1).await.remove(0);
+    assert_eq!((&next["id"], &next["attempt"]), (&second, &json!(1)));
+}
+
+#[tokio::test]
 async fn an_ordered_subscription_gets_the_next_message_only_after_the_ack() {
     let app = spawn_app().await;
     let (queue, client) = (unique("steps"), unique("c"));
