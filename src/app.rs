@@ -209,7 +209,7 @@ impl Application {
         let sockets_io = io.clone();
         let state = ApiState {
             broker: broker.clone(),
-            sockets: Arc::new(move || socket::connected_sockets(&sockets_io)),
+            sockets: Arc::new(move || socket::sockets_by_node(&sockets_io)),
             security: Arc::clone(&config.security),
         };
         let api = api::router(state, &config).layer(TimeoutLayer::with_status_code(

@@ -69,15 +69,24 @@ fn to_v6(ip: IpAddr) -> std::net::Ipv6Addr {
     }
 }
 
-/// Reads a relay's header off `stream` if it starts with one, within `limit`: the client's
-/// address it names, or `None` for a connection that does not start with a header (nothing
-/// is consumed then). A header without `secret`, or malformed, is an error: the connection
+/// The two addresses a relay's header names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    /// The client's.
+    pub client: SocketAddr,
+    /// The one the client connected to, on the relaying node.
+    pub entered_at: SocketAddr,
+}
+
+/// Reads a relay's header off `stream` if it starts with one, within `limit`: the addresses
+/// it names, or `None` for a connection that does not start with a header (nothing is
+/// consumed then). A header without `secret`, or malformed, is an error: the connection
 /// must be closed.
 pub async fn read(
     stream: &mut TcpStream,
     secret: &str,
     limit: Duration,
-) -> io::Result<Option<SocketAddr>> {
+) -> io::Result<Option<Relayed>> {
     tokio::time::timeout(limit, read_header(stream, secret))
         .await
         .unwrap_or_else(|_| {
@@ -88,7 +97,7 @@ pub async fn read(
         })
 }
 
-async fn read_header(stream: &mut TcpStream, secret: &str) -> io::Result<Option<SocketAddr>> {
+async fn read_header(stream: &mut TcpStream, secret: &str) -> io::Result<Option<Relayed>> {
     // Peek until the bytes differ from the signature or all sixteen fixed bytes are there.
     let mut fixed = [0u8; 16];
     loop {
@@ -117,21 +126,33 @@ async fn read_header(stream: &mut TcpStream, secret: &str) -> io::Result<Option<
     parse(fixed[13], &rest, secret).map(Some)
 }
 
-/// The client's address in a header's body (after the sixteen fixed bytes), if it carries
-/// `secret`.
-fn parse(family: u8, body: &[u8], secret: &str) -> io::Result<SocketAddr> {
-    let (client, tlvs) = match family {
+/// The addresses in a header's body (after the sixteen fixed bytes), if it carries `secret`.
+fn parse(family: u8, body: &[u8], secret: &str) -> io::Result<Relayed> {
+    let (relayed, tlvs) = match family {
         TCP4 if body.len() >= 12 => {
-            let ip: [u8; 4] = body[0..4].try_into().expect("four bytes");
-            let port = u16::from_be_bytes([body[8], body[9]]);
-            (SocketAddr::new(IpAddr::from(ip), port), &body[12..])
+            let ip = |at: usize| -> IpAddr {
+                let octets: [u8; 4] = body[at..at + 4].try_into().expect("four bytes");
+                IpAddr::from(octets)
+            };
+            let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
+            let relayed = Relayed {
+                client: SocketAddr::new(ip(0), port(8)),
+                entered_at: SocketAddr::new(ip(4), port(10)),
+            };
+            (relayed, &body[12..])
         }
         TCP6 if body.len() >= 36 => {
-            let ip: [u8; 16] = body[0..16].try_into().expect("sixteen bytes");
-            let ip = std::net::Ipv6Addr::from(ip);
-            let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
-            let port = u16::from_be_bytes([body[32], body[33]]);
-            (SocketAddr::new(ip, port), &body[36..])
+            let ip = |at: usize| -> IpAddr {
+                let octets: [u8; 16] = body[at..at + 16].try_into().expect("sixteen bytes");
+                let ip = std::net::Ipv6Addr::from(octets);
+                ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4)
+            };
+            let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
+            let relayed = Relayed {
+                client: SocketAddr::new(ip(0), port(32)),
+                entered_at: SocketAddr::new(ip(16), port(34)),
+            };
+            (relayed, &body[36..])
         }
         _ => return Err(invalid("a PROXY header without a TCP address")),
     };
@@ -142,7 +163,7 @@ fn parse(family: u8, body: &[u8], secret: &str) -> io::Result<SocketAddr> {
             .get(3..3 + length)
             .ok_or_else(|| invalid("a truncated PROXY TLV"))?;
         if tlvs[0] == SECRET_TLV && value == secret.as_bytes() {
-            return Ok(client);
+            return Ok(relayed);
         }
         tlvs = &tlvs[3 + length..];
     }
@@ -168,7 +189,8 @@ mod tests {
         let header = encode(client, local, "s3cret");
         assert_eq!(&header[..12], &SIGNATURE);
         let (family, rest) = body(&header);
-        assert_eq!(parse(family, rest, "s3cret").unwrap(), client);
+        let relayed = parse(family, rest, "s3cret").unwrap();
+        assert_eq!((relayed.client, relayed.entered_at), (client, local));
         assert!(parse(family, rest, "other").is_err());
         assert!(parse(family, &rest[..rest.len() - 1], "s3cret").is_err());
     }
@@ -180,7 +202,7 @@ mod tests {
         let header = encode(client, local, "k");
         let (family, rest) = body(&header);
         assert_eq!(family, TCP6);
-        assert_eq!(parse(family, rest, "k").unwrap(), client);
+        assert_eq!(parse(family, rest, "k").unwrap().client, client);
     }
 
     #[tokio::test]
@@ -205,7 +227,10 @@ mod tests {
         plain.read_exact(&mut first).await.unwrap();
         assert_eq!(&first, b"GET");
         assert_eq!(
-            read(&mut relayed, "k", limit).await.unwrap(),
+            read(&mut relayed, "k", limit)
+                .await
+                .unwrap()
+                .map(|r| r.client),
             Some("10.0.0.9:1".parse().unwrap())
         );
         let mut next = [0u8; 5];

@@ -14,7 +14,9 @@
 //!   is answered `429 too_many_connections` (the `refusal` router) and closed.
 //! - **`TCP_NODELAY`**, so that a short reply is not held back by Nagle's algorithm.
 //! - **`ConnectInfo<SocketAddr>`** in every request's extensions, as
-//!   `into_make_service_with_connect_info` put it, for handlers and the socket layer.
+//!   `into_make_service_with_connect_info` put it, for handlers and the socket layer, and
+//!   [`EnteredAt`], the address the client connected to (with Redis, a relaying
+//!   standby names both in a PROXY header: `crate::proxy_header`).
 //!
 //! Accept errors (EMFILE when the process is out of file descriptors, ...) neither end nor
 //! spin the loop: it logs them at most every few seconds and pauses briefly.
@@ -57,6 +59,12 @@ const MAX_REFUSING: usize = 256;
 
 /// The longest a refused connection is kept waiting for its request (then closed).
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The address a client's connection entered the deployment at: the relaying node's address
+/// it connected to, or this node's own. Every request carries it (like `ConnectInfo`), so
+/// that a socket knows which node it is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnteredAt(pub SocketAddr);
 
 /// What every connection of every listener shares.
 #[derive(Clone)]
@@ -130,6 +138,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let task = ConnectionTask {
             peer,
+            entered_at: stream.local_addr().unwrap_or(peer),
             stop: stop.clone(),
             _open: open_rx.clone(),
         };
@@ -143,8 +152,11 @@ pub async fn serve(
                     let mut task = task;
                     match proxy_header::read(&mut stream, &secret, connections.header_timeout).await
                     {
-                        Ok(client) => {
-                            task.peer = client.unwrap_or(task.peer);
+                        Ok(relayed) => {
+                            if let Some(relayed) = relayed {
+                                task.peer = relayed.client;
+                                task.entered_at = relayed.entered_at;
+                            }
                             admit(&connections, stream, task);
                         }
                         Err(err) => tracing::debug!(peer = %task.peer, error = %err,
@@ -253,6 +265,8 @@ struct Serving {
 /// One accepted connection's task.
 struct ConnectionTask {
     peer: SocketAddr,
+    /// The address the client connected to (a relay's, or this node's).
+    entered_at: SocketAddr,
     stop: watch::Receiver<bool>,
     /// Held until the connection is done (see [`serve`]).
     _open: watch::Receiver<()>,
@@ -264,11 +278,12 @@ impl ConnectionTask {
     where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let peer = self.peer;
+        let (peer, entered_at) = (self.peer, EnteredAt(self.entered_at));
         let service = serving
             .router
             .map_request(move |mut request: hyper::Request<Incoming>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
+                request.extensions_mut().insert(entered_at);
                 request
             });
         let mut builder = http1::Builder::new();

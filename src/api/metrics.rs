@@ -75,8 +75,8 @@ pub async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Respo
 /// Reads the broker's stats at each scrape.
 struct BrokerCollector {
     broker: Broker,
-    /// Counts connected sockets (the socket layer knows them, not the broker).
-    sockets: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Counts connected sockets by node (the socket layer knows them, not the broker).
+    sockets: Arc<dyn Fn() -> Vec<(String, usize)> + Send + Sync>,
 }
 
 impl fmt::Debug for BrokerCollector {
@@ -97,12 +97,24 @@ impl Collector for BrokerCollector {
             totals.stored_messages,
         )?;
         gauge(e, "queues", "Queues known.", totals.queues)?;
+        let by_node = (self.sockets)();
         gauge(
             e,
             "sockets_connected",
             "Connected socket.io sockets.",
-            (self.sockets)(),
+            by_node.iter().map(|(_, n)| n).sum::<usize>(),
         )?;
+        let mut family = e.encode_descriptor(
+            "sockets_connected_by_node",
+            "Connected socket.io sockets by the address their client connected to: this node's, \
+             or a standby's that relays them (with Redis).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, count) in &by_node {
+            let labels = [("node", node.as_str())];
+            ConstGauge::new(*count as i64).encode(family.encode_family(&labels)?)?;
+        }
         counters(e, &queues)?;
         let per_queue: [QueueGauge; 5] = [
             ("waiting", "Messages waiting for a first subscriber.", |q| {

@@ -41,8 +41,8 @@ pub use body::JsonBody;
 #[derive(Clone)]
 pub struct ApiState {
     pub broker: Broker,
-    /// Counts connected sockets, for `/metrics`.
-    pub sockets: std::sync::Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Counts connected sockets by the node they came through (an address), for `/metrics`.
+    pub sockets: std::sync::Arc<dyn Fn() -> Vec<(String, usize)> + Send + Sync>,
     /// API keys and the token secret (secured mode).
     pub security: std::sync::Arc<Security>,
 }

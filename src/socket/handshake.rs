@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+
+use crate::serve::EnteredAt;
 use axum::http::{HeaderValue, Request, Uri};
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::OnUpgrade;
@@ -60,6 +62,9 @@ pub fn compact(request: Request<Body>) -> Request<Body> {
     if let Some(peer) = parts.extensions.remove::<ConnectInfo<SocketAddr>>() {
         extensions.insert(peer);
     }
+    if let Some(entered_at) = parts.extensions.remove::<EnteredAt>() {
+        extensions.insert(entered_at);
+    }
     if let Some(upgrade) = parts.extensions.remove::<OnUpgrade>() {
         extensions.insert(upgrade);
     }
@@ -82,6 +87,7 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(EnteredAt(peer));
         request.extensions_mut().insert(42_u32);
         let before = (request.uri().clone(), request.headers().clone());
 
@@ -94,6 +100,7 @@ mod tests {
             extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
             Some(peer)
         );
+        assert_eq!(extensions.get::<EnteredAt>(), Some(&EnteredAt(peer)));
         assert_eq!(extensions.get::<u32>(), None);
     }
 

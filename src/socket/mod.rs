@@ -66,7 +66,7 @@ use context::consumer_id;
 use identity::Identity;
 pub use options::SocketOptions;
 use outbox::{LiveSockets, SocketOutbox, namespaces};
-pub use rooms::{connected_sockets, queue_room, room};
+pub use rooms::{connected_sockets, queue_room, room, sockets_by_node};
 
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;

@@ -25,3 +25,20 @@ pub fn queue_room(queue: &QueueName) -> String {
 pub fn connected_sockets(io: &socketioxide::SocketIo) -> usize {
     io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
 }
+
+/// How many sockets are connected through each node (the address their client connected to:
+/// this node's, or a relaying standby's; `crate::relay`), over every namespace, by address.
+pub fn sockets_by_node(io: &socketioxide::SocketIo) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for ns in io.nsps() {
+        for socket in ns.sockets() {
+            let node = socket
+                .req_parts()
+                .extensions
+                .get::<crate::serve::EnteredAt>()
+                .map_or_else(|| "unknown".to_owned(), |at| at.0.to_string());
+            *counts.entry(node).or_default() += 1;
+        }
+    }
+    counts.into_iter().collect()
+}

@@ -164,6 +164,18 @@ async fn a_message_published_through_one_node_reaches_a_subscriber_connected_thr
     assert_eq!(active.pending(&queue, &client).await, 1);
     socket.ack(&client, &id).await;
     assert_eq!(active.pending(&queue, &client).await, 0);
+    // The metrics, read through the other standby, say which node the socket is on.
+    let metrics = reqwest::get(format!("{}/metrics", publisher.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let on = format!(
+        "queuehub_sockets_connected_by_node{{node=\"{}\"}} 1",
+        listener.url.trim_start_matches("http://")
+    );
+    assert!(metrics.contains(&on), "{on} in:\n{metrics}");
 
     // What it missed, through a third way in (the active node itself).
     let id = publisher
