@@ -303,28 +303,36 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, redb::Erro
     serde_json::from_str(text).map_err(|e| redb::Error::Corrupted(format!("corrupt record: {e}")))
 }
 
+/// A table of `txn`, opened the first time it is asked for: opening one looks its definition
+/// up, and most commits touch five of the eight tables (a publish and its acks: the message,
+/// its payload, the inbox, the attempts and the counters).
+fn opened<'t, 's, K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &'t WriteTransaction,
+    slot: &'s mut Option<redb::Table<'t, K, V>>,
+    definition: TableDefinition<'static, K, V>,
+) -> Result<&'s mut redb::Table<'t, K, V>, redb::Error> {
+    if slot.is_none() {
+        *slot = Some(txn.open_table(definition)?);
+    }
+    Ok(slot.as_mut().expect("opened just now"))
+}
+
 fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
-    let mut meta = txn.open_table(META)?;
-    let mut payloads = txn.open_table(PAYLOADS)?;
-    let mut subscriptions = txn.open_table(SUBSCRIPTIONS)?;
-    let mut inbox = txn.open_table(INBOX)?;
-    let mut attempts = txn.open_table(ATTEMPTS)?;
-    let mut waiting = txn.open_table(WAITING)?;
-    let mut receipts = txn.open_table(RECEIPTS)?;
-    let mut counters = txn.open_table(COUNTERS)?;
+    let (mut meta, mut payloads, mut subscriptions, mut inbox) = (None, None, None, None);
+    let (mut attempts, mut waiting, mut receipts, mut counters) = (None, None, None, None);
     let mut inboxes = InboxWrites::default();
     // Attempt counts exist only for work-mode and ordered entries: most removals need not look.
-    let mut any_attempts = !attempts.is_empty()?;
+    let mut any_attempts: Option<bool> = None;
     for op in ops {
         match op {
             Op::PutMessage(message) => {
                 let seq = message.meta.seq;
-                meta.insert(seq, (to_json(&message.meta))?.as_str())?;
-                payloads.insert(seq, message.payload.as_str())?;
+                opened(txn, &mut meta, META)?.insert(seq, (to_json(&message.meta))?.as_str())?;
+                opened(txn, &mut payloads, PAYLOADS)?.insert(seq, message.payload.as_str())?;
             }
             Op::DeleteMessage(seq) => {
-                meta.remove(seq)?;
-                payloads.remove(seq)?;
+                opened(txn, &mut meta, META)?.remove(seq)?;
+                opened(txn, &mut payloads, PAYLOADS)?.remove(seq)?;
             }
             Op::PutSubscription {
                 client,
@@ -332,19 +340,26 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 record,
             } => {
                 let key = (client.as_str(), queue.as_str());
-                subscriptions.insert(key, (to_json(&record))?.as_str())?;
+                opened(txn, &mut subscriptions, SUBSCRIPTIONS)?
+                    .insert(key, (to_json(&record))?.as_str())?;
             }
             Op::DeleteSubscription { client, queue } => {
-                subscriptions.remove((client.as_str(), queue.as_str()))?;
+                opened(txn, &mut subscriptions, SUBSCRIPTIONS)?
+                    .remove((client.as_str(), queue.as_str()))?;
             }
             Op::AddToInbox { client, queue, seq } => {
-                inboxes.change(&inbox, client, queue, seq, true)?;
+                inboxes.change(opened(txn, &mut inbox, INBOX)?, client, queue, seq, true)?;
             }
             Op::RemoveFromInbox { client, queue, seq } => {
-                if any_attempts {
-                    attempts.remove((client.as_str(), queue.as_str(), seq))?;
+                let table = opened(txn, &mut attempts, ATTEMPTS)?;
+                let any = match any_attempts {
+                    Some(any) => any,
+                    None => *any_attempts.insert(!table.is_empty()?),
+                };
+                if any {
+                    table.remove((client.as_str(), queue.as_str(), seq))?;
                 }
-                inboxes.change(&inbox, client, queue, seq, false)?;
+                inboxes.change(opened(txn, &mut inbox, INBOX)?, client, queue, seq, false)?;
             }
             Op::SetAttempts {
                 client,
@@ -352,28 +367,33 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 seq,
                 attempts: n,
             } => {
-                any_attempts = true;
-                attempts.insert((client.as_str(), queue.as_str(), seq), n)?;
+                any_attempts = Some(true);
+                opened(txn, &mut attempts, ATTEMPTS)?
+                    .insert((client.as_str(), queue.as_str(), seq), n)?;
             }
             Op::AddWaiting { queue, seq } => {
-                waiting.insert((queue.as_str(), seq), ())?;
+                opened(txn, &mut waiting, WAITING)?.insert((queue.as_str(), seq), ())?;
             }
             Op::RemoveWaiting { queue, seq } => {
-                waiting.remove((queue.as_str(), seq))?;
+                opened(txn, &mut waiting, WAITING)?.remove((queue.as_str(), seq))?;
             }
             Op::PutReceipt(receipt) => {
                 let key = (receipt.queue.as_str(), receipt.id.as_str());
-                receipts.insert(key, (to_json(&receipt))?.as_str())?;
+                opened(txn, &mut receipts, RECEIPTS)?.insert(key, (to_json(&receipt))?.as_str())?;
             }
             Op::DeleteReceipt { queue, id } => {
-                receipts.remove((queue.as_str(), id.as_str()))?;
+                opened(txn, &mut receipts, RECEIPTS)?.remove((queue.as_str(), id.as_str()))?;
             }
             Op::PutCounters { queue, counters: c } => {
-                counters.insert(queue.as_str(), (to_json(&c))?.as_str())?;
+                opened(txn, &mut counters, COUNTERS)?
+                    .insert(queue.as_str(), (to_json(&c))?.as_str())?;
             }
         }
     }
-    inboxes.write(&mut inbox)
+    match inbox.as_mut() {
+        Some(table) => inboxes.write(table),
+        None => Ok(()),
+    }
 }
 
 /// A name in a key, as stored (see [`StoredName`]: rules added later do not apply).
