@@ -106,7 +106,7 @@ async fn open_store(
                 _ => unreachable!("matched above"),
             };
             let (active_tx, active) = watch::channel(None);
-            let (stop, relays) = relay_while_standing_by(config, bound, &active);
+            let (stop, relays) = relay_while_standing_by(bound, &active);
             let connected = RedisStore::connect_standing_by(target, config.redis_lease, &active_tx)
                 .await
                 .with_context(|| format!("cannot connect to {name}"));
@@ -131,12 +131,10 @@ async fn open_store(
 /// Starts relaying every listener of `bound` to the active node that `active` names, until
 /// the returned sender says stop; each task gives its listener back, in order.
 fn relay_while_standing_by(
-    config: &Config,
     bound: Bound,
     active: &watch::Receiver<Option<String>>,
 ) -> (watch::Sender<bool>, Vec<(Door, JoinHandle<TcpListener>)>) {
     let (stop, stopped) = watch::channel(false);
-    let peers = PeerLimit::new(config.max_connections_per_ip);
     let mut relays = Vec::new();
     let doors = (bound
         .http
@@ -159,7 +157,6 @@ fn relay_while_standing_by(
             door,
             index: *index,
             active: active.clone(),
-            peers: peers.clone(),
         };
         *index += 1;
         relays.push((door, tokio::spawn(relay.run(listener, stopped.clone()))));

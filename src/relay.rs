@@ -13,7 +13,8 @@
 //!
 //! HTTP connections start with a PROXY protocol header naming the client (`crate::proxy_header`)
 //! so that the active node counts each client under its own address (`--max-connections-per-ip`,
-//! `--max-requests-per-sec`); the relay applies `--max-connections-per-ip` on its own side too.
+//! `--max-requests-per-sec`), and a client over its limit gets the active node's answer (429
+//! `too_many_connections`) through the relay as it would directly; the relay counts nothing.
 //!
 //! When the active node goes away its relayed connections close with it; clients reconnect
 //! (socket.io clients do by themselves) and reach whichever node is active next. A standby that
@@ -26,8 +27,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-use crate::serve::PeerLimit;
 
 /// How long a relayed connection waits for an active node to be known (during a failover).
 const TARGET_WAIT: Duration = Duration::from_secs(5);
@@ -99,8 +98,6 @@ pub struct Relay {
     pub index: usize,
     /// The active node's advert, as the lease reads it (`None`: unknown right now).
     pub active: watch::Receiver<Option<String>>,
-    /// `--max-connections-per-ip`, counted on this node.
-    pub peers: PeerLimit,
 }
 
 impl Relay {
@@ -118,15 +115,11 @@ impl Relay {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let Some(slot) = relay.peers.admit(peer.ip()) else {
-                continue; // over its address's limit: closed
-            };
             let relay = Arc::clone(&relay);
             tokio::spawn(async move {
                 if let Err(err) = relay.pass(client, peer).await {
                     tracing::debug!(%peer, error = %err, "relayed connection ended");
                 }
-                drop(slot);
             });
         }
         listener

@@ -222,8 +222,11 @@ async fn relayed_clients_count_under_their_own_address_and_forged_relay_headers_
         return;
     }
     let redis = RedisServer::start(DURABLE);
-    let active = start_node_with_lease_and(&redis, LEASE_MS, &["--max-connections-per-ip", "1"]);
-    let standby = start_standby(&redis, LEASE_MS, &[]);
+    // Both nodes with the limit, as a deployment sets every node alike: the relay counts
+    // nothing, so a client over it gets the active node's 429 through the relay.
+    let limit = ["--max-connections-per-ip", "1"];
+    let active = start_node_with_lease_and(&redis, LEASE_MS, &limit);
+    let standby = start_standby(&redis, LEASE_MS, &limit);
 
     // Two clients on two loopback addresses, both through the standby (one address to the
     // active node): each has its own place.
