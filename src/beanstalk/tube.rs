@@ -6,27 +6,70 @@
 //! can contain, so the mapping goes both ways without narrowing what a tube may be called.
 //! A queue whose name is no tube name (it has a space, say) is not reachable as a tube.
 
+use std::cell::RefCell;
+
 use super::protocol::Tube;
+use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 
 /// What a tube's `/` is in its queue's name.
 pub const SLASH: char = '\u{2215}';
 
+/// Tubes whose names each thread keeps mapped at most; past it the cache starts over (a client
+/// may name any number of tubes, a worker names a few, over and over).
+const CACHED: usize = 256;
+
+thread_local! {
+    /// Tube → its queue and client, and queue → its tube: every command maps its tube, most
+    /// more than once, and building the names anew (a copy, then the name rules) was a quarter
+    /// of a job's instructions through the door.
+    static NAMES: RefCell<FastMap<Tube, (QueueName, ClientId)>> = RefCell::default();
+    static TUBES: RefCell<FastMap<QueueName, Option<Tube>>> = RefCell::default();
+}
+
+/// The queue and client of `tube`, from the cache or built (and cached).
+fn names(tube: &Tube) -> (QueueName, ClientId) {
+    NAMES.with(|cache| {
+        if let Some(names) = cache.borrow().get(tube) {
+            return names.clone();
+        }
+        let queue = QueueName::parse_tube_name(tube.as_str().replace('/', &SLASH.to_string()))
+            .expect("a tube name with its '/' replaced is a valid queue name");
+        let client = ClientId::parse_tube_name(queue.as_str())
+            .expect("a tube's queue name is a valid client id");
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        cache.insert(tube.clone(), (queue.clone(), client.clone()));
+        (queue, client)
+    })
+}
+
 /// The queue of `tube`.
 pub fn queue(tube: &Tube) -> QueueName {
-    QueueName::parse_tube_name(tube.as_str().replace('/', &SLASH.to_string()))
-        .expect("a tube name with its '/' replaced is a valid queue name")
+    names(tube).0
 }
 
 /// The client whose work-mode workers reserve from `tube`.
 pub fn client(tube: &Tube) -> ClientId {
-    ClientId::parse_tube_name(queue(tube).as_str())
-        .expect("a tube's queue name is a valid client id")
+    names(tube).1
 }
 
 /// The tube of `queue`, if its name is a tube name.
 pub fn of_queue(queue: &QueueName) -> Option<Tube> {
-    Tube::parse(queue.as_str().replace(SLASH, "/").as_bytes())
+    TUBES.with(|cache| {
+        if let Some(tube) = cache.borrow().get(queue) {
+            return tube.clone();
+        }
+        let tube = Tube::parse(queue.as_str().replace(SLASH, "/").as_bytes());
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        cache.insert(queue.clone(), tube.clone());
+        tube
+    })
 }
 
 #[cfg(test)]
@@ -47,6 +90,10 @@ mod tests {
             let tube = Tube::parse(name.as_bytes()).unwrap();
             let queue = queue(&tube);
             assert!(!queue.as_str().contains('/'));
+            assert_eq!(client(&tube).as_str(), queue.as_str());
+            assert_eq!(of_queue(&queue), Some(tube.clone()), "{name}");
+            // Again, from the caches.
+            assert_eq!(super::queue(&tube), queue);
             assert_eq!(client(&tube).as_str(), queue.as_str());
             assert_eq!(of_queue(&queue), Some(tube), "{name}");
         }
