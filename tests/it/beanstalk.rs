@@ -99,6 +99,17 @@ impl Beanstalk {
         self.line().await
     }
 
+    /// `stats`: the YAML text of its reply.
+    async fn stats(&mut self) -> String {
+        let reply = self.command("stats").await;
+        let bytes = reply
+            .strip_prefix("OK ")
+            .expect("OK <bytes>")
+            .parse()
+            .expect("bytes");
+        String::from_utf8(self.data(bytes).await).expect("YAML is text")
+    }
+
     /// Puts a job; returns its id.
     async fn put(&mut self, priority: u32, delay: u32, ttr: u32, body: &[u8]) -> u64 {
         let mut command = format!("put {priority} {delay} {ttr} {}\r\n", body.len()).into_bytes();
@@ -566,9 +577,7 @@ async fn sigusr1_puts_the_door_in_drain_mode_as_beanstalkd_does() {
     // A put is read whole and refused; the connection goes on.
     client.send(b"put 0 0 60 5\r\nafter\r\n").await;
     assert_eq!(client.line().await, "DRAINING");
-    let reply = client.command("stats").await;
-    let bytes: usize = reply.strip_prefix("OK ").unwrap().parse().unwrap();
-    let body = String::from_utf8(client.data(bytes).await).unwrap();
+    let body = client.stats().await;
     assert!(body.contains("draining: true"), "{body}");
     // Everything but put works on: the job put before is reserved and deleted.
     assert_eq!(client.reserve(0).await, Ok((before, b"before".to_vec())));
@@ -610,8 +619,6 @@ async fn the_largest_job_is_set_as_beanstalkd_sets_it_with_z() {
         "USING default",
         "its bytes were skipped"
     );
-    let reply = client.command("stats").await;
-    let bytes: usize = reply.strip_prefix("OK ").unwrap().parse().unwrap();
-    let body = String::from_utf8(client.data(bytes).await).unwrap();
+    let body = client.stats().await;
     assert!(body.contains("max-job-size: 10\n"), "{body}");
 }
