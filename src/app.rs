@@ -99,33 +99,40 @@ async fn open_store(
             bound,
         ),
         Storage::Memory => (Arc::new(MemoryStore::new()), None, bound),
-        Storage::Redis(_) | Storage::RedisCluster(_) => {
-            let (target, name) = match &config.storage {
-                Storage::RedisCluster(seeds) => (Target::Cluster(seeds), "the Redis Cluster"),
-                Storage::Redis(url) => (Target::Server(url), "Redis"),
-                _ => unreachable!("matched above"),
-            };
-            let (active_tx, active) = watch::channel(None);
-            let (stop, relays) = relay_while_standing_by(bound, &active);
-            let connected = RedisStore::connect_standing_by(target, config.redis_lease, &active_tx)
-                .await
-                .with_context(|| format!("cannot connect to {name}"));
-            let _ = stop.send(true);
-            let mut bound = Bound {
-                http: Vec::new(),
-                beanstalk: Vec::new(),
-            };
-            for (door, relay) in relays {
-                let listener = relay.await.context("a relay task failed")?;
-                match door {
-                    Door::Http => bound.http.push(listener),
-                    Door::Beanstalk => bound.beanstalk.push(listener),
-                }
-            }
-            let redis = Arc::new(connected?);
-            (Arc::clone(&redis) as Arc<dyn Store>, Some(redis), bound)
+        Storage::Redis(url) => open_redis(config, bound, Target::Server(url), "Redis").await?,
+        Storage::RedisCluster(seeds) => {
+            open_redis(config, bound, Target::Cluster(seeds), "the Redis Cluster").await?
         }
     })
+}
+
+/// Connects to Redis (`name` in errors) and waits until this node holds the lease, relaying
+/// the connections `bound` accepts to the active node meanwhile; gives the listeners back.
+async fn open_redis(
+    config: &Config,
+    bound: Bound,
+    target: Target<'_>,
+    name: &str,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<RedisStore>>, Bound)> {
+    let (active_tx, active) = watch::channel(None);
+    let (stop, relays) = relay_while_standing_by(bound, &active);
+    let connected = RedisStore::connect_standing_by(target, config.redis_lease, &active_tx)
+        .await
+        .with_context(|| format!("cannot connect to {name}"));
+    let _ = stop.send(true);
+    let mut bound = Bound {
+        http: Vec::new(),
+        beanstalk: Vec::new(),
+    };
+    for (door, relay) in relays {
+        let listener = relay.await.context("a relay task failed")?;
+        match door {
+            Door::Http => bound.http.push(listener),
+            Door::Beanstalk => bound.beanstalk.push(listener),
+        }
+    }
+    let redis = Arc::new(connected?);
+    Ok((Arc::clone(&redis) as Arc<dyn Store>, Some(redis), bound))
 }
 
 /// Starts relaying every listener of `bound` to the active node that `active` names, until
@@ -226,10 +233,15 @@ impl Application {
         );
         let addresses = local_addresses(&bound.http)?;
         let beanstalk_addresses = local_addresses(&bound.beanstalk)?;
-        // With Redis, standbys relay their clients here (see `crate::relay`).
-        let advert = redis.as_ref().map(|_| {
-            let secret = uuid::Uuid::new_v4().simple().to_string();
-            connections = connections.clone().accepting_relays(&secret);
+        // With Redis, standbys relay their clients here (see `crate::relay`), naming each in a
+        // header that carries this secret.
+        let relay_secret = redis
+            .is_some()
+            .then(|| uuid::Uuid::new_v4().simple().to_string());
+        if let Some(secret) = &relay_secret {
+            connections = connections.accepting_relays(secret);
+        }
+        let advert = relay_secret.map(|secret| {
             let host = relay::advertised_host(config.advertise_host.as_deref());
             Advert::new(&addresses, &beanstalk_addresses, &host, &secret).to_text()
         });
