@@ -68,14 +68,24 @@ fn check_name(what: &'static str, raw: &str) -> Result<(), Error> {
 fn check_name_up_to(what: &'static str, raw: &str, limit: usize) -> Result<(), Error> {
     // Most names are short ASCII: one pass over the bytes settles them (this runs for every
     // name of every event). Anything it does not accept gets the full checks and their message.
-    if raw.len() <= limit
+    if plain_ascii_name(raw, limit) {
+        return Ok(());
+    }
+    check_name_fully(what, raw, limit)
+}
+
+/// Whether `raw` is a name by a check of its bytes alone: printable ASCII and spaces, not only
+/// spaces, no `/`, at most `limit` long. Every name it accepts passes [`check_name_fully`].
+fn plain_ascii_name(raw: &str, limit: usize) -> bool {
+    raw.len() <= limit
         && raw
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'/' || b == b' ')
         && raw.bytes().any(|b| b != b' ')
-    {
-        return Ok(());
-    }
+}
+
+/// Every rule of a name, one by one, each with its own message.
+fn check_name_fully(what: &'static str, raw: &str, limit: usize) -> Result<(), Error> {
     let chars = raw.chars().count();
     if chars == 0 {
         return Err(Error::invalid_name(format!("{what} must not be empty")));
@@ -301,6 +311,35 @@ impl MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_check_accepts_only_names_the_full_rules_accept() {
+        let mut samples = vec![
+            String::new(),
+            " ".repeat(3),
+            "a".repeat(128),
+            "a".repeat(129),
+        ];
+        for b in 0u8..=127 {
+            let c = char::from(b);
+            samples.extend([
+                c.to_string(),
+                format!("a{c}b"),
+                format!("{c}{c}"),
+                format!(" {c} "),
+            ]);
+        }
+        for raw in samples {
+            if plain_ascii_name(&raw, MAX_NAME_CHARS) {
+                assert!(
+                    check_name_fully("name", &raw, MAX_NAME_CHARS).is_ok(),
+                    "{raw:?} passes the byte check but not the rules"
+                );
+            }
+        }
+        assert!(plain_ascii_name("orders-1 a_b", MAX_NAME_CHARS));
+        assert!(!plain_ascii_name("a/b", MAX_NAME_CHARS) && !plain_ascii_name("a\tb", 128));
+    }
 
     #[test]
     fn names_from_tubes_may_be_longer_than_names_from_clients() {

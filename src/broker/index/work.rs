@@ -726,6 +726,15 @@ mod tests {
         );
     }
 
+    /// The seqs in `client`'s inbox on `queue`, in order.
+    fn inbox_seqs(state: &Index, client: &ClientId, queue: &QueueName) -> Vec<u64> {
+        state.queues[queue].subscribers[client]
+            .inbox
+            .keys()
+            .copied()
+            .collect()
+    }
+
     fn pooled_seqs(dispatched: &Dispatched) -> Vec<u64> {
         dispatched.pooled.iter().map(|(seq, _)| *seq).collect()
     }
@@ -746,11 +755,7 @@ mod tests {
         for _ in 0..POOL + 4 {
             publish(&mut state, &queue, 0);
         }
-        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
-            .inbox
-            .keys()
-            .copied()
-            .collect();
+        let seqs = inbox_seqs(&state, &client, &queue);
         let mut ops = Vec::new();
         let first = state.dispatch(&client, &queue, 0, &mut ops);
         assert_eq!(first.assigned.len(), 1, "one worker, prefetch 1");
@@ -825,11 +830,7 @@ mod tests {
         for _ in 0..2 * POOL + 1 {
             publish(&mut state, &queue, 0);
         }
-        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
-            .inbox
-            .keys()
-            .copied()
-            .collect();
+        let seqs = inbox_seqs(&state, &client, &queue);
         let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
         assert_eq!(pooled_seqs(&first), seqs[1..=POOL]);
         // Half of the pool is acked before it was sent (it leaves the pool with the inbox).
@@ -857,11 +858,7 @@ mod tests {
         for _ in 0..4 {
             publish(&mut state, &queue, 0);
         }
-        let seqs: Vec<u64> = state.queues[&queue].subscribers[&client]
-            .inbox
-            .keys()
-            .copied()
-            .collect();
+        let seqs = inbox_seqs(&state, &client, &queue);
         let payload = |seq: u64| Arc::new(json!({ "seq": seq }));
         for &seq in &seqs[..3] {
             state.keep_payload(seq, &payload(seq), 10);

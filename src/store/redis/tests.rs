@@ -19,6 +19,14 @@ async fn connect(url: &str) -> RedisStore {
         .expect("connects to Redis")
 }
 
+/// [`connect`] to the Redis Cluster of `seeds`.
+async fn connect_cluster(seeds: &[String]) -> RedisStore {
+    let active = tokio::sync::watch::channel(None).0;
+    RedisStore::connect_standing_by(Target::Cluster(seeds), Duration::from_millis(300), &active)
+        .await
+        .expect("connects to the cluster")
+}
+
 #[tokio::test]
 async fn redis_store_meets_the_contract() {
     if !redis_available() {
@@ -206,14 +214,7 @@ async fn on_a_redis_cluster_the_store_meets_the_contract_and_survives_kill_9_of_
     }
     let mut cluster = RedisCluster::start(DURABLE);
     let seeds = cluster.urls();
-    let active = tokio::sync::watch::channel(None).0;
-    let store = RedisStore::connect_standing_by(
-        Target::Cluster(&seeds),
-        Duration::from_millis(300),
-        &active,
-    )
-    .await
-    .expect("connects to the cluster");
+    let store = connect_cluster(&seeds).await;
     conformance::check(&store).await;
 
     store
@@ -232,13 +233,7 @@ async fn on_a_redis_cluster_the_store_meets_the_contract_and_survives_kill_9_of_
     assert!(exists);
     drop(direct);
     cluster.kill_9_and_restart();
-    let store = RedisStore::connect_standing_by(
-        Target::Cluster(&seeds),
-        Duration::from_millis(300),
-        &active,
-    )
-    .await
-    .expect("connects again");
+    let store = connect_cluster(&seeds).await;
     let messages = store.load().await.unwrap().messages;
     assert!(
         messages.iter().any(|m| m.seq == 987_654),
