@@ -4,6 +4,7 @@
 
 pub mod catchup;
 pub mod idle;
+mod pace;
 pub mod publish;
 pub mod work;
 
@@ -17,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use crate::events::{self, EVENT, Mark};
 use crate::http::HttpConn;
@@ -26,6 +27,7 @@ use crate::protocol::Packet;
 use crate::socket::Socket;
 use crate::tally::{self, Sent, Tally};
 use crate::target::Target;
+use pace::Requests;
 
 /// One scenario's run: where, its clock, its time limit and its names.
 pub struct Run {
@@ -259,8 +261,17 @@ pub struct Published {
 
 /// Publishes `load` over HTTP before the run's deadline; see [`Load`].
 pub async fn publish(run: &Run, load: &Load) -> Published {
-    let next = Arc::new(AtomicU64::new(0));
     let began = Instant::now();
+    let per_request = load.batch.unwrap_or(1).max(1) as u64;
+    let requests = Arc::new(match load.rate {
+        Some(rate) => Requests::open(
+            began,
+            Duration::from_secs_f64(per_request as f64 / rate),
+            load.total.div_ceil(per_request),
+            run.deadline,
+        ),
+        None => Requests::closed(),
+    });
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..load.concurrency.max(1) {
         let worker = Publisher {
@@ -269,7 +280,7 @@ pub async fn publish(run: &Run, load: &Load) -> Published {
             start: run.start,
             began,
             deadline: run.deadline,
-            next: next.clone(),
+            requests: requests.clone(),
         };
         workers.spawn(worker.run());
     }
@@ -298,7 +309,7 @@ struct Publisher {
     start: Instant,
     began: Instant,
     deadline: Instant,
-    next: Arc<AtomicU64>,
+    requests: Arc<Requests>,
 }
 
 impl Publisher {
@@ -314,17 +325,18 @@ impl Publisher {
         };
         let mut conn: Option<HttpConn> = None;
         loop {
-            let first = self.next.fetch_add(1, Ordering::Relaxed) * per_request;
+            let Some(request) = self.requests.next(self.deadline).await else {
+                break;
+            };
+            let first = request * per_request;
             if first >= load.total {
                 break;
             }
             let numbers = first..(first + per_request).min(load.total);
+            // Released by the schedule (see `pace`): its latency counts from the schedule.
             let scheduled = load
                 .rate
                 .map(|rate| self.began + Duration::from_secs_f64(first as f64 / rate));
-            if let Some(at) = scheduled {
-                sleep_until(at.min(self.deadline)).await;
-            }
             if Instant::now() >= self.deadline {
                 break;
             }
