@@ -24,10 +24,9 @@ use super::incoming;
 use super::lane::{Lane, Pushed};
 use super::live::Live;
 use super::options::SocketOptions;
-use super::outbox::LiveSockets;
 use super::rate::RateLimit;
+use super::registry::LiveSockets;
 use super::reply::{AckHandle, Replies, Reply};
-use super::rooms::room;
 use crate::broker::{ActivityKind, Broker};
 use crate::error::{Code, Error};
 use crate::json::StrictJson;
@@ -221,22 +220,18 @@ pub fn start(
 ) {
     let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
-    // Registered before the socket joins any room, so that no live push passes it by.
-    sockets.insert(
-        consumer_id(&socket),
-        Live::new(socket.clone(), broker.clone(), dialect.clone()),
-    );
+    // Registered before it joins any subscription, so that no live push passes it by.
+    sockets.insert(Live::new(socket.clone(), broker.clone(), dialect.clone()));
     let client = connect_client(&socket, auth, &identity);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
     // A socket that names its client at connect is one of that client's sockets: it receives
     // the live pushes of the client's existing subscriptions without subscribing again.
     if let Some(client) = &client {
-        let rooms: Vec<String> = broker
-            .subscriptions(client)
-            .iter()
-            .map(|queue| room(client, queue))
-            .collect();
-        socket.join(rooms);
+        let keys = broker.subscriptions(client).into_iter();
+        sockets.join(
+            &consumer_id(&socket),
+            keys.map(|queue| (client.clone(), queue)),
+        );
         broker.repush_heads(client, None);
     }
 
@@ -255,6 +250,7 @@ pub fn start(
         identity,
         acted_for,
         catch_ups: Lane::new(CATCH_UP_QUEUE),
+        sockets: sockets.clone(),
     });
     let _ = inlet.session.set(Arc::downgrade(&session));
     // The disconnect handler holds the session while the socket is connected (socketioxide

@@ -14,6 +14,8 @@ use socketioxide::extract::SocketRef;
 
 use super::identity::Identity;
 use super::lane::Lane;
+pub use super::live::consumer_id;
+use super::registry::{Key, LiveSockets};
 use super::reply::Reply;
 use crate::broker::{Broker, CatchUp};
 use crate::compat::Dialect;
@@ -40,12 +42,24 @@ pub struct Session {
     pub acted_for: Arc<Mutex<BTreeSet<ClientId>>>,
     /// The `getAll`s waiting behind the one that streams (see `events/get_all.rs`).
     pub catch_ups: Lane<Box<CatchUpJob>>,
+    /// Which sockets receive which subscriptions' live pushes.
+    pub sockets: LiveSockets,
 }
 
 impl Session {
     /// How the broker names this socket as a work-mode worker.
     pub fn consumer_id(&self) -> String {
         consumer_id(&self.socket)
+    }
+
+    /// This socket receives the live pushes of `keys` from now on.
+    pub fn join(&self, keys: impl IntoIterator<Item = Key>) {
+        self.sockets.join(&self.consumer_id(), keys);
+    }
+
+    /// This socket no longer receives the live pushes of `keys`.
+    pub fn leave(&self, keys: &[Key]) {
+        self.sockets.leave(&self.consumer_id(), keys);
     }
 
     /// The event's `clientId`, else the one given at connect.
@@ -62,15 +76,4 @@ pub fn parse<T: DeserializeOwned>(data: Value) -> Result<T, Error> {
         ));
     }
     serde_json::from_value(data).map_err(|e| from_json_error(&e))
-}
-
-/// A socket's worker name: its id and its namespace (see `SocketOutbox::deliver_to`).
-pub fn consumer_id(socket: &SocketRef) -> String {
-    // Built by hand: it is built for every delivery, and `format!` costs several times more.
-    let (id, ns) = (socket.id.as_str(), socket.ns());
-    let mut name = String::with_capacity(id.len() + 1 + ns.len());
-    name.push_str(id);
-    name.push(' ');
-    name.push_str(ns);
-    name
 }

@@ -27,7 +27,6 @@ use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
-use super::context::consumer_id;
 use super::envelope::{Dressed, ack_sent, dress, sent_by};
 use super::reply::emit_paced;
 use crate::broker::{Broker, Delivery, Envelope};
@@ -46,6 +45,8 @@ type Key = (ClientId, QueueName);
 /// socket's resume task.
 pub struct Live {
     socket: SocketRef<LocalAdapter>,
+    /// How the broker names this socket as a worker ([`consumer_id`]).
+    consumer: String,
     broker: Broker,
     dialect: Option<Arc<Dialect>>,
     // std Mutex: held for a few map updates and one non-blocking emit, never across an await.
@@ -115,11 +116,22 @@ impl Live {
         dialect: Option<Arc<Dialect>>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            consumer: consumer_id(&socket),
             socket,
             broker,
             dialect,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// How the broker names this socket as a worker.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// The lab dialect of this socket's namespace, if any.
+    pub fn dialect(&self) -> Option<&Dialect> {
+        self.dialect.as_deref()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -286,9 +298,8 @@ impl Live {
             if page.is_empty() {
                 return Ok(true);
             }
-            let consumer = consumer_id(&self.socket);
             for envelope in &page {
-                if sent_by(envelope, &consumer) {
+                if sent_by(envelope, &self.consumer) {
                     continue;
                 }
                 self.emit(envelope).await?;
@@ -298,6 +309,18 @@ impl Live {
             }
         }
     }
+}
+
+/// How the broker names a socket as a worker, and what a message published over that
+/// socket records as its sender: `"{sid} {namespace}"`.
+pub fn consumer_id(socket: &SocketRef) -> String {
+    // Built by hand: it is built for every delivery, and `format!` costs several times more.
+    let (id, ns) = (socket.id.as_str(), socket.ns());
+    let mut name = String::with_capacity(id.len() + 1 + ns.len());
+    name.push_str(id);
+    name.push(' ');
+    name.push_str(ns);
+    name
 }
 
 /// The resume task of one socket: runs while anything waits for it, and ends when nothing

@@ -12,7 +12,8 @@
 //! - leaves that import nothing above them: [`reply`] (answers, paced emits), [`rooms`],
 //!   [`envelope`] (what a socket receives of a message), [`lane`], [`rate`], [`identity`].
 //!
-//! Beside them, [`outbox`] and [`live`] deliver committed messages to sockets.
+//! Beside them, [`outbox`] and [`live`] deliver committed messages to sockets, found in
+//! [`registry`].
 //!
 //! Ordering: socketioxide runs each event handler as its own task, so two events of one
 //! socket could otherwise be handled out of order. Each socket's one socket.io handler
@@ -27,9 +28,9 @@
 //! names and fields are translated into queuehub's, lab events publish, and envelopes are
 //! dressed for lab code.
 //!
-//! Live delivery: a socket that subscribes as client `C` to queue `Q` joins the room
-//! [`room`]`(C, Q)`; the broker's fan-out hands each committed message to every socket in
-//! that room ([`SocketOutbox`]), through the socket's [`live::Live`]. That never waits: a
+//! Live delivery: a socket that subscribes as client `C` to queue `Q` joins `(C, Q)` in the
+//! [`registry`]; the broker's fan-out hands each committed message to every socket that
+//! joined its client and queue ([`SocketOutbox`]), through the socket's [`live::Live`]. That never waits: a
 //! socket whose buffer is full resumes from its inbox, in order, as soon as it drains.
 
 #[cfg(test)]
@@ -49,6 +50,7 @@ mod live;
 mod options;
 mod outbox;
 mod rate;
+mod registry;
 mod reply;
 mod rooms;
 
@@ -65,8 +67,9 @@ pub use connections::ConnectionLimit;
 use context::consumer_id;
 use identity::Identity;
 pub use options::SocketOptions;
-use outbox::{LiveSockets, SocketOutbox, namespaces};
-pub use rooms::{connected_sockets, queue_room, room, sockets_by_node};
+use outbox::{SocketOutbox, namespaces};
+use registry::LiveSockets;
+pub use rooms::{connected_sockets, queue_room, sockets_by_node};
 
 /// Packets a socket may have waiting to be written before emits to it fail.
 const SOCKET_BUFFER: usize = 1024;
@@ -162,7 +165,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
         };
         io.ns(namespace.path.clone(), connect.with(authenticate));
     }
-    broker.set_outbox(Arc::new(SocketOutbox::new(io.clone(), namespaces, sockets)));
+    broker.set_outbox(Arc::new(SocketOutbox::new(sockets)));
     let dashboard = dashboard::start(&io, broker, security);
     SocketApi {
         layer: handshake::in_front_of(layer),

@@ -1,20 +1,17 @@
 //! Live delivery: [`SocketOutbox`], the broker's [`Outbox`], hands each committed message to
-//! the sockets in the room of its client and queue, in every namespace queuehub serves,
-//! through each socket's [`Live`] push ([`LiveSockets`]), and sends work-mode assignments to
-//! the one worker socket they are for.
+//! the sockets that receive its client's messages from its queue, in every namespace
+//! queuehub serves, through each socket's [`Live`] push (found in [`LiveSockets`]), and sends
+//! work-mode assignments to the one worker socket they are for.
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use socketioxide::SocketIo;
 
-use super::context::consumer_id;
 use super::envelope::{Dressed, Rendered, dress, sent_by};
 use super::live::Live;
-use super::rooms::room;
+use super::registry::LiveSockets;
 use crate::broker::{Delivery, Envelope, Outbox};
 use crate::compat::Dialect;
-use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 
 /// A namespace queuehub serves, and the lab dialect it speaks, if any.
@@ -42,47 +39,22 @@ pub(super) fn namespaces(dialect: Option<&Arc<Dialect>>) -> Vec<Namespace> {
     namespaces
 }
 
-/// The live push of every connected socket, by worker name (`"{sid} {namespace}"`).
-#[derive(Clone, Default)]
-pub struct LiveSockets(Arc<Mutex<FastMap<String, Arc<Live>>>>);
-
-impl LiveSockets {
-    // std Mutex: map lookups and updates only, never across an await.
-    fn get(&self, consumer: &str) -> Option<Arc<Live>> {
-        self.0.lock().ok()?.get(consumer).cloned()
-    }
-
-    pub(crate) fn insert(&self, consumer: String, live: Arc<Live>) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert(consumer, live);
-        }
-    }
-
-    pub(crate) fn remove(&self, consumer: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(consumer);
-        }
-    }
-}
-
-/// Delivers committed messages to the sockets in the rooms of their clients, in every
-/// namespace.
+/// Delivers committed messages to the sockets that receive them, in every namespace.
 pub struct SocketOutbox {
-    pub(super) io: SocketIo,
-    pub(super) namespaces: Vec<Namespace>,
     pub(super) sockets: LiveSockets,
     /// The shared text of the message being fanned out (see [`Rendered`]): its deliveries come
     /// one after another, one per subscriber.
     pub(super) rendered: Mutex<Option<Rendered>>,
+    /// The sockets of the delivery being made (kept, so that a delivery allocates nothing).
+    receivers: Mutex<Vec<Arc<Live>>>,
 }
 
 impl SocketOutbox {
-    pub(super) fn new(io: SocketIo, namespaces: Vec<Namespace>, sockets: LiveSockets) -> Self {
+    pub(super) fn new(sockets: LiveSockets) -> Self {
         Self {
-            io,
-            namespaces,
             sockets,
             rendered: Mutex::new(None),
+            receivers: Mutex::new(Vec::new()),
         }
     }
 
@@ -107,50 +79,35 @@ impl SocketOutbox {
 impl Outbox for SocketOutbox {
     async fn deliver(&self, delivery: Delivery) {
         let envelope = &delivery.envelope;
-        let room = room(&envelope.client_id, &envelope.queue);
-        for namespace in &self.namespaces {
-            let Some(operators) = self.io.of(&namespace.path) else {
+        // std Mutex: only the fan-out delivers, one message at a time; never across an await.
+        let mut receivers = self.receivers.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (envelope.client_id.clone(), envelope.queue.clone());
+        self.sockets.subscribers(&key, &mut receivers);
+        // The envelope as plain namespaces show it, and as the lab dialect's do (there is at
+        // most one dialect): each made once, for the first socket that needs it.
+        let (mut plain, mut lab): (Option<Dressed>, Option<Dressed>) = (None, None);
+        let mut auto_acked = None;
+        for live in receivers.drain(..) {
+            if sent_by(envelope, live.consumer()) {
+                continue;
+            }
+            let Some(dialect) = live.dialect() else {
+                live.push(&delivery, plain.get_or_insert_with(|| self.own(envelope)));
                 continue;
             };
-            let sockets = operators.within(room.clone()).sockets();
-            if sockets.is_empty() {
-                continue;
+            let dressed = lab.get_or_insert_with(|| dress(Some(dialect), envelope));
+            if live.push(&delivery, dressed) && dialect.auto_ack {
+                auto_acked = Some(live);
             }
-            let dressed = match namespace.dialect.as_deref() {
-                None => self.own(envelope),
-                dialect => dress(dialect, envelope),
-            };
-            let auto_ack = namespace.dialect.as_ref().is_some_and(|d| d.auto_ack);
-            let mut sent_to = None;
-            for socket in sockets {
-                let consumer = consumer_id(&socket);
-                if sent_by(envelope, &consumer) {
-                    continue;
-                }
-                let Some(live) = self.sockets.get(&consumer) else {
-                    continue; // still connecting: it reads its inbox with getAll
-                };
-                if live.push(&delivery, &dressed) {
-                    sent_to = Some(live);
-                }
-            }
-            // Every other socket of the client got it: it counts as received, once.
-            if auto_ack && let Some(live) = sent_to {
-                live.ack_sent(envelope);
-            }
+        }
+        // Every other socket of the client got it: it counts as received, once.
+        if let Some(live) = auto_acked {
+            live.ack_sent(envelope);
         }
     }
 
     async fn subscription_ended(&self, client: &ClientId, queue: &QueueName) {
-        let room = room(client, queue);
-        for namespace in &self.namespaces {
-            let Some(operators) = self.io.of(&namespace.path) else {
-                continue;
-            };
-            if let Err(err) = operators.within(room.clone()).leave(room.clone()).await {
-                tracing::warn!(error = %err, "could not remove sockets from an ended subscription");
-            }
-        }
+        self.sockets.end(&(client.clone(), queue.clone()));
     }
 
     fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool {
@@ -164,11 +121,6 @@ impl Outbox for SocketOutbox {
     }
 
     fn connected(&self, client: &ClientId, queue: &QueueName) -> usize {
-        let room = room(client, queue);
-        self.namespaces
-            .iter()
-            .filter_map(|n| self.io.of(&n.path))
-            .map(|operators| operators.within(room.clone()).sockets().len())
-            .sum()
+        self.sockets.count(&(client.clone(), queue.clone()))
     }
 }

@@ -1,19 +1,8 @@
-//! The rooms a socket joins: one per (client, queue) for the client's messages, and one per
-//! queue for a preset's relays (names cannot contain control characters, so the NUL separator
-//! cannot be forged); and how many sockets are connected.
+//! The socket.io rooms a socket joins: one per queue, where a preset's relays go (which
+//! sockets receive which client's messages is `registry`'s, not a room's); and how many
+//! sockets are connected.
 
-use crate::names::{ClientId, QueueName};
-
-/// The room of the sockets that receive `client`'s messages from `queue`.
-pub fn room(client: &ClientId, queue: &QueueName) -> String {
-    // Built by hand: it is built for every delivery, and `format!` costs ten times more.
-    let (queue, client) = (queue.as_str(), client.as_str());
-    let mut room = String::with_capacity(queue.len() + 1 + client.len());
-    room.push_str(queue);
-    room.push('\0');
-    room.push_str(client);
-    room
-}
+use crate::names::QueueName;
 
 /// The room of every socket subscribed to `queue`, whatever its client (where a preset's
 /// relays go). No client is named by the empty string, so it is no client's room.

@@ -322,6 +322,62 @@ async fn unsubscribing_drops_the_inbox_and_stops_live_pushes() {
 }
 
 #[tokio::test]
+async fn live_pushes_follow_each_socket_through_disconnect_unsubscribe_and_subscribe_again() {
+    let app = spawn_app().await;
+    let (queue, client, other) = (unique("q"), unique("c"), unique("other"));
+    let sockets = |detail: &Value| {
+        let subscribers = detail["subscribers"].as_array().unwrap();
+        let mine = subscribers
+            .iter()
+            .find(|s| s["clientId"] == client.as_str());
+        mine.map_or(0, |s| s["sockets"].as_u64().unwrap())
+    };
+    let mut one = SocketClient::connect(&app.url).await;
+    let two = SocketClient::connect(&app.url).await;
+    let mut watcher = SocketClient::connect(&app.url).await;
+    one.subscribe(&client, &queue).await;
+    two.subscribe(&client, &queue).await;
+    watcher.subscribe(&other, &queue).await;
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(sockets(&detail), 2);
+
+    // A socket that leaves is no longer one of the client's; the other still is.
+    two.disconnect().await;
+    let mut left = false;
+    for _ in 0..100 {
+        let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+        if sockets(&detail) == 1 {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(left, "the disconnected socket still counts after 5 s");
+    app.publish(&queue, "e", json!(1)).await;
+    assert_eq!(one.take("e", 1).await[0]["payload"], 1);
+
+    // Unsubscribing ends the live pushes; subscribing again on the same socket brings them
+    // back.
+    let ack = one
+        .call("unsubscribe", json!({"clientId": client, "queue": queue}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    app.publish(&queue, "e", json!(2)).await;
+    assert!(one.drain(Duration::from_millis(300)).await.is_empty());
+    one.subscribe(&client, &queue).await;
+    app.publish(&queue, "e", json!(3)).await;
+    assert_eq!(one.take("e", 1).await[0]["payload"], 3);
+    let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(sockets(&detail), 1);
+    assert_eq!(
+        watcher.take("e", 3).await.len(),
+        3,
+        "the other client got all three"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn unsubscribing_over_http_drops_the_inbox() {
     let app = spawn_app().await;
     let (queue, client) = (unique("q"), unique("c"));

@@ -20,7 +20,7 @@ use crate::socket::context::{Session, parse};
 use crate::socket::envelope::{ack_sent, dress, sent_by};
 use crate::socket::lane::Pushed;
 use crate::socket::reply::{Reply, emit_paced};
-use crate::socket::rooms::{queue_room, room};
+use crate::socket::rooms::queue_room;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -37,9 +37,8 @@ struct GetAll {
 fn join_own_queue(session: &Session, client: &ClientId) -> Result<(), Error> {
     let queue = QueueName::parse(client.as_str())?;
     session.identity.check_subscribe(&queue)?;
-    session
-        .socket
-        .join([room(client, &queue), queue_room(&queue)]);
+    session.join([(client.clone(), queue.clone())]);
+    session.socket.join(queue_room(&queue));
     if session.broker.subscriptions(client).contains(&queue) {
         return Ok(());
     }

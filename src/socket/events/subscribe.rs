@@ -2,6 +2,8 @@
 //! maxDeliveries?}`: a durable subscription; ack `{ok, clientId, queues, pending}`. With
 //! `mode: "work"` this socket becomes one of the client's workers on those queues.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -9,8 +11,9 @@ use crate::broker::{Pending, SubscriptionOptions};
 use crate::error::Error;
 use crate::names::{ClientId, EventName, QueueName};
 use crate::socket::context::{Session, parse};
+use crate::socket::registry::Key;
 use crate::socket::reply::Reply;
-use crate::socket::rooms::{queue_room, room};
+use crate::socket::rooms::queue_room;
 use crate::store::Mode;
 
 #[derive(Deserialize)]
@@ -103,7 +106,21 @@ impl Subscribe {
     }
 }
 
-fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<String>), Error> {
+/// What a subscribe joined: live pushes of (client, queue) subscriptions, and socket.io
+/// rooms (a lab dialect's queue rooms, where relays go).
+struct Joined {
+    keys: Vec<Key>,
+    rooms: Vec<String>,
+}
+
+impl Joined {
+    fn undo(self, session: &Session) {
+        session.leave(&self.keys);
+        session.socket.leave(self.rooms);
+    }
+}
+
+fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Joined), Error> {
     let mut request: Subscribe = parse(data)?;
     let options = request.options()?;
     let ordered = options.record.ordered;
@@ -114,19 +131,22 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
     }
     // Broadcast: join first, so that a message committed right after the subscribe is pushed
     // live rather than only waiting in the inbox. Work: messages come through the dispatcher.
-    let mut rooms: Vec<String> = match options.prefetch {
-        None => queues.iter().map(|q| room(&client, q)).collect(),
+    let keys: Vec<Key> = match options.prefetch {
+        None => queues.iter().map(|q| (client.clone(), q.clone())).collect(),
         Some(_) => Vec::new(),
     };
     // In a lab dialect, also the queue's own room, where relays go.
-    if session.dialect.is_some() {
-        rooms.extend(queues.iter().map(queue_room));
-    }
+    let rooms: Vec<String> = match session.dialect {
+        Some(_) => queues.iter().map(queue_room).collect(),
+        None => Vec::new(),
+    };
+    session.join(keys.iter().cloned());
     session.socket.join(rooms.clone());
+    let joined = Joined { keys, rooms };
     let pending = match session.broker.subscribe(&client, &queues, options.record) {
         Ok(pending) => pending,
         Err(err) => {
-            session.socket.leave(rooms);
+            joined.undo(session);
             return Err(err);
         }
     };
@@ -151,17 +171,17 @@ fn subscribe(session: &Session, data: Value) -> Result<(Pending<Value>, Vec<Stri
         tracing::info!(client = %client, queues = ?names, pending, "subscribed");
         json!({ "clientId": client, "queues": queues, "pending": pending })
     });
-    Ok((pending, rooms))
+    Ok((pending, joined))
 }
 
 /// Subscribes now (a `getAll` right after sees it); answers once it is durable. If the
-/// commit fails, the socket leaves the rooms it joined.
-pub fn handle(session: &Session, data: Value, reply: Reply) {
+/// commit fails, the socket leaves what it joined.
+pub fn handle(session: &Arc<Session>, data: Value, reply: Reply) {
     match subscribe(session, data) {
         Err(err) => reply.now(Err(err)),
-        Ok((pending, rooms)) => {
-            let socket = session.socket.clone();
-            reply.when_committed_or_undo(pending, move || socket.leave(rooms));
+        Ok((pending, joined)) => {
+            let session = Arc::clone(session);
+            reply.when_committed_or_undo(pending, move || joined.undo(&session));
         }
     }
 }
