@@ -150,8 +150,14 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let mut stream = stream;
                     let mut task = task;
-                    match proxy_header::read(&mut stream, &secret, connections.header_timeout).await
-                    {
+                    let mut stop = task.stop.clone();
+                    let header = tokio::select! {
+                        header = proxy_header::read(&mut stream, &secret, connections.header_timeout) => header,
+                        // Nothing of a request has been read: closed, as hyper closes an idle
+                        // connection when the server stops.
+                        () = stopped(&mut stop) => return,
+                    };
+                    match header {
                         Ok(relayed) => {
                             if let Some(relayed) = relayed {
                                 task.peer = relayed.client;

@@ -141,6 +141,35 @@ async fn a_node_that_stops_hands_its_redis_to_the_standby_at_once() {
 }
 
 #[tokio::test]
+async fn a_connection_that_sends_nothing_does_not_hold_up_a_node_that_stops() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(DURABLE);
+    // The active node reads a possible relay header before it serves a connection; that read
+    // must end when the node stops, not wait for the request timeout (here far longer than
+    // the bound below, and than the 10 s shutdown grace).
+    let mut node = start_node_with_lease_and(&redis, LEASE_MS, &["--request-timeout-ms", "60000"]);
+    assert_eq!(node.get("/healthz").await.0, 200);
+    let address = node.url.trim_start_matches("http://").to_owned();
+    let silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // accepted, its header being read
+    let began = Instant::now();
+    node.signal_term();
+    let exit = node.exits_within(Duration::from_secs(8));
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "the node still ran (or failed) {:?} after SIGTERM: {exit:?}",
+        began.elapsed()
+    );
+    assert!(
+        !node.log().iter().any(|line| line.contains("still open")),
+        "no connection outlived the shutdown"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
 async fn a_message_published_through_one_node_reaches_a_subscriber_connected_through_another() {
     if !redis_available() {
         return;
