@@ -1,8 +1,10 @@
-//! What `stats-job` counts per job beyond its reserves: how often it was released, buried and
-//! kicked (DECISIONS 61). Kept by the door in memory: they start again from 0 when the
-//! process restarts, and a job deleted through the door takes its counts with it.
+//! What `stats-job` counts per job beyond its reserves: how often its reservation timed out,
+//! and how often it was released, buried and kicked (DECISIONS 61); and the timeouts of all
+//! jobs, for `stats`. Kept by the door in memory: they start again from 0 when the process
+//! restarts, and a job deleted through the door takes its counts with it.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::hash::FastMap;
 
@@ -13,6 +15,7 @@ const MAX_JOBS: usize = 1 << 20;
 /// One job's counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
+    pub timeouts: u64,
     pub releases: u64,
     pub buries: u64,
     pub kicks: u64,
@@ -21,27 +24,42 @@ pub struct Counts {
 /// The counts of every job that has any. std Mutex: a map update per command, never held
 /// across an await.
 #[derive(Default)]
-pub struct JobCounts(Mutex<FastMap<u64, Counts>>);
+pub struct JobCounts {
+    jobs: Mutex<FastMap<u64, Counts>>,
+    /// Every timeout since the start (`job-timeouts`), also of jobs since deleted.
+    timeouts: AtomicU64,
+}
 
 impl JobCounts {
     /// Adds one to a count of job `id`.
     pub fn count(&self, id: u64, which: impl FnOnce(&mut Counts) -> &mut u64) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_JOBS && !map.contains_key(&id) {
             return;
         }
         *which(map.entry(id).or_default()) += 1;
     }
 
+    /// Counts a timeout of job `id`.
+    pub fn timed_out(&self, id: u64) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.count(id, |c| &mut c.timeouts);
+    }
+
+    /// How many reservations timed out since the start.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
+    }
+
     /// The counts of job `id` (all 0 if it has none).
     pub fn of(&self, id: u64) -> Counts {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&id).copied().unwrap_or_default()
     }
 
     /// Forgets job `id` (deleted).
     pub fn forget(&self, id: u64) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&id);
     }
 }
@@ -57,9 +75,11 @@ mod tests {
         counts.count(7, |c| &mut c.releases);
         counts.count(7, |c| &mut c.kicks);
         counts.count(8, |c| &mut c.buries);
+        counts.timed_out(7);
         assert_eq!(
             counts.of(7),
             Counts {
+                timeouts: 1,
                 releases: 2,
                 buries: 0,
                 kicks: 1
@@ -68,5 +88,10 @@ mod tests {
         assert_eq!(counts.of(8).buries, 1);
         counts.forget(7);
         assert_eq!(counts.of(7), Counts::default());
+        assert_eq!(
+            counts.timeouts(),
+            1,
+            "the total keeps deleted jobs' timeouts"
+        );
     }
 }

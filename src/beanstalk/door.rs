@@ -1,24 +1,34 @@
 //! [`Door`]: the beanstalk door's [`Outbox`]. It only ever receives work-mode sends (a job
 //! for a connection waiting in `reserve`, see `Broker::open_room`) and hands each to its
-//! connection's channel; live pushes are for socket.io subscribers, not for it.
+//! connection's channel; live pushes are for socket.io subscribers, not for it. It counts
+//! the timeouts of its workers' reservations (`stats-job`'s `timeouts`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use super::counts::JobCounts;
 use crate::broker::{Delivery, Envelope, Outbox};
 use crate::names::{ClientId, QueueName};
 
 /// The connections that may be handed jobs, by worker name.
-#[derive(Default)]
 pub struct Door {
     // std Mutex: map lookups and updates only, never across an await.
     workers: Mutex<HashMap<String, mpsc::UnboundedSender<Envelope>>>,
+    counts: Arc<JobCounts>,
 }
 
 impl Door {
+    /// A door that counts its workers' timeouts in `counts`.
+    pub(super) fn new(counts: Arc<JobCounts>) -> Self {
+        Self {
+            workers: Mutex::default(),
+            counts,
+        }
+    }
+
     /// Registers a connection's worker name; jobs handed to it arrive on the receiver.
     /// (Unbounded, but a connection has room for one job at a time: see the module docs.)
     pub(super) fn open(&self, worker: &str) -> mpsc::UnboundedReceiver<Envelope> {
@@ -53,5 +63,13 @@ impl Outbox for Door {
         self.lock()
             .get(consumer)
             .is_some_and(|tx| tx.send(envelope.clone()).is_ok())
+    }
+
+    /// A reservation by one of this door's connections timed out (a job's id is its
+    /// sequence number).
+    fn lease_lapsed(&self, consumer: &str, seq: u64) {
+        if self.lock().contains_key(consumer) {
+            self.counts.timed_out(seq);
+        }
     }
 }

@@ -73,11 +73,15 @@ impl Conn {
             JobState::Delayed => "delayed",
             JobState::Buried => "buried",
         };
-        // The delay it was put (or released) with: its due time less when that was asked,
-        // to the nearest second (the two clocks are read a moment apart).
-        let delay = meta
-            .deliver_at_ms
-            .map_or(0, |at| at.saturating_sub(meta.published_at_ms) + 500);
+        // The delay it was last put or released with, as beanstalkd keeps it (after it came
+        // due or was kicked too). A message published over HTTP with `delayMs`: its due time
+        // less its publish time, to the nearest second (two clocks read a moment apart).
+        let delay = match meta.job.and_then(|j| j.delay_ms) {
+            Some(delay) => delay,
+            None => meta
+                .deliver_at_ms
+                .map_or(0, |at| at.saturating_sub(meta.published_at_ms) + 500),
+        };
         let ttr = meta.job.and_then(|j| j.ttr_ms).unwrap_or(0);
         let left = match job.state {
             JobState::Reserved | JobState::Delayed => {
@@ -100,8 +104,7 @@ impl Conn {
             ("time-left", secs(left)),
             ("file", "0".into()),
             ("reserves", job.reserves.to_string()),
-            // Not counted (DECISIONS 61).
-            ("timeouts", "0".into()),
+            ("timeouts", counts.timeouts.to_string()),
             ("releases", counts.releases.to_string()),
             ("buries", counts.buries.to_string()),
             ("kicks", counts.kicks.to_string()),
@@ -226,8 +229,7 @@ impl Conn {
         }
         let uptime = self.shared.stats.started.elapsed().as_secs();
         fields.extend([
-            // Not counted (DECISIONS 61).
-            ("job-timeouts", "0".to_owned()),
+            ("job-timeouts", self.shared.counts.timeouts().to_string()),
             ("total-jobs", total_jobs.to_string()),
             ("max-job-size", self.shared.max_job_bytes.to_string()),
             ("current-tubes", tubes.len().to_string()),

@@ -55,6 +55,7 @@ impl Conn {
             // beanstalkd raises a TTR of 0 to 1 second.
             ttr_ms: Some(u64::from(ttr.max(1)) * 1000),
             buried: false,
+            delay_ms: (delay > 0).then(|| u64::from(delay) * 1000),
         });
         message.text = Some(encoded.text);
         let bodies = &self.shared.bodies;

@@ -57,7 +57,7 @@ pub struct Beanstalk {
     door: Arc<Door>,
     stats: Arc<stats::Stats>,
     bodies: Arc<bodies::Bodies>,
-    /// Per job: releases, buries, kicks (`stats-job`).
+    /// Per job: timeouts, releases, buries, kicks (`stats-job`); all timeouts (`stats`).
     counts: Arc<counts::JobCounts>,
     /// The largest job body accepted (`--beanstalk-max-job-bytes`).
     max_job_bytes: u32,
@@ -70,14 +70,15 @@ impl Beanstalk {
     /// The beanstalk side of `broker`, taking job bodies of up to `max_job_bytes`; connects
     /// its door as one of the broker's outboxes.
     pub fn new(broker: Broker, max_job_bytes: u32) -> Self {
-        let door = Arc::new(Door::default());
+        let counts = Arc::new(counts::JobCounts::default());
+        let door = Arc::new(Door::new(Arc::clone(&counts)));
         broker.set_outbox(door.clone());
         Self {
             broker,
             door,
             stats: Arc::new(stats::Stats::new()),
             bodies: Arc::default(),
-            counts: Arc::default(),
+            counts,
             max_job_bytes,
             draining: Arc::default(),
         }

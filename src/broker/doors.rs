@@ -63,4 +63,10 @@ impl Outbox for Doors {
     fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool {
         self.set().any(|door| door.deliver_to(consumer, envelope))
     }
+
+    fn lease_lapsed(&self, consumer: &str, seq: u64) {
+        for door in self.set() {
+            door.lease_lapsed(consumer, seq);
+        }
+    }
 }

@@ -270,6 +270,7 @@ impl Broker {
     ) -> Result<bool, Error> {
         self.change_held(client, seq, consumer, |meta, job, now| {
             job.priority = priority;
+            job.delay_ms = (delay_ms > 0).then_some(delay_ms);
             meta.deliver_at_ms = (delay_ms > 0).then(|| now.saturating_add(delay_ms));
         })
         .await
@@ -326,6 +327,7 @@ impl Broker {
                     priority: JobMeta::DEFAULT_PRIORITY,
                     ttr_ms: None,
                     buried: false,
+                    delay_ms: None,
                 });
                 change(&mut meta, &mut job, now);
                 meta.job = Some(job);

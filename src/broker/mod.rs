@@ -74,6 +74,11 @@ pub trait Outbox: Send + Sync + 'static {
     /// it drains (what waits is bounded by the worker's prefetch). `false` only if the worker
     /// is gone. Never waits.
     fn deliver_to(&self, consumer: &str, envelope: &Envelope) -> bool;
+
+    /// The lease of worker `consumer` on message `seq` ran out (its ack timeout passed): the
+    /// message went back to its inbox. For a transport that counts it (beanstalk's
+    /// `timeouts`); nothing by default.
+    fn lease_lapsed(&self, _consumer: &str, _seq: u64) {}
 }
 
 /// Limits and windows of the broker.

@@ -44,9 +44,12 @@ pub(super) async fn run(broker: Broker) {
 /// Expires what ran out and delivers what is due, as of now.
 async fn tick(broker: &Broker) -> Result<(), Error> {
     let now = now_ms();
+    let mut lapsed = Vec::new();
     broker
         .mutate(|index, effects| {
-            effects.dispatch.extend(index.expire_inflight(now));
+            effects
+                .dispatch
+                .extend(index.expire_inflight_noting(now, &mut lapsed));
             let (messages, queues) = index.expire_due(now, &mut effects.ops);
             if messages > 0 {
                 effects.note(ActivityKind::Expired { messages, queues });
@@ -55,6 +58,11 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
         })?
         .committed()
         .await?;
+    if let Some(outbox) = broker.shared.outbox.get() {
+        for (worker, seq) in &lapsed {
+            outbox.lease_lapsed(worker, *seq);
+        }
+    }
     loop {
         let due = broker.shared.lock().index.due(now, DUE_PER_COMMIT);
         if due.is_empty() {

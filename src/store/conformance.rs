@@ -207,6 +207,7 @@ async fn a_message_put_again_replaces_its_meta(store: &dyn Store) {
         priority: 7,
         ttr_ms: Some(1_000),
         buried: false,
+        delay_ms: None,
     });
     store
         .commit(vec![Op::PutMessage(job.clone()), inbox("jobs", "jobs", 60)])
@@ -216,6 +217,7 @@ async fn a_message_put_again_replaces_its_meta(store: &dyn Store) {
         priority: u32::MAX,
         ttr_ms: None,
         buried: true,
+        delay_ms: Some(5_000),
     });
     job.meta.deliver_at_ms = Some(5_000);
     store
@@ -372,6 +374,7 @@ impl Random {
                     priority: self.below(3) as u32,
                     ttr_ms: (self.below(2) == 0).then(|| self.below(5_000)),
                     buried: self.below(2) == 0,
+                    delay_ms: (self.below(2) == 0).then(|| self.below(5_000)),
                 });
                 Op::PutMessage(stored)
             }

@@ -94,6 +94,10 @@ pub struct JobMeta {
     /// Set aside by a worker (beanstalkd's bury): never delivered until kicked.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub buried: bool,
+    /// The delay it was last put or released with, kept after it came due or was kicked
+    /// (beanstalk's `stats-job` shows it); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 impl JobMeta {

@@ -167,7 +167,17 @@ def as_job(id_):
     return greenstalk.Job(id_, b"")
 
 
-STATS_JOB = ("state", "pri", "ttr", "reserves", "delay", "releases", "buries", "kicks")
+STATS_JOB = (
+    "state",
+    "pri",
+    "ttr",
+    "reserves",
+    "timeouts",
+    "delay",
+    "releases",
+    "buries",
+    "kicks",
+)
 STATS_TUBE = (
     "current-jobs-urgent",
     "current-jobs-ready",
@@ -260,6 +270,7 @@ def deadline_soon(s, t):
 
 def ttr_expiry(s, t):
     c = s.client()
+    timeouts_before = c.stats()["job-timeouts"]
     t.put("put ttr 2", c, b"lapses", ttr=2)
     j = t.call("reserve", c.reserve, 2)
     t.call("stats-job", lambda: pick(c.stats_job(j), STATS_JOB))
@@ -271,6 +282,7 @@ def ttr_expiry(s, t):
     other = s.client()
     k = t.call("another client gets it after the ttr ran out", other.reserve, 0)
     t.call("stats-job reserved twice", lambda: pick(other.stats_job(k), STATS_JOB))
+    t.call("stats: one more job timeout", lambda: other.stats()["job-timeouts"] - timeouts_before)
     t.call("the first client's touch", c.touch, j)
     t.call("the first client's delete", c.delete, j)
     t.call("touch by its holder", other.touch, k)
@@ -290,13 +302,13 @@ def release_bury_kick(s, t):
     t.call("stats-job buried", lambda: pick(c.stats_job(j), STATS_JOB))
     k = t.call("reserve", c.reserve, 2)
     t.call("release with delay 1", c.release, k, delay=1)
+    t.call("stats-job released with delay 1", lambda: pick(c.stats_job(k), STATS_JOB))
     t.call("stats-tube", lambda: pick(c.stats_tube("default"), STATS_TUBE))
     t.call("kick 10 (the buried first)", c.kick, 10)
     t.call("kick 10 (then the delayed)", c.kick, 10)
     t.call("kick 10 (nothing left)", c.kick, 10)
-    # Not its `delay`: queuehub's is 0 once kicked, beanstalkd keeps the one released with.
-    counted = ("state", "reserves", "releases", "buries", "kicks")
-    t.call("stats-job kicked from delayed", lambda: pick(c.stats_job(k), counted))
+    # Its `delay` too: beanstalkd keeps the one it was released with.
+    t.call("stats-job kicked from delayed", lambda: pick(c.stats_job(k), STATS_JOB))
     t.call("stats-tube", lambda: pick(c.stats_tube("default"), STATS_TUBE))
     for n in range(3):
         j = t.call(f"reserve {n}", c.reserve, 2)
@@ -314,6 +326,7 @@ def reserve_job_by_id(s, t):
     c = s.client()
     a = t.put("put", c, b"a")
     b = t.put("put delayed", c, b"b", delay=30)
+    t.call("stats-job delayed 30", lambda: pick(c.stats_job(b), STATS_JOB))
     t.call("reserve-job a", c.reserve_job, a)
     t.call("reserve-job a again (reserved)", c.reserve_job, a)
     t.call("reserve-job the delayed one", c.reserve_job, b)

@@ -555,6 +555,7 @@ mod tests {
             priority,
             ttr_ms: Some(1000),
             buried: false,
+            delay_ms: None,
         });
         let outcome = index.publish(
             &message,

@@ -136,9 +136,9 @@ impl Workers {
     }
 
     /// Takes `seq` back from its worker because its ack deadline `at` passed, remembering
-    /// that worker so the next delivery avoids it; returns the deadline. (A deadline that
+    /// that worker so the next delivery avoids it; returns that worker. (A deadline that
     /// is not the message's own, a job's wake-up after a delayed release, takes nothing.)
-    fn time_out(&mut self, seq: u64, at: u64) -> Option<u64> {
+    fn time_out(&mut self, seq: u64, at: u64) -> Option<ConsumerId> {
         if self
             .inflight
             .get(&seq)
@@ -146,9 +146,9 @@ impl Workers {
         {
             return None;
         }
-        let (consumer, deadline) = self.release(seq)?;
-        self.timed_out.insert(seq, consumer);
-        Some(deadline)
+        let (consumer, _) = self.release(seq)?;
+        self.timed_out.insert(seq, consumer.clone());
+        Some(consumer)
     }
 
     /// Removes `seq` from the in-flight messages and frees its worker's room.
@@ -470,7 +470,18 @@ impl Index {
 
     /// Takes back every in-flight message whose ack deadline passed by `now`. Returns the
     /// subscriptions that should dispatch again (to another worker, round-robin).
+    #[cfg(test)]
     pub(crate) fn expire_inflight(&mut self, now: u64) -> Vec<(ClientId, QueueName)> {
+        self.expire_inflight_noting(now, &mut Vec::new())
+    }
+
+    /// [`Index::expire_inflight`], noting in `lapsed` each lease that ran out: its worker
+    /// and its message.
+    pub(crate) fn expire_inflight_noting(
+        &mut self,
+        now: u64,
+        lapsed: &mut Vec<(ConsumerId, u64)>,
+    ) -> Vec<(ClientId, QueueName)> {
         let mut touched = Vec::new();
         while let Some((deadline, seq, client, queue)) = self.ack_deadlines.first().cloned() {
             if deadline > now {
@@ -482,7 +493,7 @@ impl Index {
                 .and_then(|q| q.subscribers.get_mut(&client))
                 .and_then(|s| s.workers.as_mut())
             {
-                workers.time_out(seq, deadline);
+                lapsed.extend(workers.time_out(seq, deadline).map(|worker| (worker, seq)));
             }
             self.ack_deadlines
                 .remove(&(deadline, seq, client.clone(), queue.clone()));
