@@ -49,7 +49,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
         .mutate(|index, effects| {
             effects
                 .dispatch
-                .extend(index.expire_inflight_noting(now, &mut lapsed));
+                .extend(index.expire_inflight(now, &mut lapsed));
             let (messages, queues) = index.expire_due(now, &mut effects.ops);
             if messages > 0 {
                 effects.note(ActivityKind::Expired { messages, queues });

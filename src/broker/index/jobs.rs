@@ -641,7 +641,7 @@ mod tests {
         // The TTR (1 s) runs out: the job is ready again, and the worker (not reserving)
         // gets nothing.
         assert_eq!(
-            index.expire_inflight(1000),
+            index.expire_inflight(1000, &mut Vec::new()),
             [(client.clone(), queue.clone())]
         );
         assert!(
@@ -681,7 +681,7 @@ mod tests {
         assert_eq!(reserve(&mut index, &client, &queue, 4500), Some(held));
         // At 5000 the delayed job's wake-up fires: it takes nothing back from the worker.
         assert_eq!(
-            index.expire_inflight(5000),
+            index.expire_inflight(5000, &mut Vec::new()),
             [(client.clone(), queue.clone())]
         );
         let job = index.job(&client, held, 5000).unwrap();

@@ -314,7 +314,7 @@ fn apply(index: &mut Index, step: &Step, now: &mut u64) -> Vec<Op> {
                 index.wake(&meta, &online, &mut ops);
             }
             index.expire_due(*now, &mut ops);
-            index.expire_inflight(*now);
+            index.expire_inflight(*now, &mut Vec::new());
             index.expire_receipts(now.saturating_sub(200), &mut ops);
         }
         Step::Rejected { queue: q } => index.count_rejected(&queue(*q), &mut ops),

@@ -468,16 +468,10 @@ impl Index {
         }
     }
 
-    /// Takes back every in-flight message whose ack deadline passed by `now`. Returns the
+    /// Takes back every in-flight message whose ack deadline passed by `now`, noting in
+    /// `lapsed` each lease that ran out (its worker and its message). Returns the
     /// subscriptions that should dispatch again (to another worker, round-robin).
-    #[cfg(test)]
-    pub(crate) fn expire_inflight(&mut self, now: u64) -> Vec<(ClientId, QueueName)> {
-        self.expire_inflight_noting(now, &mut Vec::new())
-    }
-
-    /// [`Index::expire_inflight`], noting in `lapsed` each lease that ran out: its worker
-    /// and its message.
-    pub(crate) fn expire_inflight_noting(
+    pub(crate) fn expire_inflight(
         &mut self,
         now: u64,
         lapsed: &mut Vec<(ConsumerId, u64)>,
@@ -704,7 +698,7 @@ mod tests {
         for (worker, attempt) in [("two", 2), ("one", 3), ("two", 4)] {
             now += TIMEOUT;
             assert_eq!(
-                state.expire_inflight(now),
+                state.expire_inflight(now, &mut Vec::new()),
                 [(client.clone(), queue.clone())]
             );
             assert_eq!(
@@ -729,7 +723,13 @@ mod tests {
             dispatch(&mut state, &client, &queue, 500),
             [("two".into(), 1)]
         );
-        state.expire_inflight(TIMEOUT);
+        let mut lapsed = Vec::new();
+        state.expire_inflight(TIMEOUT, &mut lapsed);
+        assert_eq!(
+            lapsed,
+            [("one".to_owned(), 1)],
+            "one's lease on message 1 ran out"
+        );
         assert_eq!(
             dispatch(&mut state, &client, &queue, TIMEOUT),
             [("one".into(), 2)],
