@@ -17,7 +17,7 @@ use socketioxide::extract::{self, SocketRef, TryData};
 use socketioxide::handler::{FromMessageParts, MessageHandler, Value as SioValue};
 use socketioxide::socket::Socket;
 
-use super::context::{Session, consumer_id};
+use super::context::Session;
 use super::event::{self, Event, unknown_event};
 use super::identity::{Identity, query};
 use super::incoming;
@@ -221,17 +221,16 @@ pub fn start(
     let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
     // Registered before it joins any subscription, so that no live push passes it by.
-    sockets.insert(Live::new(socket.clone(), broker.clone(), dialect.clone()));
+    let live = Live::new(socket.clone(), broker.clone(), dialect.clone());
+    let consumer = live.consumer().to_owned();
+    sockets.insert(live);
     let client = connect_client(&socket, auth, &identity);
     tracing::info!(sid = %socket.id, client = ?client.as_ref().map(ClientId::as_str), "socket connected");
     // A socket that names its client at connect is one of that client's sockets: it receives
     // the live pushes of the client's existing subscriptions without subscribing again.
     if let Some(client) = &client {
         let keys = broker.subscriptions(client).into_iter();
-        sockets.join(
-            &consumer_id(&socket),
-            keys.map(|queue| (client.clone(), queue)),
-        );
+        sockets.join(&consumer, keys.map(|queue| (client.clone(), queue)));
         broker.repush_heads(client, None);
     }
 
@@ -259,8 +258,8 @@ pub fn start(
     socket.on_disconnect(move |socket: SocketRef| {
         tracing::info!(sid = %socket.id, "socket disconnected");
         connections.release(&socket);
-        gone_sockets.remove(&consumer_id(&socket));
-        gone_broker.detach(&consumer_id(&socket));
+        gone_sockets.remove(&consumer);
+        gone_broker.detach(&consumer);
         let clients = gone_clients.lock().map(|c| c.clone()).unwrap_or_default();
         if clients.is_empty() {
             gone_broker.announce(ActivityKind::Disconnected { client: None });
