@@ -14,6 +14,7 @@
 //! - [`api`]: the HTTP API (only place that knows HTTP);
 //! - [`socket`]: the socket.io API (only place that knows socket.io);
 //! - [`compat`]: the classroom preset: a lab's event and field aliases and routing, as data;
+//! - [`host`]: the machine's name and kernel, and the process's CPU time (from `/proc`);
 //! - [`names`], [`error`]: validated names and the error type shared by all layers;
 //! - [`json`]: client JSON read strictly (no key twice in one object), for both transports.
 
@@ -26,6 +27,7 @@ pub mod compat;
 pub mod config;
 pub mod error;
 pub mod hash;
+pub mod host;
 pub mod json;
 pub mod names;
 pub mod proxy_header;

@@ -163,7 +163,7 @@ impl Relay {
 /// The host other nodes reach this one at, for addresses bound to no host in particular:
 /// `configured`, else this machine's name.
 pub fn advertised_host(configured: Option<&str>) -> String {
-    configured.map_or_else(crate::store::redis::lease::hostname, str::to_owned)
+    configured.map_or_else(crate::host::name, str::to_owned)
 }
 
 #[cfg(test)]

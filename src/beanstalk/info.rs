@@ -10,12 +10,18 @@ use super::protocol::{self, Tube};
 use super::{body, tube};
 use crate::broker::message::now_ms;
 use crate::broker::{JobState, JobView, Peek, priority};
+use crate::host;
 
 const NOT_FOUND: &[u8] = b"NOT_FOUND\r\n";
 
 /// Seconds from milliseconds, rounded down (beanstalkd reports whole seconds).
 fn secs(ms: u64) -> String {
     (ms / 1000).to_string()
+}
+
+/// A CPU time as beanstalkd's `rusage-*` fields write it: seconds and microseconds.
+fn seconds_and_micros(time: Duration) -> String {
+    format!("{}.{:06}", time.as_secs(), time.subsec_micros())
 }
 
 impl Conn {
@@ -228,6 +234,7 @@ impl Conn {
             fields.push((name, count(name)));
         }
         let uptime = self.shared.stats.started.elapsed().as_secs();
+        let cpu = host::cpu_time();
         fields.extend([
             ("job-timeouts", self.shared.counts.timeouts().to_string()),
             ("total-jobs", total_jobs.to_string()),
@@ -243,8 +250,8 @@ impl Conn {
                 "version",
                 format!("\"queuehub {}\"", env!("CARGO_PKG_VERSION")),
             ),
-            ("rusage-utime", "0.000000".into()),
-            ("rusage-stime", "0.000000".into()),
+            ("rusage-utime", seconds_and_micros(cpu.user)),
+            ("rusage-stime", seconds_and_micros(cpu.system)),
             ("uptime", uptime.to_string()),
             ("binlog-oldest-index", "0".into()),
             ("binlog-current-index", "0".into()),
@@ -253,7 +260,9 @@ impl Conn {
             ("binlog-max-size", "0".into()),
             ("draining", self.shared.is_draining().to_string()),
             ("id", self.shared.stats.id.clone()),
-            ("hostname", "queuehub".into()),
+            ("hostname", host::name()),
+            ("os", host::os_version()),
+            ("platform", host::platform().into()),
         ]);
         protocol::ok_reply(&protocol::yaml_dict(&fields))
     }

@@ -16,6 +16,7 @@ Needs `pip install greenstalk` and `apt-get install beanstalkd` (.ci/run install
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -477,8 +478,29 @@ def drain_mode(s, t):
     t.call("delete it", c.delete, j)
 
 
+def stats_fields(s, t):
+    """`stats` has beanstalkd's fields in its order, the machine's name, kernel and platform
+    as beanstalkd reports them, and the CPU time used as seconds with six decimals."""
+    c = s.client()
+    t.put("put", c, b"x")
+    # Read raw: greenstalk's YAML reading drops what follows a `#` (the kernel version).
+    raw = s.raw()
+    raw.send(b"stats\r\n")
+    reply = raw.reply().decode()  # "OK <bytes> ---\n<name>: <value>\n..."
+    raw.close()
+    fields = [line.split(":", 1) for line in reply.split(" ", 2)[2].splitlines()[1:] if line]
+    t.note("stats field names, in order", [name for name, _ in fields])
+    values = {name: value.strip() for name, value in fields}
+    t.note("hostname, os, platform", [values.get(k) for k in ("hostname", "os", "platform")])
+    t.note(
+        "rusage-utime and rusage-stime are seconds.micros",
+        [bool(re.fullmatch(r"\d+\.\d{6}", values.get(k, ""))) for k in ("rusage-utime", "rusage-stime")],
+    )
+
+
 SCENARIOS = [
     put_reserve_delete,
+    stats_fields,
     priorities_order_reserve,
     priorities_across_watched_tubes,
     bodies_come_back_byte_for_byte,

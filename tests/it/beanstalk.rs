@@ -622,3 +622,32 @@ async fn the_largest_job_is_set_as_beanstalkd_sets_it_with_z() {
     let body = client.stats().await;
     assert!(body.contains("max-job-size: 10\n"), "{body}");
 }
+
+#[tokio::test]
+async fn stats_reports_the_cpu_time_used_and_the_machine_as_beanstalkd_does() {
+    let (_dir, path) = data_dir();
+    let (_server, address) = start(&path);
+    let mut client = Beanstalk::connect(&address).await;
+    let body = client.stats().await;
+    let field = |name: &str| {
+        body.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+            .to_owned()
+    };
+    // Starting a server takes far more than the 10 ms of CPU the kernel counts in a tick.
+    let seconds = |name: &str| -> f64 { field(name).parse().expect("seconds") };
+    assert!(
+        seconds("rusage-utime") + seconds("rusage-stime") > 0.0,
+        "{body}"
+    );
+    assert!(
+        field("rusage-utime").split_once('.').unwrap().1.len() == 6,
+        "{body}"
+    );
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(field("hostname"), machine.trim());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/version").unwrap();
+    assert_eq!(field("os"), kernel.trim());
+    assert_eq!(field("platform"), std::env::consts::ARCH);
+}

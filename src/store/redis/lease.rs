@@ -160,7 +160,7 @@ impl Lease {
     ) -> Self {
         let holder = format!(
             "{}:{}:{}",
-            hostname(),
+            crate::host::name(),
             std::process::id(),
             uuid::Uuid::now_v7().simple()
         );
@@ -320,14 +320,4 @@ async fn renew(
             Err(err) => tracing::warn!(error = %err, "cannot renew the Redis lease; retrying"),
         }
     }
-}
-
-/// The machine's name, for the lease's holder (and the logs of other nodes), and the host a
-/// node advertises for addresses bound to no host in particular.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "node".to_owned())
 }
