@@ -242,6 +242,70 @@ pub async fn check(store: &dyn Store) {
     names_stored_under_older_rules_still_load(store).await;
     a_long_inbox_loads_back_whole_after_removals(store).await;
     a_message_put_again_replaces_its_meta(store).await;
+    runs_of_deleted_messages_go_and_a_message_put_again_after_its_delete_stays(store).await;
+}
+
+/// One batch deletes runs of consecutive messages, lone ones, ones never stored, and one that
+/// the same batch then puts again: exactly the deleted ones are gone, the one put again is
+/// there with its new payload, and the messages between the runs are untouched.
+async fn runs_of_deleted_messages_go_and_a_message_put_again_after_its_delete_stays(
+    store: &dyn Store,
+) {
+    let seqs = 20_100..=20_140u64;
+    let before: Vec<u64> = store
+        .load()
+        .await
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    store
+        .commit(
+            seqs.clone()
+                .map(|seq| Op::PutMessage(message(seq, "runs")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut deleted: Vec<u64> = (20_101..=20_110).collect();
+    deleted.extend([20_112, 20_114, 20_115, 20_139, 20_140, 20_141]);
+    deleted.extend(20_120..=20_130);
+    let mut batch: Vec<Op> = deleted.iter().map(|seq| Op::DeleteMessage(*seq)).collect();
+    let mut again = message(20_125, "runs");
+    again.payload = "\"again\"".into();
+    batch.push(Op::PutMessage(again));
+    store.commit(batch).await.unwrap();
+
+    let mut got: Vec<u64> = store
+        .load()
+        .await
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    got.retain(|seq| !before.contains(seq));
+    got.sort_unstable();
+    let want: Vec<u64> = seqs
+        .clone()
+        .filter(|seq| !deleted.contains(seq) || *seq == 20_125)
+        .collect();
+    assert_eq!(got, want, "messages left after the deletions");
+    let payloads = store
+        .payloads(vec![20_100, 20_105, 20_111, 20_125, 20_130])
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads,
+        vec![
+            Some("{\"n\":20100}".to_owned()),
+            None,
+            Some("{\"n\":20111}".to_owned()),
+            Some("\"again\"".to_owned()),
+            None,
+        ]
+    );
 }
 
 /// Thousands of entries in one inbox, across engine-internal boundaries, added and removed in

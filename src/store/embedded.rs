@@ -321,18 +321,23 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     let (mut meta, mut payloads, mut subscriptions, mut inbox) = (None, None, None, None);
     let (mut attempts, mut waiting, mut receipts, mut counters) = (None, None, None, None);
     let mut inboxes = InboxWrites::default();
+    let mut deleted = Deletions::default();
     // Attempt counts exist only for work-mode and ordered entries: most removals need not look.
     let mut any_attempts: Option<bool> = None;
     for op in ops {
         match op {
             Op::PutMessage(message) => {
                 let seq = message.meta.seq;
+                // A message deleted earlier in this batch and put again: delete it first.
+                if deleted.seqs.remove(&seq) {
+                    opened(txn, &mut meta, META)?.remove(seq)?;
+                    opened(txn, &mut payloads, PAYLOADS)?.remove(seq)?;
+                }
                 opened(txn, &mut meta, META)?.insert(seq, (to_json(&message.meta))?.as_str())?;
                 opened(txn, &mut payloads, PAYLOADS)?.insert(seq, message.payload.as_str())?;
             }
             Op::DeleteMessage(seq) => {
-                opened(txn, &mut meta, META)?.remove(seq)?;
-                opened(txn, &mut payloads, PAYLOADS)?.remove(seq)?;
+                deleted.seqs.insert(seq);
             }
             Op::PutSubscription {
                 client,
@@ -390,9 +395,47 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
         }
     }
+    if !deleted.seqs.is_empty() {
+        deleted.apply(opened(txn, &mut meta, META)?)?;
+        deleted.apply(opened(txn, &mut payloads, PAYLOADS)?)?;
+    }
     match inbox.as_mut() {
         Some(table) => inboxes.write(table),
         None => Ok(()),
+    }
+}
+
+/// The messages a commit deletes, removed from each table at the end of the commit: runs of
+/// consecutive sequence numbers (acks mostly come in publish order) in one pass over the run,
+/// which costs a fraction of removing its keys one by one (each removal walks the tree from
+/// its root again and rebuilds the pages on the way); others one by one.
+#[derive(Default)]
+struct Deletions {
+    seqs: crate::hash::FastSet<u64>,
+}
+
+impl Deletions {
+    /// A run shorter than this is removed key by key.
+    const RUN: u64 = 4;
+
+    fn apply<V: redb::Value + 'static>(
+        &self,
+        table: &mut redb::Table<'_, u64, V>,
+    ) -> Result<(), redb::Error> {
+        let mut seqs: Vec<u64> = self.seqs.iter().copied().collect();
+        seqs.sort_unstable();
+        for run in seqs.chunk_by(|a, b| a + 1 == *b) {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            if last - first + 1 >= Self::RUN {
+                // Every key in first..=last is one to delete (the run has no gap).
+                table.retain_in(first..=last, |_, _| false)?;
+            } else {
+                for &seq in run {
+                    table.remove(seq)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
