@@ -19,34 +19,54 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError(Error::new(
-                Code::UnsupportedMediaType,
-                "send the body as JSON with 'Content-Type: application/json'",
-            )));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(Error::new(
-                    Code::BodyTooLarge,
-                    "the request body is larger than the server accepts",
-                ))
-            } else {
-                ApiError(Error::malformed_json(rejection.body_text()))
-            }
-        })?;
-        strict(&bytes).map(JsonBody)
+        strict(&json_bytes(req, state).await?).map(JsonBody)
     }
+}
+
+/// A JSON request body read strictly as [`JsonBody`] reads it, kept as a JSON value: for a
+/// handler that takes the value apart itself (a batch, element by element), without reading
+/// it into a type and back.
+pub struct JsonValue(pub serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonValue {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(JsonValue(crate::json::from_slice(
+            &json_bytes(req, state).await?,
+        )?))
+    }
+}
+
+/// The body of a request that says it is JSON: 415 if the content type is not JSON, 413 if
+/// the body is over the limit.
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError(Error::new(
+            Code::UnsupportedMediaType,
+            "send the body as JSON with 'Content-Type: application/json'",
+        )));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(Error::new(
+                Code::BodyTooLarge,
+                "the request body is larger than the server accepts",
+            ))
+        } else {
+            ApiError(Error::malformed_json(rejection.body_text()))
+        }
+    })
 }
 
 /// Reads a JSON body strictly ([`crate::json`]: a key twice in one object is `invalid_json`),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::body::Names;
+use super::body::{JsonValue, Names};
 use super::{ApiError, ApiState, ErrorBody, JsonBody};
 use crate::broker::message::PublishRequest;
 use crate::broker::{Published, SOURCE_HTTP};
@@ -22,11 +22,19 @@ const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// The body of `POST /v1/messages`: one message, or an array published as one atomic batch.
 /// Each message is read as a [`PublishRequest`] in turn, so that an error names its index;
 /// its schema is [`BatchShape`]'s.
-#[derive(Deserialize)]
-#[serde(untagged)]
 pub enum OneOrMany {
     Many(Vec<Value>),
     One(Value),
+}
+
+impl From<Value> for OneOrMany {
+    /// An array is a batch; anything else one message (which then says what is wrong with it).
+    fn from(body: Value) -> Self {
+        match body {
+            Value::Array(messages) => OneOrMany::Many(messages),
+            one => OneOrMany::One(one),
+        }
+    }
 }
 
 /// One message, or an array of up to 1000 published as one atomic batch (the schema of
@@ -127,9 +135,9 @@ pub async fn to_queue(
     ))]
 pub async fn batch(
     State(state): State<ApiState>,
-    JsonBody(body): JsonBody<OneOrMany>,
+    JsonValue(body): JsonValue,
 ) -> Result<Response, ApiError> {
-    match body {
+    match OneOrMany::from(body) {
         OneOrMany::One(value) => {
             let published = state
                 .broker
