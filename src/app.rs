@@ -116,9 +116,16 @@ async fn open_redis(
 ) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<RedisStore>>, Bound)> {
     let (active_tx, active) = watch::channel(None);
     let (stop, relays) = relay_while_standing_by(bound, &active);
-    let connected = RedisStore::connect_standing_by(target, config.redis_lease, &active_tx)
-        .await
-        .with_context(|| format!("cannot connect to {name}"));
+    // A dead active node is taken over from once its address refuses connections (and its
+    // lease shows no renewal), without waiting for its lease to run out.
+    let (refusing_tx, refusing) = watch::channel(None);
+    let watching = tokio::spawn(relay::watch_for_refusals(active.clone(), refusing_tx));
+    let connected =
+        RedisStore::connect_standing_by(target, config.redis_lease, &active_tx, &refusing)
+            .await
+            .with_context(|| format!("cannot connect to {name}"));
+    drop(refusing);
+    watching.abort();
     let _ = stop.send(true);
     let mut bound = Bound {
         http: Vec::new(),

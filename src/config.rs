@@ -175,7 +175,8 @@ pub struct Settings {
     #[serde(default, deserialize_with = "layers::list")]
     pub redis_cluster: Vec<String>,
     /// With --redis: the lease of the Redis database, in ms. One node is active on a database;
-    /// others wait as standbys and take over this long after it died (at once when it stops).
+    /// others wait as standbys and take over this long after its machine died (at once when
+    /// it stops, in about 2 s when its process died and its address refuses connections).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..),
           default_value_t = crate::store::redis::lease::DEFAULT_TTL.as_millis() as u64)]
     pub redis_lease_ms: u64,

@@ -160,6 +160,56 @@ impl Relay {
     }
 }
 
+/// How often a standby checks whether the active node's address still takes connections.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// How many checks in a row must be refused before the active node counts as gone.
+const REFUSALS: u32 = 2;
+
+/// Watches whether the active node that `active` names still listens: while its first HTTP
+/// address has refused [`REFUSALS`] connections in a row (nothing listens there: its process
+/// died), `refusing` holds its advert, else `None`. The lease takes that, with a lease its
+/// holder stopped renewing, as the sign to take over at once (`store::redis::lease`). A
+/// connection that times out or fails otherwise (an unreachable machine) proves nothing and
+/// counts as taken. Ends when nobody reads `refusing` any more.
+pub async fn watch_for_refusals(
+    active: watch::Receiver<Option<String>>,
+    refusing: watch::Sender<Option<String>>,
+) {
+    let mut refused: u32 = 0;
+    let mut watched: Option<String> = None;
+    while !refusing.is_closed() {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let current = active.borrow().clone();
+        if current != watched {
+            (watched, refused) = (current, 0);
+        }
+        let target = watched
+            .as_deref()
+            .and_then(Advert::parse)
+            .and_then(|advert| advert.http.into_iter().next());
+        refused = match target {
+            Some(target) => {
+                match tokio::time::timeout(PROBE_EVERY, TcpStream::connect(&target)).await {
+                    Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        refused.saturating_add(1)
+                    }
+                    _ => 0,
+                }
+            }
+            None => 0,
+        };
+        let gone = (refused >= REFUSALS).then(|| watched.clone()).flatten();
+        refusing.send_if_modified(|now| {
+            let changed = *now != gone;
+            if changed {
+                now.clone_from(&gone);
+            }
+            changed
+        });
+    }
+}
+
 /// The host other nodes reach this one at, for addresses bound to no host in particular:
 /// `configured`, else this machine's name.
 pub fn advertised_host(configured: Option<&str>) -> String {

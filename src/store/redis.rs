@@ -132,20 +132,23 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 impl RedisStore {
     /// Connects to the Redis at `url`, checks that it answers, and takes the database's lease
-    /// (renewed every third of `lease_ttl`), waiting while another node holds it. Logs a
+    /// (its time to live `lease_ttl`, renewed in the background), waiting while another node holds it. Logs a
     /// warning if a crash of that Redis can lose answered commits (see [`Persistence::risk`]).
     pub async fn connect(url: &str, lease_ttl: Duration) -> Result<Self, StoreError> {
         let active = tokio::sync::watch::channel(None).0;
-        Self::connect_standing_by(Target::Server(url), lease_ttl, &active).await
+        let refusing = tokio::sync::watch::channel(None).1;
+        Self::connect_standing_by(Target::Server(url), lease_ttl, &active, &refusing).await
     }
 
     /// [`RedisStore::connect`] to `target` (one server or a cluster), telling `active`
     /// meanwhile what the node that holds the lease advertised ([`Lease::advertise`]), for as
-    /// long as this node waits.
+    /// long as this node waits; `refusing` names an advert whose address refuses connections
+    /// (see [`Lease::acquire`]).
     pub async fn connect_standing_by(
         target: Target<'_>,
         lease_ttl: Duration,
         active: &tokio::sync::watch::Sender<Option<String>>,
+        refusing: &tokio::sync::watch::Receiver<Option<String>>,
     ) -> Result<Self, StoreError> {
         let (connection, keys) = Connection::open(target).await.map_err(engine_error)?;
         match persistence(&connection).await {
@@ -155,7 +158,7 @@ impl RedisStore {
             },
             Err(err) => tracing::warn!(error = %err, "cannot read Redis's persistence settings"),
         }
-        let lease = Lease::acquire(connection.clone(), keys, lease_ttl, active).await;
+        let lease = Lease::acquire(connection.clone(), keys, lease_ttl, active, refusing).await;
         Ok(Self {
             connection,
             keys,

@@ -123,6 +123,69 @@ async fn a_standby_relays_to_the_active_node_and_takes_over_when_it_is_killed() 
 }
 
 #[tokio::test]
+async fn a_standby_takes_over_from_a_killed_node_without_waiting_for_its_lease_to_run_out() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(DURABLE);
+    let queue = unique("orders");
+    // A lease far longer than the bound below: the standby makes it in time only if it sees
+    // that the active node is gone (its address refuses connections, its lease unrenewed).
+    let active = start_node_with_lease(&redis, "60000");
+    active.publish(&queue, "e", json!(1)).await;
+    let standby = start_standby(&redis, "60000", &[]);
+    standby.publish(&queue, "e", json!(2)).await;
+
+    active.kill_9();
+    let killed = Instant::now();
+    publish_once_a_node_serves(&standby, &queue, 3).await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "the standby took {:?} to serve after the kill: it waited for the lease",
+        killed.elapsed()
+    );
+    assert!(
+        standby.logs_within("taking over without waiting", Duration::ZERO),
+        "the standby says why it took over"
+    );
+    let (_, stats) = standby.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["waiting"], 3, "every answered publish: {stats}");
+}
+
+#[tokio::test]
+async fn a_paused_active_node_that_still_listens_keeps_its_lease_until_it_runs_out() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start(DURABLE);
+    let queue = unique("orders");
+    let active = start_node_with_lease(&redis, "8000");
+    let standby = start_standby(&redis, "8000", &[]);
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &active.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    // Paused, the node renews nothing, but its listener still takes connections (the kernel
+    // queues them): it is not gone, and the standby must not take the lease from it.
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    signal("-CONT");
+    assert!(
+        !standby.log().iter().any(|line| line.contains(SERVING)),
+        "the standby took the lease of a node that was only paused"
+    );
+    active.publish(&queue, "e", json!(1)).await;
+    let (_, stats) = standby.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(
+        stats["waiting"], 1,
+        "the standby still relays to it: {stats}"
+    );
+}
+
+#[tokio::test]
 async fn a_node_that_stops_hands_its_redis_to_the_standby_at_once() {
     if !redis_available() {
         return;

@@ -13,6 +13,16 @@
 //! back by the holder if nobody took it in between (an epoch key counts the takes): its index is
 //! then still what the database holds.
 //!
+//! A holder that died (kill -9, a crash) does not have to be waited for until its lease runs
+//! out: a standby takes the lease over at once ([`STEAL`]) when both signs say the holder is
+//! gone: its advertised address refuses connections (nothing listens there any more: the
+//! standby's caller watches that, `crate::relay::watch_for_refusals`) *and* it has stopped
+//! renewing (the lease's time to live shows no renewal for [`STALE_AFTER`] past its renewal
+//! interval). Either sign alone is not enough: a node that drains its connections after SIGTERM
+//! refuses new ones but still renews (and commits) until it releases the lease, and a node cut
+//! off from Redis, or paused, stops renewing but still listens. A holder taken over wrongly
+//! loses nothing either: the fence below refuses its next commit and it stops.
+//!
 //! Every commit checks, in the same atomic script that applies it, that its node still holds
 //! the lease ([`FENCED_COMMIT`]): a node that was cut off from Redis long enough for the lease
 //! to pass to another can never write again (its commits fail, so its publishes are answered
@@ -39,6 +49,19 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 
 /// How often a standby tries to take the lease (at most): a released lease is taken this soon.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+/// How often the holder renews its lease at most (a third of its time to live if that is
+/// shorter): often enough that a holder that stopped renewing shows soon.
+const RENEW_AT_MOST_EVERY: Duration = Duration::from_millis(500);
+
+/// How long past its renewal interval a lease must have gone unrenewed before a standby may
+/// take it from a holder whose address refuses connections (room for a slow Redis round trip).
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
+/// How often the holder of a lease of `ttl` renews it.
+fn renewal_interval(ttl: Duration) -> Duration {
+    (ttl / 3).min(RENEW_AT_MOST_EVERY)
+}
 
 /// Applies a commit's commands only if `KEYS[1]` (the lease) still names `ARGV[1]` (this
 /// node). On a cluster every key it writes is in the lease's slot (`Keys`). The commands follow as `count, command, arg…` groups. Like `MULTI … EXEC`, a script
@@ -83,6 +106,21 @@ end
 return 1
 ";
 
+/// Takes the lease for `ARGV[2]` from `ARGV[1]`, judged gone, if `ARGV[1]` still holds it and
+/// has not renewed it since (its time to live is at most `ARGV[3]` ms); drops its advert
+/// (`KEYS[3]`). The new epoch, else 0.
+const STEAL: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if redis.call('PTTL', KEYS[1]) > tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('DEL', KEYS[3])
+return redis.call('INCR', KEYS[2])
+";
+
 /// Gives the lease up if `ARGV[1]` holds it, and its advert (`KEYS[2]`) with it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -100,6 +138,34 @@ enum Attempt {
         current: Option<String>,
         advertised: Option<String>,
     },
+}
+
+/// Takes the lease for `holder` from `gone`, if `gone` still holds it and has not renewed it for
+/// [`STALE_AFTER`] past its renewal interval (the lease's time to live is `ttl_ms` for both).
+/// The new epoch, if taken.
+async fn try_steal(
+    (connection, keys): (&Connection, Keys),
+    gone: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Option<i64>, redis::RedisError> {
+    let unrenewed = renewal_interval(ttl) + STALE_AFTER;
+    let Some(at_most) = ttl.checked_sub(unrenewed) else {
+        // A lease this short runs out before it could be judged stale.
+        return Ok(None);
+    };
+    let mut conn = connection.clone();
+    let epoch: i64 = redis::Script::new(STEAL)
+        .key(keys.lease())
+        .key(keys.epoch())
+        .key(keys.advert())
+        .arg(gone)
+        .arg(holder)
+        .arg(u64::try_from(at_most.as_millis()).unwrap_or(u64::MAX))
+        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+        .invoke_async(&mut conn)
+        .await?;
+    Ok((epoch > 0).then_some(epoch))
 }
 
 /// Tries to take the lease for `holder`; if another holds it, reads what it advertised.
@@ -150,13 +216,17 @@ pub struct Lease {
 
 impl Lease {
     /// Takes the lease, waiting while another node holds it (a standby, which rides out Redis
-    /// outages), then renews it every third of `ttl` in the background. While it waits, `active` holds the advert of the node
-    /// that holds the lease (`None` while there is none, or while it has not advertised yet).
+    /// outages), then renews it in the background (every third of `ttl`, at most every
+    /// [`RENEW_AT_MOST_EVERY`]). While it waits, `active` holds the advert of the node that
+    /// holds the lease (`None` while there is none, or while it has not advertised yet); when
+    /// `refusing` holds that same advert (its address refuses connections) and the holder has
+    /// stopped renewing, this node takes the lease over without waiting for it to run out.
     pub async fn acquire(
         connection: Connection,
         keys: Keys,
         ttl: Duration,
         active: &watch::Sender<Option<String>>,
+        refusing: &watch::Receiver<Option<String>>,
     ) -> Self {
         let holder = format!(
             "{}:{}:{}",
@@ -176,6 +246,26 @@ impl Lease {
                     advertised,
                 }) => {
                     unreachable = false;
+                    if let Some(gone) = current.as_deref()
+                        && advertised.is_some()
+                        && *refusing.borrow() == advertised
+                    {
+                        match try_steal((&connection, keys), gone, &holder, ttl).await {
+                            Ok(Some(epoch)) => {
+                                tracing::warn!(
+                                    previous = gone,
+                                    "the active node refuses connections and stopped renewing \
+                                     its Redis lease: taking over without waiting for the \
+                                     lease to run out"
+                                );
+                                break epoch;
+                            }
+                            Ok(None) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "cannot take over the Redis lease");
+                            }
+                        }
+                    }
                     active.send_if_modified(|now| {
                         let changed = *now != advertised;
                         if changed {
@@ -280,7 +370,7 @@ impl Drop for Lease {
     }
 }
 
-/// Renews the lease every third of `ttl`. While Redis cannot be reached it keeps trying (the
+/// Renews the lease every [`renewal_interval`]. While Redis cannot be reached it keeps trying (the
 /// commits fail meanwhile, and the lease may run out: it is taken back if nobody took it in
 /// between); once Redis answers that another node took the lease, it reports the loss and
 /// ends.
@@ -294,7 +384,7 @@ async fn renew(
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     let script = redis::Script::new(RENEW);
     loop {
-        tokio::time::sleep(ttl / 3).await;
+        tokio::time::sleep(renewal_interval(ttl)).await;
         let mut conn = connection.clone();
         let advertised = advert.borrow().clone();
         let renewed: Result<i64, _> = script

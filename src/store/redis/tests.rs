@@ -22,7 +22,9 @@ async fn connect(url: &str) -> RedisStore {
 /// [`connect`] to the Redis Cluster of `seeds`.
 async fn connect_cluster(seeds: &[String]) -> RedisStore {
     let active = tokio::sync::watch::channel(None).0;
-    RedisStore::connect_standing_by(Target::Cluster(seeds), Duration::from_millis(300), &active)
+    let refusing = tokio::sync::watch::channel(None).1;
+    let lease = Duration::from_millis(300);
+    RedisStore::connect_standing_by(Target::Cluster(seeds), lease, &active, &refusing)
         .await
         .expect("connects to the cluster")
 }
