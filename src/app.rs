@@ -16,9 +16,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, ApiState};
-use crate::beanstalk::Beanstalk;
+use crate::beanstalk::{self, Beanstalk};
 use crate::broker::Broker;
-use crate::config::{Config, Storage};
+use crate::config::{Config, DoorAddress, Storage};
 use crate::relay::{self, Advert, Door, Relay};
 use crate::serve::{self, Connections, PeerLimit};
 use crate::socket;
@@ -36,8 +36,10 @@ pub struct Application {
     listeners: Vec<TcpListener>,
     addresses: Vec<SocketAddr>,
     /// The beanstalk door's listeners (`--beanstalk-listen`), if it is open.
-    beanstalk: Option<(Beanstalk, Vec<TcpListener>)>,
+    beanstalk: Option<(Beanstalk, Vec<beanstalk::Listener>)>,
     beanstalk_addresses: Vec<SocketAddr>,
+    /// Its Unix sockets, as `unix:PATH`.
+    beanstalk_paths: Vec<String>,
     connections: Connections,
     broker: Broker,
     io: SocketIo,
@@ -60,13 +62,27 @@ fn local_addresses(listeners: &[TcpListener]) -> anyhow::Result<Vec<SocketAddr>>
 struct Bound {
     http: Vec<TcpListener>,
     beanstalk: Vec<TcpListener>,
+    /// The beanstalk door's Unix sockets (never with Redis: standbys could not relay them).
+    beanstalk_unix: Vec<beanstalk::Listener>,
 }
 
 /// Binds every `--listen` and `--beanstalk-listen` address.
 async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let mut tcp = Vec::new();
+    let mut beanstalk_unix = Vec::new();
+    for address in &config.beanstalk_listen {
+        match address {
+            DoorAddress::Tcp(address) => tcp.push(*address),
+            DoorAddress::Unix(path) => beanstalk_unix
+                .push(beanstalk::Listener::bind_unix(path).with_context(|| {
+                    format!("cannot listen for beanstalk clients on {address}")
+                })?),
+        }
+    }
     Ok(Bound {
         http: bind_all(&config.listen, "").await?,
-        beanstalk: bind_all(&config.beanstalk_listen, " for beanstalk clients").await?,
+        beanstalk: bind_all(&tcp, " for beanstalk clients").await?,
+        beanstalk_unix,
     })
 }
 
@@ -115,7 +131,8 @@ async fn open_redis(
     name: &str,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<RedisStore>>, Bound)> {
     let (active_tx, active) = watch::channel(None);
-    let (stop, relays) = relay_while_standing_by(bound, &active);
+    let beanstalk_unix = bound.beanstalk_unix;
+    let (stop, relays) = relay_while_standing_by(bound.http, bound.beanstalk, &active);
     // A dead active node is taken over from once its address refuses connections (and its
     // lease shows no renewal), without waiting for its lease to run out.
     let (refusing_tx, refusing) = watch::channel(None);
@@ -130,6 +147,7 @@ async fn open_redis(
     let mut bound = Bound {
         http: Vec::new(),
         beanstalk: Vec::new(),
+        beanstalk_unix,
     };
     for (door, relay) in relays {
         let listener = relay.await.context("a relay task failed")?;
@@ -145,18 +163,14 @@ async fn open_redis(
 /// Starts relaying every listener of `bound` to the active node that `active` names, until
 /// the returned sender says stop; each task gives its listener back, in order.
 fn relay_while_standing_by(
-    bound: Bound,
+    http: Vec<TcpListener>,
+    beanstalk: Vec<TcpListener>,
     active: &watch::Receiver<Option<String>>,
 ) -> (watch::Sender<bool>, Vec<(Door, JoinHandle<TcpListener>)>) {
     let (stop, stopped) = watch::channel(false);
     let mut relays = Vec::new();
-    let doors = (bound
-        .http
-        .into_iter()
-        .map(|listener| (Door::Http, listener)))
-    .chain(
-        bound
-            .beanstalk
+    let doors = (http.into_iter().map(|listener| (Door::Http, listener))).chain(
+        beanstalk
             .into_iter()
             .map(|listener| (Door::Beanstalk, listener)),
     );
@@ -252,7 +266,17 @@ impl Application {
             let host = relay::advertised_host(config.advertise_host.as_deref());
             Advert::new(&addresses, &beanstalk_addresses, &host, &secret).to_text()
         });
-        let (listeners, beanstalk_listeners) = (bound.http, bound.beanstalk);
+        let beanstalk_paths: Vec<String> = config
+            .beanstalk_listen
+            .iter()
+            .filter(|address| matches!(address, DoorAddress::Unix(_)))
+            .map(ToString::to_string)
+            .collect();
+        let listeners = bound.http;
+        let beanstalk_listeners: Vec<beanstalk::Listener> = (bound.beanstalk.into_iter())
+            .map(beanstalk::Listener::Tcp)
+            .chain(bound.beanstalk_unix)
+            .collect();
         let beanstalk = (!beanstalk_listeners.is_empty()).then(|| {
             let door = Beanstalk::new(broker.clone(), config.beanstalk_max_job_bytes);
             (door, beanstalk_listeners)
@@ -268,6 +292,7 @@ impl Application {
             addresses,
             beanstalk,
             beanstalk_addresses,
+            beanstalk_paths,
             connections,
             broker,
             io,
@@ -317,6 +342,9 @@ impl Application {
             }
             for address in &self.beanstalk_addresses {
                 tracing::info!("queuehub serving the beanstalk protocol on {address}");
+            }
+            for path in &self.beanstalk_paths {
+                tracing::info!("queuehub serving the beanstalk protocol on {path}");
             }
         }
 

@@ -55,7 +55,7 @@ pub struct Config {
     /// Every address serves everything (HTTP API and socket.io).
     pub listen: Vec<SocketAddr>,
     /// Every address serves the beanstalkd protocol (none: the beanstalk door is closed).
-    pub beanstalk_listen: Vec<SocketAddr>,
+    pub beanstalk_listen: Vec<DoorAddress>,
     /// The largest job body the beanstalk door accepts (beanstalkd's `-z`).
     pub beanstalk_max_job_bytes: u32,
     pub storage: Storage,
@@ -142,11 +142,12 @@ pub struct Settings {
     )]
     #[serde(deserialize_with = "layers::list")]
     pub listen: Vec<SocketAddr>,
-    /// Address to serve the beanstalkd protocol on (docs/BEANSTALK.md); repeat (or separate
-    /// with commas) for several [default: none, the beanstalk door is closed].
+    /// Address to serve the beanstalkd protocol on (docs/BEANSTALK.md): HOST:PORT, or
+    /// unix:PATH for a Unix socket as beanstalkd's `-l unix:PATH`; repeat (or separate with
+    /// commas) for several [default: none, the beanstalk door is closed].
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     #[serde(default, deserialize_with = "layers::list")]
-    pub beanstalk_listen: Vec<SocketAddr>,
+    pub beanstalk_listen: Vec<DoorAddress>,
     /// The largest job body the beanstalk door accepts, in bytes (beanstalkd's `-z`); larger
     /// ones are answered JOB_TOO_BIG.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..=crate::beanstalk::MAX_JOB_BYTES_LIMIT as i64),
@@ -348,6 +349,21 @@ impl Loaded {
                     .map_err(|problem| self.refuse("redis_cluster", problem))?;
             }
         }
+        let unix = s
+            .beanstalk_listen
+            .iter()
+            .find(|a| matches!(a, DoorAddress::Unix(_)));
+        if let Some(unix) = unix
+            && (s.redis.is_some() || !s.redis_cluster.is_empty())
+        {
+            return Err(self.refuse(
+                "beanstalk_listen",
+                format!(
+                    "{unix}: with Redis, standbys relay their clients to the active node, which \
+                     a Unix socket cannot reach; listen on a TCP address"
+                ),
+            ));
+        }
         let storage = match (&s.redis, s.memory) {
             _ if !s.redis_cluster.is_empty() => Storage::RedisCluster(s.redis_cluster.clone()),
             (Some(_), true) => {
@@ -463,6 +479,43 @@ fn check_lab_routes(routes: &[HttpRoute]) -> Result<(), PresetError> {
         }
     }
     Ok(())
+}
+
+/// Where the beanstalk door listens: a TCP address, or a Unix socket (`unix:PATH`, as
+/// beanstalkd's `-l unix:PATH`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DoorAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for DoorAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("unix:") {
+            Some("") => Err("unix: needs a path, as in unix:/run/queuehub.sock".to_owned()),
+            Some(path) => Ok(DoorAddress::Unix(PathBuf::from(path))),
+            None => text.parse().map(DoorAddress::Tcp).map_err(|_| {
+                format!("{text:?} is neither HOST:PORT (an IP address and a port) nor unix:PATH")
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for DoorAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DoorAddress::Tcp(address) => address.fmt(f),
+            DoorAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for DoorAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[cfg(test)]

@@ -4,16 +4,14 @@
 //! client closing does, and then the jobs it still had reserved go back to ready.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, watch};
 
 use super::input::{Input, Next};
 use super::protocol::{self, Command, Tube};
+use super::stream::{Reader, Writer};
 use super::{Beanstalk, tube};
 use crate::broker::Envelope;
 
@@ -26,7 +24,7 @@ pub(super) struct Conn {
     /// Its worker name, `beanstalk:<n>`: unlike a socket's (`<sid> <namespace>`), it has
     /// no space.
     pub(super) worker: String,
-    pub(super) input: Input<OwnedReadHalf>,
+    pub(super) input: Input<Reader>,
     /// Jobs the broker handed to this connection.
     pub(super) handed: mpsc::UnboundedReceiver<Envelope>,
     pub(super) using: Tube,
@@ -43,13 +41,12 @@ pub(super) struct Conn {
 /// Serves one connection until the client quits or closes, or the server stops.
 pub(super) async fn run(
     shared: Beanstalk,
-    stream: TcpStream,
-    peer: SocketAddr,
+    (reader, mut writer): (Reader, Writer),
+    peer: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let worker = format!("beanstalk:{}", NEXT.fetch_add(1, Ordering::Relaxed));
     tracing::info!(%peer, worker, "beanstalk connection");
-    let (reader, mut writer) = stream.into_split();
     let handed = shared.door.open(&worker);
     shared.stats.connection(true);
     let default = Tube::default_tube();

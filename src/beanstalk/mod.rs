@@ -1,5 +1,5 @@
-//! The beanstalk door: queuehub speaking the beanstalkd 1.12 text protocol over TCP
-//! (`--beanstalk-listen`), a third transport over the same [`Broker`] as HTTP and socket.io
+//! The beanstalk door: queuehub speaking the beanstalkd 1.12 text protocol over TCP or a Unix
+//! socket (`--beanstalk-listen`), a third transport over the same [`Broker`] as HTTP and socket.io
 //! (docs/BEANSTALK.md).
 //!
 //! A tube is a queue ([`tube`]); `put` is a durable publish (answered `INSERTED <id>` once
@@ -11,11 +11,12 @@
 //! queue.
 //!
 //! Layout: `protocol` parses lines and frames replies (pure); `body` turns job bodies into
-//! payloads and back; `tube` maps names; `input` is a connection's bounded reader;
-//! `connection` runs one connection (its loop and its state); `jobs`, `reserve` and `info`
-//! answer the commands (the job commands, the reserves, and peeks, stats and lists); `door` is the [`Outbox`]
-//! that hands jobs to waiting connections; `stats` holds the server-wide counters; `bodies`
-//! keeps the bodies of jobs put and not reserved yet, so a reserve need not read them back.
+//! payloads and back; `tube` maps names; `stream` is the listeners (TCP or Unix) and a
+//! connection's two halves; `input` is a connection's bounded reader; `connection` runs one
+//! connection (its loop and its state); `jobs`, `reserve` and `info` answer the commands (the
+//! job commands, the reserves, and peeks, stats and lists); `door` is the [`Outbox`] that
+//! hands jobs to waiting connections; `stats` holds the server-wide counters; `bodies` keeps
+//! the bodies of jobs put and not reserved yet, so a reserve need not read them back.
 //! Only this module knows the protocol; it calls nothing but the broker.
 
 mod bodies;
@@ -29,18 +30,19 @@ mod jobs;
 mod protocol;
 mod reserve;
 mod stats;
+mod stream;
 mod tube;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 
 pub use door::Door;
+pub use stream::Listener;
 
 /// The largest job body accepted by default, in bytes: beanstalkd's default (`-z 65535`).
 /// Larger ones are answered `JOB_TOO_BIG` and their bytes skipped.
@@ -102,20 +104,17 @@ impl Beanstalk {
 
     /// Accepts connections on `listener` until `stop` turns true, then closes them (their
     /// reserved jobs go back to ready, as when a beanstalkd client disconnects).
-    pub async fn serve(self, listener: TcpListener, stop: watch::Receiver<bool>) {
+    pub async fn serve(self, listener: Listener, stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
         let mut stopping = stop.clone();
         loop {
             tokio::select! {
                 () = stopped(&mut stopping) => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        if let Err(err) = stream.set_nodelay(true) {
-                            tracing::debug!(error = %err, "beanstalk: TCP_NODELAY not set");
-                        }
+                    Ok((reader, writer, peer)) => {
                         let shared = self.clone();
                         let stop = stop.clone();
-                        connections.spawn(connection::run(shared, stream, peer, stop));
+                        connections.spawn(connection::run(shared, (reader, writer), peer, stop));
                     }
                     Err(err) => {
                         // Out of file descriptors and the like: wait a little, keep going.
@@ -126,7 +125,7 @@ impl Beanstalk {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-        drop(listener);
+        listener.close();
         while connections.join_next().await.is_some() {}
     }
 }

@@ -91,6 +91,58 @@ fn the_beanstalk_door_is_closed_by_default_and_opens_by_flag_variable_or_file() 
 }
 
 #[test]
+fn a_beanstalk_address_is_host_and_port_or_a_unix_socket_which_redis_nodes_refuse() {
+    let parse = |text: &str| text.parse::<DoorAddress>();
+    assert_eq!(
+        parse("127.0.0.1:11300"),
+        Ok(DoorAddress::Tcp("127.0.0.1:11300".parse().unwrap()))
+    );
+    assert_eq!(
+        parse("unix:/run/beanstalkd.sock"),
+        Ok(DoorAddress::Unix("/run/beanstalkd.sock".into()))
+    );
+    assert!(parse("unix:").is_err());
+    assert!(
+        parse("localhost:11300").is_err(),
+        "a host name, not an address"
+    );
+    for text in ["127.0.0.1:11300", "[::1]:11300", "unix:/tmp/b.sock"] {
+        assert_eq!(
+            parse(text).unwrap().to_string(),
+            text,
+            "written back as read"
+        );
+    }
+    // Every layer reads it, the file's TOML array included.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "q.toml",
+        "beanstalk_listen = [\"unix:/tmp/b.sock\", \"127.0.0.1:1\"]\n",
+    );
+    let cli = Cli::try_parse_from(["queuehub", "--config", file.as_str()]).unwrap();
+    let config = Config::from_cli(cli).unwrap();
+    assert_eq!(
+        config.beanstalk_listen[0],
+        DoorAddress::Unix("/tmp/b.sock".into())
+    );
+    // With Redis a standby relays its clients to the active node over TCP: no Unix socket.
+    let cli = Cli::try_parse_from([
+        "queuehub",
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--beanstalk-listen",
+        "unix:/tmp/b.sock",
+    ])
+    .unwrap();
+    let refused = Config::from_cli(cli).unwrap_err().to_string();
+    assert!(
+        refused.contains("beanstalk_listen: unix:/tmp/b.sock"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn flags_beat_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("queuehub.toml");

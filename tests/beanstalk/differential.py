@@ -35,20 +35,31 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc, what):
+def connect(address, timeout=None):
+    """A socket connected to `address`: a TCP port on 127.0.0.1, or a Unix socket's path."""
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address)
+        return sock
+    return socket.create_connection(("127.0.0.1", address), timeout=timeout)
+
+
+def wait_port(address, proc, what):
     for _ in range(300):
         if proc.poll() is not None:
             sys.exit(f"{what} exited at start with {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            connect(address, timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port}")
+    sys.exit(f"{what} did not listen on {address}")
 
 
 class Server:
-    """One server under test, started fresh for each scenario."""
+    """One server under test, started fresh for each scenario. `port` is its door's TCP port,
+    or the path of its Unix socket."""
 
     def __init__(self, name, argv, port, tmp):
         self.name, self.argv, self.port, self.tmp = name, argv, port, tmp
@@ -70,7 +81,8 @@ class Server:
                 self.proc.wait()
 
     def client(self, **kw):
-        return greenstalk.Client(("127.0.0.1", self.port), encoding=None, **kw)
+        address = self.port if isinstance(self.port, str) else ("127.0.0.1", self.port)
+        return greenstalk.Client(address, encoding=None, **kw)
 
     def raw(self):
         return Raw(self.port)
@@ -80,7 +92,7 @@ class Raw:
     """A plain TCP client that sends bytes and reads whole replies."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock = connect(port)
         self.buf = b""
 
     def send(self, data):
@@ -478,6 +490,23 @@ def drain_mode(s, t):
     t.call("delete it", c.delete, j)
 
 
+def over_a_unix_socket(s, t):
+    """The same commands over a Unix socket (beanstalkd's `-l unix:PATH`), raw bytes included."""
+    c = s.client()
+    t.call("use a/b", c.use, "a/b")
+    t.put("put", c, b"over unix")
+    t.call("watch a/b", c.watch, "a/b")
+    j = t.call("reserve", c.reserve, 2)
+    t.call("stats-job", lambda: pick(c.stats_job(j), STATS_JOB))
+    t.call("delete", c.delete, j)
+    r = s.raw()
+    r.send(b"garbage\r\nlist-tube-used\r\n")
+    t.note("raw: garbage, then a command", (r.reply(), r.reply()))
+
+
+over_a_unix_socket.unix = True
+
+
 def stats_fields(s, t):
     """`stats` has beanstalkd's fields in its order, the machine's name, kernel and platform
     as beanstalkd reports them, and the CPU time used as seconds with six decimals."""
@@ -501,6 +530,7 @@ def stats_fields(s, t):
 SCENARIOS = [
     put_reserve_delete,
     stats_fields,
+    over_a_unix_socket,
     priorities_order_reserve,
     priorities_across_watched_tubes,
     bodies_come_back_byte_for_byte,
@@ -548,15 +578,21 @@ def main():
         if args.only and scenario.__name__ != args.only:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            bport = free_port()
-            reference = Server("beanstalkd", [args.beanstalkd, "-l", "127.0.0.1", "-p", str(bport)], bport, tmp)
-            qport, hport = free_port(), free_port()
+            unix = getattr(scenario, "unix", False)
+            if unix:
+                bport, qport = os.path.join(tmp, "beanstalkd.sock"), os.path.join(tmp, "queuehub.sock")
+                blisten, qlisten = ["-l", f"unix:{bport}"], f"unix:{qport}"
+            else:
+                bport, qport = free_port(), free_port()
+                blisten, qlisten = ["-l", "127.0.0.1", "-p", str(bport)], f"127.0.0.1:{qport}"
+            reference = Server("beanstalkd", [args.beanstalkd, *blisten], bport, tmp)
+            hport = free_port()
             queuehub = Server(
                 "queuehub",
                 [
                     os.path.abspath(args.queuehub),
                     "--listen", f"127.0.0.1:{hport}",
-                    "--beanstalk-listen", f"127.0.0.1:{qport}",
+                    "--beanstalk-listen", qlisten,
                     "--data-dir", os.path.join(tmp, "data"),
                 ],
                 qport,

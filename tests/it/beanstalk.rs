@@ -663,3 +663,81 @@ async fn stats_reports_the_cpu_time_used_and_the_machine_as_beanstalkd_does() {
     assert_eq!(field("os"), kernel.trim());
     assert_eq!(field("platform"), std::env::consts::ARCH);
 }
+
+#[tokio::test]
+async fn the_door_listens_on_a_unix_socket_replacing_a_stale_one_and_removes_it_when_it_stops() {
+    let (_dir, path) = data_dir();
+    let socket = path.join("beanstalkd.sock");
+    // A socket file left by a server that was killed: replaced, as beanstalkd replaces it.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("a stale socket"));
+    assert!(socket.exists());
+    let door_address = format!("unix:{}", socket.display());
+    let server = ServerProcess::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path.to_str().expect("utf-8 path"),
+            "--beanstalk-listen",
+            &door_address,
+        ],
+        &[],
+        1,
+        None,
+    );
+    assert_eq!(door(&server), door_address);
+
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .expect("connects to the socket");
+    let mut client = BufReader::new(stream);
+    let mut exchange = async |send: &[u8]| -> String {
+        client.get_mut().write_all(send).await.expect("sent");
+        let mut line = String::new();
+        tokio::time::timeout(WAIT, client.read_line(&mut line))
+            .await
+            .expect("a reply in time")
+            .expect("read");
+        line
+    };
+    let inserted = exchange(b"put 0 0 60 5\r\nhello\r\n").await;
+    let id = inserted
+        .strip_prefix("INSERTED ")
+        .expect("INSERTED <id>")
+        .trim()
+        .to_owned();
+    assert_eq!(
+        exchange(b"reserve-with-timeout 1\r\n").await,
+        format!("RESERVED {id} 5\r\n")
+    );
+    assert_eq!(exchange(b"").await, "hello\r\n", "the body follows");
+    assert_eq!(
+        exchange(format!("delete {id}\r\n").as_bytes()).await,
+        "DELETED\r\n"
+    );
+    // The job went through the broker like any other: HTTP sees its queue.
+    let (_, stats) = server.get("/v1/queues/default").await;
+    assert_eq!(stats["acked"], 1, "{stats}");
+
+    server.terminate();
+    assert!(
+        !socket.exists(),
+        "the socket file is removed when the server stops"
+    );
+}
+
+#[test]
+fn the_door_does_not_replace_a_file_that_is_not_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_queuehub"))
+        .args(["--memory", "--listen", "127.0.0.1:0", "--beanstalk-listen"])
+        .arg(format!("unix:{}", file.display()))
+        .output()
+        .expect("queuehub runs");
+    assert!(!output.status.success(), "started over a regular file");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another file already exists"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}

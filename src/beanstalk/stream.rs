@@ -1,0 +1,121 @@
+//! The door's listeners and connections: TCP, or a Unix socket (beanstalkd's `-l unix:PATH`).
+//! A connection is read and written through [`Reader`] and [`Writer`], which are the same to
+//! the rest of the door whichever kind of socket is under them.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UnixListener, tcp, unix};
+
+/// A listener of the beanstalk door.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// Bound at this path, which is removed when the door stops serving on it.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds a Unix socket at `path` as beanstalkd does: a socket already there (left by a
+    /// server that did not stop cleanly) is replaced; any other file there is an error.
+    pub fn bind_unix(path: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(found) if found.file_type().is_socket() => std::fs::remove_file(path)?,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "another file already exists at that path",
+                ));
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        Ok(Self::Unix(UnixListener::bind(path)?, path.to_owned()))
+    }
+
+    /// The next connection: its two halves and a name for the logs (the peer's address, or
+    /// the socket's path).
+    pub(super) async fn accept(&self) -> io::Result<(Reader, Writer, String)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                if let Err(err) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %err, "beanstalk: TCP_NODELAY not set");
+                }
+                let (reader, writer) = stream.into_split();
+                Ok((Reader::Tcp(reader), Writer::Tcp(writer), peer.to_string()))
+            }
+            Listener::Unix(listener, path) => {
+                let (stream, _) = listener.accept().await?;
+                let (reader, writer) = stream.into_split();
+                let name = format!("unix:{}", path.display());
+                Ok((Reader::Unix(reader), Writer::Unix(writer), name))
+            }
+        }
+    }
+
+    /// Stops listening; a Unix socket's file goes with it.
+    pub(super) fn close(self) {
+        if let Listener::Unix(listener, path) = self {
+            drop(listener);
+            if let Err(err) = std::fs::remove_file(&path) {
+                tracing::debug!(error = %err, path = %path.display(), "beanstalk: socket file left");
+            }
+        }
+    }
+}
+
+/// The reading half of a connection.
+pub(super) enum Reader {
+    Tcp(tcp::OwnedReadHalf),
+    Unix(unix::OwnedReadHalf),
+}
+
+/// The writing half of a connection.
+pub(super) enum Writer {
+    Tcp(tcp::OwnedWriteHalf),
+    Unix(unix::OwnedWriteHalf),
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Reader::Tcp(half) => Pin::new(half).poll_read(cx, buf),
+            Reader::Unix(half) => Pin::new(half).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Tcp(half) => Pin::new(half).poll_write(cx, buf),
+            Writer::Unix(half) => Pin::new(half).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(half) => Pin::new(half).poll_flush(cx),
+            Writer::Unix(half) => Pin::new(half).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(half) => Pin::new(half).poll_shutdown(cx),
+            Writer::Unix(half) => Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}
