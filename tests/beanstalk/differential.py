@@ -490,6 +490,17 @@ def drain_mode(s, t):
     t.call("delete it", c.delete, j)
 
 
+def a_job_coming_due_reaches_the_reserve_that_waits_for_it(s, t):
+    """A job released with a delay of 2 s, a reserve-with-timeout 1 that times out, then
+    another whose timeout ends just after the job comes due: it gets the job (greenstalk's
+    own test_delays)."""
+    c = s.client()
+    t.put("put", c, b"delayed")
+    j = t.call("reserve", c.reserve, 2)
+    t.call("release with a delay of 2", lambda: c.release(j, delay=2))
+    t.call("reserve-with-timeout 1 before it is due", c.reserve, 1)
+    t.call("reserve-with-timeout 1 as it comes due", c.reserve, 1)
+
 def over_a_unix_socket(s, t):
     """The same commands over a Unix socket (beanstalkd's `-l unix:PATH`), raw bytes included."""
     c = s.client()
@@ -531,6 +542,7 @@ SCENARIOS = [
     put_reserve_delete,
     stats_fields,
     over_a_unix_socket,
+    a_job_coming_due_reaches_the_reserve_that_waits_for_it,
     priorities_order_reserve,
     priorities_across_watched_tubes,
     bodies_come_back_byte_for_byte,
