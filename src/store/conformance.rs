@@ -252,14 +252,7 @@ async fn runs_of_deleted_messages_go_and_a_message_put_again_after_its_delete_st
     store: &dyn Store,
 ) {
     let seqs = 20_100..=20_140u64;
-    let before: Vec<u64> = store
-        .load()
-        .await
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let before = stored_seqs(store).await;
     store
         .commit(
             seqs.clone()
@@ -277,14 +270,7 @@ async fn runs_of_deleted_messages_go_and_a_message_put_again_after_its_delete_st
     batch.push(Op::PutMessage(again));
     store.commit(batch).await.unwrap();
 
-    let mut got: Vec<u64> = store
-        .load()
-        .await
-        .unwrap()
-        .messages
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let mut got = stored_seqs(store).await;
     got.retain(|seq| !before.contains(seq));
     got.sort_unstable();
     let want: Vec<u64> = seqs
@@ -344,6 +330,12 @@ async fn a_long_inbox_loads_back_whole_after_removals(store: &dyn Store) {
     let got = sorted(store.load().await.unwrap()).inbox;
     assert_eq!(got.len(), want.len(), "inbox entries after removals");
     assert_eq!(got, want);
+}
+
+/// The sequence numbers of the messages `store` loads.
+async fn stored_seqs(store: &dyn Store) -> Vec<u64> {
+    let snapshot = store.load().await.unwrap();
+    snapshot.messages.iter().map(|m| m.seq).collect()
 }
 
 /// Applies the same `batches` random batches of ops (from `seed`) to `store` and to a memory

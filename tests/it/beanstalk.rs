@@ -14,22 +14,27 @@ use crate::helpers::{Http, ServerProcess, SocketClient, WAIT, data_dir, unique};
 /// Starts the binary with the beanstalk door open on a free port; returns it and the
 /// door's address.
 fn start(data_dir: &std::path::Path) -> (ServerProcess, String) {
+    let server = start_with_door(data_dir, "127.0.0.1:0");
+    let address = door(&server);
+    (server, address)
+}
+
+/// Starts the binary with the beanstalk door open at `door_address` (`--beanstalk-listen`).
+fn start_with_door(data_dir: &std::path::Path, door_address: &str) -> ServerProcess {
     let data_dir = data_dir.to_str().expect("utf-8 path");
-    let server = ServerProcess::start_with(
+    ServerProcess::start_with(
         &[
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
             data_dir,
             "--beanstalk-listen",
-            "127.0.0.1:0",
+            door_address,
         ],
         &[],
         1,
         None,
-    );
-    let address = door(&server);
-    (server, address)
+    )
 }
 
 /// The beanstalk door's address, from the server's log.
@@ -672,19 +677,7 @@ async fn the_door_listens_on_a_unix_socket_replacing_a_stale_one_and_removes_it_
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("a stale socket"));
     assert!(socket.exists());
     let door_address = format!("unix:{}", socket.display());
-    let server = ServerProcess::start_with(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            path.to_str().expect("utf-8 path"),
-            "--beanstalk-listen",
-            &door_address,
-        ],
-        &[],
-        1,
-        None,
-    );
+    let server = start_with_door(&path, &door_address);
     assert_eq!(door(&server), door_address);
 
     let stream = tokio::net::UnixStream::connect(&socket)
