@@ -131,9 +131,11 @@ async fn a_standby_takes_over_from_a_killed_node_without_waiting_for_its_lease_t
     let queue = unique("orders");
     // A lease far longer than the bound below: the standby makes it in time only if it sees
     // that the active node is gone (its address refuses connections, its lease unrenewed).
+    // The standby's own lease setting is another: it judges the holder's lease by watching
+    // it run down, not by its own length.
     let active = start_node_with_lease(&redis, "60000");
     active.publish(&queue, "e", json!(1)).await;
-    let standby = start_standby(&redis, "60000", &[]);
+    let standby = start_standby(&redis, "10000", &[]);
     standby.publish(&queue, "e", json!(2)).await;
 
     active.kill_9();

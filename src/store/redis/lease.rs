@@ -17,8 +17,9 @@
 //! out: a standby takes the lease over at once ([`STEAL`]) when both signs say the holder is
 //! gone: its advertised address refuses connections (nothing listens there any more: the
 //! standby's caller watches that, `crate::relay::watch_for_refusals`) *and* it has stopped
-//! renewing (the lease's time to live shows no renewal for [`STALE_AFTER`] past its renewal
-//! interval). Either sign alone is not enough: a node that drains its connections after SIGTERM
+//! renewing: two readings of the lease's time to live [`UNRENEWED_FOR`] apart show it only
+//! running down ([`Suspect`]), whatever length of lease the holder chose. Either sign alone is
+//! not enough: a node that drains its connections after SIGTERM
 //! refuses new ones but still renews (and commits) until it releases the lease, and a node cut
 //! off from Redis, or paused, stops renewing but still listens. A holder taken over wrongly
 //! loses nothing either: the fence below refuses its next commit and it stops.
@@ -54,9 +55,19 @@ const STANDBY_POLL: Duration = Duration::from_millis(250);
 /// shorter): often enough that a holder that stopped renewing shows soon.
 const RENEW_AT_MOST_EVERY: Duration = Duration::from_millis(500);
 
-/// How long past its renewal interval a lease must have gone unrenewed before a standby may
-/// take it from a holder whose address refuses connections (room for a slow Redis round trip).
-const STALE_AFTER: Duration = Duration::from_secs(1);
+/// How long a lease must be seen running down without a renewal before a standby may take it
+/// from a holder whose address refuses connections: three renewal intervals of a holder.
+const UNRENEWED_FOR: Duration = Duration::from_millis(1_500);
+
+/// How much the two readings of a lease's time to live may disagree with the time between
+/// them and still count as no renewal (Redis round trips); well under a holder's renewal
+/// interval, so that a renewal in between always shows.
+const READING_SLACK: Duration = Duration::from_millis(100);
+
+/// A lease shorter than this when first read is left to run out (it will within a second).
+/// A holder of a longer one renews every third of it or every [`RENEW_AT_MOST_EVERY`], so at
+/// least three times within [`UNRENEWED_FOR`], and more than [`READING_SLACK`] apart.
+const WORTH_TAKING: Duration = Duration::from_secs(1);
 
 /// How often the holder of a lease of `ttl` renews it.
 fn renewal_interval(ttl: Duration) -> Duration {
@@ -107,8 +118,8 @@ return 1
 ";
 
 /// Takes the lease for `ARGV[2]` from `ARGV[1]`, judged gone, if `ARGV[1]` still holds it and
-/// has not renewed it since (its time to live is at most `ARGV[3]` ms); drops its advert
-/// (`KEYS[3]`). The new epoch, else 0.
+/// has not renewed it since it was last read (its time to live is at most `ARGV[3]` ms); drops
+/// its advert (`KEYS[3]`). The new epoch, else 0.
 const STEAL: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -140,32 +151,63 @@ enum Attempt {
     },
 }
 
-/// Takes the lease for `holder` from `gone`, if `gone` still holds it and has not renewed it for
-/// [`STALE_AFTER`] past its renewal interval (the lease's time to live is `ttl_ms` for both).
-/// The new epoch, if taken.
-async fn try_steal(
-    (connection, keys): (&Connection, Keys),
-    gone: &str,
-    holder: &str,
-    ttl: Duration,
-) -> Result<Option<i64>, redis::RedisError> {
-    let unrenewed = renewal_interval(ttl) + STALE_AFTER;
-    let Some(at_most) = ttl.checked_sub(unrenewed) else {
-        // A lease this short runs out before it could be judged stale.
-        return Ok(None);
-    };
-    let mut conn = connection.clone();
-    let epoch: i64 = redis::Script::new(STEAL)
-        .key(keys.lease())
-        .key(keys.epoch())
-        .key(keys.advert())
-        .arg(gone)
-        .arg(holder)
-        .arg(u64::try_from(at_most.as_millis()).unwrap_or(u64::MAX))
-        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-        .invoke_async(&mut conn)
-        .await?;
-    Ok((epoch > 0).then_some(epoch))
+/// A holder whose address refuses connections, and the lease's time to live when that was
+/// first seen: taken over once it has run down for [`UNRENEWED_FOR`] without a renewal.
+struct Suspect {
+    holder: String,
+    ttl_ms: u64,
+    at: std::time::Instant,
+}
+
+impl Suspect {
+    /// Reads the time to live of `gone`'s lease; `None` if it is too short to be worth taking.
+    async fn read(
+        (connection, keys): (&Connection, Keys),
+        gone: &str,
+    ) -> Result<Option<Self>, redis::RedisError> {
+        let mut conn = connection.clone();
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(keys.lease())
+            .query_async(&mut conn)
+            .await?;
+        let worth = u64::try_from(WORTH_TAKING.as_millis()).unwrap_or(u64::MAX);
+        Ok(u64::try_from(ttl_ms)
+            .ok()
+            .filter(|ttl_ms| *ttl_ms >= worth)
+            .map(|ttl_ms| Suspect {
+                holder: gone.to_owned(),
+                ttl_ms,
+                at: std::time::Instant::now(),
+            }))
+    }
+
+    /// Takes the lease for `holder` if it was read [`UNRENEWED_FOR`] ago or more and has only
+    /// run down since. `Ok(None)` if not yet, or if the suspect renewed it after all.
+    async fn take_over(
+        &self,
+        (connection, keys): (&Connection, Keys),
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<i64>, redis::RedisError> {
+        let elapsed = self.at.elapsed();
+        if elapsed < UNRENEWED_FOR {
+            return Ok(None);
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let at_most = (self.ttl_ms + ms(READING_SLACK)).saturating_sub(ms(elapsed));
+        let mut conn = connection.clone();
+        let epoch: i64 = redis::Script::new(STEAL)
+            .key(keys.lease())
+            .key(keys.epoch())
+            .key(keys.advert())
+            .arg(&self.holder)
+            .arg(holder)
+            .arg(at_most)
+            .arg(ms(ttl).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((epoch > 0).then_some(epoch))
+    }
 }
 
 /// Tries to take the lease for `holder`; if another holds it, reads what it advertised.
@@ -238,6 +280,7 @@ impl Lease {
         let mut waiting_for = None;
         let take = redis::Script::new(TAKE);
         let mut unreachable = false;
+        let mut suspect: Option<Suspect> = None;
         let epoch = loop {
             match try_take((&connection, keys), &take, &holder, ttl_ms).await {
                 Ok(Attempt::Taken(epoch)) => break epoch,
@@ -246,25 +289,38 @@ impl Lease {
                     advertised,
                 }) => {
                     unreachable = false;
-                    if let Some(gone) = current.as_deref()
-                        && advertised.is_some()
-                        && *refusing.borrow() == advertised
-                    {
-                        match try_steal((&connection, keys), gone, &holder, ttl).await {
-                            Ok(Some(epoch)) => {
-                                tracing::warn!(
-                                    previous = gone,
-                                    "the active node refuses connections and stopped renewing \
-                                     its Redis lease: taking over without waiting for the \
-                                     lease to run out"
-                                );
-                                break epoch;
+                    let gone = current
+                        .as_deref()
+                        .filter(|_| advertised.is_some() && *refusing.borrow() == advertised);
+                    match gone {
+                        None => suspect = None,
+                        Some(gone) => match &suspect {
+                            Some(seen) if seen.holder == gone => {
+                                match seen.take_over((&connection, keys), &holder, ttl).await {
+                                    Ok(Some(epoch)) => {
+                                        tracing::warn!(
+                                            previous = gone,
+                                            "the active node refuses connections and stopped \
+                                             renewing its Redis lease: taking over without \
+                                             waiting for the lease to run out"
+                                        );
+                                        break epoch;
+                                    }
+                                    // Not yet; or it renewed after all: read it again.
+                                    Ok(None) if seen.at.elapsed() < UNRENEWED_FOR => {}
+                                    Ok(None) => suspect = None,
+                                    Err(err) => {
+                                        tracing::warn!(error = %err, "cannot take over the Redis lease");
+                                    }
+                                }
                             }
-                            Ok(None) => {}
-                            Err(err) => {
-                                tracing::warn!(error = %err, "cannot take over the Redis lease");
-                            }
-                        }
+                            _ => match Suspect::read((&connection, keys), gone).await {
+                                Ok(seen) => suspect = seen,
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "cannot read the Redis lease")
+                                }
+                            },
+                        },
                     }
                     active.send_if_modified(|now| {
                         let changed = *now != advertised;
