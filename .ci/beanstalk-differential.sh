@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the beanstalk door's differential tests: tests/beanstalk/differential.py (greenstalk
-# and raw-socket scenarios), tests/beanstalk/differential.js (jackd, a Node client),
+# and raw-socket scenarios), tests/beanstalk/differential.js (jackd and fivebeans, Node clients),
 # tests/beanstalk/differential.rb (beaneater, a Ruby client) and
 # tests/beanstalk/differential.php (pheanstalk, a PHP client), each against Debian's beanstalkd
 # and against the given queuehub binary, every reply compared. Installs greenstalk

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Differential test of queuehub's beanstalk door with a Node client (jackd from npm): the same
-// scenarios against a fresh Debian beanstalkd and a fresh queuehub, every result compared
-// (job ids by their order of appearance, errors by their reply word). The Python twin,
-// differential.py, covers more commands and bad input; this one checks a second client
-// library's framing and a worker pool.
+// Differential test of queuehub's beanstalk door with Node clients (jackd and fivebeans from
+// npm): the same scenarios against a fresh Debian beanstalkd and a fresh queuehub, every result
+// compared (job ids by their order of appearance, errors by their reply word). The Python
+// twin, differential.py, covers more commands and bad input; this one checks two more client
+// libraries' framing and a worker pool.
 //
 //   npm ci && node differential.js --queuehub ../../target/debug/queuehub [--beanstalkd PATH] [--show]
 'use strict'
@@ -13,6 +13,7 @@ const fs = require('fs')
 const net = require('net')
 const os = require('os')
 const path = require('path')
+const FiveBeans = require('fivebeans').client
 const Jackd = require('jackd')
 
 function arg (name, fallback) {
@@ -137,17 +138,74 @@ async function workerPool (port, t) {
   await producer.disconnect()
 }
 
-const SCENARIOS = [workerLifecycle, workerPool]
+// fivebeans, the callback client: its commands, its YAML parsing, its error words.
+async function fivebeansSession (port, t) {
+  const c = new FiveBeans('127.0.0.1', port)
+  await new Promise((resolve, reject) => { c.on('connect', resolve).on('error', reject).connect() })
+  // Calls `command` with `args`; resolves with the callback's values after the error.
+  const send = (command, ...args) => new Promise((resolve, reject) => {
+    c[command](...args, (err, ...values) => err ? reject(new Error(String(err))) : resolve(values))
+  })
+  const call = (step, command, ...args) => t.call(step, () => send(command, ...args))
+  const job = ([id, body]) => [t.job(id), String(body)]
+  // A stats reply as fivebeans parses it, on fields whose values both servers share.
+  const fields = (...names) => ([yaml]) => names.map((name) => yaml[name])
+  // Reserves (or peeks) with `command`; records the job; returns its real id.
+  const take = async (step, command, ...args) => {
+    const got = await t.call(step, () => send(command, ...args))
+    t.steps[t.steps.length - 1][1] = got && job(got)
+    return got && got[0]
+  }
+  await call('use', 'use', 'fg_websocket')
+  for (const [pri, delay, body] of [[10, 0, 'render the captcha'], [1, 0, 'two'], [5, 1, 'later']]) {
+    await t.call(`put ${body}`, () => send('put', pri, delay, 60, body), ([id]) => t.job(id))
+  }
+  await call('watch', 'watch', 'fg_websocket')
+  await call('ignore default', 'ignore', 'default')
+  await call('list-tubes-watched', 'list_tubes_watched')
+  await call('list-tube-used', 'list_tube_used')
+  await take('peek-ready: the lower priority', 'peek_ready')
+  const id = await take('reserve', 'reserve')
+  await t.call('stats-job', () => send('stats_job', id), fields('state', 'pri', 'tube', 'reserves', 'ttr'))
+  await call('touch', 'touch', id)
+  await call('release with priority 3', 'release', id, 3, 0)
+  await take('reserve it again', 'reserve_with_timeout', 2)
+  await call('bury with priority 7', 'bury', id, 7)
+  await take('peek-buried', 'peek_buried')
+  await call('kick-job', 'kick_job', id)
+  await call('kick: the delayed job', 'kick', 10)
+  await t.call('stats-tube', () => send('stats_tube', 'fg_websocket'),
+    fields('name', 'current-jobs-ready', 'current-jobs-urgent', 'total-jobs', 'current-watching'))
+  for (const which of ['first', 'second', 'third']) {
+    const got = await take(`reserve the ${which}`, 'reserve_with_timeout', 3)
+    if (got) await call(`delete the ${which}`, 'destroy', got)
+  }
+  await call('delete a deleted job', 'destroy', id)
+  await call('reserve-with-timeout 0 on an empty tube', 'reserve_with_timeout', 0)
+  await call('peek an unknown job', 'peek', 424242)
+  await call('pause-tube', 'pause_tube', 'fg_websocket', 1)
+  await t.call('stats', () => send('stats'),
+    fields('total-jobs', 'cmd-put', 'cmd-delete', 'cmd-reserve-with-timeout', 'current-tubes', 'hostname', 'platform'))
+  c.end()
+}
+
+const SCENARIOS = [workerLifecycle, workerPool, fivebeansSession]
 
 async function run (argv, port, scenario) {
   const server = spawn(argv[0], argv.slice(1), { stdio: 'ignore' })
   const t = new Transcript()
+  // A client left waiting for a reply that never comes is a difference too, not a hang.
+  let timer
+  const limit = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error('the scenario did not end within 60 s')), 60000)
+  })
   try {
     await waitPort(port)
-    await scenario(port, t)
+    await Promise.race([scenario(port, t), limit])
   } catch (err) {
     t.note('scenario raised', String(err && err.message))
   } finally {
+    clearTimeout(timer)
     server.kill('SIGTERM')
     await new Promise((resolve) => server.once('exit', resolve))
   }
