@@ -38,8 +38,6 @@ pub struct Application {
     /// The beanstalk door's listeners (`--beanstalk-listen`), if it is open.
     beanstalk: Option<(Beanstalk, Vec<beanstalk::Listener>)>,
     beanstalk_addresses: Vec<SocketAddr>,
-    /// Its Unix sockets, as `unix:PATH`.
-    beanstalk_paths: Vec<String>,
     connections: Connections,
     broker: Broker,
     io: SocketIo,
@@ -266,12 +264,6 @@ impl Application {
             let host = relay::advertised_host(config.advertise_host.as_deref());
             Advert::new(&addresses, &beanstalk_addresses, &host, &secret).to_text()
         });
-        let beanstalk_paths: Vec<String> = config
-            .beanstalk_listen
-            .iter()
-            .filter(|address| matches!(address, DoorAddress::Unix(_)))
-            .map(ToString::to_string)
-            .collect();
         let listeners = bound.http;
         let beanstalk_listeners: Vec<beanstalk::Listener> = (bound.beanstalk.into_iter())
             .map(beanstalk::Listener::Tcp)
@@ -292,7 +284,6 @@ impl Application {
             addresses,
             beanstalk,
             beanstalk_addresses,
-            beanstalk_paths,
             connections,
             broker,
             io,
@@ -337,14 +328,10 @@ impl Application {
         if let Some((beanstalk, listeners)) = self.beanstalk {
             tokio::spawn(drain_on_sigusr1(beanstalk.clone()));
             for listener in listeners {
+                let address = listener.address();
                 let serving = beanstalk.clone().serve(listener, stop_rx.clone());
                 servers.push(tokio::spawn(serving));
-            }
-            for address in &self.beanstalk_addresses {
                 tracing::info!("queuehub serving the beanstalk protocol on {address}");
-            }
-            for path in &self.beanstalk_paths {
-                tracing::info!("queuehub serving the beanstalk protocol on {path}");
             }
         }
 

@@ -36,6 +36,17 @@ impl Listener {
         Ok(Self::Unix(UnixListener::bind(path)?, path.to_owned()))
     }
 
+    /// Where it listens, as `--beanstalk-listen` names it: `HOST:PORT` (the port bound), or
+    /// `unix:PATH`.
+    pub fn address(&self) -> String {
+        match self {
+            Listener::Tcp(listener) => listener
+                .local_addr()
+                .map_or_else(|err| format!("(no address: {err})"), |a| a.to_string()),
+            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+
     /// The next connection: its two halves and a name for the logs (the peer's address, or
     /// the socket's path).
     pub(super) async fn accept(&self) -> io::Result<(Reader, Writer, String)> {
