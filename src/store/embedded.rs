@@ -396,8 +396,9 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
         }
     }
     if !deleted.seqs.is_empty() {
-        deleted.apply(opened(txn, &mut meta, META)?)?;
-        deleted.apply(opened(txn, &mut payloads, PAYLOADS)?)?;
+        let seqs = deleted.sorted();
+        remove_runs(opened(txn, &mut meta, META)?, &seqs)?;
+        remove_runs(opened(txn, &mut payloads, PAYLOADS)?, &seqs)?;
     }
     match inbox.as_mut() {
         Some(table) => inboxes.write(table),
@@ -415,28 +416,33 @@ struct Deletions {
 }
 
 impl Deletions {
-    /// A run shorter than this is removed key by key.
-    const RUN: u64 = 4;
-
-    fn apply<V: redb::Value + 'static>(
-        &self,
-        table: &mut redb::Table<'_, u64, V>,
-    ) -> Result<(), redb::Error> {
+    fn sorted(&self) -> Vec<u64> {
         let mut seqs: Vec<u64> = self.seqs.iter().copied().collect();
         seqs.sort_unstable();
-        for run in seqs.chunk_by(|a, b| a + 1 == *b) {
-            let (first, last) = (run[0], run[run.len() - 1]);
-            if last - first + 1 >= Self::RUN {
-                // Every key in first..=last is one to delete (the run has no gap).
-                table.retain_in(first..=last, |_, _| false)?;
-            } else {
-                for &seq in run {
-                    table.remove(seq)?;
-                }
+        seqs
+    }
+}
+
+/// A run of deleted messages shorter than this is removed key by key.
+const RUN: u64 = 4;
+
+/// Removes `seqs` (sorted) from `table`, each run of consecutive ones in one pass.
+fn remove_runs<V: redb::Value + 'static>(
+    table: &mut redb::Table<'_, u64, V>,
+    seqs: &[u64],
+) -> Result<(), redb::Error> {
+    for run in seqs.chunk_by(|a, b| a + 1 == *b) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        if last - first + 1 >= RUN {
+            // Every key in first..=last is one to delete (the run has no gap).
+            table.retain_in(first..=last, |_, _| false)?;
+        } else {
+            for &seq in run {
+                table.remove(seq)?;
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// A name in a key, as stored (see [`StoredName`]: rules added later do not apply).
