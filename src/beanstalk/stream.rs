@@ -4,11 +4,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener, tcp, unix};
+use tokio_util::either::Either;
 
 /// A listener of the beanstalk door.
 pub enum Listener {
@@ -57,13 +55,13 @@ impl Listener {
                     tracing::debug!(error = %err, "beanstalk: TCP_NODELAY not set");
                 }
                 let (reader, writer) = stream.into_split();
-                Ok((Reader::Tcp(reader), Writer::Tcp(writer), peer.to_string()))
+                Ok((Either::Left(reader), Either::Left(writer), peer.to_string()))
             }
             Listener::Unix(listener, path) => {
                 let (stream, _) = listener.accept().await?;
                 let (reader, writer) = stream.into_split();
                 let name = format!("unix:{}", path.display());
-                Ok((Reader::Unix(reader), Writer::Unix(writer), name))
+                Ok((Either::Right(reader), Either::Right(writer), name))
             }
         }
     }
@@ -79,54 +77,9 @@ impl Listener {
     }
 }
 
-/// The reading half of a connection.
-pub(super) enum Reader {
-    Tcp(tcp::OwnedReadHalf),
-    Unix(unix::OwnedReadHalf),
-}
+/// The reading half of a connection (tokio-util's `Either` reads and writes through
+/// whichever half it holds).
+pub(super) type Reader = Either<tcp::OwnedReadHalf, unix::OwnedReadHalf>;
 
 /// The writing half of a connection.
-pub(super) enum Writer {
-    Tcp(tcp::OwnedWriteHalf),
-    Unix(unix::OwnedWriteHalf),
-}
-
-impl AsyncRead for Reader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Reader::Tcp(half) => Pin::new(half).poll_read(cx, buf),
-            Reader::Unix(half) => Pin::new(half).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Writer {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Writer::Tcp(half) => Pin::new(half).poll_write(cx, buf),
-            Writer::Unix(half) => Pin::new(half).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Writer::Tcp(half) => Pin::new(half).poll_flush(cx),
-            Writer::Unix(half) => Pin::new(half).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Writer::Tcp(half) => Pin::new(half).poll_shutdown(cx),
-            Writer::Unix(half) => Pin::new(half).poll_shutdown(cx),
-        }
-    }
-}
+pub(super) type Writer = Either<tcp::OwnedWriteHalf, unix::OwnedWriteHalf>;
