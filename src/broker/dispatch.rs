@@ -308,7 +308,7 @@ async fn dead_letter(
                     meta.source.clone(),
                 );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
-                effects.published(&outcome, Arc::new(message.payload));
+                effects.published(&outcome, SharedPayload::of(&message.payload));
                 effects.dispatch_later(&outcome);
             }
             Ok(())

@@ -406,7 +406,7 @@ impl Broker {
         let Some(text) = self.payload_text(seq).await? else {
             return Ok(false);
         };
-        let payload: Option<SharedPayload> = serde_json::from_str(&text).ok().map(Arc::new);
+        let payload = SharedPayload::from_text(text.clone());
         let online = self.online();
         let now = now_ms();
         self.mutate(|index, effects| {
@@ -424,11 +424,9 @@ impl Broker {
                 effects
                     .dispatch
                     .extend(workers.into_iter().map(|c| (c, queue.clone())));
-                if let Some(payload) = &payload {
-                    effects
-                        .deliveries
-                        .extend(deliveries(&old, &recipients, Arc::clone(payload)));
-                }
+                effects
+                    .deliveries
+                    .extend(deliveries(&old, &recipients, payload.clone()));
             }
             let mut meta = (*old).clone();
             meta.deliver_at_ms = None;

@@ -1,8 +1,6 @@
 //! Kick (beanstalkd's word): moving dead letters from `<queue>.dead` back into `<queue>`.
 
-use std::sync::Arc;
-
-use super::message::{self, NewMessage};
+use super::message::{self, NewMessage, SharedPayload};
 use super::{ActivityKind, Broker};
 use crate::error::Error;
 use crate::names::QueueName;
@@ -43,7 +41,7 @@ impl Broker {
                 );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 moved += 1;
-                effects.published(&outcome, Arc::new(message.payload));
+                effects.published(&outcome, SharedPayload::of(&message.payload));
                 effects.dispatch_later(&outcome);
             }
             if moved > 0 {

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::names::{ClientId, EventName, MessageId, QueueName};
 use crate::store::{JobMeta, MessageMeta, Receipt};
@@ -218,12 +219,92 @@ pub fn format_ms(ms: u64) -> String {
     })
 }
 
-/// A payload parsed once and shared by every envelope that carries it.
-pub type SharedPayload = Arc<Value>;
+/// A message's payload as JSON text, shared by every envelope that carries it and written
+/// into each as it is: on its way to subscribers (live, catch-up, workers) a payload is never
+/// parsed or serialized again (DECISIONS 72).
+#[derive(Clone, Debug)]
+pub struct SharedPayload(Arc<RawValue>);
+
+impl SharedPayload {
+    /// The payload `value` (its compact JSON text).
+    pub fn of(value: &Value) -> Self {
+        Self::from_text(value.to_string())
+    }
+
+    /// The payload whose JSON text is `text`: a text that queuehub checked parses as one
+    /// JSON value before storing it (serde_json's own output, or a beanstalk job body kept as
+    /// written, spaces around it included). Stored texts come back here unchecked.
+    pub(crate) fn from_text(mut text: String) -> Self {
+        let json_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+        let end = text.trim_end_matches(json_space).len();
+        text.truncate(end);
+        let start = text.len() - text.trim_start_matches(json_space).len();
+        if start > 0 {
+            text.drain(..start);
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: every payload text queuehub stores parsed as one JSON value when it was
+        // published (serde_json writes it, or the beanstalk door stores a body only once it
+        // parses), and the JSON whitespace around it is trimmed above. Debug builds (every
+        // test) parse it again inside `from_string_unchecked` and panic if that ever breaks.
+        let raw = unsafe { RawValue::from_string_unchecked(text) };
+        Self(Arc::from(raw))
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a JSON value (parsed: for lab dialects, which rebuild envelopes).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// Whether `other` is this same shared text (not only an equal one).
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl PartialEq for SharedPayload {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Serialize for SharedPayload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_payload_is_its_json_text_written_as_it_is() {
+        let value =
+            serde_json::json!({"to": "Zoë", "n": [1, 2.5, null], "big": 18446744073709551615u64});
+        let payload = SharedPayload::of(&value);
+        assert_eq!(payload.text(), value.to_string());
+        assert_eq!(payload.value(), value);
+        assert_eq!(
+            serde_json::to_string(&serde_json::json!({"payload": payload.clone()})).unwrap(),
+            format!("{{\"payload\":{}}}", value)
+        );
+        // A text kept as written (a beanstalk body): the spaces inside stay, those around it go.
+        let spaced = SharedPayload::from_text(" \r\n\t{\"a\": [1, 2]}\n ".to_owned());
+        assert_eq!(spaced.text(), "{\"a\": [1, 2]}");
+        assert_eq!(spaced.value(), serde_json::json!({"a": [1, 2]}));
+        assert_eq!(SharedPayload::from_text("7".to_owned()).text(), "7");
+        // Equal texts are equal payloads; only a clone is the same one.
+        let again = SharedPayload::of(&value);
+        assert_eq!(again, payload);
+        assert!(!again.same(&payload));
+        assert!(payload.clone().same(&payload));
+    }
 
     #[test]
     fn timestamps_are_rfc3339_with_milliseconds() {

@@ -50,8 +50,10 @@ use index::Index;
 pub(crate) use index::{JobState, JobView, Peek, TubeCounts, priority};
 pub use jobs::Reserved;
 pub(crate) use jobs::Serving;
-use message::SharedPayload;
-pub use message::{AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP};
+
+pub use message::{
+    AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP, SharedPayload,
+};
 use writer::{Batch, Effects};
 
 /// Where live deliveries go; implemented by each transport that delivers (the socket.io
@@ -352,11 +354,11 @@ impl Broker {
             let mut answers = Vec::with_capacity(prepared.len());
             for (message, text) in prepared {
                 let size = text.len();
+                let payload = SharedPayload::from_text(text.clone());
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 let mut answer = Published::from_receipt(&outcome.receipt, outcome.duplicate);
                 answer.seq = outcome.meta.as_ref().map_or(0, |m| m.seq);
                 answers.push(answer);
-                let payload = Arc::new(message.payload);
                 if let (Some(meta), false) = (&outcome.meta, outcome.workers.is_empty()) {
                     // Workers get it without reading it back (while memory allows).
                     index.keep_payload(meta.seq, &payload, size);
@@ -371,12 +373,12 @@ impl Broker {
                 let seq = outcome.meta.as_ref().map(|m| m.seq);
                 for assignment in &mut effects.assigned[assigned..] {
                     if Some(assignment.meta.seq) == seq {
-                        assignment.payload = Some(Arc::clone(&payload));
+                        assignment.payload = Some(payload.clone());
                     }
                 }
                 for entry in &mut effects.pooled[pooled..] {
                     if Some(entry.seq) == seq {
-                        entry.payload = Some(Arc::clone(&payload));
+                        entry.payload = Some(payload.clone());
                     }
                 }
                 effects.published(&outcome, payload);
@@ -539,12 +541,7 @@ impl Broker {
         Ok(wanted
             .into_iter()
             .map(|(_, payload)| {
-                payload.or_else(|| {
-                    read.next()
-                        .flatten()
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .map(Arc::new)
-                })
+                payload.or_else(|| read.next().flatten().map(SharedPayload::from_text))
             })
             .collect())
     }

@@ -121,7 +121,7 @@ async fn a_failed_commit_changes_nothing_and_the_broker_recovers() {
     );
     assert_eq!(summary.counters.published, 2);
     let peeked = broker.peek(&queue, &client, 10).await.unwrap();
-    let payloads: Vec<_> = peeked.iter().map(|e| (*e.payload).clone()).collect();
+    let payloads: Vec<_> = peeked.iter().map(|e| e.payload.value()).collect();
     assert_eq!(payloads, vec![json!(1), json!(4)]);
     broker.close().await;
 }
@@ -304,7 +304,7 @@ async fn a_catch_up_waits_for_a_message_whose_publish_is_still_being_committed()
     assert!(!page.is_finished(), "the page waits for the commit");
     store.held.store(false, Ordering::SeqCst);
     let page = page.await.unwrap().unwrap();
-    let payloads: Vec<_> = page.iter().map(|e| (*e.payload).clone()).collect();
+    let payloads: Vec<_> = page.iter().map(|e| e.payload.value()).collect();
     assert_eq!(payloads, vec![json!(7)]);
     publish.committed().await.unwrap();
     assert_eq!(subscribe.committed().await.unwrap(), 1);

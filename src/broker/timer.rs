@@ -2,7 +2,6 @@
 //! message becoming due, or a TTL running out), handles everything due, and sleeps again.
 //! A publish with a delay or TTL wakes it early in case its deadline is sooner. No polling.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::index::deliveries;
@@ -84,9 +83,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
                             .iter()
                             .map(|client| (client.clone(), meta.queue.clone())),
                     );
-                    let payload: Option<SharedPayload> = payload
-                        .and_then(|text| serde_json::from_str(&text).ok())
-                        .map(Arc::new);
+                    let payload = payload.map(SharedPayload::from_text);
                     if let Some(payload) = payload {
                         effects
                             .deliveries

@@ -287,7 +287,7 @@ impl Dialect {
     pub fn envelope(&self, envelope: &Envelope) -> Value {
         match self.shape() {
             EnvelopeShape::Queuehub => serde_json::to_value(envelope).unwrap_or_default(),
-            EnvelopeShape::Payload => envelope.payload.as_ref().clone(),
+            EnvelopeShape::Payload => envelope.payload.value(),
             EnvelopeShape::Lab => lab_envelope(envelope),
         }
     }
@@ -299,7 +299,7 @@ fn lab_envelope(envelope: &Envelope) -> Value {
         let id = Value::String(envelope.id.to_string());
         object.insert("messageID".into(), id.clone());
         object.insert("messageId".into(), id);
-        if let Value::Object(payload) = envelope.payload.as_ref() {
+        if let Value::Object(payload) = envelope.payload.value() {
             for (key, field) in payload {
                 object.entry(key.clone()).or_insert_with(|| field.clone());
             }

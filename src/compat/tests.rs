@@ -2,7 +2,6 @@
 //! (The shipped presets are exercised in tests/it/presets.rs and tests/it/classroom.rs.)
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde_json::json;
 
@@ -109,7 +108,7 @@ fn the_payload_envelope_is_the_published_object_itself() {
     let object = json!({"n": 1, "text": "hi"});
     let envelope = Envelope::new(
         &meta,
-        Arc::new(object.clone()),
+        crate::broker::SharedPayload::of(&object),
         &ClientId::parse("box").unwrap(),
         1,
     );

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::broker::{Broker, Envelope};
+use crate::broker::{Broker, Envelope, SharedPayload};
 use crate::compat::Dialect;
 
 /// An envelope as one namespace shows it: the one argument of the message's event.
@@ -43,7 +43,7 @@ pub struct Rendered {
     middle: Vec<u8>,
     /// Which message this is: its payload (held, so that its address names it while this
     /// lives), id and queue. A fan-out reuses the text for the message's next subscriber.
-    payload: std::sync::Arc<Value>,
+    payload: SharedPayload,
     id: crate::names::MessageId,
     queue: crate::names::QueueName,
 }
@@ -51,7 +51,12 @@ pub struct Rendered {
 impl Rendered {
     /// The parts of `envelope` that every subscriber of its message shares.
     pub fn new(envelope: &Envelope) -> Self {
-        let mut head = Vec::with_capacity(128);
+        // Sized for the texts with a little room for escapes, so that writing does not grow
+        // them (a reallocation per message and part cost as much as writing the rest).
+        let names = envelope.id.as_str().len()
+            + envelope.queue.as_str().len()
+            + envelope.event.as_str().len();
+        let mut head = Vec::with_capacity(64 + names + envelope.payload.text().len());
         head.extend_from_slice(b"{\"id\":");
         json(&mut head, envelope.id.as_str());
         head.extend_from_slice(b",\"queue\":");
@@ -59,9 +64,10 @@ impl Rendered {
         head.extend_from_slice(b",\"event\":");
         json(&mut head, envelope.event.as_str());
         head.extend_from_slice(b",\"payload\":");
-        json(&mut head, &*envelope.payload);
+        head.extend_from_slice(envelope.payload.text().as_bytes());
         head.extend_from_slice(b",\"clientId\":");
-        let mut middle = Vec::with_capacity(64);
+        let mut middle =
+            Vec::with_capacity(48 + envelope.published_at.len() + envelope.source.len());
         middle.extend_from_slice(b",\"publishedAt\":");
         json(&mut middle, envelope.published_at.as_str());
         middle.extend_from_slice(b",\"source\":");
@@ -70,7 +76,7 @@ impl Rendered {
         Self {
             head,
             middle,
-            payload: std::sync::Arc::clone(&envelope.payload),
+            payload: envelope.payload.clone(),
             id: envelope.id.clone(),
             queue: envelope.queue.clone(),
         }
@@ -78,7 +84,7 @@ impl Rendered {
 
     /// Whether `envelope` is of the message this was rendered from.
     pub fn is_of(&self, envelope: &Envelope) -> bool {
-        std::sync::Arc::ptr_eq(&self.payload, &envelope.payload)
+        self.payload.same(&envelope.payload)
             && self.id == envelope.id
             && self.queue == envelope.queue
     }
@@ -155,8 +161,6 @@ pub fn ack_sent(broker: &Broker, envelope: &Envelope) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::json;
 
     use super::*;
@@ -168,12 +172,12 @@ mod tests {
         }
     }
 
-    fn envelope(client: &str, queue: &str, payload: &Arc<Value>, attempt: u32) -> Envelope {
+    fn envelope(client: &str, queue: &str, payload: &SharedPayload, attempt: u32) -> Envelope {
         Envelope {
             id: "m-1 \"quoted\"".to_owned().try_into().unwrap(),
             queue: queue.to_owned().try_into().unwrap(),
             event: "delivered".to_owned().try_into().unwrap(),
-            payload: Arc::clone(payload),
+            payload: payload.clone(),
             client_id: client.to_owned().try_into().unwrap(),
             published_at: "2026-11-30T05:00:00.000Z".into(),
             source: "http".into(),
@@ -184,8 +188,9 @@ mod tests {
 
     #[test]
     fn the_rendered_text_is_the_serialized_envelope_for_every_subscriber() {
-        let payload =
-            Arc::new(json!({"to": "Zoë \u{1F4E6}", "line": "a\nb\t\"c\"\\", "n": [1, 2.5, null]}));
+        let payload = SharedPayload::of(
+            &json!({"to": "Zoë \u{1F4E6}", "line": "a\nb\t\"c\"\\", "n": [1, 2.5, null]}),
+        );
         let first = envelope("flowers-r-us", "orders", &payload, 1);
         let rendered = Rendered::new(&first);
         for (client, attempt) in [
@@ -203,16 +208,21 @@ mod tests {
 
     #[test]
     fn the_text_of_one_message_is_not_taken_for_another() {
-        let payload = Arc::new(json!({"n": 1}));
+        let payload = SharedPayload::of(&json!({"n": 1}));
         let rendered = Rendered::new(&envelope("a", "orders", &payload, 1));
         // Same id in another queue, or another payload: another message.
         assert!(!rendered.is_of(&envelope("a", "returns", &payload, 1)));
-        assert!(!rendered.is_of(&envelope("a", "orders", &Arc::new(json!({"n": 1})), 1)));
+        assert!(!rendered.is_of(&envelope(
+            "a",
+            "orders",
+            &SharedPayload::of(&json!({"n": 1})),
+            1
+        )));
     }
 
     #[test]
     fn a_socket_without_a_dialect_gets_the_rendered_envelope() {
-        let payload = Arc::new(json!("text"));
+        let payload = SharedPayload::of(&json!("text"));
         let own = envelope("a", "orders", &payload, 2);
         assert_eq!(
             serde_json::to_string(&dress(None, &own)).unwrap(),

@@ -248,7 +248,7 @@ pub(crate) fn deliveries(
     recipients
         .iter()
         .map(|client| Delivery {
-            envelope: Envelope::new(meta, Arc::clone(&payload), client, 1),
+            envelope: Envelope::new(meta, payload.clone(), client, 1),
             seq: meta.seq,
             head: false,
         })

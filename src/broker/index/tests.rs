@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::broker::message::NewMessage;
+use crate::broker::message::{NewMessage, SharedPayload};
 use crate::store::memory::MemoryStore;
 use crate::store::{Mode, Store};
 
@@ -284,7 +284,7 @@ fn apply(index: &mut Index, step: &Step, now: &mut u64) -> Vec<Op> {
             let dispatched = index.dispatch(&c, &q, *now, &mut ops);
             // Pooled messages become ready once committed (here: at once).
             for (seq, _) in dispatched.pooled {
-                index.pool_ready(&c, &q, seq, Arc::new(json!(null)));
+                index.pool_ready(&c, &q, seq, SharedPayload::of(&json!(null)));
             }
             for meta in dispatched.dead {
                 if index.dead_letter(&c, &q, meta.seq, &mut ops) {

@@ -57,9 +57,7 @@ pub(super) struct KeptPayloads {
 
 impl KeptPayloads {
     fn get(&self, seq: u64) -> Option<SharedPayload> {
-        self.by_seq
-            .get(&seq)
-            .map(|(payload, _)| Arc::clone(payload))
+        self.by_seq.get(&seq).map(|(payload, _)| payload.clone())
     }
 
     /// Keeps `payload` unless that would pass the bound.
@@ -224,7 +222,7 @@ impl Index {
     /// a bound) until the message is deleted; `size` is its length as JSON text.
     pub(crate) fn keep_payload(&mut self, seq: u64, payload: &SharedPayload, size: usize) {
         if self.messages.contains_key(&seq) {
-            self.kept.keep(seq, Arc::clone(payload), size);
+            self.kept.keep(seq, payload.clone(), size);
         }
     }
 
@@ -790,7 +788,7 @@ mod tests {
             &client,
             &queue,
             seqs[1],
-            Arc::new(json!({ "seq": seqs[1] })),
+            SharedPayload::of(&json!({ "seq": seqs[1] })),
         );
         let ids: Vec<_> = seqs
             .iter()
@@ -815,7 +813,7 @@ mod tests {
         assert_eq!(next.ready[0].attempt, 1);
         assert_eq!(
             next.ready[0].payload,
-            Some(Arc::new(json!({ "seq": seqs[1] })))
+            Some(SharedPayload::of(&json!({ "seq": seqs[1] })))
         );
         assert!(next.pooled.is_empty(), "more than half of the pool is left");
         assert!(attempts_written(&ops).is_empty());
@@ -870,7 +868,7 @@ mod tests {
             publish(&mut state, &queue, 0);
         }
         let seqs = inbox_seqs(&state, &client, &queue);
-        let payload = |seq: u64| Arc::new(json!({ "seq": seq }));
+        let payload = |seq: u64| SharedPayload::of(&json!({ "seq": seq }));
         for &seq in &seqs[..3] {
             state.keep_payload(seq, &payload(seq), 10);
         }
