@@ -226,6 +226,7 @@ impl Application {
                 dialect: config.dialect.clone(),
                 security: Arc::clone(&config.security),
                 events_per_sec: config.max_events_per_sec,
+                buffer: config.socket_buffer,
                 connections: socket::ConnectionLimit::new(config.max_connections_per_ip),
             },
         );

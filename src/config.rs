@@ -79,6 +79,8 @@ pub struct Config {
     pub security: Arc<Security>,
     /// Events one socket may send per second on average (and in a burst).
     pub max_events_per_sec: u32,
+    /// Packets one socket may have waiting to be written (DECISIONS 73).
+    pub socket_buffer: usize,
     /// Socket connections one IP address may hold at once; `None`: no limit.
     pub max_connections_per_ip: Option<usize>,
     /// HTTP requests one IP address may send per second (and in a burst); `None`: no limit.
@@ -214,6 +216,11 @@ pub struct Settings {
     /// Events one socket may send per second, on average and in a burst.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_events_per_sec: u32,
+    /// Packets one socket may have waiting to be written; past that, live pushes to it
+    /// pause and resume from its inbox, and catch-ups wait for it to read.
+    #[arg(long, value_name = "PACKETS", default_value_t = DEFAULT_SOCKET_BUFFER,
+          value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    pub socket_buffer: u32,
     /// Socket connections one IP address may hold at once [default: no limit].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -251,6 +258,9 @@ pub struct Settings {
 }
 
 /// The page cache a store may be given, in MiB (1 MiB to 1 TiB).
+/// Packets one socket may have waiting to be written, by default (DECISIONS 73).
+pub const DEFAULT_SOCKET_BUFFER: u32 = 4096;
+
 const STORE_CACHE_MB: std::ops::RangeInclusive<u64> = 1..=1_048_576;
 
 /// The settings that are secrets (the Redis URL may carry a password): `--print-config` never
@@ -401,6 +411,7 @@ impl Loaded {
             dashboard_dir: s.dashboard_dir,
             security: Arc::new(security),
             max_events_per_sec: s.max_events_per_sec.max(1),
+            socket_buffer: s.socket_buffer as usize,
             max_connections_per_ip: s.max_connections_per_ip,
             max_requests_per_sec: s.max_requests_per_sec,
             redis_lease: Duration::from_millis(s.redis_lease_ms),

@@ -378,6 +378,7 @@ public_stats = true
 token_secret = "sixteen characters!"
 max_payload_bytes = 11
 max_events_per_sec = 12
+socket_buffer = 512
 max_connections_per_ip = 13
 max_requests_per_sec = 18
 max_inbox = 14

@@ -71,9 +71,6 @@ use outbox::{SocketOutbox, namespaces};
 use registry::LiveSockets;
 pub use rooms::{connected_sockets, queue_room, sockets_by_node};
 
-/// Packets a socket may have waiting to be written before emits to it fail.
-const SOCKET_BUFFER: usize = 1024;
-
 /// Bytes the WebSocket reads from a socket's connection at a time (engineioxide's default is
 /// 4 KiB). The buffer lives as long as the socket and is written whole at each read, so it
 /// is resident even while the socket is idle. 1 KiB still holds several events (acks are
@@ -105,7 +102,7 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     // have limits of their own (64 MiB and 16 MiB by default), set to the same here.
     let max_packet = broker.config().max_payload_bytes + MAX_PACKET_OVERHEAD;
     let (layer, io) = SocketIo::builder()
-        .max_buffer_size(SOCKET_BUFFER)
+        .max_buffer_size(options.buffer)
         .ws_read_buffer_size(WS_READ_BUFFER)
         .max_payload(max_packet as u64)
         .ws_max_message_size(max_packet)

@@ -8,7 +8,7 @@ use crate::auth::Security;
 use crate::compat::Dialect;
 
 /// How the socket.io side is set up.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SocketOptions {
     /// A lab dialect (the classroom preset), if any.
     pub dialect: Option<Arc<Dialect>>,
@@ -16,6 +16,8 @@ pub struct SocketOptions {
     pub security: Arc<Security>,
     /// Events one socket may send per second (and in a burst).
     pub events_per_sec: u32,
+    /// Packets one socket may have waiting to be written before emits to it fail.
+    pub buffer: usize,
     /// Sockets one IP address may hold at once.
     pub connections: ConnectionLimit,
 }

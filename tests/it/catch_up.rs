@@ -182,8 +182,8 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
     let (_dir, path) = data_dir();
     let data_dir = path.to_str().unwrap();
     // Server memory is the index (metadata only), the store's page cache (at most
-    // --store-cache-mb) and each socket's buffer (at most 1024 packets). A small cache here, so
-    // that it is full early and the rest shows.
+    // --store-cache-mb) and each socket's buffer (at most --socket-buffer packets). A small
+    // cache and buffer here, so that they are full early and the rest shows.
     let args = [
         "--listen",
         "127.0.0.1:0",
@@ -191,6 +191,8 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
         data_dir,
         "--store-cache-mb",
         "8",
+        "--socket-buffer",
+        "1024",
     ];
     let server = ServerProcess::start_with(&args, &[], 1, None);
     let (queue, slow) = (unique("news"), unique("slow"));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Http, SocketClient, spawn_app, unique};
+use crate::helpers::{Http, SocketClient, spawn_app, spawn_app_with, unique};
 
 #[tokio::test]
 async fn a_message_fans_out_to_every_subscribed_client() {
@@ -547,9 +547,10 @@ async fn a_socket_that_names_its_client_at_connect_receives_its_subscriptions_li
 
 #[tokio::test]
 async fn a_sockets_catch_ups_stream_one_after_another_in_the_order_asked() {
-    let app = spawn_app().await;
+    // More than a socket's buffer holds (1024 packets here), so that a stream has to wait
+    // for room.
+    let app = spawn_app_with(|config| config.socket_buffer = 1024).await;
     let (queue, client) = (unique("q"), unique("c"));
-    // More than a socket's buffer holds, so that a stream has to wait for room.
     const EACH: usize = 2000;
     let socket = SocketClient::connect(&app.url).await;
     socket.subscribe(&client, &queue).await;

@@ -9,14 +9,20 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket_with_small_window, spawn_app,
-    unique,
+    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket_with_small_window,
+    spawn_app_with, unique,
 };
 
 /// The receive buffer of the bare WebSockets that stop reading: small, so that the server's
 /// buffer for them (1024 packets) fills after a few megabytes (the server's send buffer, up to
 /// 4 MiB, and this window) rather than after the receiver's kernel has absorbed up to 32 MiB.
 const WINDOW: u32 = 4096;
+
+/// The server with a socket buffer of 1024 packets (a quarter of the default), the size these
+/// tests' messages were chosen to overflow: a few megabytes fill it.
+async fn spawn_app_with_small_buffer() -> TestApp {
+    spawn_app_with(|config| config.socket_buffer = 1024).await
+}
 
 /// Publishes `count` messages `{n, filler}` to `queue` as arrays of `batch`.
 async fn publish_numbered(app: &TestApp, queue: &str, count: usize, batch: usize, filler: usize) {
@@ -69,7 +75,7 @@ async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber
     // done, as a client busy with something else would, so its buffer (1024 packets) fills.
     const SUBSCRIBERS: usize = 4;
     const MESSAGES: usize = 5_000;
-    let app = spawn_app().await;
+    let app = spawn_app_with_small_buffer().await;
     let queue = unique("load");
     let mut subscribers = Vec::new();
     let mut clients = Vec::new();
@@ -161,7 +167,7 @@ async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_
     // to 4 MiB) and the socket's 1024-packet buffer together hold, so its buffer fills while
     // it does not read.
     const MESSAGES: usize = 5_000;
-    let app = spawn_app().await;
+    let app = spawn_app_with_small_buffer().await;
     let (queue, slow) = (unique("news"), unique("slow"));
     let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
     publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
@@ -180,7 +186,7 @@ async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_
 async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
     const MESSAGES: usize = 5_000;
     const FAST: usize = 2;
-    let app = spawn_app().await;
+    let app = spawn_app_with_small_buffer().await;
     let (queue, slow) = (unique("news"), unique("stalled"));
     let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
     let mut sockets = Vec::new();
@@ -237,7 +243,7 @@ async fn a_stalled_worker_keeps_its_jobs_and_gets_them_once_it_reads() {
     // when the jobs come.
     const BUSY: usize = 5_000;
     const JOBS: usize = 500;
-    let app = spawn_app().await;
+    let app = spawn_app_with_small_buffer().await;
     let (busy, queue, client) = (unique("busy"), unique("jobs"), unique("workers"));
     let mut ws = raw_socket_with_small_window(&app.url, WINDOW).await;
     let follow = json!({"clientId": unique("reader"), "queue": busy});
@@ -283,7 +289,7 @@ async fn an_ordered_head_that_finds_the_buffer_full_arrives_once_the_socket_read
     // the ordered head, pushed while the buffer is full, waits for the socket instead of
     // being lost until the next getAll.
     const BUSY: usize = 5_000;
-    let app = spawn_app().await;
+    let app = spawn_app_with_small_buffer().await;
     let (busy, steps, client) = (unique("busy"), unique("steps"), unique("c"));
     let mut ws = raw_socket_with_small_window(&app.url, WINDOW).await;
     let (answer, _) = raw_call(
@@ -319,7 +325,7 @@ async fn a_delayed_message_that_comes_due_while_its_subscriber_lags_arrives_once
     // behind it) and comes due while the subscriber is not reading and its live push lags
     // far past that number: it must still reach the subscriber, once, without a getAll.
     const MESSAGES: usize = 5_000;
-    let app = spawn_app().await;
+    let app = spawn_app_with_small_buffer().await;
     let (queue, slow) = (unique("news"), unique("slow"));
     let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
     let body = json!({"event": "reminder", "payload": "later", "delayMs": 1500});
