@@ -26,7 +26,7 @@ pub enum Dressed {
 pub fn dress(dialect: Option<&Dialect>, envelope: &Envelope) -> Dressed {
     match dialect {
         Some(dialect) => Dressed::Lab(dialect.envelope(envelope)),
-        None => Dressed::Own(Rendered::new(envelope).to(envelope)),
+        None => Dressed::Own(Rendered::single(envelope)),
     }
 }
 
@@ -53,26 +53,10 @@ impl Rendered {
     pub fn new(envelope: &Envelope) -> Self {
         // Sized for the texts with a little room for escapes, so that writing does not grow
         // them (a reallocation per message and part cost as much as writing the rest).
-        let names = envelope.id.as_str().len()
-            + envelope.queue.as_str().len()
-            + envelope.event.as_str().len();
-        let mut head = Vec::with_capacity(64 + names + envelope.payload.text().len());
-        head.extend_from_slice(b"{\"id\":");
-        json(&mut head, envelope.id.as_str());
-        head.extend_from_slice(b",\"queue\":");
-        json(&mut head, envelope.queue.as_str());
-        head.extend_from_slice(b",\"event\":");
-        json(&mut head, envelope.event.as_str());
-        head.extend_from_slice(b",\"payload\":");
-        head.extend_from_slice(envelope.payload.text().as_bytes());
-        head.extend_from_slice(b",\"clientId\":");
-        let mut middle =
-            Vec::with_capacity(48 + envelope.published_at.len() + envelope.source.len());
-        middle.extend_from_slice(b",\"publishedAt\":");
-        json(&mut middle, envelope.published_at.as_str());
-        middle.extend_from_slice(b",\"source\":");
-        json(&mut middle, envelope.source.as_str());
-        middle.extend_from_slice(b",\"attempt\":");
+        let mut head = Vec::with_capacity(head_size(envelope));
+        write_head(&mut head, envelope);
+        let mut middle = Vec::with_capacity(middle_size(envelope));
+        write_middle(&mut middle, envelope);
         Self {
             head,
             middle,
@@ -101,24 +85,80 @@ impl Rendered {
         json(&mut text, client);
         text.extend_from_slice(&self.middle);
         let _ = write!(text, "{}}}", envelope.attempt);
-        let text = String::from_utf8(text).expect("serde_json writes UTF-8");
-        // `from_string` would parse the text again to check it: a tenth of a fan-out's work.
-        #[allow(unsafe_code)]
-        // SAFETY: one JSON object without surrounding whitespace, by construction: fixed keys,
-        // and values each written by serde_json (`json`) or an integer. Debug builds (every
-        // test) re-parse it inside `from_string_unchecked` and panic if that ever breaks.
-        unsafe {
-            RawValue::from_string_unchecked(text)
-        }
+        raw(text)
     }
 }
 
-/// Appends `value` as JSON (serde_json's escaping).
+impl Rendered {
+    /// The whole envelope of a message that goes to one subscriber (a catch-up's, a
+    /// worker's), written in one pass: the same text as [`Rendered::new`] then
+    /// [`Rendered::to`], without the shared parts kept apart.
+    pub fn single(envelope: &Envelope) -> Box<RawValue> {
+        let client = envelope.client_id.as_str();
+        let mut text =
+            Vec::with_capacity(head_size(envelope) + client.len() + 2 + middle_size(envelope) + 11);
+        write_head(&mut text, envelope);
+        json(&mut text, client);
+        write_middle(&mut text, envelope);
+        let _ = write!(text, "{}}}", envelope.attempt);
+        raw(text)
+    }
+}
+
+/// Room for `{"id":…,"queue":…,"event":…,"payload":…,"clientId":`, with a little to spare for
+/// escapes.
+fn head_size(envelope: &Envelope) -> usize {
+    64 + envelope.id.as_str().len()
+        + envelope.queue.as_str().len()
+        + envelope.event.as_str().len()
+        + envelope.payload.text().len()
+}
+
+fn write_head(out: &mut Vec<u8>, envelope: &Envelope) {
+    out.extend_from_slice(b"{\"id\":");
+    json(out, envelope.id.as_str());
+    out.extend_from_slice(b",\"queue\":");
+    json(out, envelope.queue.as_str());
+    out.extend_from_slice(b",\"event\":");
+    json(out, envelope.event.as_str());
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(envelope.payload.text().as_bytes());
+    out.extend_from_slice(b",\"clientId\":");
+}
+
+/// Room for `,"publishedAt":…,"source":…,"attempt":`, with a little to spare for escapes.
+fn middle_size(envelope: &Envelope) -> usize {
+    48 + envelope.published_at.len() + envelope.source.len()
+}
+
+fn write_middle(out: &mut Vec<u8>, envelope: &Envelope) {
+    out.extend_from_slice(b",\"publishedAt\":");
+    json(out, envelope.published_at.as_str());
+    out.extend_from_slice(b",\"source\":");
+    json(out, envelope.source.as_str());
+    out.extend_from_slice(b",\"attempt\":");
+}
+
+/// The text of a whole envelope as a `RawValue`.
+fn raw(text: Vec<u8>) -> Box<RawValue> {
+    let text = String::from_utf8(text).expect("serde_json writes UTF-8");
+    // `from_string` would parse the text again to check it: a tenth of a fan-out's work.
+    #[allow(unsafe_code)]
+    // SAFETY: one JSON object without surrounding whitespace, by construction: fixed keys,
+    // and values each written by serde_json (`json`), a payload's JSON text (itself one JSON
+    // value without surrounding whitespace: `SharedPayload`) or an integer. Debug builds
+    // (every test) re-parse it inside `from_string_unchecked` and panic if that ever breaks.
+    unsafe {
+        RawValue::from_string_unchecked(text)
+    }
+}
+
 /// How many decimal digits `n` is written with.
 fn digits(n: u32) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
+/// Appends `value` as JSON (serde_json's escaping).
 fn json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     // Writing to a Vec cannot fail, and text and JSON values always encode.
     let _ = serde_json::to_writer(out, value);
@@ -201,6 +241,10 @@ mod tests {
             assert!(rendered.is_of(&other));
             assert_eq!(
                 rendered.to(&other).get(),
+                serde_json::to_string(&other).unwrap()
+            );
+            assert_eq!(
+                Rendered::single(&other).get(),
                 serde_json::to_string(&other).unwrap()
             );
         }
