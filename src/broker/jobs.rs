@@ -406,7 +406,8 @@ impl Broker {
         let Some(text) = self.payload_text(seq).await? else {
             return Ok(false);
         };
-        let payload = SharedPayload::from_text(text.clone());
+        // A damaged payload still lets the job be kicked; it only reaches no live subscriber.
+        let payload = SharedPayload::from_stored(text.clone());
         let online = self.online();
         let now = now_ms();
         self.mutate(|index, effects| {
@@ -424,9 +425,11 @@ impl Broker {
                 effects
                     .dispatch
                     .extend(workers.into_iter().map(|c| (c, queue.clone())));
-                effects
-                    .deliveries
-                    .extend(deliveries(&old, &recipients, payload.clone()));
+                if let Some(payload) = &payload {
+                    effects
+                        .deliveries
+                        .extend(deliveries(&old, &recipients, payload.clone()));
+                }
             }
             let mut meta = (*old).clone();
             meta.deliver_at_ms = None;

@@ -231,9 +231,18 @@ impl SharedPayload {
         Self::from_text(value.to_string())
     }
 
-    /// The payload whose JSON text is `text`: a text that queuehub checked parses as one
-    /// JSON value before storing it (serde_json's own output, or a beanstalk job body kept as
-    /// written, spaces around it included). Stored texts come back here unchecked.
+    /// The payload read back from the store as `text`; `None` if it is not one JSON value
+    /// (a damaged or hand-edited file), which callers treat as a message no longer stored.
+    /// Checked without building a value: a scan of the text, a fraction of parsing it.
+    pub(crate) fn from_stored(text: String) -> Option<Self> {
+        RawValue::from_string(text)
+            .ok()
+            .map(|raw| Self(Arc::from(raw)))
+    }
+
+    /// The payload whose JSON text is `text`, being published: serde_json's own output, or a
+    /// beanstalk job body kept as written (spaces around it included) that the door checked
+    /// parses as one JSON value.
     pub(crate) fn from_text(mut text: String) -> Self {
         let json_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
         let end = text.trim_end_matches(json_space).len();
@@ -243,10 +252,10 @@ impl SharedPayload {
             text.drain(..start);
         }
         #[allow(unsafe_code)]
-        // SAFETY: every payload text queuehub stores parsed as one JSON value when it was
-        // published (serde_json writes it, or the beanstalk door stores a body only once it
-        // parses), and the JSON whitespace around it is trimmed above. Debug builds (every
-        // test) parse it again inside `from_string_unchecked` and panic if that ever breaks.
+        // SAFETY: a text being published is one JSON value (serde_json wrote it, or the
+        // beanstalk door parsed it), and the JSON whitespace around it is trimmed above.
+        // Debug builds (every test) parse it again inside `from_string_unchecked` and panic
+        // if that ever breaks.
         let raw = unsafe { RawValue::from_string_unchecked(text) };
         Self(Arc::from(raw))
     }
@@ -299,6 +308,20 @@ mod tests {
         assert_eq!(spaced.text(), "{\"a\": [1, 2]}");
         assert_eq!(spaced.value(), serde_json::json!({"a": [1, 2]}));
         assert_eq!(SharedPayload::from_text("7".to_owned()).text(), "7");
+        // Read back from the store: checked, spaces around it dropped, damage refused.
+        let stored = SharedPayload::from_stored(" {\"a\": [1, 2]} ".to_owned()).unwrap();
+        assert_eq!(stored.text(), "{\"a\": [1, 2]}");
+        assert_eq!(
+            SharedPayload::from_stored(value.to_string()),
+            Some(payload.clone())
+        );
+        for damaged in ["{\"a\": ", "", "1 2", "[1]]"] {
+            assert_eq!(
+                SharedPayload::from_stored(damaged.to_owned()),
+                None,
+                "{damaged}"
+            );
+        }
         // Equal texts are equal payloads; only a clone is the same one.
         let again = SharedPayload::of(&value);
         assert_eq!(again, payload);

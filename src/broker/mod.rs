@@ -541,7 +541,7 @@ impl Broker {
         Ok(wanted
             .into_iter()
             .map(|(_, payload)| {
-                payload.or_else(|| read.next().flatten().map(SharedPayload::from_text))
+                payload.or_else(|| read.next().flatten().and_then(SharedPayload::from_stored))
             })
             .collect())
     }

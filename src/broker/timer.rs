@@ -83,7 +83,7 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
                             .iter()
                             .map(|client| (client.clone(), meta.queue.clone())),
                     );
-                    let payload = payload.map(SharedPayload::from_text);
+                    let payload = payload.and_then(SharedPayload::from_stored);
                     if let Some(payload) = payload {
                         effects
                             .deliveries

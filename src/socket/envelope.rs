@@ -87,9 +87,7 @@ impl Rendered {
         let _ = write!(text, "{}}}", envelope.attempt);
         raw(text)
     }
-}
 
-impl Rendered {
     /// The whole envelope of a message that goes to one subscriber (a catch-up's, a
     /// worker's), written in one pass: the same text as [`Rendered::new`] then
     /// [`Rendered::to`], without the shared parts kept apart.

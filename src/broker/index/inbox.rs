@@ -150,7 +150,7 @@ pub(crate) fn envelopes(
         .zip(payloads)
         .filter_map(|((meta, attempt), payload)| {
             // A payload that is gone was acked or dropped meanwhile: nothing to send.
-            let payload = SharedPayload::from_text(payload?);
+            let payload = SharedPayload::from_stored(payload?)?;
             Some(Envelope::new(&meta, payload, client, attempt))
         })
         .collect()
