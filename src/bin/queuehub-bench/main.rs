@@ -158,9 +158,10 @@ enum Scenario {
         /// Seconds each scenario may take.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
-        /// Messages per second of the fanout part (200 subscribers, 5 s).
-        #[arg(long, default_value_t = 1000.0)]
-        fanout_rate: f64,
+        /// Messages per second of a fanout part (200 subscribers, 5 s); repeat it for several
+        /// (a high rate shows the tool's ceiling, a low one its own latency floor).
+        #[arg(long = "fanout-rate", value_name = "R", default_values_t = [1000.0])]
+        fanout_rates: Vec<f64>,
     },
 }
 
@@ -188,10 +189,10 @@ async fn run(cli: Cli) -> Result<Vec<Report>> {
     if let Scenario::Selftest {
         json,
         timeout,
-        fanout_rate,
+        fanout_rates,
     } = cli.scenario
     {
-        let reports = selftest(Duration::from_secs(timeout), fanout_rate).await?;
+        let reports = selftest(Duration::from_secs(timeout), &fanout_rates).await?;
         if let Some(path) = json {
             write_json(&path, &reports)?;
         }
@@ -299,25 +300,21 @@ async fn scenario(run: &Run, scenario: Scenario, pid: Option<u32>) -> Result<Rep
     })
 }
 
-/// Runs publish (single and batched) and fanout against the trivial built-in server.
-async fn selftest(limit: Duration, fanout_rate: f64) -> Result<Vec<Report>> {
+/// Runs publish (single and batched) and fanout (at each rate) against the trivial built-in
+/// server.
+async fn selftest(limit: Duration, fanout_rates: &[f64]) -> Result<Vec<Report>> {
     let server = selftest::start()?;
     let url = format!("http://{}", server.addr);
     let target = Target::resolve(&url, false).await?;
     let label = Some("trivial server".to_owned());
     let mut reports = Vec::new();
-    let loads = [
+    let mut loads = vec![
         ("publish", 10, 20_000, 32, None, None),
         ("publish", 10, 100_000, 4, Some(100), None),
-        (
-            "fanout",
-            200,
-            (fanout_rate * 5.0) as u64,
-            32,
-            None,
-            Some(fanout_rate),
-        ),
     ];
+    for &rate in fanout_rates {
+        loads.push(("fanout", 200, (rate * 5.0) as u64, 32, None, Some(rate)));
+    }
     for (name, subscribers, total, concurrency, batch, rate) in loads {
         let run = Run::new(target.clone(), &url, label.clone(), limit);
         let load = Load {
