@@ -50,7 +50,6 @@ use index::Index;
 pub(crate) use index::{JobState, JobView, Peek, TubeCounts, priority};
 pub use jobs::Reserved;
 pub(crate) use jobs::Serving;
-
 pub use message::{
     AckResult, Acked, Delivery, Envelope, NewMessage, Published, SOURCE_HTTP, SharedPayload,
 };
