@@ -258,7 +258,7 @@ pub struct Settings {
 }
 
 /// Packets one socket may have waiting to be written, by default (DECISIONS 73).
-pub const DEFAULT_SOCKET_BUFFER: u32 = 4096;
+pub const DEFAULT_SOCKET_BUFFER: u32 = 2048;
 
 /// The page cache a store may be given, in MiB (1 MiB to 1 TiB).
 const STORE_CACHE_MB: std::ops::RangeInclusive<u64> = 1..=1_048_576;

@@ -182,8 +182,8 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
     let (_dir, path) = data_dir();
     let data_dir = path.to_str().unwrap();
     // Server memory is the index (metadata only), the store's page cache (at most
-    // --store-cache-mb) and each socket's buffer (at most --socket-buffer packets). A small
-    // cache and buffer here, so that they are full early and the rest shows.
+    // --store-cache-mb) and each socket's buffer (at most --socket-buffer packets, the
+    // default here: DECISIONS 73). A small cache, so that it is full early and the rest shows.
     let args = [
         "--listen",
         "127.0.0.1:0",
@@ -191,8 +191,6 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
         data_dir,
         "--store-cache-mb",
         "8",
-        "--socket-buffer",
-        "1024",
     ];
     let server = ServerProcess::start_with(&args, &[], 1, None);
     let (queue, slow) = (unique("news"), unique("slow"));
@@ -218,8 +216,8 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
         );
         resident.push(server.settled_resident_bytes().await);
     }
-    // The first rounds fill what is bounded: the slow socket's buffer (at most 1024 packets,
-    // about 10 MB here), the cache (8 MiB), the allocator's arenas. After that the server
+    // The first rounds fill what is bounded: the slow socket's buffer (at most 2048 packets
+    // by default, about 20 MB here), the cache (8 MiB), the allocator's arenas. After that the server
     // keeps only each message's metadata (a few hundred bytes): 40 MB more published may not
     // grow it by more than 16 MiB. (Unbounded, with redb's default 1 GiB cache, it grew by
     // about 17 MiB per 10 MB round here.)

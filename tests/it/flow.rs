@@ -18,7 +18,7 @@ use crate::helpers::{
 /// 4 MiB, and this window) rather than after the receiver's kernel has absorbed up to 32 MiB.
 const WINDOW: u32 = 4096;
 
-/// The server with a socket buffer of 1024 packets (a quarter of the default), the size these
+/// The server with a socket buffer of 1024 packets (half the default), the size these
 /// tests' messages were chosen to overflow: a few megabytes fill it.
 async fn spawn_app_with_small_buffer() -> TestApp {
     spawn_app_with(|config| config.socket_buffer = 1024).await
