@@ -66,9 +66,9 @@ async fn a_socket_that_floods_and_never_reads_costs_bounded_memory_given_back_wh
     let after = server.settled_resident_bytes().await;
 
     // What one socket may hold: 16 384 waiting events (at most 8 MiB counted), 1024 answers
-    // waiting for it, 1024 packets in its buffer, each a few hundred bytes here; the rest is
-    // the allocator's slack. 64 MiB is several times that. Unbounded, the same flood took the
-    // server from 10 MB to 860 MB in 8 s.
+    // waiting for it, 2048 packets in its buffer (the default), each a few hundred bytes here;
+    // the rest is the allocator's slack. 64 MiB is several times that. Unbounded, the same
+    // flood took the server from 10 MB to 860 MB in 8 s.
     let bound = 64 * MIB;
     assert!(
         peak.saturating_sub(before) < bound,
