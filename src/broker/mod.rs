@@ -32,6 +32,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -161,6 +162,18 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// One acknowledgement, as [`Broker::ack_all`] takes it: `client` acknowledges `ids` in
+/// `queue`, or in every queue it is subscribed to.
+pub struct AckRequest {
+    pub client: ClientId,
+    pub queue: Option<QueueName>,
+    pub ids: Vec<MessageId>,
+}
+
+/// What one of [`Broker::ack_all`]'s acks did: per id, whether it was removed; or why the
+/// ack was refused (then it changed nothing).
+pub type AckOutcome = Result<Vec<bool>, Error>;
 
 /// A mutation that is already applied (later events see it) and queued for commit.
 /// [`Pending::committed`] resolves once it is on disk; until then nobody has been told.
@@ -456,42 +469,99 @@ impl Broker {
         Ok(pending)
     }
 
-    /// Acknowledges `ids` for `client` (in `queue`, or in all its queues): removes them from
-    /// its inbox. Returns, per id, whether it was removed; unknown or repeated ids are `false`.
+    /// Removes `ids` from `client`'s inbox (in `queue`, or in every queue it is subscribed
+    /// to). Returns, per id, whether it was removed; unknown and repeated ids are `false`.
     pub fn ack(
         &self,
         client: &ClientId,
         queue: Option<&QueueName>,
         ids: &[MessageId],
     ) -> Result<Pending<Vec<bool>>, Error> {
-        if ids.len() > self.shared.config.max_batch {
-            return Err(Error::new(
-                Code::BatchTooLarge,
-                format!("at most {} ids per ack", self.shared.config.max_batch),
-            ));
-        }
+        self.check_ack(ids)?;
         let online = self.online();
         let now = message::now_ms();
         self.mutate(|index, effects| {
-            let (removed, queues) = index.ack(client, queue, ids, &mut effects.ops)?;
-            // Acks make room for work-mode workers (and move ordered heads on) in the queues
-            // where they removed something: the next messages there are assigned in this same
-            // commit and sent right after it.
-            for touched in &queues {
-                if index.is_dispatched(client, touched) {
-                    Broker::dispatch_now(index, effects, (client, touched), now, &online);
-                }
-            }
-            let count = removed.iter().filter(|r| **r).count();
-            if count > 0 {
-                effects.note(ActivityKind::Acked {
-                    client: client.clone(),
-                    removed: count,
-                    queues,
-                });
-            }
+            let mut touched = BTreeSet::new();
+            let removed = Broker::ack_in(index, effects, (client, queue, ids), &mut touched)?;
+            Broker::after_acks(index, effects, &touched, now, &online);
             Ok(removed)
         })
+    }
+
+    /// Applies several acks as one mutation: one lock, one batch for the group commit, each
+    /// queue's counters written once. Each ack is checked and applied on its own, in order,
+    /// and has its own result, as if sent alone. For a socket whose `received` events came
+    /// in together.
+    pub fn ack_all(&self, acks: &[AckRequest]) -> Result<Pending<Vec<AckOutcome>>, Error> {
+        let online = self.online();
+        let now = message::now_ms();
+        self.mutate(|index, effects| {
+            let mut touched = BTreeSet::new();
+            let results = acks
+                .iter()
+                .map(|ack| {
+                    self.check_ack(&ack.ids)?;
+                    let request = (&ack.client, ack.queue.as_ref(), ack.ids.as_slice());
+                    Broker::ack_in(index, effects, request, &mut touched)
+                })
+                .collect();
+            Broker::after_acks(index, effects, &touched, now, &online);
+            Ok(results)
+        })
+    }
+
+    fn check_ack(&self, ids: &[MessageId]) -> Result<(), Error> {
+        let max = self.shared.config.max_batch;
+        if ids.len() > max {
+            return Err(Error::new(
+                Code::BatchTooLarge,
+                format!("at most {max} ids per ack"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One ack, inside a mutation: adds the (client, queue) pairs where it removed something
+    /// to `touched`.
+    fn ack_in(
+        index: &mut Index,
+        effects: &mut Effects,
+        (client, queue, ids): (&ClientId, Option<&QueueName>, &[MessageId]),
+        touched: &mut BTreeSet<(ClientId, QueueName)>,
+    ) -> Result<Vec<bool>, Error> {
+        let (removed, queues) = index.ack(client, queue, ids, &mut effects.ops)?;
+        let count = removed.iter().filter(|r| **r).count();
+        touched.extend(queues.iter().map(|q| (client.clone(), q.clone())));
+        if count > 0 {
+            effects.note(ActivityKind::Acked {
+                client: client.clone(),
+                removed: count,
+                queues,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// After a mutation's acks: the counters of the queues they touched are written, and
+    /// acks make room for work-mode workers (and move ordered heads on) where they removed
+    /// something: the next messages there are assigned in this same commit and sent right
+    /// after it.
+    fn after_acks(
+        index: &mut Index,
+        effects: &mut Effects,
+        touched: &BTreeSet<(ClientId, QueueName)>,
+        now: u64,
+        online: &dyn Fn(&ClientId, &QueueName) -> bool,
+    ) {
+        let queues: BTreeSet<&QueueName> = touched.iter().map(|(_, queue)| queue).collect();
+        for queue in queues {
+            index.put_counters(queue, &mut effects.ops);
+        }
+        for (client, queue) in touched {
+            if index.is_dispatched(client, queue) {
+                Broker::dispatch_now(index, effects, (client, queue), now, online);
+            }
+        }
     }
 
     /// The queues `client` is subscribed to (none if it has no subscription).

@@ -310,3 +310,66 @@ async fn a_catch_up_waits_for_a_message_whose_publish_is_still_being_committed()
     assert_eq!(subscribe.committed().await.unwrap(), 1);
     broker.close().await;
 }
+
+#[tokio::test]
+async fn acks_applied_together_are_each_checked_and_applied_in_order_as_if_alone() {
+    let store = Arc::new(MemoryStore::new());
+    let config = BrokerConfig {
+        max_batch: 2,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::open(store.clone(), config).await.unwrap();
+    let queue = QueueName::parse("q").unwrap();
+    let [a, b, stranger] = ["a", "b", "stranger"].map(|c| ClientId::parse(c).unwrap());
+    for client in [&a, &b] {
+        broker
+            .subscribe(client, std::slice::from_ref(&queue), Default::default())
+            .committed_now()
+            .await
+            .unwrap();
+    }
+    let mut published = Vec::new();
+    for n in 1..=3 {
+        let batch = broker.publish(vec![message(&queue, n)]);
+        published.extend(batch.committed_now().await.unwrap());
+    }
+    let [m1, m2, m3] = [0, 1, 2].map(|n| published[n].id.clone());
+    let ack = |client: &ClientId, ids: &[&MessageId]| AckRequest {
+        client: client.clone(),
+        queue: None,
+        ids: ids.iter().map(|id| (*id).clone()).collect(),
+    };
+    let outcomes = broker
+        .ack_all(&[
+            ack(&a, &[&m1]),
+            ack(&a, &[&m1]),
+            ack(&stranger, &[&m1]),
+            ack(&b, &[&m1, &m2]),
+            ack(&a, &[&m2, &m3, &m1]),
+            ack(&a, &[&m2, &m3]),
+        ])
+        .committed_now()
+        .await
+        .unwrap();
+    let outcomes: Vec<Result<Vec<bool>, &str>> = outcomes
+        .iter()
+        .map(|o| o.clone().map_err(|e| e.code().as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Ok(vec![true]),
+            Ok(vec![false]),
+            Err("not_subscribed"),
+            Ok(vec![true, true]),
+            Err("batch_too_large"),
+            Ok(vec![true, true]),
+        ]
+    );
+    let stored = store.load().await.unwrap();
+    let left: Vec<u64> = stored.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(left, [published[2].seq], "only b still holds m3");
+    let counters = stored.counters.iter().find(|(q, _)| *q == queue).unwrap().1;
+    assert_eq!(counters.acked, 5, "every removal counted, written once");
+    broker.close().await;
+}

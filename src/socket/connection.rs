@@ -2,7 +2,8 @@
 //! ([`start`]) to its disconnect. It owns the socket's event queue: every event is read
 //! ([`Event::parse`]) and checked against the socket's rate and queue limits the moment it
 //! arrives, then handled in arrival order by one task ([`run`]) that hands each to
-//! [`event::dispatch`]. That task runs only while events wait ([`Lane`]).
+//! [`event::dispatch`], and a run of acks waiting together to [`event::dispatch_acks`]
+//! as one change. That task runs only while events wait ([`Lane`]).
 //!
 //! Imports point one way: this module uses the event router and the [`Session`] context;
 //! neither of them, nor any handler in `events/`, imports from here.
@@ -43,6 +44,10 @@ const COMMAND_OVERHEAD: usize = 256;
 /// Bytes of event data one socket may have waiting to be handled (or two of the largest
 /// packets, if more): with [`QUEUE_LENGTH`], what bounds a socket that floods.
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most `received` events of one socket applied as one change: a bound on how long one such
+/// change holds the broker's lock (a few microseconds per ack).
+const ACKS_TOGETHER: usize = 256;
 
 /// `getAll`s one socket may have waiting behind the one that streams.
 const CATCH_UP_QUEUE: usize = 16;
@@ -338,7 +343,8 @@ impl Inlet {
 
     /// Like [`Inlet::enqueue`], but an event whose handler never waits is handled here and
     /// now if nothing waits in the queue (so it keeps its place in order): no task is woken
-    /// for it. A worker's ack, which sends its next message, is the common case.
+    /// for it. A `publish` over socket.io is the case (acks wait in the queue instead, so
+    /// that a run of them is one change: see [`Event::joins_acks`]).
     fn enqueue_or_handle(self: &Arc<Self>, command: Command, at_once: event::AtOnce) {
         if counts_against_rate(command.event) && !allowed(&self.rate) {
             command.reply.now(Err(too_fast()));
@@ -379,6 +385,7 @@ fn queue_full() -> Error {
 /// Handles the socket's events one after another, while any wait (the next event starts
 /// this task again).
 async fn run(inlet: Arc<Inlet>, session: Arc<Session>) {
+    let dialect = session.dialect.clone();
     while let Some(command) = inlet.events.next() {
         let Command {
             event,
@@ -387,6 +394,21 @@ async fn run(inlet: Arc<Inlet>, session: Arc<Session>) {
             reply,
         } = *command;
         inlet.queued.fetch_sub(size, Ordering::Relaxed);
+        if event.joins_acks(dialect.as_deref()) {
+            // The acks right behind it join it: one change for the run (`received`).
+            let mut acks = vec![(data.map_err(|e| crate::json::unreadable(&e)), reply)];
+            while acks.len() < ACKS_TOGETHER
+                && let Some(next) = inlet.events.next_if(|next| next.event == event)
+            {
+                let Command {
+                    data, size, reply, ..
+                } = *next;
+                inlet.queued.fetch_sub(size, Ordering::Relaxed);
+                acks.push((data.map_err(|e| crate::json::unreadable(&e)), reply));
+            }
+            event::dispatch_acks(&session, acks);
+            continue;
+        }
         match data {
             Ok(data) => event::dispatch(&session, event, data, reply).await,
             Err(err) => reply.now(Err(crate::json::unreadable(&err))),

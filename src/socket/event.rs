@@ -94,29 +94,41 @@ pub async fn dispatch(session: &Arc<Session>, event: Event, data: Value, reply: 
 /// Such an event need not go through the socket's queue when nothing waits there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AtOnce {
-    Received,
     Publish,
 }
 
 impl Event {
     /// Whether this event, on a namespace that speaks `dialect`, is one of those: queuehub's
-    /// own `received` and `publish` on a namespace without a dialect (a dialect may relay or
-    /// catch up after an event, which waits).
+    /// own `publish` on a namespace without a dialect (a dialect may relay or catch up after
+    /// an event, which waits).
     pub fn at_once(self, dialect: Option<&Dialect>) -> Option<AtOnce> {
         match (self, dialect) {
-            (Event::Received, None) => Some(AtOnce::Received),
             (Event::Publish, None) => Some(AtOnce::Publish),
             _ => None,
         }
+    }
+
+    /// Whether this event, on a namespace that speaks `dialect`, is queuehub's own
+    /// `received` on a namespace without a dialect: a run of those waiting together is
+    /// handled as one change ([`dispatch_acks`]). They always wait in the socket's queue, so
+    /// that the acks one WebSocket read brings form a run: the socket's task starts once
+    /// the read is done.
+    pub fn joins_acks(self, dialect: Option<&Dialect>) -> bool {
+        matches!((self, dialect), (Event::Received, None))
     }
 }
 
 /// Handles an event whose handler never waits, at once (see [`AtOnce`]).
 pub fn dispatch_at_once(session: &Arc<Session>, event: AtOnce, data: Value, reply: Reply) {
     match event {
-        AtOnce::Received => received::handle(session, data, reply),
         AtOnce::Publish => publish::handle(session, data, reply),
     }
+}
+
+/// Handles a run of events for which [`Event::joins_acks`] holds as one change, each
+/// answered as if alone.
+pub fn dispatch_acks(session: &Arc<Session>, acks: Vec<(Result<Value, Error>, Reply)>) {
+    received::handle_all(session, acks);
 }
 
 /// Calls the event's handler.

@@ -144,6 +144,19 @@ impl<T> Lane<T> {
         }
     }
 
+    /// The next item if it is `wanted`, for the lane's task, which goes on either way: unlike
+    /// [`Lane::next`], `None` does not end the task.
+    pub fn next_if(&self, wanted: impl FnOnce(&T) -> bool) -> Option<T> {
+        let mut state = self.lock();
+        if state.closed || !state.items.front().is_some_and(wanted) {
+            return None;
+        }
+        let item = state.items.pop_front();
+        drop(state);
+        self.room.notify_waiters();
+        item
+    }
+
     /// Claims an idle lane (no task, nothing waiting, not paused or closed) so that the
     /// caller handles one item itself, in order, without starting a task; `true` if it may.
     /// Items added meanwhile wait; the caller then calls [`Lane::release`].
@@ -193,6 +206,25 @@ mod tests {
         assert_eq!(lane.next(), Some(2));
         assert_eq!(lane.next(), None);
         assert_eq!(lane.push(3).ok(), Some(Pushed::Start));
+    }
+
+    #[test]
+    fn next_if_takes_only_a_wanted_item_and_keeps_the_task_running() {
+        let lane = Lane::new(4);
+        assert_eq!(lane.push(1).ok(), Some(Pushed::Start));
+        assert!(lane.push(2).is_ok());
+        assert_eq!(lane.next_if(|n| *n == 2), None, "1 is first");
+        assert_eq!(lane.next(), Some(1));
+        assert_eq!(lane.next_if(|n| *n == 2), Some(2));
+        assert_eq!(lane.next_if(|_| true), None, "empty");
+        assert_eq!(
+            lane.push(3).ok(),
+            Some(Pushed::Queued),
+            "the task still runs"
+        );
+        assert_eq!(lane.next(), Some(3));
+        assert_eq!(lane.next(), None);
+        assert_eq!(lane.push(4).ok(), Some(Pushed::Start));
     }
 
     #[test]

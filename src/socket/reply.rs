@@ -92,9 +92,11 @@ enum Outcome {
 }
 
 /// An answer on its way through a socket's [`Replies`].
-pub struct Answer {
-    reply: Reply,
-    outcome: Outcome,
+enum Answer {
+    One(Reply, Outcome),
+    /// The answers of several events applied as one change: each has its own result, known
+    /// once that change is durable (a failed commit fails them all).
+    Many(Vec<Reply>, Pending<Vec<Result<Value, Error>>>),
 }
 
 /// The way back to the client for one event.
@@ -131,16 +133,17 @@ impl Reply {
         self.queue(Outcome::Now(result));
     }
 
+    /// Answers each of `replies` (events of one socket, in the order handled) with its own
+    /// result once `pending` is durable, or all of them with the commit's error.
+    pub fn all_when_committed(replies: Vec<Reply>, pending: Pending<Vec<Result<Value, Error>>>) {
+        if let Some(stages) = replies.first().map(|reply| reply.replies.clone()) {
+            stages.push(Answer::Many(replies, pending));
+        }
+    }
+
     fn queue(self, outcome: Outcome) {
         let replies = self.replies.clone();
-        let answer = Box::new(Answer {
-            reply: self,
-            outcome,
-        });
-        // Refused only when the socket is gone; then nobody waits for answers.
-        if let Ok(Pushed::Start) = replies.0.durable.push(answer) {
-            tokio::spawn(wait_durable(replies));
-        }
+        replies.push(Answer::One(self, outcome));
     }
 
     /// Sends the answer now, waiting while the socket's buffer is full. For a task that
@@ -202,6 +205,13 @@ impl Replies {
         }))
     }
 
+    fn push(&self, answer: Answer) {
+        // Refused only when the socket is gone; then nobody waits for answers.
+        if let Ok(Pushed::Start) = self.0.durable.push(Box::new(answer)) {
+            tokio::spawn(wait_durable(self.clone()));
+        }
+    }
+
     /// Drops the answers still waiting, and any that come later: the socket is gone.
     pub fn close(&self) {
         self.0.durable.close();
@@ -209,34 +219,58 @@ impl Replies {
     }
 }
 
-/// First stage: waits for each answer's commit, in order, and hands it to the second stage,
-/// or drops it when that is full (the socket is not reading). Ends when the stage is empty.
+/// First stage: waits for each answer's commit, in order, and hands it to the second stage.
+/// Ends when the stage is empty.
 async fn wait_durable(replies: Replies) {
-    let stages = &replies.0;
-    while let Some(answer) = stages.durable.next() {
-        let Answer { reply, outcome } = *answer;
-        let result = match outcome {
-            Outcome::Now(result) => result,
-            Outcome::Committed(pending, undo) => {
-                let result = pending.committed().await;
-                if let (Err(_), Some(undo)) = (&result, undo) {
-                    undo();
-                }
-                result
+    while let Some(answer) = replies.0.durable.next() {
+        match *answer {
+            Answer::One(reply, outcome) => {
+                let result = match outcome {
+                    Outcome::Now(result) => result,
+                    Outcome::Committed(pending, undo) => {
+                        let result = pending.committed().await;
+                        if let (Err(_), Some(undo)) = (&result, undo) {
+                            undo();
+                        }
+                        result
+                    }
+                };
+                replies.hand_over(reply, result);
             }
-        };
-        let refused = result.as_ref().err().cloned();
-        let event = reply.event.clone();
-        let needs_sending = refused.is_some() || reply.ack.requested();
-        let dropped = needs_sending
-            && match stages.written.push(Box::new((reply, result))) {
-                Ok(Pushed::Start) => {
-                    tokio::spawn(write(replies.clone()));
-                    false
+            Answer::Many(many, pending) => match pending.committed().await {
+                Ok(results) => {
+                    for (reply, result) in many.into_iter().zip(results) {
+                        replies.hand_over(reply, result);
+                    }
                 }
-                Ok(Pushed::Queued) | Err(Refused::Closed(_)) => false,
-                Err(Refused::Full(_)) => true,
-            };
+                Err(err) => {
+                    for reply in many {
+                        replies.hand_over(reply, Err(err.clone()));
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Replies {
+    /// Hands an answer whose result is known to the second stage, or drops it when that is
+    /// full (the socket is not reading). A success nobody asked for is not sent at all.
+    fn hand_over(&self, reply: Reply, result: Result<Value, Error>) {
+        let stages = &self.0;
+        let refused = result.as_ref().err().cloned();
+        if refused.is_none() && !reply.ack.requested() {
+            return;
+        }
+        let event = reply.event.clone();
+        let dropped = match stages.written.push(Box::new((reply, result))) {
+            Ok(Pushed::Start) => {
+                tokio::spawn(write(self.clone()));
+                false
+            }
+            Ok(Pushed::Queued) | Err(Refused::Closed(_)) => false,
+            Err(Refused::Full(_)) => true,
+        };
         if let Some(err) = &refused {
             note(&stages.log, &event, err, dropped);
         } else if dropped {

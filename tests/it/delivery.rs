@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Http, SocketClient, spawn_app, spawn_app_with, unique};
+use crate::helpers::{
+    Http, SocketClient, next_text, raw_socket, spawn_app, spawn_app_with, unique,
+};
 
 #[tokio::test]
 async fn a_message_fans_out_to_every_subscribed_client() {
@@ -191,6 +195,91 @@ async fn acking_a_batch_of_ids_reports_each() {
     assert_eq!(ack["removed"], 2, "{ack}");
     assert_eq!(ack["results"][1]["removed"], false);
     assert_eq!(app.pending(&queue, &client).await, 0);
+    app.stop().await;
+}
+
+/// Acks a socket sends together (here in one TCP write, so the server reads them in one
+/// go and applies them as one change) are each checked, applied and answered as if sent
+/// alone, in the order sent: repeated and unknown ids, a list of ids, an ack that cannot be
+/// read and one for a queue the client is not subscribed to, with and without callbacks.
+#[tokio::test]
+async fn acks_sent_together_are_each_answered_as_if_sent_alone_in_order() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let subscriber = SocketClient::connect(&app.url).await;
+    subscriber.subscribe(&client, &queue).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(app.publish(&queue, "e", json!(n)).await["id"].clone());
+    }
+    // A socket of no client and no subscription: nothing is pushed to it, only answers.
+    let mut ws = raw_socket(&app.url).await;
+    let acks = [
+        json!({"clientId": client, "id": ids[0]}),
+        json!({"clientId": client, "id": ids[0]}),
+        json!({"clientId": client, "ids": [ids[1], "unknown", ids[2]]}),
+        json!({"clientId": client, "id": 7}),
+        json!({"clientId": client, "id": ids[3], "queue": unique("other")}),
+        json!({"clientId": client, "id": ids[3]}),
+    ];
+    for (n, ack) in acks.iter().enumerate() {
+        let packet = format!("42{}{}", n + 1, json!(["received", ack]));
+        ws.feed(Message::text(packet)).await.unwrap();
+    }
+    // Without a callback: a success is not answered, a failure is an `mq:error`.
+    let other = unique("other");
+    let silent = [
+        json!({"clientId": client, "id": ids[4]}),
+        json!({"clientId": client, "id": ids[5], "queue": other}),
+    ];
+    for ack in &silent {
+        let packet = format!("42{}", json!(["received", ack]));
+        ws.feed(Message::text(packet)).await.unwrap();
+    }
+    let last = json!(["received", {"clientId": client, "id": ids[5]}]);
+    ws.feed(Message::text(format!("427{last}"))).await.unwrap();
+    ws.flush().await.unwrap();
+
+    let mut answers = Vec::new();
+    while answers.len() < 8 {
+        let frame = next_text(&mut ws).await.expect("an answer");
+        answers.push(frame);
+    }
+    // The answer in `frame` is that of the event sent with callback `id`.
+    let answer = |frame: usize, id: usize| -> Value {
+        let body = answers[frame].strip_prefix(&format!("43{id}"));
+        let body = body.unwrap_or_else(|| panic!("answer {id} expected: {answers:?}"));
+        serde_json::from_str::<Value>(body).unwrap()[0].clone()
+    };
+    assert_eq!(answer(0, 1), json!({"ok": true, "removed": true}));
+    assert_eq!(answer(1, 2), json!({"ok": true, "removed": false}));
+    let listed = answer(2, 3);
+    assert_eq!(listed["removed"], 2, "{listed}");
+    let each: Vec<&Value> = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["removed"])
+        .collect();
+    assert_eq!(
+        each,
+        [&json!(true), &json!(false), &json!(true)],
+        "{listed}"
+    );
+    assert_eq!(answer(3, 4)["error"]["code"], "invalid_field");
+    assert_eq!(answer(4, 5)["error"]["code"], "not_subscribed");
+    assert_eq!(answer(5, 6), json!({"ok": true, "removed": true}));
+    let error = answers[6]
+        .strip_prefix("42")
+        .unwrap_or_else(|| panic!("{answers:?}"));
+    let error: Value = serde_json::from_str(error).unwrap();
+    assert_eq!(error[0], "mq:error", "{answers:?}");
+    assert_eq!(error[1]["code"], "not_subscribed", "{error}");
+    assert_eq!(answer(7, 7), json!({"ok": true, "removed": true}));
+
+    assert_eq!(app.pending(&queue, &client).await, 0);
+    let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(stats["acked"], 6, "{stats}");
     app.stop().await;
 }
 

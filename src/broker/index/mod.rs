@@ -326,7 +326,8 @@ impl Index {
 
     /// Removes each of `ids` from the client's inbox (in `queue`, or in every queue it is
     /// subscribed to). Returns, per id, whether something was removed (unknown and repeated
-    /// ids are not errors), and the queues where something was.
+    /// ids are not errors), and the queues where something was: their counters changed, and
+    /// the caller writes them once per mutation ([`Index::put_counters`]).
     pub(crate) fn ack(
         &mut self,
         client: &ClientId,
@@ -364,15 +365,17 @@ impl Index {
             }
             removed.push(hit);
         }
-        for queue_name in &touched {
-            if let Some(queue) = self.queues.get(queue_name) {
-                ops.push(Op::PutCounters {
-                    queue: queue_name.clone(),
-                    counters: queue.counters,
-                });
-            }
-        }
         Ok((removed, touched.into_iter().collect()))
+    }
+
+    /// Writes the counters of `queue` as they are now.
+    pub(crate) fn put_counters(&self, queue_name: &QueueName, ops: &mut Vec<Op>) {
+        if let Some(queue) = self.queues.get(queue_name) {
+            ops.push(Op::PutCounters {
+                queue: queue_name.clone(),
+                counters: queue.counters,
+            });
+        }
     }
 
     /// Drops one reference to message `seq`, deleting it when nothing references it any more.

@@ -264,7 +264,13 @@ fn apply(index: &mut Index, step: &Step, now: &mut u64) -> Vec<Op> {
                 .map(|p| stored[usize::from(*p) % stored.len()].clone())
                 .collect();
             ids.push(MessageId::parse("never-published").unwrap());
-            let _ = index.ack(&client(*c), q.map(queue).as_ref(), &ids, &mut ops);
+            // As the broker does: the counters of the queues it touched, written after.
+            if let Ok((_, touched)) = index.ack(&client(*c), q.map(queue).as_ref(), &ids, &mut ops)
+            {
+                for q in &touched {
+                    index.put_counters(q, &mut ops);
+                }
+            }
         }
         Step::Attach {
             client: c,

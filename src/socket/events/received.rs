@@ -1,11 +1,16 @@
 //! `received {clientId, id | ids, queue?}`: acknowledges messages, removing them from the
 //! client's inbox. Ack `{ok, removed: bool}` for one id, `{ok, removed: n, results}` for
 //! `ids`. Unknown and repeated ids are answered `removed: false`, not errors.
+//!
+//! A consumer acks each message as it reads it, so a socket's acks arrive in runs (one
+//! WebSocket read often holds dozens). A run is applied as one change ([`handle_all`]): one
+//! lock of the broker, one batch for the group commit. Each ack is still checked, applied
+//! and answered on its own, in order, as if it had come alone.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::broker::{Acked, Pending};
+use crate::broker::{AckOutcome, AckRequest, Acked};
 use crate::error::Error;
 use crate::names::{ClientId, MessageId, QueueName};
 use crate::socket::context::{Session, parse};
@@ -20,25 +25,94 @@ struct Received {
     queue: Option<QueueName>,
 }
 
-fn received(session: &Session, data: Value) -> Result<Pending<Value>, Error> {
+/// A `received` read into what the broker acks, and whether it named one `id` (answered
+/// `removed: bool`) or a list of `ids` (answered with a count and a result per id).
+fn read(session: &Session, data: Value) -> Result<(AckRequest, bool), Error> {
     let request: Received = parse(data)?;
     let client = session.client(request.client_id)?;
-    let queue = request.queue.as_ref();
-    match (request.id, request.ids) {
-        (Some(id), None) => Ok(session
-            .broker
-            .ack(&client, queue, &[id])?
-            .map(|removed| json!({ "removed": removed.first().copied().unwrap_or(false) }))),
-        (None, Some(ids)) => Ok(session
-            .broker
-            .ack(&client, queue, &ids)?
-            .map(|removed| serde_json::to_value(Acked::new(&ids, &removed)).unwrap_or_default())),
-        (Some(_), Some(_)) => Err(Error::invalid_field("send either 'id' or 'ids', not both")),
-        (None, None) => Err(Error::invalid_field("missing field `id` (or `ids`)")),
-    }
+    let (ids, one) = match (request.id, request.ids) {
+        (Some(id), None) => (vec![id], true),
+        (None, Some(ids)) => (ids, false),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid_field("send either 'id' or 'ids', not both"));
+        }
+        (None, None) => return Err(Error::invalid_field("missing field `id` (or `ids`)")),
+    };
+    let queue = request.queue;
+    Ok((AckRequest { client, queue, ids }, one))
+}
+
+/// The answer to one ack, once applied.
+fn answer(request: &AckRequest, one: bool, outcome: AckOutcome) -> Result<Value, Error> {
+    let removed = outcome?;
+    Ok(if one {
+        json!({ "removed": removed.first().copied().unwrap_or(false) })
+    } else {
+        serde_json::to_value(Acked::new(&request.ids, &removed)).unwrap_or_default()
+    })
 }
 
 /// Applies the ack now (the socket's next events see it); answers once it is durable.
 pub fn handle(session: &Session, data: Value, reply: Reply) {
-    reply.when_committed(received(session, data));
+    handle_all(session, vec![(Ok(data), reply)]);
+}
+
+/// Applies a run of one socket's acks, in the order sent, as one change (the socket's next
+/// events see it); answers each once it is durable. An ack that cannot be read is answered
+/// with its error in its place: the acks before it are applied first, those after it next.
+pub fn handle_all(session: &Session, events: Vec<(Result<Value, Error>, Reply)>) {
+    let mut run = Run::default();
+    for (data, reply) in events {
+        match data.and_then(|data| read(session, data)) {
+            Ok((request, one)) => run.push(request, one, reply),
+            Err(err) => {
+                std::mem::take(&mut run).apply(session);
+                reply.now(Err(err));
+            }
+        }
+    }
+    run.apply(session);
+}
+
+/// Acks read and not applied yet, with their replies.
+#[derive(Default)]
+struct Run {
+    requests: Vec<AckRequest>,
+    ones: Vec<bool>,
+    replies: Vec<Reply>,
+}
+
+impl Run {
+    fn push(&mut self, request: AckRequest, one: bool, reply: Reply) {
+        self.requests.push(request);
+        self.ones.push(one);
+        self.replies.push(reply);
+    }
+
+    fn apply(self, session: &Session) {
+        let Run {
+            requests,
+            ones,
+            replies,
+        } = self;
+        if requests.is_empty() {
+            return;
+        }
+        match session.broker.ack_all(&requests) {
+            Ok(pending) => {
+                let answers = pending.map(move |outcomes| {
+                    let acks = requests.iter().zip(ones);
+                    acks.zip(outcomes)
+                        .map(|((request, one), outcome)| answer(request, one, outcome))
+                        .collect()
+                });
+                Reply::all_when_committed(replies, answers);
+            }
+            Err(err) => {
+                for reply in replies {
+                    reply.now(Err(err.clone()));
+                }
+            }
+        }
+    }
 }
