@@ -3,8 +3,6 @@
 //! it is the socket's own message ([`sent_by`]), and the automatic ack of a dialect whose
 //! labs never acknowledge ([`ack_sent`]).
 
-use std::io::Write;
-
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -51,11 +49,11 @@ pub struct Rendered {
 impl Rendered {
     /// The parts of `envelope` that every subscriber of its message shares.
     pub fn new(envelope: &Envelope) -> Self {
-        // Sized for the texts with a little room for escapes, so that writing does not grow
-        // them (a reallocation per message and part cost as much as writing the rest).
-        let mut head = Vec::with_capacity(head_size(envelope));
+        // Sized for the texts, so that writing does not grow them (a reallocation per message
+        // and part cost as much as writing the rest).
+        let mut head = Vec::with_capacity(head_len(envelope));
         write_head(&mut head, envelope);
-        let mut middle = Vec::with_capacity(middle_size(envelope));
+        let mut middle = Vec::with_capacity(middle_len(envelope));
         write_middle(&mut middle, envelope);
         Self {
             head,
@@ -79,12 +77,12 @@ impl Rendered {
         // The exact length when the client id needs no escaping (the rule for ids), so that
         // turning the text into a boxed `RawValue` below does not reallocate it.
         let length =
-            self.head.len() + client.len() + 2 + self.middle.len() + digits(envelope.attempt) + 1;
+            self.head.len() + quoted(client) + self.middle.len() + digits(envelope.attempt) + 1;
         let mut text = Vec::with_capacity(length);
         text.extend_from_slice(&self.head);
         json(&mut text, client);
         text.extend_from_slice(&self.middle);
-        let _ = write!(text, "{}}}", envelope.attempt);
+        attempt_and_end(&mut text, envelope.attempt);
         raw(text)
     }
 
@@ -93,60 +91,100 @@ impl Rendered {
     /// [`Rendered::to`], without the shared parts kept apart.
     pub fn single(envelope: &Envelope) -> Box<RawValue> {
         let client = envelope.client_id.as_str();
-        let mut text =
-            Vec::with_capacity(head_size(envelope) + client.len() + 2 + middle_size(envelope) + 11);
+        // The exact length when nothing needs escaping, as in `to`.
+        let length = head_len(envelope)
+            + quoted(client)
+            + middle_len(envelope)
+            + digits(envelope.attempt)
+            + 1;
+        let mut text = Vec::with_capacity(length);
         write_head(&mut text, envelope);
         json(&mut text, client);
         write_middle(&mut text, envelope);
-        let _ = write!(text, "{}}}", envelope.attempt);
+        attempt_and_end(&mut text, envelope.attempt);
         raw(text)
     }
 }
 
-/// Room for `{"id":…,"queue":…,"event":…,"payload":…,"clientId":`, with a little to spare for
-/// escapes.
-fn head_size(envelope: &Envelope) -> usize {
-    64 + envelope.id.as_str().len()
-        + envelope.queue.as_str().len()
-        + envelope.event.as_str().len()
+// The keys of an envelope, with the punctuation around them, in the order written.
+const ID: &[u8] = b"{\"id\":";
+const QUEUE: &[u8] = b",\"queue\":";
+const EVENT: &[u8] = b",\"event\":";
+const PAYLOAD: &[u8] = b",\"payload\":";
+const CLIENT_ID: &[u8] = b",\"clientId\":";
+const PUBLISHED_AT: &[u8] = b",\"publishedAt\":";
+const SOURCE: &[u8] = b",\"source\":";
+const ATTEMPT: &[u8] = b",\"attempt\":";
+
+/// The length of a JSON string holding `text` when nothing in it needs escaping (the rule
+/// for names; an escape only makes a buffer grow once).
+fn quoted(text: &str) -> usize {
+    text.len() + 2
+}
+
+/// The length of `{"id":…,"queue":…,"event":…,"payload":…,"clientId":` (see [`quoted`]).
+fn head_len(envelope: &Envelope) -> usize {
+    ID.len()
+        + quoted(envelope.id.as_str())
+        + QUEUE.len()
+        + quoted(envelope.queue.as_str())
+        + EVENT.len()
+        + quoted(envelope.event.as_str())
+        + PAYLOAD.len()
         + envelope.payload.text().len()
+        + CLIENT_ID.len()
 }
 
 fn write_head(out: &mut Vec<u8>, envelope: &Envelope) {
-    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(ID);
     json(out, envelope.id.as_str());
-    out.extend_from_slice(b",\"queue\":");
+    out.extend_from_slice(QUEUE);
     json(out, envelope.queue.as_str());
-    out.extend_from_slice(b",\"event\":");
+    out.extend_from_slice(EVENT);
     json(out, envelope.event.as_str());
-    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(PAYLOAD);
     out.extend_from_slice(envelope.payload.text().as_bytes());
-    out.extend_from_slice(b",\"clientId\":");
+    out.extend_from_slice(CLIENT_ID);
 }
 
-/// Room for `,"publishedAt":…,"source":…,"attempt":`, with a little to spare for escapes.
-fn middle_size(envelope: &Envelope) -> usize {
-    48 + envelope.published_at.len() + envelope.source.len()
+/// The length of `,"publishedAt":…,"source":…,"attempt":` (see [`quoted`]).
+fn middle_len(envelope: &Envelope) -> usize {
+    PUBLISHED_AT.len()
+        + quoted(&envelope.published_at)
+        + SOURCE.len()
+        + quoted(&envelope.source)
+        + ATTEMPT.len()
 }
 
 fn write_middle(out: &mut Vec<u8>, envelope: &Envelope) {
-    out.extend_from_slice(b",\"publishedAt\":");
+    out.extend_from_slice(PUBLISHED_AT);
     json(out, envelope.published_at.as_str());
-    out.extend_from_slice(b",\"source\":");
+    out.extend_from_slice(SOURCE);
     json(out, envelope.source.as_str());
-    out.extend_from_slice(b",\"attempt\":");
+    out.extend_from_slice(ATTEMPT);
+}
+
+/// Ends an envelope: its `attempt` and the closing brace.
+fn attempt_and_end(out: &mut Vec<u8>, attempt: u32) {
+    out.extend_from_slice(itoa::Buffer::new().format(attempt).as_bytes());
+    out.push(b'}');
 }
 
 /// The text of a whole envelope as a `RawValue`.
 fn raw(text: Vec<u8>) -> Box<RawValue> {
-    let text = String::from_utf8(text).expect("serde_json writes UTF-8");
-    // `from_string` would parse the text again to check it: a tenth of a fan-out's work.
+    debug_assert!(std::str::from_utf8(&text).is_ok());
+    // Neither checked to be UTF-8 nor parsed again (`String::from_utf8`, then `from_string`):
+    // each is a pass over the whole text, payload included, for every envelope sent.
     #[allow(unsafe_code)]
-    // SAFETY: one JSON object without surrounding whitespace, by construction: fixed keys,
-    // and values each written by serde_json (`json`), a payload's JSON text (itself one JSON
-    // value without surrounding whitespace: `SharedPayload`) or an integer. Debug builds
-    // (every test) re-parse it inside `from_string_unchecked` and panic if that ever breaks.
+    // SAFETY: UTF-8, because every byte comes from a `&str` (names, the payload's text, the
+    // time, the source), from serde_json (`json`, which writes UTF-8) or is an ASCII key,
+    // punctuation or digit. One JSON object without surrounding whitespace, by construction:
+    // fixed keys, and values each written by serde_json, a payload's JSON text (itself one
+    // JSON value without surrounding whitespace: `SharedPayload`) or an integer. Debug
+    // builds (every test) check the UTF-8 above and re-parse the JSON inside
+    // `from_string_unchecked`, and panic if that ever breaks.
     unsafe {
+        let text = String::from_utf8_unchecked(text);
         RawValue::from_string_unchecked(text)
     }
 }
@@ -204,8 +242,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digits_counts_what_write_writes() {
+    fn digits_counts_what_is_written() {
         for n in [0, 7, 9, 10, 99, 100, 12_345, u32::MAX] {
+            let mut text = Vec::new();
+            attempt_and_end(&mut text, n);
+            assert_eq!(text, format!("{n}}}").into_bytes());
             assert_eq!(digits(n), n.to_string().len(), "{n}");
         }
     }
@@ -246,6 +287,20 @@ mod tests {
                 serde_json::to_string(&other).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn an_envelope_without_escapes_is_written_at_the_length_it_was_sized_for() {
+        let payload = SharedPayload::of(&json!({"n": 1, "to": "Zoë"}));
+        let mut plain = envelope("flowers-r-us", "orders", &payload, 12);
+        plain.id = "m-1".to_owned().try_into().unwrap();
+        let (mut head, mut middle) = (Vec::new(), Vec::new());
+        write_head(&mut head, &plain);
+        write_middle(&mut middle, &plain);
+        assert_eq!(head.len(), head_len(&plain));
+        assert_eq!(middle.len(), middle_len(&plain));
+        let whole = head_len(&plain) + quoted("flowers-r-us") + middle_len(&plain) + 3;
+        assert_eq!(Rendered::single(&plain).get().len(), whole);
     }
 
     #[test]
