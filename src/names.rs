@@ -126,10 +126,10 @@ macro_rules! name_type {
             pub const FIELD: &'static str = $what;
 
             /// Parses a name: the rules of every name, then this kind's own.
-            pub fn parse(raw: impl Into<String>) -> Result<Self, Error> {
-                let raw = raw.into();
-                check_name(Self::FIELD, &raw)?;
-                $($check(Self::FIELD, &raw)?;)*
+            pub fn parse(raw: impl AsRef<str>) -> Result<Self, Error> {
+                let raw = raw.as_ref();
+                check_name(Self::FIELD, raw)?;
+                $($check(Self::FIELD, raw)?;)*
                 Ok(Self(raw.into()))
             }
 

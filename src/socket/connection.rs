@@ -19,7 +19,7 @@ use socketioxide::handler::{FromMessageParts, MessageHandler, Value as SioValue}
 use socketioxide::socket::Socket;
 
 use super::context::Session;
-use super::event::{self, Event, unknown_event};
+use super::event::{self, Event, PlainReceived, Received, unknown_event};
 use super::identity::{Identity, query};
 use super::incoming;
 use super::lane::{Lane, Pushed};
@@ -55,10 +55,38 @@ const CATCH_UP_QUEUE: usize = 16;
 /// One event waiting to be handled.
 struct Command {
     event: Event,
-    data: Result<Value, String>,
+    data: Data,
     /// About how much memory `data` takes, counted against [`QUEUE_BYTES`].
     size: usize,
     reply: Reply,
+}
+
+/// An event's first argument, as read on arrival.
+enum Data {
+    /// As JSON, or why it could not be read.
+    Json(Result<Value, String>),
+    /// A `received` read straight into its fields ([`PlainReceived`]).
+    Ack(Received),
+}
+
+impl Data {
+    /// About how much memory it takes, counted against [`QUEUE_BYTES`].
+    fn approximate_size(&self) -> usize {
+        match self {
+            Data::Json(Ok(value)) => approximate_size(value),
+            Data::Json(Err(_)) => 0,
+            Data::Ack(ack) => ack.approximate_size(),
+        }
+    }
+
+    /// The fields of a `received`.
+    fn into_ack(self) -> Result<Received, Error> {
+        match self {
+            Data::Ack(ack) => Ok(ack),
+            Data::Json(Ok(data)) => Received::from_value(data),
+            Data::Json(Err(err)) => Err(crate::json::unreadable(&err)),
+        }
+    }
 }
 
 /// The way into a socket's event queue, shared by its socket.io handler, its disconnect
@@ -158,7 +186,33 @@ struct Inbound {
 }
 
 impl MessageHandler<LocalAdapter, Inbound> for Inbound {
-    fn call(&self, socket: Arc<Socket<LocalAdapter>>, mut value: SioValue, ack_id: Option<i64>) {
+    fn call(&self, socket: Arc<Socket<LocalAdapter>>, value: SioValue, ack_id: Option<i64>) {
+        // Most events a consumer sends are acks: read those straight into their fields.
+        let plain_ack = self.dialect.is_none().then(|| {
+            incoming::read_named::<PlainReceived>(&value, RECEIVED).and_then(|ack| ack.checked())
+        });
+        match plain_ack.flatten() {
+            Some(fields) => {
+                let mut value = value;
+                let Ok(ack) = AckHandle::from_message_parts(&socket, &mut value, &ack_id);
+                self.take(socket, RECEIVED.to_owned(), Data::Ack(fields), ack);
+            }
+            None => self.read_and_take(socket, value, ack_id),
+        }
+    }
+}
+
+/// The name of queuehub's own ack event.
+const RECEIVED: &str = "received";
+
+impl Inbound {
+    /// Reads an event's name and data, then takes it.
+    fn read_and_take(
+        &self,
+        socket: Arc<Socket<LocalAdapter>>,
+        mut value: SioValue,
+        ack_id: Option<i64>,
+    ) {
         // The name and data in one pass (`incoming`); else the extractors an async handler
         // would be given, in the same order, none of which can fail but the event name (a
         // packet without one is not an event).
@@ -176,6 +230,13 @@ impl MessageHandler<LocalAdapter, Inbound> for Inbound {
             }
         };
         let Ok(ack) = AckHandle::from_message_parts(&socket, &mut value, &ack_id);
+        let data = Data::Json(data.map(StrictJson::into_inner));
+        self.take(socket, name, data, ack);
+    }
+
+    /// Answers an event nobody handles at once; queues any other (or handles it at once,
+    /// see [`Inlet::enqueue_or_handle`]).
+    fn take(&self, socket: Arc<Socket<LocalAdapter>>, name: String, data: Data, ack: AckHandle) {
         let (inlet, dialect) = (&self.inlet, self.dialect.as_deref());
         let event = Event::parse(&name, dialect);
         let reply = Reply {
@@ -195,8 +256,7 @@ impl MessageHandler<LocalAdapter, Inbound> for Inbound {
                 reply.now(Err(error));
             }
             event => {
-                let data = data.map(StrictJson::into_inner);
-                let size = COMMAND_OVERHEAD + data.as_ref().map_or(0, approximate_size);
+                let size = COMMAND_OVERHEAD + data.approximate_size();
                 let command = Command {
                     event,
                     data,
@@ -357,8 +417,9 @@ impl Inlet {
         };
         let Command { data, reply, .. } = command;
         match data {
-            Ok(data) => event::dispatch_at_once(&session, at_once, data, reply),
-            Err(err) => reply.now(Err(crate::json::unreadable(&err))),
+            Data::Json(Ok(data)) => event::dispatch_at_once(&session, at_once, data, reply),
+            Data::Json(Err(err)) => reply.now(Err(crate::json::unreadable(&err))),
+            Data::Ack(ack) => event::dispatch_acks(&session, vec![(Ok(ack), reply)]),
         }
         if self.events.release() {
             tokio::spawn(run(Arc::clone(self), session));
@@ -396,7 +457,7 @@ async fn run(inlet: Arc<Inlet>, session: Arc<Session>) {
         inlet.queued.fetch_sub(size, Ordering::Relaxed);
         if event.joins_acks(dialect.as_deref()) {
             // The acks right behind it join it: one change for the run (`received`).
-            let mut acks = vec![(data.map_err(|e| crate::json::unreadable(&e)), reply)];
+            let mut acks = vec![(data.into_ack(), reply)];
             while acks.len() < ACKS_TOGETHER
                 && let Some(next) = inlet.events.next_if(|next| next.event == event)
             {
@@ -404,14 +465,15 @@ async fn run(inlet: Arc<Inlet>, session: Arc<Session>) {
                     data, size, reply, ..
                 } = *next;
                 inlet.queued.fetch_sub(size, Ordering::Relaxed);
-                acks.push((data.map_err(|e| crate::json::unreadable(&e)), reply));
+                acks.push((data.into_ack(), reply));
             }
             event::dispatch_acks(&session, acks);
             continue;
         }
         match data {
-            Ok(data) => event::dispatch(&session, event, data, reply).await,
-            Err(err) => reply.now(Err(crate::json::unreadable(&err))),
+            Data::Json(Ok(data)) => event::dispatch(&session, event, data, reply).await,
+            Data::Json(Err(err)) => reply.now(Err(crate::json::unreadable(&err))),
+            Data::Ack(ack) => event::dispatch_acks(&session, vec![(Ok(ack), reply)]),
         }
     }
 }

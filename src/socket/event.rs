@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::context::Session;
+pub use super::events::received::{PlainReceived, Received};
 use super::events::{get_all, publish, received, relay, subscribe, unsubscribe};
 use super::reply::Reply;
 use crate::compat::{Dialect, EventKind, NATIVE_EVENTS, native_kind};
@@ -127,7 +128,7 @@ pub fn dispatch_at_once(session: &Arc<Session>, event: AtOnce, data: Value, repl
 
 /// Handles a run of events for which [`Event::joins_acks`] holds as one change, each
 /// answered as if alone.
-pub fn dispatch_acks(session: &Arc<Session>, acks: Vec<(Result<Value, Error>, Reply)>) {
+pub fn dispatch_acks(session: &Arc<Session>, acks: Vec<(Result<Received, Error>, Reply)>) {
     received::handle_all(session, acks);
 }
 

@@ -10,7 +10,9 @@
 //! to bad input are unchanged.
 
 use std::fmt;
+use std::marker::PhantomData;
 
+use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use socketioxide::handler::Value as SioValue;
 
@@ -26,6 +28,51 @@ pub fn read(value: &SioValue) -> Option<(String, StrictJson)> {
     let read = deserializer.deserialize_seq(NameAndData).ok()??;
     deserializer.end().ok()?;
     Some(read)
+}
+
+/// The first argument of an event packet named exactly `name` (written without escapes),
+/// read as `T` straight from the packet's text, without binary attachments; `None` for
+/// anything else, which the caller reads with [`read`]. For an event that comes often and in
+/// one shape (`received`): no JSON value is built and dropped on the way.
+pub fn read_named<'a, T: Deserialize<'a>>(value: &'a SioValue, name: &str) -> Option<T> {
+    let SioValue::Str(text, None) = value else {
+        return None;
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text.as_str());
+    let named = Named {
+        name,
+        data: PhantomData,
+    };
+    let read = deserializer.deserialize_seq(named).ok()??;
+    deserializer.end().ok()?;
+    Some(read)
+}
+
+/// Visits a packet's array for [`read_named`].
+struct Named<'n, T> {
+    name: &'n str,
+    data: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Named<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a '{}' event packet", self.name)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Unread elements make the caller's read fail: `None` either way.
+        match seq.next_element::<&str>()? {
+            Some(name) if name == self.name => {}
+            _ => return Ok(None),
+        }
+        let Some(data) = seq.next_element::<T>()? else {
+            return Ok(None);
+        };
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Some(data))
+    }
 }
 
 /// Visits the packet's array: the name, the first argument, and skips the rest.
@@ -76,6 +123,33 @@ mod tests {
             escaped,
             Some(("subscribe".to_owned(), StrictJson(json!([1, 2]))))
         );
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Plain<'a> {
+        id: &'a str,
+    }
+
+    #[test]
+    fn a_named_event_reads_straight_into_its_fields_or_not_at_all() {
+        let plain = packet(r#"["received",{"id":"x"},"more"]"#);
+        assert_eq!(read_named(&plain, "received"), Some(Plain { id: "x" }));
+        for text in [
+            r#"["getAll",{"id":"x"}]"#,
+            r#"["rec\u0065ived",{"id":"x"}]"#,
+            r#"["received",{"id":"\u0078"}]"#,
+            r#"["received",{"id":"x","other":1}]"#,
+            r#"["received",{"id":"x","id":"y"}]"#,
+            r#"["received"]"#,
+            r#"["received",{"id":"x"}"#,
+        ] {
+            assert_eq!(
+                read_named::<Plain>(&packet(text), "received"),
+                None,
+                "{text}"
+            );
+        }
     }
 
     #[test]
