@@ -40,9 +40,9 @@ impl Received {
 
 /// A `received` as clients send it almost always: an object of plain strings (no escapes),
 /// no other field, no key twice. Read straight from the packet's text
-/// (`incoming::read_named`), it costs a fifth of reading a JSON value and then the fields
-/// from it; a payload of any other shape fails here and is read the general way, which
-/// gives every error its usual answer.
+/// (`incoming::read_named`), it costs 3 000 instructions where reading a JSON value and
+/// then the fields from it cost 5 000 (callgrind); a payload of any other shape fails here
+/// and is read the general way, which gives every error its usual answer.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlainReceived<'a> {
