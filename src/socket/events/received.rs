@@ -93,10 +93,18 @@ fn read(session: &Session, request: Received) -> Result<(AckRequest, bool), Erro
     Ok((AckRequest { client, queue, ids }, one))
 }
 
-/// The answer to one ack, once applied.
-fn answer(request: &AckRequest, one: bool, outcome: AckOutcome) -> Result<Value, Error> {
+/// The answer to one ack, once applied. A success nobody asked to hear about (no ack
+/// callback) is not written out: it is never sent.
+fn answer(
+    request: &AckRequest,
+    one: bool,
+    outcome: AckOutcome,
+    asked: bool,
+) -> Result<Value, Error> {
     let removed = outcome?;
-    Ok(if one {
+    Ok(if !asked {
+        Value::Null
+    } else if one {
         json!({ "removed": removed.first().copied().unwrap_or(false) })
     } else {
         serde_json::to_value(Acked::new(&request.ids, &removed)).unwrap_or_default()
@@ -151,10 +159,13 @@ impl Run {
         }
         match session.broker.ack_all(&requests) {
             Ok(pending) => {
+                let asked: Vec<bool> = replies.iter().map(|r| r.ack.requested()).collect();
                 let answers = pending.map(move |outcomes| {
-                    let acks = requests.iter().zip(ones);
+                    let acks = requests.iter().zip(ones).zip(asked);
                     acks.zip(outcomes)
-                        .map(|((request, one), outcome)| answer(request, one, outcome))
+                        .map(|(((request, one), asked), outcome)| {
+                            answer(request, one, outcome, asked)
+                        })
                         .collect()
                 });
                 Reply::all_when_committed(replies, answers);
