@@ -330,7 +330,7 @@ impl Broker {
             let text = message
                 .text
                 .take()
-                .unwrap_or_else(|| message.payload.to_string());
+                .unwrap_or_else(|| message::json_text(&message.payload));
             if text.len() > config.max_payload_bytes {
                 self.count_rejected(&message.queue, "payload_too_large");
                 return Err(Error::payload_too_large(
