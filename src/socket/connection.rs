@@ -419,6 +419,7 @@ impl Inlet {
         match data {
             Data::Json(Ok(data)) => event::dispatch_at_once(&session, at_once, data, reply),
             Data::Json(Err(err)) => reply.now(Err(crate::json::unreadable(&err))),
+            // Not reached (only `publish` is handled at once); an ack is still an ack.
             Data::Ack(ack) => event::dispatch_acks(&session, vec![(Ok(ack), reply)]),
         }
         if self.events.release() {
@@ -473,6 +474,7 @@ async fn run(inlet: Arc<Inlet>, session: Arc<Session>) {
         match data {
             Data::Json(Ok(data)) => event::dispatch(&session, event, data, reply).await,
             Data::Json(Err(err)) => reply.now(Err(crate::json::unreadable(&err))),
+            // Not reached (a plain ack joins the runs above); an ack is still an ack.
             Data::Ack(ack) => event::dispatch_acks(&session, vec![(Ok(ack), reply)]),
         }
     }
