@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -87,7 +88,17 @@ pub(super) fn created(mut published: Vec<Published>, one: bool) -> Response {
         true => Receipts::One(published.remove(0)),
         false => Receipts::Many(published),
     };
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    // Written into a `Vec`: axum's `Json` writes piece by piece into a `BytesMut` through
+    // `io::Write`, growing it from 128 bytes, which costs about 1 400 more instructions per
+    // receipt of a batch (callgrind). Receipts always serialize; were that to fail, `Json`
+    // answers it as before (500).
+    let mut response = match serde_json::to_vec(&body) {
+        Ok(text) => {
+            let json = HeaderValue::from_static("application/json");
+            (StatusCode::CREATED, [(CONTENT_TYPE, json)], text).into_response()
+        }
+        Err(_) => (StatusCode::CREATED, Json(body)).into_response(),
+    };
     if replayed {
         response
             .headers_mut()

@@ -45,6 +45,55 @@ async fn publishing_the_same_id_again_returns_the_first_receipt_and_stores_nothi
 }
 
 #[tokio::test]
+async fn a_receipt_is_json_and_a_replayed_id_says_so_in_a_header() {
+    let app = spawn_app().await;
+    let queue = unique("orders");
+    let send = |path: String, body: serde_json::Value| {
+        let request = app.http.post(format!("{}{path}", app.url)).json(&body);
+        async move {
+            let response = request.send().await.expect("request sent");
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let heads = (header("content-type"), header("idempotent-replayed"));
+            let status = response.status().as_u16();
+            (
+                status,
+                heads,
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let one = json!({"event": "delivered", "payload": {"n": 1}, "id": "order-7"});
+    let json = Some("application/json".to_owned());
+    let path = format!("/v1/queues/{queue}/messages");
+    let (status, heads, first) = send(path.clone(), one.clone()).await;
+    assert_eq!((status, heads), (201, (json.clone(), None)));
+    assert_eq!(first["id"], "order-7");
+    let (status, heads, again) = send(path, one).await;
+    assert_eq!(
+        (status, heads),
+        (201, (json.clone(), Some("true".to_owned())))
+    );
+    assert_eq!(again, first);
+    // A batch: an array of receipts; replayed only when every message in it was.
+    let batch = json!([
+        {"queue": queue, "event": "delivered", "payload": 2, "id": "order-7"},
+        {"queue": queue, "event": "delivered", "payload": 3, "id": "order-8"},
+    ]);
+    let (status, heads, receipts) = send("/v1/messages".to_owned(), batch.clone()).await;
+    assert_eq!((status, heads), (201, (json.clone(), None)));
+    assert_eq!(receipts[0], first);
+    assert_eq!(receipts[1]["id"], "order-8");
+    let (status, heads, _) = send("/v1/messages".to_owned(), batch).await;
+    assert_eq!((status, heads), (201, (json, Some("true".to_owned()))));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_same_id_on_another_queue_is_another_message() {
     let app = spawn_app().await;
     let (a, b) = (unique("a"), unique("b"));
