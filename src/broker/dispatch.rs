@@ -305,7 +305,7 @@ async fn dead_letter(
                     dead_queue.clone(),
                     meta.event.clone(),
                     value,
-                    meta.source.clone(),
+                    meta.source.as_ref(),
                 );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 effects.published(&outcome, SharedPayload::of(&message.payload));

@@ -37,7 +37,7 @@ impl Broker {
                     queue.clone(),
                     meta.event.clone(),
                     value,
-                    meta.source.clone(),
+                    meta.source.as_ref(),
                 );
                 let outcome = index.publish(&message, text, now, &online, &mut effects.ops);
                 moved += 1;

@@ -68,9 +68,11 @@ pub struct Envelope {
     #[schema(value_type = serde_json::Value)]
     pub payload: SharedPayload,
     pub client_id: ClientId,
-    /// RFC 3339, UTC, milliseconds.
-    pub published_at: String,
-    pub source: String,
+    /// RFC 3339, UTC, milliseconds. Shared by the envelopes of one message's deliveries.
+    #[schema(value_type = String)]
+    pub published_at: Arc<str>,
+    #[schema(value_type = String)]
+    pub source: Arc<str>,
     /// How many times this message has been sent to this client, this one included.
     pub attempt: u32,
     /// The message's sequence number (the beanstalk door's job id); not sent to sockets.
@@ -85,14 +87,27 @@ impl Envelope {
         client: &ClientId,
         attempt: u32,
     ) -> Self {
+        let published_at = format_ms(meta.published_at_ms).into();
+        Self::at(meta, payload, client, attempt, published_at)
+    }
+
+    /// [`Envelope::new`] with the message's time already formatted: the envelopes of one
+    /// message's deliveries share it (and its source) instead of each writing its own.
+    pub(crate) fn at(
+        meta: &MessageMeta,
+        payload: SharedPayload,
+        client: &ClientId,
+        attempt: u32,
+        published_at: Arc<str>,
+    ) -> Self {
         Self {
             id: meta.id.clone(),
             queue: meta.queue.clone(),
             event: meta.event.clone(),
             payload,
             client_id: client.clone(),
-            published_at: format_ms(meta.published_at_ms),
-            source: meta.source.clone(),
+            published_at,
+            source: Arc::clone(&meta.source),
             attempt,
             seq: meta.seq,
         }

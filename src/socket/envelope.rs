@@ -158,9 +158,9 @@ fn middle_len(envelope: &Envelope) -> usize {
 
 fn write_middle(out: &mut Vec<u8>, envelope: &Envelope) {
     out.extend_from_slice(PUBLISHED_AT);
-    json(out, envelope.published_at.as_str());
+    json(out, &envelope.published_at);
     out.extend_from_slice(SOURCE);
-    json(out, envelope.source.as_str());
+    json(out, &envelope.source);
     out.extend_from_slice(ATTEMPT);
 }
 
@@ -236,7 +236,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 /// preset's `exclude_sender`): its source is then that socket's worker name, which holds a
 /// `/` and so is never a client id.
 pub fn sent_by(envelope: &Envelope, consumer: &str) -> bool {
-    envelope.source == consumer
+    *envelope.source == *consumer
 }
 
 /// Acknowledges a message that was sent to one of its client's sockets, in a dialect whose

@@ -25,6 +25,8 @@ pub mod redis;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -68,8 +70,8 @@ pub struct MessageMeta {
     pub event: EventName,
     /// Milliseconds since the Unix epoch.
     pub published_at_ms: u64,
-    /// `http`, or the publishing socket's client id.
-    pub source: String,
+    /// `http`, or the publishing socket's client id (shared with every envelope of the message).
+    pub source: Arc<str>,
     /// Not deliverable before this time (ms since the epoch); `None`: at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deliver_at_ms: Option<u64>,

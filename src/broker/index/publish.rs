@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::super::message::{Delivery, Envelope, SharedPayload};
+use super::super::message::{Delivery, Envelope, SharedPayload, format_ms};
 use super::{Entry, Index, NewMessage, PublishOutcome, Receipts};
 use crate::error::{Code, Error};
 use crate::names::{ClientId, MessageId, QueueName};
@@ -39,7 +39,7 @@ impl Index {
             queue: message.queue.clone(),
             event: message.event.clone(),
             published_at_ms: now_ms,
-            source: message.source.clone(),
+            source: message.source.as_str().into(),
             deliver_at_ms,
             expires_at_ms: message.ttl_ms.map(|ttl| now_ms.saturating_add(ttl)),
             job: message.job,
@@ -245,10 +245,11 @@ pub(crate) fn deliveries(
     recipients: &[ClientId],
     payload: SharedPayload,
 ) -> Vec<Delivery> {
+    let published_at: Arc<str> = format_ms(meta.published_at_ms).into();
     recipients
         .iter()
         .map(|client| Delivery {
-            envelope: Envelope::new(meta, payload.clone(), client, 1),
+            envelope: Envelope::at(meta, payload.clone(), client, 1, Arc::clone(&published_at)),
             seq: meta.seq,
             head: false,
         })

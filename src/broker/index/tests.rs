@@ -298,7 +298,7 @@ fn apply(index: &mut Index, step: &Step, now: &mut u64) -> Vec<Op> {
                         q.dead_letter().unwrap(),
                         meta.event.clone(),
                         json!("dead"),
-                        meta.source.clone(),
+                        meta.source.as_ref(),
                     );
                     index.publish(&dead, "\"dead\"".into(), *now, &online, &mut ops);
                 }
