@@ -184,7 +184,7 @@ impl Index {
                 .get_mut(&queue)
                 .and_then(|q| q.subscribers.get_mut(&client));
             if let Some(subscriber) = subscriber {
-                subscriber.inbox.insert(seq, 0);
+                subscriber.enter_inbox(seq, 0);
                 entry.refs += 1;
             }
         }
@@ -275,7 +275,7 @@ impl Index {
             .collect();
         for seq in taken {
             queue.waiting.remove(&seq);
-            subscriber.inbox.insert(seq, 0);
+            subscriber.enter_inbox(seq, 0);
             ops.push(Op::RemoveWaiting {
                 queue: queue_name.clone(),
                 seq,

@@ -116,7 +116,7 @@ impl Index {
                 // Work and ordered subscriptions count an attempt when the dispatcher sends.
                 let dispatched = subscriber.is_dispatched();
                 let pushed = !dispatched && online(client, &meta.queue);
-                subscriber.inbox.insert(seq, u32::from(pushed));
+                subscriber.enter_inbox(seq, u32::from(pushed));
                 if let Some(order) = subscriber.job_order.as_mut() {
                     order.insert((super::jobs::priority(meta), seq));
                 }
