@@ -559,6 +559,23 @@ async fn a_deleted_job_stays_deleted_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_job_reserved_by_a_connection_that_closes_is_released_at_once() {
+    let (_dir, path) = data_dir();
+    let (_server, address) = start(&path);
+    let mut first = Beanstalk::connect(&address).await;
+    first.command("use bg_starmap").await;
+    first.command("watch bg_starmap").await;
+    // A TTR of an hour: only the connection's end can give the job back within the test.
+    let job = first.put(0, 0, 3_600, b"starmap").await;
+    assert_eq!(first.reserve(5).await, Ok((job, b"starmap".to_vec())));
+    let mut other = Beanstalk::connect(&address).await;
+    other.command("watch bg_starmap").await;
+    assert_eq!(other.reserve(0).await, Err("TIMED_OUT".to_owned()));
+    drop(first);
+    assert_eq!(other.reserve(5).await, Ok((job, b"starmap".to_vec())));
+}
+
+#[tokio::test]
 async fn sigusr1_puts_the_door_in_drain_mode_as_beanstalkd_does() {
     let (_dir, path) = data_dir();
     let (server, address) = start(&path);

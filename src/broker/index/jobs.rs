@@ -174,11 +174,14 @@ impl Index {
                 existing.prefetch = prefetch;
                 existing.holding = held.len();
             }
-            None => workers.consumers.push(Consumer {
-                id: consumer.to_owned(),
-                prefetch,
-                holding: held.len(),
-            }),
+            None => {
+                workers.consumers.push(Consumer {
+                    id: consumer.to_owned(),
+                    prefetch,
+                    holding: held.len(),
+                });
+                self.note_attached(consumer, client, queue);
+            }
         }
         Ok(held)
     }

@@ -32,8 +32,8 @@ pub(crate) use inbox::envelopes;
 pub(crate) use jobs::{JobState, JobView, Peek, TubeCounts, priority};
 pub(crate) use publish::deliveries;
 pub(crate) use timing::expired;
-use work::KeptPayloads;
 pub(crate) use work::{Assignment, Dispatched, Workers};
+use work::{ConsumerId, KeptPayloads};
 
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
 /// list) still reference it. At zero references the message is deleted.
@@ -141,6 +141,11 @@ pub(crate) struct Index {
     ack_deadlines: BTreeSet<(u64, u64, ClientId, QueueName)>,
     /// Work mode: payloads kept in memory so that sending a message needs no store read.
     kept: KeptPayloads,
+    /// Work mode: the subscriptions each worker socket was attached to, so that a socket
+    /// that leaves is looked for there only, not in every subscription. May name
+    /// subscriptions it has left since (unsubscribed, mode changed): looking there finds
+    /// nothing.
+    attached: FastMap<ConsumerId, Vec<(ClientId, QueueName)>>,
 }
 
 impl Index {

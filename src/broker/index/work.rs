@@ -267,48 +267,61 @@ impl Index {
             .ok_or_else(|| Error::invalid_field("this subscription is not in work mode"))?;
         match workers.consumers.iter_mut().find(|c| c.id == consumer) {
             Some(existing) => existing.prefetch = prefetch,
-            None => workers.consumers.push(Consumer {
-                id: consumer,
-                prefetch,
-                holding: 0,
-            }),
+            None => {
+                workers.consumers.push(Consumer {
+                    id: consumer.clone(),
+                    prefetch,
+                    holding: 0,
+                });
+                self.note_attached(&consumer, client, queue);
+            }
         }
         Ok(())
+    }
+
+    /// Remembers that worker `consumer` is attached to `client`'s subscription to `queue`
+    /// (see `Index::attached`).
+    pub(super) fn note_attached(&mut self, consumer: &str, client: &ClientId, queue: &QueueName) {
+        let places = self.attached.entry(consumer.to_owned()).or_default();
+        if !places.iter().any(|(c, q)| c == client && q == queue) {
+            places.push((client.clone(), queue.clone()));
+        }
     }
 
     /// Removes worker `consumer` everywhere and hands back what it held. Returns the
     /// subscriptions that should dispatch again.
     pub(crate) fn detach(&mut self, consumer: &str) -> Vec<(ClientId, QueueName)> {
         let mut touched = Vec::new();
-        for (queue_name, queue) in &mut self.queues {
-            for (client, subscriber) in &mut queue.subscribers {
-                let Some(workers) = subscriber.workers.as_mut() else {
-                    continue;
-                };
-                let before = workers.consumers.len();
-                workers.consumers.retain(|c| c.id != consumer);
-                if workers.consumers.len() == before {
-                    continue;
-                }
-                let held: Vec<u64> = workers
-                    .inflight
-                    .iter()
-                    .filter(|(_, (c, _))| c == consumer)
-                    .map(|(seq, _)| *seq)
-                    .collect();
-                for seq in held {
-                    workers.came_back(seq);
-                    if let Some((_, deadline)) = workers.inflight.remove(&seq) {
-                        self.ack_deadlines.remove(&(
-                            deadline,
-                            seq,
-                            client.clone(),
-                            queue_name.clone(),
-                        ));
-                    }
-                }
-                touched.push((client.clone(), queue_name.clone()));
+        for (client, queue_name) in self.attached.remove(consumer).unwrap_or_default() {
+            let Some(subscriber) = self
+                .queues
+                .get_mut(&queue_name)
+                .and_then(|q| q.subscribers.get_mut(&client))
+            else {
+                continue;
+            };
+            let Some(workers) = subscriber.workers.as_mut() else {
+                continue;
+            };
+            let before = workers.consumers.len();
+            workers.consumers.retain(|c| c.id != consumer);
+            if workers.consumers.len() == before {
+                continue;
             }
+            let held: Vec<u64> = workers
+                .inflight
+                .iter()
+                .filter(|(_, (c, _))| c == consumer)
+                .map(|(seq, _)| *seq)
+                .collect();
+            for seq in held {
+                workers.came_back(seq);
+                if let Some((_, deadline)) = workers.inflight.remove(&seq) {
+                    self.ack_deadlines
+                        .remove(&(deadline, seq, client.clone(), queue_name.clone()));
+                }
+            }
+            touched.push((client.clone(), queue_name.clone()));
         }
         touched
     }
