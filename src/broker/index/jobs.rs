@@ -20,6 +20,7 @@
 //! fsync; after a crash a job's count is the one of its last release or burial
 //! (DECISIONS 60).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -44,11 +45,25 @@ pub(super) fn deliverable(meta: &MessageMeta, now: u64) -> bool {
         && !expired(meta, now)
 }
 
+/// The order in which a job-serving subscription hands out its jobs.
+#[derive(Debug, Default)]
+pub(crate) struct JobOrder {
+    /// Its inbox by `(priority, seq)`, jobs released with a delay not yet due aside. Entries
+    /// are added with the inbox's and whenever a job's meta changes; those that no longer
+    /// match (acked, a new priority, buried) are dropped when a look meets them.
+    pub(crate) ready: BTreeSet<(u32, u64)>,
+    /// Jobs released with a delay, by `(due, priority, seq)`: set aside by the first look
+    /// that meets them before they are due, and put back into `ready` by the first look at
+    /// or after that time (beanstalkd keeps its delayed jobs in a heap of their own too).
+    /// Without it every look stepped over every such job ahead of the ready ones.
+    parked: BTreeSet<(u64, u32, u64)>,
+}
+
 /// The first `n` jobs of `subscriber` that can be handed out at `now`, as `(priority, seq)`
-/// in that order, from its job order (see `Subscriber::job_order`). Entries that no longer
-/// match the inbox (acked, a new priority, buried) are dropped on the way; reserved jobs
-/// and jobs released with a delay that is not over are passed over and kept. So a look
-/// costs O(log n) plus the reserved and delayed jobs ahead of the ones it finds.
+/// in that order, from its job order (see [`JobOrder`]). Entries that no longer match the
+/// inbox (acked, a new priority, buried) are dropped on the way, jobs released with a delay
+/// that is not over are set aside until due, and reserved jobs are passed over and kept. So
+/// a look costs O(log n) plus the reserved jobs ahead of the ones it finds.
 fn first_ready(
     subscriber: &mut Subscriber,
     messages: &FastMap<u64, Entry>,
@@ -61,12 +76,18 @@ fn first_ready(
         job_order,
         ..
     } = subscriber;
-    let Some(order) = job_order.as_mut() else {
+    let Some(order) = job_order.as_deref_mut() else {
         return Vec::new();
     };
+    while order.parked.first().is_some_and(|(due, _, _)| *due <= now) {
+        if let Some((_, rank, seq)) = order.parked.pop_first() {
+            order.ready.insert((rank, seq));
+        }
+    }
     let mut found = Vec::new();
     let mut stale = Vec::new();
-    for &(rank, seq) in order.iter() {
+    let mut parked = Vec::new();
+    for &(rank, seq) in order.ready.iter() {
         if found.len() >= n {
             break;
         }
@@ -82,12 +103,21 @@ fn first_ready(
         let reserved = workers
             .as_ref()
             .is_some_and(|w| w.inflight.contains_key(&seq));
-        if !reserved && deliverable(meta, now) {
-            found.push((rank, seq));
+        if reserved {
+            continue;
+        }
+        match meta.deliver_at_ms {
+            Some(due) if due > now => parked.push((due, rank, seq)),
+            _ if deliverable(meta, now) => found.push((rank, seq)),
+            _ => {}
         }
     }
     for entry in stale {
-        order.remove(&entry);
+        order.ready.remove(&entry);
+    }
+    for (due, rank, seq) in parked {
+        order.ready.remove(&(rank, seq));
+        order.parked.insert((due, rank, seq));
     }
     found
 }
@@ -111,7 +141,10 @@ impl Index {
                 .keys()
                 .filter_map(|seq| messages.get(seq).map(|e| (priority(&e.meta), *seq)))
                 .collect();
-            subscriber.job_order = Some(order);
+            subscriber.job_order = Some(Box::new(JobOrder {
+                ready: order,
+                parked: BTreeSet::new(),
+            }));
         }
     }
 
@@ -344,7 +377,7 @@ impl Index {
                 if subscriber.inbox.contains_key(&meta.seq)
                     && let Some(order) = subscriber.job_order.as_mut()
                 {
-                    order.insert((priority(&meta), meta.seq));
+                    order.ready.insert((priority(&meta), meta.seq));
                 }
             }
         }
@@ -490,7 +523,7 @@ impl Index {
             && subscriber.inbox.remove(&seq).is_some()
         {
             if let Some(order) = subscriber.job_order.as_mut() {
-                order.remove(&(priority(&meta), seq));
+                order.ready.remove(&(priority(&meta), seq));
             }
             queue.counters.acked += 1;
             ops.push(Op::RemoveFromInbox {
@@ -657,6 +690,43 @@ mod tests {
             index.job(&client, seq, 1000).unwrap().state,
             JobState::Ready
         );
+    }
+
+    /// The jobs set aside until due in the subscription's job order.
+    fn parked(index: &Index, client: &ClientId, queue: &QueueName) -> Vec<u64> {
+        let subscriber = &index.queues[queue].subscribers[client];
+        let order = subscriber.job_order.as_ref().unwrap();
+        order.parked.iter().map(|(_, _, seq)| *seq).collect()
+    }
+
+    #[test]
+    fn jobs_released_with_a_delay_are_set_aside_until_due_and_a_kick_brings_one_back_at_once() {
+        let (mut index, client, queue) = index();
+        let delayed: Vec<u64> = (0..3).map(|_| put(&mut index, &queue, 0, 0)).collect();
+        let ready = put(&mut index, &queue, 0, 0);
+        let later = put(&mut index, &queue, 0, 0);
+        for (n, &seq) in delayed.iter().enumerate() {
+            rewrite(&mut index, seq, "0", |meta| {
+                meta.deliver_at_ms = Some(5000 + n as u64)
+            });
+            index.wake_at(&client, &queue, seq, 5000 + n as u64);
+        }
+        // The first look sets the three aside; the next looks do not meet them again.
+        assert_eq!(reserve(&mut index, &client, &queue, 1000), Some(ready));
+        assert_eq!(parked(&index, &client, &queue), delayed);
+        // A kick (the job's meta rewritten without a delay) makes one ready at once,
+        // ahead of `later` by publish order.
+        rewrite(&mut index, delayed[1], "0", |meta| {
+            meta.deliver_at_ms = None
+        });
+        assert_eq!(reserve(&mut index, &client, &queue, 1000), Some(delayed[1]));
+        assert_eq!(reserve(&mut index, &client, &queue, 1000), Some(later));
+        assert_eq!(reserve(&mut index, &client, &queue, 4999), None);
+        // Due: back in order; the kicked one is reserved and not handed out twice.
+        assert_eq!(reserve(&mut index, &client, &queue, 5002), Some(delayed[0]));
+        assert_eq!(reserve(&mut index, &client, &queue, 5002), Some(delayed[2]));
+        assert_eq!(reserve(&mut index, &client, &queue, 5002), None);
+        assert!(parked(&index, &client, &queue).is_empty());
     }
 
     #[test]

@@ -51,12 +51,9 @@ pub(crate) struct Subscriber {
     pub(crate) workers: Option<Workers>,
     /// In an ordered subscription: the message last pushed as the head of the inbox.
     pub(crate) pushed_head: Option<u64>,
-    /// In a work subscription that serves jobs (`jobs`): its inbox ordered by
-    /// `(priority, seq)`, the order in which jobs are handed out. Entries are added with the
-    /// inbox's and whenever a job's priority changes; those that no longer match (acked,
-    /// new priority, buried) are dropped when a look meets them. `None`: it does not serve
-    /// jobs.
-    pub(crate) job_order: Option<BTreeSet<(u32, u64)>>,
+    /// In a work subscription that serves jobs (`jobs`): the order in which its jobs are
+    /// handed out. `None`: it does not serve jobs.
+    pub(crate) job_order: Option<Box<jobs::JobOrder>>,
 }
 
 impl Subscriber {

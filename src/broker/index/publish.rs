@@ -118,7 +118,7 @@ impl Index {
                 let pushed = !dispatched && online(client, &meta.queue);
                 subscriber.enter_inbox(seq, u32::from(pushed));
                 if let Some(order) = subscriber.job_order.as_mut() {
-                    order.insert((super::jobs::priority(meta), seq));
+                    order.ready.insert((super::jobs::priority(meta), seq));
                 }
                 if dispatched {
                     workers.push(client.clone());
