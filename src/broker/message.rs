@@ -87,7 +87,7 @@ impl Envelope {
         client: &ClientId,
         attempt: u32,
     ) -> Self {
-        let published_at = format_ms(meta.published_at_ms).into();
+        let published_at = format_ms_shared(meta.published_at_ms);
         Self::at(meta, payload, client, attempt, published_at)
     }
 
@@ -209,32 +209,47 @@ pub fn now_ms() -> u64 {
 /// catch-up of messages published within the same second, formats the same second again and
 /// again: each thread keeps the last second jiff formatted and only appends the milliseconds.
 pub fn format_ms(ms: u64) -> String {
+    with_ms_text(ms, str::to_owned)
+}
+
+/// [`format_ms`] as shared text, in one allocation: an envelope's time.
+pub fn format_ms_shared(ms: u64) -> Arc<str> {
+    with_ms_text(ms, |text| Arc::from(text))
+}
+
+/// Calls `f` with the text of [`format_ms`], written into a buffer the thread keeps.
+fn with_ms_text<R>(ms: u64, f: impl FnOnce(&str) -> R) -> R {
     use std::cell::RefCell;
+    /// The last second formatted on this thread (without its fraction), and the buffer.
+    struct Last {
+        second: Option<u64>,
+        prefix: String,
+        text: String,
+    }
     thread_local! {
-        /// The last second formatted on this thread, without its fraction.
-        static LAST_SECOND: RefCell<Option<(u64, String)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Last> = const {
+            RefCell::new(Last { second: None, prefix: String::new(), text: String::new() })
+        };
     }
     let (second, millis) = (ms / 1000, ms % 1000);
-    LAST_SECOND.with_borrow_mut(|last| {
-        let prefix = match last {
-            Some((cached, prefix)) if *cached == second => prefix,
-            _ => {
-                let at = i64::try_from(second).unwrap_or(i64::MAX);
-                let time = jiff::Timestamp::from_second(at).unwrap_or(jiff::Timestamp::MAX);
-                // `2026-11-22T08:00:00` of `2026-11-22T08:00:00Z`.
-                let text = time.strftime("%Y-%m-%dT%H:%M:%S").to_string();
-                &mut last.insert((second, text)).1
-            }
-        };
-        // `.123Z`, digit by digit: `write!` took as long as the rest of an envelope's fields.
-        let mut out = String::with_capacity(prefix.len() + 5);
-        out.push_str(prefix);
-        out.push('.');
-        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
-            out.push(char::from(b'0' + digit as u8));
+    LAST.with_borrow_mut(|last| {
+        if last.second != Some(second) {
+            let at = i64::try_from(second).unwrap_or(i64::MAX);
+            let time = jiff::Timestamp::from_second(at).unwrap_or(jiff::Timestamp::MAX);
+            // `2026-11-22T08:00:00` of `2026-11-22T08:00:00Z`.
+            last.prefix = time.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+            last.second = Some(second);
         }
-        out.push('Z');
-        out
+        // `.123Z`, digit by digit: `write!` took as long as the rest of an envelope's fields.
+        let text = &mut last.text;
+        text.clear();
+        text.push_str(&last.prefix);
+        text.push('.');
+        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+            text.push(char::from(b'0' + digit as u8));
+        }
+        text.push('Z');
+        f(text)
     })
 }
 
@@ -382,6 +397,7 @@ mod tests {
         );
         for ms in samples {
             assert_eq!(format_ms(ms), jiff(ms), "{ms}");
+            assert_eq!(&*format_ms_shared(ms), jiff(ms), "{ms}");
         }
     }
 

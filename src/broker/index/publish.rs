@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::super::message::{Delivery, Envelope, SharedPayload, format_ms};
+use super::super::message::{Delivery, Envelope, SharedPayload, format_ms_shared};
 use super::{Entry, Index, NewMessage, PublishOutcome, Receipts};
 use crate::error::{Code, Error};
 use crate::names::{ClientId, MessageId, QueueName};
@@ -245,7 +245,7 @@ pub(crate) fn deliveries(
     recipients: &[ClientId],
     payload: SharedPayload,
 ) -> Vec<Delivery> {
-    let published_at: Arc<str> = format_ms(meta.published_at_ms).into();
+    let published_at = format_ms_shared(meta.published_at_ms);
     recipients
         .iter()
         .map(|client| Delivery {

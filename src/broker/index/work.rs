@@ -385,7 +385,7 @@ impl Index {
             "an inbox entry below scan_from is not in flight"
         );
         let mut stopped_at = None;
-        // Entries from `scan_from` up to here were all in flight (or just given out).
+        // Whether every entry met so far was in flight: then `scan_from` follows them.
         let mut all_in_flight = true;
         for (&seq, attempts) in subscriber.inbox.range_mut(workers.scan_from..) {
             if workers.inflight.contains_key(&seq) {
@@ -727,12 +727,25 @@ mod tests {
         queue: &QueueName,
         now: u64,
     ) -> Vec<(String, u64)> {
+        handed_out(state, client, queue, now)
+            .into_iter()
+            .map(|a| (a.consumer, a.meta.seq))
+            .collect()
+    }
+
+    /// Dispatches at `now`; the assignments, those to send after the commit and then those
+    /// ready at once.
+    fn handed_out(
+        state: &mut Index,
+        client: &ClientId,
+        queue: &QueueName,
+        now: u64,
+    ) -> Vec<Assignment> {
         let dispatched = state.dispatch(client, queue, now, &mut Vec::new());
         dispatched
             .assigned
             .into_iter()
             .chain(dispatched.ready)
-            .map(|a| (a.consumer, a.meta.seq))
             .collect()
     }
 
@@ -790,11 +803,8 @@ mod tests {
         queue: &QueueName,
         now: u64,
     ) -> Vec<(String, u32)> {
-        let dispatched = state.dispatch(client, queue, now, &mut Vec::new());
-        dispatched
-            .assigned
+        handed_out(state, client, queue, now)
             .into_iter()
-            .chain(dispatched.ready)
             .map(|a| (a.consumer, a.attempt))
             .collect()
     }
