@@ -56,7 +56,20 @@ pub(crate) struct JobOrder {
     /// that meets them before they are due, and put back into `ready` by the first look at
     /// or after that time (beanstalkd keeps its delayed jobs in a heap of their own too).
     /// Without it every look stepped over every such job ahead of the ready ones.
+    /// An entry whose job was kicked or given a new delay meanwhile stays until its time
+    /// comes, then goes like any entry that no longer matches.
     parked: BTreeSet<(u64, u32, u64)>,
+}
+
+impl JobOrder {
+    /// Drops the entries of a job that left the inbox (`meta` as it was then).
+    fn forget(&mut self, meta: &MessageMeta) {
+        let (rank, seq) = (priority(meta), meta.seq);
+        self.ready.remove(&(rank, seq));
+        if let Some(due) = meta.deliver_at_ms {
+            self.parked.remove(&(due, rank, seq));
+        }
+    }
 }
 
 /// The first `n` jobs of `subscriber` that can be handed out at `now`, as `(priority, seq)`
@@ -523,7 +536,7 @@ impl Index {
             && subscriber.inbox.remove(&seq).is_some()
         {
             if let Some(order) = subscriber.job_order.as_mut() {
-                order.ready.remove(&(priority(&meta), seq));
+                order.forget(&meta);
             }
             queue.counters.acked += 1;
             ops.push(Op::RemoveFromInbox {
@@ -722,9 +735,11 @@ mod tests {
         assert_eq!(reserve(&mut index, &client, &queue, 1000), Some(delayed[1]));
         assert_eq!(reserve(&mut index, &client, &queue, 1000), Some(later));
         assert_eq!(reserve(&mut index, &client, &queue, 4999), None);
+        // A delayed job deleted leaves; the kicked one's entry waits for its old time.
+        assert!(index.delete_job(&client, delayed[2], "w", &mut Vec::new()));
+        assert_eq!(parked(&index, &client, &queue), &delayed[..2]);
         // Due: back in order; the kicked one is reserved and not handed out twice.
         assert_eq!(reserve(&mut index, &client, &queue, 5002), Some(delayed[0]));
-        assert_eq!(reserve(&mut index, &client, &queue, 5002), Some(delayed[2]));
         assert_eq!(reserve(&mut index, &client, &queue, 5002), None);
         assert!(parked(&index, &client, &queue).is_empty());
     }
