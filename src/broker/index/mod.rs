@@ -353,6 +353,10 @@ impl Index {
                     continue;
                 };
                 if subscriber.inbox.remove(&seq).is_some() {
+                    // In work mode it may be in flight: its worker has room again and its
+                    // ack deadline goes (what `finish_inflight` does, without looking the
+                    // subscriber up again).
+                    let deadline = subscriber.workers.as_mut().and_then(|w| w.finish(seq));
                     queue.counters.acked += 1;
                     touched.insert(queue_name.clone());
                     ops.push(Op::RemoveFromInbox {
@@ -360,7 +364,14 @@ impl Index {
                         queue: queue_name.clone(),
                         seq,
                     });
-                    self.finish_inflight(client, queue_name, seq);
+                    if let Some(deadline) = deadline {
+                        self.ack_deadlines.remove(&(
+                            deadline,
+                            seq,
+                            client.clone(),
+                            queue_name.clone(),
+                        ));
+                    }
                     self.drop_ref(seq, ops);
                     hit = true;
                 }

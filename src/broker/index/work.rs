@@ -128,7 +128,7 @@ impl Workers {
 
     /// Forgets that `seq` is in flight (acked, handed back, dead-lettered); returns its ack
     /// deadline if it was.
-    fn finish(&mut self, seq: u64) -> Option<u64> {
+    pub(super) fn finish(&mut self, seq: u64) -> Option<u64> {
         self.left_inbox(seq);
         self.release(seq).map(|(_, deadline)| deadline)
     }
