@@ -207,12 +207,7 @@ impl Index {
             .workers
             .as_mut()
             .ok_or_else(|| Error::invalid_field("this subscription is not in work mode"))?;
-        let held: Vec<u64> = workers
-            .inflight
-            .iter()
-            .filter(|(_, (holder, _))| holder == consumer)
-            .map(|(seq, _)| *seq)
-            .collect();
+        let held = workers.held_by(consumer);
         // Closed is 0, not "what it holds": a lease running out must not open room.
         let prefetch = if open { held.len() + 1 } else { 0 };
         match workers.consumers.iter_mut().find(|c| c.id == consumer) {

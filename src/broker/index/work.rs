@@ -121,6 +121,15 @@ impl Workers {
         self.inflight.len()
     }
 
+    /// The messages in flight to worker `consumer`.
+    pub(super) fn held_by(&self, consumer: &str) -> Vec<u64> {
+        self.inflight
+            .iter()
+            .filter(|(_, (holder, _))| holder == consumer)
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+
     /// How many messages may be pooled now.
     fn pool_target(&self) -> usize {
         (self.consumers.len() * POOLED_PER_WORKER).min(POOLED_MAX)
@@ -308,13 +317,7 @@ impl Index {
             if workers.consumers.len() == before {
                 continue;
             }
-            let held: Vec<u64> = workers
-                .inflight
-                .iter()
-                .filter(|(_, (c, _))| c == consumer)
-                .map(|(seq, _)| *seq)
-                .collect();
-            for seq in held {
+            for seq in workers.held_by(consumer) {
                 workers.came_back(seq);
                 if let Some((_, deadline)) = workers.inflight.remove(&seq) {
                     self.ack_deadlines
