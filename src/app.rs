@@ -20,7 +20,7 @@ use crate::beanstalk::{self, Beanstalk};
 use crate::broker::Broker;
 use crate::config::{Config, DoorAddress, Storage};
 use crate::relay::{self, Advert, Door, Relay};
-use crate::serve::{self, Connections, PeerLimit};
+use crate::serve::{self, Connections, Hang, PeerLimit};
 use crate::socket;
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
@@ -30,6 +30,10 @@ use crate::store::redis::connection::Target;
 
 /// How long shutdown waits for connections to finish before it stops waiting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long shutdown lets requests in flight be answered before it hangs up on what is
+/// still open (long polls wait for a message or the next ping, up to 25 s: not for them).
+const REQUESTS_GRACE: Duration = Duration::from_secs(1);
 
 /// A built server: bound, with its store loaded, not yet serving.
 pub struct Application {
@@ -357,13 +361,16 @@ impl Application {
         };
         tracing::info!("shutting down: closing sockets and finishing commits");
         let _ = stop_tx.send(true);
+        // Sockets are hung up rather than closed by socket.io, whose close packet tells
+        // python-socketio not to reconnect (DECISIONS 76): WebSockets at once, then, once
+        // requests in flight had a moment to be answered, long polls and whatever is left.
+        self.connections.hang_up(Hang::Upgraded);
+        let servers = finish(servers, REQUESTS_GRACE).await;
+        self.connections.hang_up(Hang::All);
         self.io.close().await;
-        for server in servers {
-            match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
-                Err(_) => tracing::warn!("connections still open after the grace period"),
-            }
+        let servers = finish(servers, SHUTDOWN_GRACE).await;
+        if !servers.is_empty() {
+            tracing::warn!("connections still open after the grace period");
         }
         self.broker.close().await;
         if let Err(err) = self.dashboard.task.await {
@@ -378,6 +385,23 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Waits up to `limit` for the `servers` to end; returns those still running.
+async fn finish(
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    limit: Duration,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut running = Vec::new();
+    for mut server in servers {
+        match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
+            Err(_) => running.push(server),
+        }
+    }
+    running
 }
 
 /// Puts the beanstalk door in drain mode on SIGUSR1, as beanstalkd does (docs/BEANSTALK.md).

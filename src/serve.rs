@@ -23,19 +23,23 @@
 //!
 //! Shutdown: when `stop` turns true the loop stops accepting, asks every connection to finish
 //! its request in flight and close (hyper's graceful shutdown), and returns once all have.
-//! Upgraded WebSockets are not waited for: the socket layer closes them.
+//! Upgraded WebSockets are not waited for. [`Connections::hang_up`] cuts the connections that
+//! would stay open (WebSockets, then long polls): their reads and writes fail from then on,
+//! so the socket layer sees them end and the client sees the connection close without a
+//! goodbye, which every socket.io client takes as a reason to reconnect (DECISIONS 76).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -45,6 +49,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::hash::FastMap;
 use crate::proxy_header;
 
 /// How long the loop pauses after an accept error that is not one connection's own.
@@ -82,6 +87,8 @@ pub struct Connections {
     /// With Redis storage: the secret with which standbys relaying a client's connection
     /// name that client in a PROXY header (`crate::relay`); `None`: no header is read.
     relayed: Option<Arc<str>>,
+    /// The connections served now, to hang up when the server stops.
+    lines: Arc<Lines>,
 }
 
 impl Connections {
@@ -94,6 +101,23 @@ impl Connections {
             peers,
             refusing: Arc::default(),
             relayed: None,
+            lines: Arc::default(),
+        }
+    }
+
+    /// Cuts connections that are still open: every one with `Hang::All`, or only those that
+    /// left HTTP for a WebSocket with `Hang::Upgraded`. A cut connection's reads and writes
+    /// fail from then on, so whatever serves it ends, and the client sees the connection
+    /// close with nothing more said. For stopping only: socket.io would otherwise close each
+    /// socket with engine.io's close packet, which python-socketio takes as "the server does
+    /// not want you back" and does not reconnect after (the official JavaScript client does
+    /// either way).
+    pub fn hang_up(&self, which: Hang) {
+        let open = self.lines.open.lock().unwrap_or_else(|p| p.into_inner());
+        for line in open.values() {
+            if matches!(which, Hang::All) || line.upgraded.load(Ordering::Acquire) {
+                line.cut();
+            }
         }
     }
 
@@ -141,6 +165,7 @@ pub async fn serve(
             entered_at: stream.local_addr().unwrap_or(peer),
             stop: stop.clone(),
             _open: open_rx.clone(),
+            line: None,
         };
         match &connections.relayed {
             None => admit(&connections, stream, task),
@@ -178,12 +203,15 @@ pub async fn serve(
 }
 
 /// Serves `stream` if its address has room, or refuses it.
-fn admit(connections: &Connections, stream: TcpStream, task: ConnectionTask) {
+fn admit(connections: &Connections, stream: TcpStream, mut task: ConnectionTask) {
     match connections.peers.admit(task.peer.ip()) {
         Some(slot) => {
+            let line = Lines::open(&connections.lines);
+            task.line = Some(Arc::clone(&line.line));
             let io = Counted {
                 stream,
                 _slot: slot,
+                line,
             };
             let serving = Serving {
                 router: connections.app.clone(),
@@ -276,6 +304,8 @@ struct ConnectionTask {
     stop: watch::Receiver<bool>,
     /// Held until the connection is done (see [`serve`]).
     _open: watch::Receiver<()>,
+    /// Its place among the open connections (refused connections have none).
+    line: Option<Arc<Line>>,
 }
 
 impl ConnectionTask {
@@ -312,7 +342,89 @@ impl ConnectionTask {
             // Timeouts, resets and malformed requests end here; none is the server's fault.
             tracing::debug!(%peer, error = %err, "connection closed");
         }
+        // HTTP is done with the connection: if it is still open, a WebSocket has it now.
+        if let Some(line) = &self.line {
+            line.upgraded.store(true, Ordering::Release);
+        }
     }
+}
+
+/// Which connections [`Connections::hang_up`] cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hang {
+    /// Those a WebSocket took over from HTTP.
+    Upgraded,
+    /// Every one still open (long polls and requests that outlasted the grace included).
+    All,
+}
+
+/// The connections of a server that are open now, by a number of their own.
+#[derive(Default)]
+struct Lines {
+    open: Mutex<FastMap<u64, Arc<Line>>>,
+    next: AtomicU64,
+}
+
+impl Lines {
+    /// Registers a new connection; it leaves when the returned [`Listed`] is dropped.
+    fn open(lines: &Arc<Self>) -> Listed {
+        let id = lines.next.fetch_add(1, Ordering::Relaxed);
+        let line = Arc::new(Line::default());
+        let mut open = lines.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.insert(id, Arc::clone(&line));
+        Listed {
+            line,
+            id,
+            lines: Arc::clone(lines),
+        }
+    }
+}
+
+/// One open connection as [`Connections::hang_up`] sees it.
+#[derive(Default)]
+struct Line {
+    cut: AtomicBool,
+    /// Its HTTP exchange ended with the connection still open: a WebSocket serves it.
+    upgraded: AtomicBool,
+    /// The tasks waiting to read and to write, woken when it is cut.
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+impl Line {
+    fn cut(&self) {
+        self.cut.store(true, Ordering::Release);
+        self.reader.wake();
+        self.writer.wake();
+    }
+
+    /// Whether the connection is cut; if not, `waker` is woken when it is.
+    fn is_cut(&self, waker: &AtomicWaker, cx: &Context<'_>) -> bool {
+        if self.cut.load(Ordering::Acquire) {
+            return true;
+        }
+        waker.register(cx.waker());
+        self.cut.load(Ordering::Acquire)
+    }
+}
+
+/// A connection's entry in [`Lines`], removed when the connection is dropped.
+struct Listed {
+    line: Arc<Line>,
+    id: u64,
+    lines: Arc<Lines>,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut open = self.lines.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.remove(&self.id);
+    }
+}
+
+/// What a cut connection's reads and writes return.
+fn cut_off() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "the server is stopping")
 }
 
 /// How many connections each address holds (`--max-connections-per-ip`); cheap to clone
@@ -383,9 +495,13 @@ impl Drop for Slot {
 /// A TCP stream that holds its [`Slot`]: the place is given back when the stream is dropped,
 /// which for an upgraded WebSocket is when the WebSocket closes, not when the HTTP
 /// exchange that opened it ends.
+///
+/// It is also listed among the open connections, and once [`Connections::hang_up`] cuts it,
+/// its reads and writes fail.
 struct Counted {
     stream: TcpStream,
     _slot: Slot,
+    line: Listed,
 }
 
 impl AsyncRead for Counted {
@@ -394,7 +510,12 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let line = &this.line.line;
+        if line.is_cut(&line.reader, cx) {
+            return Poll::Ready(Err(cut_off()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
     }
 }
 
@@ -404,7 +525,12 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let line = &this.line.line;
+        if line.is_cut(&line.writer, cx) {
+            return Poll::Ready(Err(cut_off()));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -412,7 +538,12 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let line = &this.line.line;
+        if line.is_cut(&line.writer, cx) {
+            return Poll::Ready(Err(cut_off()));
+        }
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

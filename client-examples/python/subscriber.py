@@ -98,7 +98,8 @@ def connect_error(data):
 
 
 # python-socketio reconnects by itself after a dropped connection, but not after the server
-# closed it on purpose (a queuehub restart or shutdown does that): the main loop reconnects then.
+# closed it on purpose. A queuehub restart or shutdown does not do that (it hangs up: docs/
+# DECISIONS.md 76); the main loop still reconnects then, for servers that do.
 server_closed = threading.Event()
 
 

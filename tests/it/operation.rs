@@ -3,9 +3,14 @@
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, unique};
+use crate::helpers::{
+    Http, ServerProcess, SocketClient, WAIT, data_dir, next_text, polling_session, raw_socket,
+    spawn_app, unique,
+};
 
 #[tokio::test]
 async fn queuehub_environment_variables_configure_it_and_every_address_serves_everything() {
@@ -68,6 +73,76 @@ async fn sigterm_closes_sockets_and_exits_cleanly() {
     socket.subscribe(&unique("c"), &unique("q")).await;
     // terminate() asserts a zero exit status after SIGTERM, with a socket still connected.
     server.terminate();
+}
+
+/// Stopping hangs sockets up instead of saying goodbye: engine.io's close packet (`1`) tells
+/// python-socketio that the server does not want it back, and it then never reconnects to
+/// the restarted server (or, with Redis, to the node that takes over), while a connection
+/// that just ends is a reason to reconnect for every client. Checked over a WebSocket and a
+/// long poll waiting when the server stops; the packets are what clients would read.
+#[tokio::test]
+async fn stopping_hangs_up_sockets_without_a_close_packet_so_that_clients_reconnect() {
+    let app = spawn_app().await;
+    let mut ws = raw_socket(&app.url).await;
+    let subscribe = json!(["subscribe", {"clientId": unique("c"), "queue": unique("q")}]);
+    ws.send(Message::text(format!("420{subscribe}")))
+        .await
+        .unwrap();
+    let answer = next_text(&mut ws).await.expect("the subscribe's answer");
+    assert!(answer.starts_with("430"), "{answer}");
+
+    let http = reqwest::Client::new();
+    let endpoint = polling_session(&http, &app.url).await;
+    let joined = http.post(&endpoint).body("40").send().await.unwrap();
+    assert!(joined.status().is_success());
+    let body = http
+        .get(&endpoint)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("40{"),
+        "the namespace connect was answered: {body}"
+    );
+    // A poll waiting for something to send when the server stops.
+    let poll = tokio::spawn({
+        let (http, endpoint) = (http.clone(), endpoint.clone());
+        async move {
+            match http.get(&endpoint).send().await {
+                Ok(response) => response.text().await.ok(),
+                Err(_) => None,
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(app.stop());
+    let mut read = Vec::new();
+    while let Some(text) = next_text(&mut ws).await {
+        read.push(text);
+    }
+    let goodbyes = |packets: &[&str]| {
+        packets
+            .iter()
+            .any(|packet| *packet == "1" || packet.starts_with("41"))
+    };
+    let read: Vec<&str> = read.iter().map(String::as_str).collect();
+    assert!(!goodbyes(&read), "the WebSocket read a goodbye: {read:?}");
+    let polled = tokio::time::timeout(WAIT, poll)
+        .await
+        .expect("the poll ends")
+        .unwrap();
+    if let Some(body) = polled {
+        let packets: Vec<&str> = body.split('\u{1e}').collect();
+        assert!(!goodbyes(&packets), "the poll read a goodbye: {packets:?}");
+    }
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("the server stops")
+        .unwrap();
 }
 
 /// GETs `/v1/queues/{queue}` until `check` holds (or fails after 10 s).
