@@ -68,6 +68,7 @@ impl Broker {
                 queue,
                 event,
                 skip_dispatched: true,
+                woken_by: Some(core.index.wakes()),
             },
             after: 0,
             upto: core.index.last_seq(),
@@ -96,6 +97,7 @@ impl Broker {
                 queue: Some(queue),
                 event: None,
                 skip_dispatched: true,
+                woken_by: None,
             },
             after,
             upto,
@@ -147,6 +149,7 @@ impl Broker {
             queue: Some(queue.clone()),
             event: None,
             skip_dispatched: false,
+            woken_by: None,
         };
         let entries = {
             let mut core = self.shared.lock();
@@ -184,6 +187,7 @@ mod tests {
                 queue: None,
                 event: None,
                 skip_dispatched: true,
+                woken_by: None,
             },
             after: 0,
             upto: 0,

@@ -67,6 +67,7 @@ impl Index {
                 }
                 let matches = self.messages.get(&seq).is_some_and(|e| {
                     !expired(&e.meta, now)
+                        && filter.woken_by.is_none_or(|wakes| e.woke <= wakes)
                         && filter
                             .event
                             .as_ref()

@@ -40,6 +40,9 @@ use work::{ConsumerId, KeptPayloads};
 struct Entry {
     meta: Arc<MessageMeta>,
     refs: u32,
+    /// For a delayed message that entered the inboxes when due: the index's wake count
+    /// then ([`Index::wakes`]); 0 otherwise.
+    woke: u64,
 }
 
 /// One client's subscription to one queue.
@@ -118,6 +121,10 @@ pub(crate) struct InboxFilter {
     pub(crate) event: Option<EventName>,
     /// Leave out work-mode and ordered subscriptions (the dispatcher sends their messages).
     pub(crate) skip_dispatched: bool,
+    /// Leave out delayed messages that became due after the index's wake count was this
+    /// (after a catch-up started: the live push sends them, as it sends what is published
+    /// after the start).
+    pub(crate) woken_by: Option<u64>,
 }
 
 /// The broker's in-memory index. See the module docs.
@@ -131,6 +138,8 @@ pub(crate) struct Index {
     receipts: Receipts,
     /// Delayed messages by due time: `(deliver_at_ms, seq)`.
     scheduled: BTreeSet<(u64, u64)>,
+    /// How many delayed messages have entered their inboxes since the index was built.
+    wakes: u64,
     /// Messages with a TTL by expiry time: `(expires_at_ms, seq)`.
     expiring: BTreeSet<(u64, u64)>,
     /// Work mode: ack deadlines of in-flight messages, `(deadline_ms, seq, client, queue)`
@@ -161,6 +170,7 @@ impl Index {
                 Entry {
                     meta: Arc::new(meta),
                     refs: 0,
+                    woke: 0,
                 },
             );
         }

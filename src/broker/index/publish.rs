@@ -53,6 +53,7 @@ impl Index {
             Entry {
                 meta: Arc::clone(&meta),
                 refs: 0,
+                woke: 0,
             },
         );
         self.queues

@@ -311,6 +311,7 @@ fn apply(index: &mut Index, step: &Step, now: &mut u64) -> Vec<Op> {
                 queue: None,
                 event: None,
                 skip_dispatched: true,
+                woken_by: None,
             };
             let _ = index.inbox_page(&filter, (0, u64::MAX), 10, *now, true);
         }

@@ -91,10 +91,18 @@ impl Index {
         }
         let recipients = self.route(meta, online, ops);
         // The schedule's reference is handed over to the inboxes (route added theirs).
+        self.wakes += 1;
         if let Some(entry) = self.messages.get_mut(&meta.seq) {
             entry.refs = entry.refs.saturating_sub(1);
+            entry.woke = self.wakes;
         }
         Some(recipients)
+    }
+
+    /// How many delayed messages have entered their inboxes so far (see
+    /// [`InboxFilter::woken_by`](super::InboxFilter)).
+    pub(crate) fn wakes(&self) -> u64 {
+        self.wakes
     }
 
     /// Removes every message whose TTL ran out by `now` from every inbox, waiting list and
