@@ -22,9 +22,8 @@ a supervisor would.
 
 Then, once every inbox is empty, it counts and exits 1 if any is not zero:
   lost         answered publishes that no client ever got
-  resurrected  messages delivered again after an ack that removed them (a beanstalk job
-               deleted within a few milliseconds of a kill -9 may come back by
-               design, DECISIONS 64: those are reported as `deleted-back`, not counted)
+  resurrected  messages delivered again after an ack that removed them (or a beanstalk
+               job after its DELETED)
   double       jobs (socket.io or beanstalk) delivered to a second worker while the first
                still held them (no ack, no disconnect of the first, no fault in between)
   twice        delayed messages delivered twice to their subscriber without a reason (no
@@ -357,7 +356,6 @@ def verdict(record, faults):
         return any(t1 - EXCUSE <= t <= t2 + SLACK for t in reasons)
 
     counts = {"lost": [], "resurrected": [], "double": [], "twice": [], "early": [], "disorder": []}
-    deleted_back = []
     for message_id, (queue, sent) in record.answered.items():
         deliveries = by_id.get(message_id, [])
         if not deliveries:
@@ -365,12 +363,7 @@ def verdict(record, faults):
             continue
         acked = record.acked.get(message_id)
         if acked is not None and any(t > acked + SLACK for t, _ in deliveries):
-            # A DELETED is answered before its commit (DECISIONS 64): a kill -9 of the node
-            # right after it, or of Redis around it (the commit fails), may bring it back.
-            if queue.startswith("bjobs") and any(abs(t - acked) <= EXCUSE for t in faults):
-                deleted_back.append(message_id)
-            else:
-                counts["resurrected"].append(message_id)
+            counts["resurrected"].append(message_id)
         for (t1, w1), (t2, w2) in zip(deliveries, deliveries[1:]):
             if queue in ("jobs", "bjobs", "bjobs-later") and w1 != w2 \
                     and (acked is None or acked > t2) and not excused(w1, t1, t2):
@@ -388,7 +381,7 @@ def verdict(record, faults):
     for k, seen in firsts.items():
         ns = [n for _, n in sorted(seen)]
         counts["disorder"] += [f"p{k}-{b} after p{k}-{a}" for a, b in zip(ns, ns[1:]) if b < a]
-    return counts, deleted_back
+    return counts
 
 
 def main():
@@ -458,7 +451,7 @@ def main():
         client.close()
     deployment.stop()
 
-    counts, deleted_back = verdict(record, deployment.faults)
+    counts = verdict(record, deployment.faults)
     with open(f"{work}/record.json", "w") as f:  # for a closer look at a failure
         json.dump({"answered": record.answered, "delivered": record.delivered,
                    "acked": record.acked, "disconnects": record.disconnects,
@@ -467,9 +460,6 @@ def main():
         f"{len(record.acked)} acked; still pending at the end: {left}")
     for name, found in counts.items():
         log(f"{name:12} {len(found)}" + (f"  e.g. {found[:5]}" if found else ""))
-    if deleted_back:
-        log(f"deleted-back {len(deleted_back)}  beanstalk jobs deleted just before a kill -9 "
-            f"(DECISIONS 64): {deleted_back[:5]}")
     bad = sum(len(found) for found in counts.values()) + (left != 0)
     if bad:
         log(f"chaos: FAILED; node logs in {work}")

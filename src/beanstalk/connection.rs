@@ -143,7 +143,7 @@ impl Conn {
             Command::Reserve => return self.reserve(None).await,
             Command::ReserveWithTimeout(seconds) => return self.reserve(Some(seconds)).await,
             Command::ReserveJob(id) => self.reserve_job(id).await,
-            Command::Delete(id) => self.delete(id),
+            Command::Delete(id) => self.delete(id).await,
             Command::Release {
                 id,
                 priority,

@@ -110,14 +110,20 @@ impl Conn {
     }
 
     /// `delete <id>`: a job this connection reserved, or one that is ready, delayed or
-    /// buried. Answered once applied; the commit follows (DECISIONS 64).
-    pub(super) fn delete(&mut self, id: u64) -> Vec<u8> {
+    /// buried. Answered once applied and noted where a kill -9 cannot lose it; the commit
+    /// follows (DECISIONS 64).
+    pub(super) async fn delete(&mut self, id: u64) -> Vec<u8> {
         self.shared.stats.command("cmd-delete");
         let Some(tube) = self.tube_of(id) else {
             return NOT_FOUND.to_vec();
         };
         let client = tube::client(&tube);
-        match self.shared.broker.delete_job(&client, id, &self.worker) {
+        match self
+            .shared
+            .broker
+            .delete_job(&client, id, &self.worker)
+            .await
+        {
             Ok(true) => {
                 self.reserved.remove(&id);
                 self.shared.bodies.take(id);

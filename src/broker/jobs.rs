@@ -13,7 +13,7 @@ use super::message::{SharedPayload, now_ms};
 use super::{Broker, Pending};
 use crate::error::Error;
 use crate::names::{ClientId, QueueName};
-use crate::store::{JobMeta, MessageMeta, Mode, SubscriptionRecord};
+use crate::store::{JobMeta, MessageMeta, Mode, Removal, SubscriptionRecord};
 
 /// Whether a subscription serves jobs, as [`Broker::serve_jobs`] found it.
 #[must_use]
@@ -349,7 +349,7 @@ impl Broker {
     /// follows with the next group commit, which any later answer that waits for a commit
     /// (a put's, say) waits for too (DECISIONS 64). Should that commit fail, the index is
     /// rebuilt from the store and the job is back.
-    pub(crate) fn delete_job(
+    pub(crate) async fn delete_job(
         &self,
         client: &ClientId,
         seq: u64,
@@ -358,13 +358,31 @@ impl Broker {
         let pending = self.mutate(|index, effects| {
             let queue = index.meta(seq).map(|m| m.queue.clone());
             let deleted = index.delete_job(client, seq, consumer, &mut effects.ops);
-            if deleted && let Some(queue) = queue {
-                effects.dispatch.push((client.clone(), queue));
-            }
-            Ok(deleted)
+            let Some(queue) = queue.filter(|_| deleted) else {
+                return Ok(None);
+            };
+            effects.dispatch.push((client.clone(), queue.clone()));
+            let removal = Removal {
+                client: client.clone(),
+                queue,
+                seq,
+                message_gone: index.meta(seq).is_none(),
+            };
+            Ok(Some(removal))
         })?;
-        // Nobody waits for the commit: the writer makes it all the same.
-        Ok(pending.value)
+        let Some(removal) = &pending.value else {
+            return Ok(false);
+        };
+        // Answered before the commit once the removal is where a kill -9 cannot lose it
+        // (DECISIONS 64); where the engine cannot keep it so, once committed.
+        match self
+            .shared
+            .store
+            .note_ahead(pending.batch, std::slice::from_ref(removal))
+        {
+            Ok(true) => Ok(true),
+            Ok(false) | Err(_) => pending.committed().await.map(|_| true),
+        }
     }
 
     /// Kicks up to `bound` jobs of `client`'s subscription to `queue` back to ready: the

@@ -152,6 +152,8 @@ pub(crate) struct Core {
     /// While the index is rebuilt after a failed commit: what mutations are refused with
     /// (`storage_full` after a full disk, `store_unavailable` otherwise).
     rebuilding: Option<Error>,
+    /// How many batches have been queued to the writer: the number of the last one.
+    batches: u64,
 }
 
 impl Shared {
@@ -181,6 +183,8 @@ pub type AckOutcome = Result<Vec<bool>, Error>;
 pub struct Pending<T> {
     value: T,
     done: oneshot::Receiver<Result<(), Error>>,
+    /// The number of the batch that commits it.
+    batch: u64,
 }
 
 impl<T> Pending<T> {
@@ -189,6 +193,7 @@ impl<T> Pending<T> {
         Pending {
             value: f(self.value),
             done: self.done,
+            batch: self.batch,
         }
     }
 
@@ -221,6 +226,7 @@ impl Broker {
                 index,
                 writer: Some(batch_tx),
                 rebuilding: None,
+                batches: 0,
             }),
             store,
             config,
@@ -282,9 +288,12 @@ impl Broker {
         };
         let value = mutate(&mut core.index, &mut effects)?;
         let ready = std::mem::take(&mut effects.ready);
+        core.batches += 1;
+        let number = core.batches;
         let batch = Batch {
             effects,
             done: done_tx,
+            number,
         };
         writer.send(batch).map_err(|_| Error::shutting_down())?;
         drop(core);
@@ -303,6 +312,7 @@ impl Broker {
         Ok(Pending {
             value,
             done: done_rx,
+            batch: number,
         })
     }
 

@@ -128,6 +128,8 @@ impl Effects {
 pub(crate) struct Batch {
     pub(crate) effects: Effects,
     pub(crate) done: oneshot::Sender<Result<(), Error>>,
+    /// Batches are numbered in the order they are queued (see `Store::note_ahead`).
+    pub(crate) number: u64,
 }
 
 /// Runs until every sender is gone (the broker is closing) and the queue is empty.
@@ -164,6 +166,9 @@ pub(crate) async fn run(
             Ok(()) => {
                 if let Some(seq) = published {
                     settle(&shared, seq);
+                }
+                if let Some(last) = pending.iter().map(|b| b.number).max() {
+                    shared.store.committed_through(last);
                 }
                 for batch in pending.drain(..) {
                     let Effects {

@@ -6,6 +6,7 @@
 //! can be inspected and migrated easily; payloads live in their own table so that start-up
 //! reads only the small message metadata.
 
+mod ahead;
 mod chunk;
 
 use std::io;
@@ -18,9 +19,10 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{MessageMeta, Op, Receipt, Snapshot, Store, StoreError};
+use super::{MessageMeta, Op, Receipt, Removal, Snapshot, Store, StoreError};
 use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName, StoredName};
+use ahead::AheadLog;
 use chunk::Chunk;
 
 const META: TableDefinition<u64, &str> = TableDefinition::new("message_meta");
@@ -62,6 +64,8 @@ struct Inner {
     cache_bytes: usize,
     /// A std mutex: held only to hand out the handle or to reopen, never across an `.await`.
     db: Mutex<Handle>,
+    /// Removals answered before their commit (see [`ahead`]).
+    ahead: AheadLog,
 }
 
 /// The open database, or `None` while it must be reopened after an I/O error.
@@ -87,6 +91,7 @@ impl EmbeddedStore {
         })?;
         let path = data_dir.join(FILE_NAME);
         let db = open_database(&path, cache_bytes)?;
+        let ahead = apply_left_over(&db, data_dir)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -94,6 +99,7 @@ impl EmbeddedStore {
                 db: Mutex::new(Handle {
                     db: Some(Arc::new(db)),
                 }),
+                ahead,
             }),
         })
     }
@@ -176,6 +182,27 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     };
     create_tables().map_err(classify)?;
     Ok(db)
+}
+
+/// Commits what the last run noted ahead of commits it may not have made (see [`ahead`]),
+/// then opens the notes' files afresh.
+fn apply_left_over(db: &Database, data_dir: &Path) -> Result<AheadLog, StoreError> {
+    let failed = |err: io::Error| StoreError::Failed(format!("notes ahead of commits: {err}"));
+    let removals = ahead::left_over(data_dir).map_err(failed)?;
+    if !removals.is_empty() {
+        tracing::info!(
+            removals = removals.len(),
+            "applying what was answered before its commit when the last run ended"
+        );
+        let apply = || -> Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            apply_all(&txn, removals.iter().flat_map(Removal::ops).collect())?;
+            txn.commit()?;
+            Ok(())
+        };
+        apply().map_err(classify)?;
+    }
+    AheadLog::open(data_dir).map_err(failed)
 }
 
 /// [`StoreError::Full`] for a full disk, quota or file-size limit; [`StoreError::Failed`] for
@@ -520,6 +547,21 @@ impl Store for EmbeddedStore {
         self.blocking(read_snapshot).await
     }
 
+    fn note_ahead(&self, batch: u64, removals: &[Removal]) -> Result<bool, StoreError> {
+        self.inner.ahead.note(batch, removals).map_err(|err| {
+            if is_out_of_space(&err) {
+                StoreError::Full(err.to_string())
+            } else {
+                StoreError::Failed(format!("cannot note ahead of a commit: {err}"))
+            }
+        })?;
+        Ok(true)
+    }
+
+    fn committed_through(&self, batch: u64) {
+        self.inner.ahead.covered(batch);
+    }
+
     async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read()?;
@@ -573,6 +615,105 @@ fn dense_run(seqs: &[u64]) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoredMessage;
+
+    fn name<T: TryFrom<String>>(raw: &str) -> T
+    where
+        T::Error: std::fmt::Debug,
+    {
+        T::try_from(raw.to_owned()).unwrap()
+    }
+
+    /// Message `seq` of queue `q` in the inbox of client `c`, committed.
+    async fn stored(store: &EmbeddedStore, seq: u64) {
+        let meta = MessageMeta {
+            seq,
+            id: name(&format!("m{seq}")),
+            queue: name("q"),
+            event: name("e"),
+            published_at_ms: 1,
+            source: "http".into(),
+            deliver_at_ms: None,
+            expires_at_ms: None,
+            job: None,
+        };
+        let message = StoredMessage {
+            meta,
+            payload: "1".into(),
+        };
+        let (client, queue) = (name("c"), name("q"));
+        let ops = vec![
+            Op::PutMessage(message),
+            Op::AddToInbox { client, queue, seq },
+        ];
+        store.commit(ops).await.unwrap();
+    }
+
+    fn removal(seq: u64) -> Removal {
+        Removal {
+            client: name("c"),
+            queue: name("q"),
+            seq,
+            message_gone: true,
+        }
+    }
+
+    /// A removal answered before its commit survives the process's end without that commit
+    /// (a kill -9: the store is dropped, nothing more is written), and a note cut short by
+    /// the crash (never answered) is left alone.
+    #[tokio::test]
+    async fn a_removal_noted_ahead_is_applied_when_the_store_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        for seq in [1, 2, 3] {
+            stored(&store, seq).await;
+        }
+        assert!(store.note_ahead(5, &[removal(1)]).unwrap());
+        drop(store);
+        // A note the crash cut short, in the other file.
+        std::fs::write(
+            dir.path().join(ahead::FILE_NAMES[1]),
+            b"[{\"client\":\"c\",\"qu",
+        )
+        .unwrap();
+
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let snapshot = store.load().await.unwrap();
+        let seqs: Vec<u64> = snapshot.inbox.iter().map(|(_, _, seq)| *seq).collect();
+        assert_eq!(seqs, [2, 3], "the noted removal was applied");
+        let messages: Vec<u64> = snapshot.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            messages,
+            [2, 3],
+            "and its message, which no inbox held, deleted"
+        );
+        assert_eq!(store.inner.ahead.bytes(), 0, "the notes start afresh");
+    }
+
+    /// Notes go once every batch they belong to is committed, not before.
+    #[tokio::test]
+    async fn notes_ahead_are_dropped_once_their_batches_are_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        stored(&store, 1).await;
+        stored(&store, 2).await;
+        store.note_ahead(4, &[removal(1)]).unwrap();
+        store.note_ahead(6, &[removal(2)]).unwrap();
+        store.committed_through(5);
+        assert!(
+            store.inner.ahead.bytes() > 0,
+            "batch 6 is not committed yet"
+        );
+        store.committed_through(6);
+        assert_eq!(store.inner.ahead.bytes(), 0);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.load().await.unwrap().inbox.len(),
+            2,
+            "nothing was applied"
+        );
+    }
 
     #[test]
     fn only_ascending_seqs_that_span_little_more_than_their_number_are_read_as_a_range() {

@@ -231,6 +231,34 @@ pub enum Op {
     },
 }
 
+/// An inbox entry removed by a change that was answered before its commit (a beanstalk
+/// `delete`, DECISIONS 64), as [`Store::note_ahead`] keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    #[serde(deserialize_with = "stored::name")]
+    pub client: ClientId,
+    #[serde(deserialize_with = "stored::name")]
+    pub queue: QueueName,
+    pub seq: u64,
+    /// No inbox holds the message any more: it is deleted too.
+    pub message_gone: bool,
+}
+
+impl Removal {
+    /// The store ops that apply it.
+    pub fn ops(&self) -> Vec<Op> {
+        let mut ops = vec![Op::RemoveFromInbox {
+            client: self.client.clone(),
+            queue: self.queue.clone(),
+            seq: self.seq,
+        }];
+        if self.message_gone {
+            ops.push(Op::DeleteMessage(self.seq));
+        }
+        ops
+    }
+}
+
 /// Everything but payloads, read at start to rebuild the broker's indexes. Lists are in key
 /// order: messages and entries by `seq` within their owner.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -281,4 +309,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs: `embedded`, `redis` or `memory`.
     fn engine(&self) -> &'static str;
+
+    /// Keeps `removals`, which commit batch `batch` carries, where a crash of this process
+    /// cannot lose them before that commit is on disk: written to the kernel now (no
+    /// fsync), applied when the store is opened again. This is what lets an answer be given
+    /// before its commit and still hold after a kill -9, as beanstalkd's binlog does
+    /// (DECISIONS 64). Returns whether the answer may be given now; `false` (the default:
+    /// an engine with no such place) means that it must wait for the commit.
+    fn note_ahead(&self, _batch: u64, _removals: &[Removal]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Every batch up to `batch` is committed: what was noted ahead for them may go.
+    fn committed_through(&self, _batch: u64) {}
 }
