@@ -194,20 +194,9 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
     broker.close().await;
 }
 
-async fn publish_with_id(broker: &Broker, queue: &QueueName, id: &str) -> Published {
-    let mut m = message(queue, 1);
-    m.id = Some(MessageId::parse(id).unwrap());
-    broker
-        .publish(vec![m])
-        .committed_now()
-        .await
-        .unwrap()
-        .remove(0)
-}
-
-#[tokio::test]
-async fn a_repeated_id_is_recognised_after_the_message_is_acked_within_the_window() {
-    let broker = Broker::open(Arc::new(MemoryStore::new()), BrokerConfig::default())
+/// A broker on a memory store with client `c` subscribed to queue `q`.
+async fn subscribed(config: BrokerConfig) -> (Broker, QueueName, ClientId) {
+    let broker = Broker::open(Arc::new(MemoryStore::new()), config)
         .await
         .unwrap();
     let queue = QueueName::parse("q").unwrap();
@@ -221,6 +210,23 @@ async fn a_repeated_id_is_recognised_after_the_message_is_acked_within_the_windo
         .committed_now()
         .await
         .unwrap();
+    (broker, queue, client)
+}
+
+async fn publish_with_id(broker: &Broker, queue: &QueueName, id: &str) -> Published {
+    let mut m = message(queue, 1);
+    m.id = Some(MessageId::parse(id).unwrap());
+    broker
+        .publish(vec![m])
+        .committed_now()
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_repeated_id_is_recognised_after_the_message_is_acked_within_the_window() {
+    let (broker, queue, client) = subscribed(BrokerConfig::default()).await;
     let first = publish_with_id(&broker, &queue, "x").await;
     broker
         .ack(&client, None, std::slice::from_ref(&first.id))
@@ -244,20 +250,7 @@ async fn after_the_dedupe_window_an_acked_id_is_a_new_message() {
         dedupe_window: Duration::ZERO,
         ..BrokerConfig::default()
     };
-    let broker = Broker::open(Arc::new(MemoryStore::new()), config)
-        .await
-        .unwrap();
-    let queue = QueueName::parse("q").unwrap();
-    let client = ClientId::parse("c").unwrap();
-    broker
-        .subscribe(
-            &client,
-            std::slice::from_ref(&queue),
-            SubscriptionRecord::default(),
-        )
-        .committed_now()
-        .await
-        .unwrap();
+    let (broker, queue, client) = subscribed(config).await;
     let first = publish_with_id(&broker, &queue, "x").await;
     // Still stored: still a duplicate, whatever the window.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -379,20 +372,7 @@ async fn acks_applied_together_are_each_checked_and_applied_in_order_as_if_alone
 /// or a subscriber that reconnected just then got it twice, once from each.
 #[tokio::test]
 async fn a_catch_up_leaves_out_a_delayed_message_that_became_due_after_it_started() {
-    let broker = Broker::open(Arc::new(MemoryStore::new()), BrokerConfig::default())
-        .await
-        .unwrap();
-    let queue = QueueName::parse("q").unwrap();
-    let client = ClientId::parse("c").unwrap();
-    broker
-        .subscribe(
-            &client,
-            std::slice::from_ref(&queue),
-            SubscriptionRecord::default(),
-        )
-        .committed_now()
-        .await
-        .unwrap();
+    let (broker, queue, client) = subscribed(BrokerConfig::default()).await;
     let mut early = message(&queue, 1);
     early.deliver_at_ms = Some(message::now_ms() + 50);
     let mut late = message(&queue, 2);

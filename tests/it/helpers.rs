@@ -708,6 +708,30 @@ pub async fn polling_session(http: &reqwest::Client, url: &str) -> String {
     format!("{url}/socket.io/?EIO=4&transport=polling&sid={sid}")
 }
 
+/// Opens a bare long-polling session and joins namespace `/`; returns its endpoint once the
+/// join is answered (`40{...}`: an event sent before that could reach the server before the
+/// socket's handlers exist).
+pub async fn joined_polling_session(http: &reqwest::Client, url: &str) -> String {
+    let endpoint = polling_session(http, url).await;
+    let joined = http.post(&endpoint).body("40").send().await.unwrap();
+    assert!(joined.status().is_success());
+    // A ping may come before the answer.
+    for _ in 0..10 {
+        let body = http
+            .get(&endpoint)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains("40{") {
+            return endpoint;
+        }
+    }
+    panic!("the namespace connect was not answered");
+}
+
 /// A unique name for this test run, so tests never share queues or clients.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())

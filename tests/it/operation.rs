@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Http, ServerProcess, SocketClient, WAIT, data_dir, next_text, polling_session, raw_socket,
-    spawn_app, unique,
+    Http, ServerProcess, SocketClient, WAIT, data_dir, joined_polling_session, next_text,
+    raw_socket, spawn_app, unique,
 };
 
 #[tokio::test]
@@ -92,21 +92,7 @@ async fn stopping_hangs_up_sockets_without_a_close_packet_so_that_clients_reconn
     assert!(answer.starts_with("430"), "{answer}");
 
     let http = reqwest::Client::new();
-    let endpoint = polling_session(&http, &app.url).await;
-    let joined = http.post(&endpoint).body("40").send().await.unwrap();
-    assert!(joined.status().is_success());
-    let body = http
-        .get(&endpoint)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        body.contains("40{"),
-        "the namespace connect was answered: {body}"
-    );
+    let endpoint = joined_polling_session(&http, &app.url).await;
     // A poll waiting for something to send when the server stops.
     let poll = tokio::spawn({
         let (http, endpoint) = (http.clone(), endpoint.clone());
