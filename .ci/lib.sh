@@ -19,9 +19,9 @@
 #
 #   free_port [PREFERRED]        prints a free loopback port: PREFERRED if it is given and not 0
 #                                (fails with a message if it is taken), else one the kernel
-#                                picks. A tiny race with other programs is possible; the health
-#                                wait also checks that our process is alive. Messages name the
-#                                script.
+#                                picks that this script was not given before. A tiny race with
+#                                other programs is possible; the health wait also checks that
+#                                our process is alive. Messages name the script.
 #   start_queuehub NAME PORT BIN [ARGS...]
 #                                starts `BIN --listen 127.0.0.1:PORT ARGS...` in the background,
 #                                output appended to $qh_log, and waits until it is healthy. Sets
@@ -69,15 +69,27 @@ wait_healthy() {
 
 free_port() {
   local me="${0##*/}"
-  python3 - "${1:-0}" "${me%.sh}" <<'PY'
+  python3 - "${1:-0}" "${me%.sh}" "$qh_work/ports-given" <<'PY'
 import socket, sys
-s = socket.socket()
+# Ports this script was given before: the kernel may offer one again once its probe is
+# closed and before the program it was meant for binds it.
 try:
-    s.bind(("127.0.0.1", int(sys.argv[1] or 0)))
-except (OSError, ValueError) as err:
-    sys.exit(f"{sys.argv[2]}: port {sys.argv[1]} is not free: {err}")
-print(s.getsockname()[1])
-s.close()
+    given = set(open(sys.argv[3]).read().split())
+except FileNotFoundError:
+    given = set()
+while True:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[1] or 0)))
+    except (OSError, ValueError) as err:
+        sys.exit(f"{sys.argv[2]}: port {sys.argv[1]} is not free: {err}")
+    port = s.getsockname()[1]
+    s.close()
+    if sys.argv[1] not in ("", "0") or str(port) not in given:
+        break
+with open(sys.argv[3], "a") as f:
+    f.write(f"{port}\n")
+print(port)
 PY
 }
 
