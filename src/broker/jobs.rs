@@ -345,10 +345,12 @@ impl Broker {
     }
 
     /// Deletes job `seq` (acks it) unless another worker than `consumer` holds it.
-    /// Returns once applied: no one can reserve, peek or delete it any more, and its commit
-    /// follows with the next group commit, which any later answer that waits for a commit
-    /// (a put's, say) waits for too (DECISIONS 64). Should that commit fail, the index is
-    /// rebuilt from the store and the job is back.
+    /// Returns once applied (no one can reserve, peek or delete it any more) and noted
+    /// ahead of its commit where a kill -9 cannot lose it (`Store::note_ahead`); the commit
+    /// follows with the next group commit (DECISIONS 64). With an engine that keeps no such
+    /// notes (Redis), or if noting fails, returns once committed. Should that commit fail,
+    /// the index is rebuilt from the store and the job is back until the next start applies
+    /// the note.
     pub(crate) async fn delete_job(
         &self,
         client: &ClientId,

@@ -659,8 +659,8 @@ mod tests {
     }
 
     /// A removal answered before its commit survives the process's end without that commit
-    /// (a kill -9: the store is dropped, nothing more is written), and a note cut short by
-    /// the crash (never answered) is left alone.
+    /// (a kill -9: the store is dropped, nothing more is written), and a line cut short
+    /// (never answered) is skipped without losing the notes around it.
     #[tokio::test]
     async fn a_removal_noted_ahead_is_applied_when_the_store_opens_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -670,22 +670,26 @@ mod tests {
         }
         assert!(store.note_ahead(5, &[removal(1)]).unwrap());
         drop(store);
-        // A note the crash cut short, in the other file.
-        std::fs::write(
-            dir.path().join(ahead::FILE_NAMES[1]),
-            b"[{\"client\":\"c\",\"qu",
-        )
-        .unwrap();
+        // In the other file: a line cut short in the middle of a character, a whole note
+        // after it, and a line the crash cut short at the end.
+        let mut other = b"[{\"client\":\"c\",\"queue\":\"\xc3\n".to_vec();
+        other.extend(serde_json::to_vec(&[removal(2)]).unwrap());
+        other.extend(b"\n[{\"cl");
+        std::fs::write(dir.path().join(ahead::FILE_NAMES[1]), other).unwrap();
 
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let snapshot = store.load().await.unwrap();
         let seqs: Vec<u64> = snapshot.inbox.iter().map(|(_, _, seq)| *seq).collect();
-        assert_eq!(seqs, [2, 3], "the noted removal was applied");
+        assert_eq!(
+            seqs,
+            [3],
+            "the noted removals applied, the torn lines skipped"
+        );
         let messages: Vec<u64> = snapshot.messages.iter().map(|m| m.seq).collect();
         assert_eq!(
             messages,
-            [2, 3],
-            "and its message, which no inbox held, deleted"
+            [3],
+            "and their messages, which no inbox held, deleted"
         );
         assert_eq!(store.inner.ahead.bytes(), 0, "the notes start afresh");
     }

@@ -11,7 +11,7 @@
 //! idempotent, so applying a note whose commit did land changes nothing.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -36,20 +36,20 @@ struct Files {
     active: usize,
 }
 
-/// The removals a run noted ahead of commits it may not have made, oldest first; a line cut
-/// short by the crash (its answer was never given) ends a file's list.
+/// The removals a run noted ahead of commits it may not have made, oldest first. A line cut
+/// short by the crash (its answer was never given), even in the middle of a character, is
+/// skipped.
 pub(super) fn left_over(dir: &Path) -> io::Result<Vec<Removal>> {
     let mut removals = Vec::new();
     for name in FILE_NAMES {
-        let file = match File::open(dir.join(name)) {
-            Ok(file) => file,
+        let bytes = match std::fs::read(dir.join(name)) {
+            Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err),
         };
-        for line in BufReader::new(file).lines() {
-            match serde_json::from_str::<Vec<Removal>>(&line?) {
-                Ok(noted) => removals.extend(noted),
-                Err(_) => break,
+        for line in bytes.split(|b| *b == b'\n') {
+            if let Ok(noted) = serde_json::from_slice::<Vec<Removal>>(line) {
+                removals.extend(noted);
             }
         }
     }
@@ -83,7 +83,12 @@ impl AheadLog {
         line.push(b'\n');
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let active = files.active;
-        files.files[active].write_all(&line)?;
+        if let Err(err) = files.files[active].write_all(&line) {
+            // A part written (a full disk) would run into the next note's line: cut it off.
+            let whole = files.bytes[active];
+            let _ = files.files[active].set_len(whole);
+            return Err(err);
+        }
         files.newest[active] = files.newest[active].max(batch);
         files.bytes[active] += line.len() as u64;
         let other = 1 - active;
