@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Http, ServerProcess, SocketClient, data_dir, spawn_app_with_args};
+use crate::helpers::{
+    Http, ServerProcess, SocketClient, data_dir, get_text, polling_session, spawn_app_with_args,
+};
 
 fn order(store: &str, id: &str) -> Value {
     json!({"store": store, "orderId": id, "customer": "Ada Lovelace", "address": "12 Analytical St"})
@@ -181,22 +183,14 @@ async fn without_the_preset_lab_routes_and_namespaces_do_not_exist() {
     assert_eq!(ack["error"]["code"], "unknown_event");
     // Joining a lab's namespace is refused with socket.io's connect error; `/` is served.
     for (namespace, joins) in [("/caps", false), ("/messages", false), ("/", true)] {
-        let endpoint = crate::helpers::polling_session(&app.http, &app.url).await;
+        let endpoint = polling_session(&app.http, &app.url).await;
         let join = if namespace == "/" {
             "40".to_owned()
         } else {
             format!("40{namespace},")
         };
         app.http.post(&endpoint).body(join).send().await.unwrap();
-        let answer = app
-            .http
-            .get(&endpoint)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let answer = get_text(&app.http, &endpoint).await;
         // Engine.IO packets (a ping may come first): `4` a message, then socket.io's `0`
         // (joined) or `4` (connect error) for the namespace.
         let expected = match (namespace, joins) {

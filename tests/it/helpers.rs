@@ -693,16 +693,14 @@ pub fn error_code(body: &Value) -> &str {
         .unwrap_or_else(|| panic!("no error code in {body}"))
 }
 
+/// GETs `url` and returns the body as text.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Opens a bare engine.io long-polling session; returns its endpoint (`...&sid=`).
 pub async fn polling_session(http: &reqwest::Client, url: &str) -> String {
-    let handshake = http
-        .get(format!("{url}/socket.io/?EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let handshake = get_text(http, &format!("{url}/socket.io/?EIO=4&transport=polling")).await;
     let open: Value = serde_json::from_str(handshake.trim_start_matches('0')).unwrap();
     let sid = open["sid"].as_str().expect("a session id");
     format!("{url}/socket.io/?EIO=4&transport=polling&sid={sid}")
@@ -717,15 +715,7 @@ pub async fn joined_polling_session(http: &reqwest::Client, url: &str) -> String
     assert!(joined.status().is_success());
     // A ping may come before the answer.
     for _ in 0..10 {
-        let body = http
-            .get(&endpoint)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if body.contains("40{") {
+        if get_text(http, &endpoint).await.contains("40{") {
             return endpoint;
         }
     }
