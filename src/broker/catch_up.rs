@@ -111,19 +111,24 @@ impl Broker {
     pub async fn next_page(&self, catch_up: &mut CatchUp) -> Result<Vec<Envelope>, Error> {
         while catch_up.remaining > 0 {
             let max = catch_up.page.min(catch_up.remaining);
-            let entries = self.shared.lock().index.inbox_page(
-                &catch_up.filter,
-                (catch_up.after, catch_up.upto),
-                max,
-                message::now_ms(),
-                true,
-            )?;
+            let (entries, in_hand) = {
+                let mut core = self.shared.lock();
+                let entries = core.index.inbox_page(
+                    &catch_up.filter,
+                    (catch_up.after, catch_up.upto),
+                    max,
+                    message::now_ms(),
+                    true,
+                )?;
+                let in_hand = core.index.kept_payloads(entries.iter().map(|(m, _)| m.seq));
+                (entries, in_hand)
+            };
             let Some((last, _)) = entries.last() else {
                 return Ok(Vec::new());
             };
             catch_up.after = last.seq;
             let page = self
-                .read_envelopes(&catch_up.filter.client, entries)
+                .read_envelopes(&catch_up.filter.client, entries, in_hand)
                 .await?;
             catch_up.remaining -= page.len();
             if !page.is_empty() {
@@ -151,27 +156,35 @@ impl Broker {
             skip_dispatched: false,
             woken_by: None,
         };
-        let entries = {
+        let (entries, in_hand) = {
             let mut core = self.shared.lock();
             let upto = core.index.last_seq();
-            core.index
-                .inbox_page(&filter, (0, upto), limit, message::now_ms(), false)?
+            let entries =
+                core.index
+                    .inbox_page(&filter, (0, upto), limit, message::now_ms(), false)?;
+            let in_hand = core.index.kept_payloads(entries.iter().map(|(m, _)| m.seq));
+            (entries, in_hand)
         };
-        self.read_envelopes(client, entries).await
+        self.read_envelopes(client, entries, in_hand).await
     }
 
+    /// The envelopes of `entries`, with the payloads `in_hand` (one per entry; `None`: read
+    /// it from the store), leaving out messages no longer stored.
     async fn read_envelopes(
         &self,
         client: &ClientId,
         entries: Vec<(Arc<crate::store::MessageMeta>, u32)>,
+        in_hand: Vec<Option<message::SharedPayload>>,
     ) -> Result<Vec<Envelope>, Error> {
         // A message the index shows may still be in a commit under way (a subscriber that
-        // just took a waiting message, say): read once it is settled, or it reads as gone.
+        // just took a waiting message, say): send it (or read it) once it is settled, so that
+        // nothing goes out before it is durable, and nothing reads as gone that is not.
         if let Some(last) = entries.iter().map(|(meta, _)| meta.seq).max() {
             self.settled(last).await;
         }
-        let seqs = entries.iter().map(|(meta, _)| meta.seq).collect();
-        let payloads = self.payloads(seqs).await?;
+        let payloads = self
+            .payloads_in_hand(entries.iter().map(|(meta, _)| meta.seq).zip(in_hand))
+            .await?;
         Ok(index::envelopes(client, entries, payloads))
     }
 }

@@ -47,7 +47,7 @@ use crate::store::{Store, StoreError, SubscriptionRecord};
 pub use crate::store::SubscriptionRecord as SubscriptionOptions;
 pub use activity::{Activity, ActivityKind};
 pub use catch_up::{CATCH_UP_PAGE, CatchUp};
-use index::Index;
+use index::{Index, KeptKind};
 pub(crate) use index::{JobState, JobView, Peek, TubeCounts, priority};
 pub use jobs::Reserved;
 pub(crate) use jobs::Serving;
@@ -381,9 +381,15 @@ impl Broker {
                 let mut answer = Published::from_receipt(&outcome.receipt, outcome.duplicate);
                 answer.seq = outcome.meta.as_ref().map_or(0, |m| m.seq);
                 answers.push(answer);
-                if let (Some(meta), false) = (&outcome.meta, outcome.workers.is_empty()) {
-                    // Workers get it without reading it back (while memory allows).
-                    index.keep_payload(meta.seq, &payload, size);
+                if let Some(meta) = &outcome.meta {
+                    // Workers, catch-ups and resumed pushes get it without reading it back
+                    // (while memory allows).
+                    let kind = if outcome.workers.is_empty() {
+                        KeptKind::Other
+                    } else {
+                        KeptKind::Work
+                    };
+                    index.keep_payload(meta.seq, &payload, size, kind);
                 }
                 // Workers get the message right after this commit (no commit of its own),
                 // with the payload in hand.

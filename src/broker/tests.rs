@@ -2,7 +2,7 @@
 //! is reported as `store_unavailable`, and the broker recovers by itself.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,12 +13,14 @@ use crate::names::EventName;
 use crate::store::memory::MemoryStore;
 use crate::store::{Op, Snapshot, Store, StoreError};
 
-/// A memory store whose commits fail while `failing` is set, and wait while `held` is.
+/// A memory store whose commits fail while `failing` is set, and wait while `held` is; it
+/// counts the payloads read from it.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryStore,
     failing: AtomicBool,
     held: AtomicBool,
+    read: AtomicUsize,
 }
 
 #[async_trait]
@@ -36,6 +38,7 @@ impl Store for FlakyStore {
         self.inner.load().await
     }
     async fn payloads(&self, seqs: Vec<u64>) -> Result<Vec<Option<String>>, StoreError> {
+        self.read.fetch_add(seqs.len(), Ordering::SeqCst);
         self.inner.payloads(seqs).await
     }
     fn engine(&self) -> &'static str {
@@ -411,4 +414,57 @@ async fn a_catch_up_leaves_out_a_delayed_message_that_became_due_after_it_starte
         2,
         "the next one has both"
     );
+}
+
+/// Payloads published since the broker opened are kept in memory until their message is
+/// deleted: a catch-up of them reads nothing from the store. After a restart (nothing kept)
+/// the same catch-up reads them all, with the same result.
+#[tokio::test]
+async fn a_catch_up_takes_the_payloads_kept_in_memory_and_reads_the_others() {
+    let store = Arc::new(FlakyStore::default());
+    let queue = QueueName::parse("q").unwrap();
+    let client = ClientId::parse("c").unwrap();
+    let catch_up = |broker: Broker| {
+        let client = client.clone();
+        async move {
+            let mut catch_up = broker.catch_up(client, None, None, None).unwrap();
+            let mut payloads = Vec::new();
+            loop {
+                let page = broker.next_page(&mut catch_up).await.unwrap();
+                if page.is_empty() {
+                    return payloads;
+                }
+                payloads.extend(page.iter().map(|e| e.payload.text().to_owned()));
+            }
+        }
+    };
+    let broker = Broker::open(store.clone(), BrokerConfig::default())
+        .await
+        .unwrap();
+    broker
+        .subscribe(
+            &client,
+            std::slice::from_ref(&queue),
+            SubscriptionRecord::default(),
+        )
+        .committed_now()
+        .await
+        .unwrap();
+    let messages: Vec<_> = (0..100).map(|n| message(&queue, n)).collect();
+    broker.publish(messages).committed_now().await.unwrap();
+    let expected: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+    assert_eq!(catch_up(broker.clone()).await, expected);
+    assert_eq!(store.read.load(Ordering::SeqCst), 0, "all kept in memory");
+    broker.close().await;
+
+    let broker = Broker::open(store.clone(), BrokerConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(catch_up(broker.clone()).await, expected);
+    assert_eq!(
+        store.read.load(Ordering::SeqCst),
+        100,
+        "nothing is kept across a restart: each read once"
+    );
+    broker.close().await;
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::index::deliveries;
-use super::message::{SharedPayload, now_ms};
+use super::message::now_ms;
 use super::{ActivityKind, Broker};
 use crate::error::Error;
 
@@ -63,12 +63,18 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
         }
     }
     loop {
-        let due = broker.shared.lock().index.due(now, DUE_PER_COMMIT);
+        let (due, in_hand) = {
+            let mut core = broker.shared.lock();
+            let due = core.index.due(now, DUE_PER_COMMIT);
+            let in_hand = core.index.kept_payloads(due.iter().map(|m| m.seq));
+            (due, in_hand)
+        };
         if due.is_empty() {
             return Ok(());
         }
-        let seqs = due.iter().map(|m| m.seq).collect();
-        let payloads = broker.payloads(seqs).await?;
+        let payloads = broker
+            .payloads_in_hand(due.iter().map(|m| m.seq).zip(in_hand))
+            .await?;
         let online = broker.online();
         let count = due.len();
         broker
@@ -83,7 +89,6 @@ async fn tick(broker: &Broker) -> Result<(), Error> {
                             .iter()
                             .map(|client| (client.clone(), meta.queue.clone())),
                     );
-                    let payload = payload.and_then(SharedPayload::from_stored);
                     if let Some(payload) = payload {
                         effects
                             .deliveries

@@ -144,15 +144,14 @@ impl Index {
 pub(crate) fn envelopes(
     client: &ClientId,
     entries: Vec<(Arc<MessageMeta>, u32)>,
-    payloads: Vec<Option<String>>,
+    payloads: Vec<Option<SharedPayload>>,
 ) -> Vec<Envelope> {
     entries
         .into_iter()
         .zip(payloads)
         .filter_map(|((meta, attempt), payload)| {
             // A payload that is gone was acked or dropped meanwhile: nothing to send.
-            let payload = SharedPayload::from_stored(payload?)?;
-            Some(Envelope::new(&meta, payload, client, attempt))
+            Some(Envelope::new(&meta, payload?, client, attempt))
         })
         .collect()
 }

@@ -21,6 +21,7 @@ use super::message::NewMessage;
 mod inbox;
 mod job_view;
 mod jobs;
+mod kept;
 mod publish;
 mod timing;
 mod work;
@@ -30,10 +31,12 @@ mod tests;
 
 pub(crate) use inbox::envelopes;
 pub(crate) use jobs::{JobState, JobView, Peek, TubeCounts, priority};
+use kept::KeptPayloads;
+pub(crate) use kept::Kind as KeptKind;
 pub(crate) use publish::deliveries;
 pub(crate) use timing::expired;
+use work::ConsumerId;
 pub(crate) use work::{Assignment, Dispatched, Workers};
-use work::{ConsumerId, KeptPayloads};
 
 /// A stored message as the index sees it: its metadata and how many inboxes (or the waiting
 /// list) still reference it. At zero references the message is deleted.

@@ -15,15 +15,14 @@
 //! room (DECISIONS 19).
 //!
 //! The payloads of work-mode messages published since the start are kept in memory while
-//! they wait (up to [`KEPT_PAYLOAD_BYTES`] of JSON text), so that neither a send nor the pool
-//! reads them back from the store.
+//! they wait (within a bound: `kept`), so that neither a send nor the pool reads them back
+//! from the store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::broker::message::SharedPayload;
 use crate::error::Error;
-use crate::hash::FastMap;
 use crate::names::{ClientId, QueueName};
 use crate::store::{MessageMeta, Mode, Op};
 
@@ -40,43 +39,6 @@ const POOLED_PER_WORKER: usize = 16;
 /// At most this many messages of one subscription are pooled (after a crash, those not sent
 /// yet show one attempt more than they were delivered: DECISIONS 19).
 const POOLED_MAX: usize = 256;
-
-/// At most this many bytes of payload text are kept in memory for work-mode messages (parsed,
-/// a payload takes several times its text); past it, a message's payload is read from the
-/// store when it is sent. 4 MiB holds about 20 000 jobs of 200 B waiting.
-const KEPT_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
-
-/// Payloads of work-mode messages kept in memory until the message is deleted, up to
-/// [`KEPT_PAYLOAD_BYTES`] of text.
-#[derive(Default)]
-pub(super) struct KeptPayloads {
-    /// seq → (payload, its size as text).
-    by_seq: FastMap<u64, (SharedPayload, usize)>,
-    bytes: usize,
-}
-
-impl KeptPayloads {
-    fn get(&self, seq: u64) -> Option<SharedPayload> {
-        self.by_seq.get(&seq).map(|(payload, _)| payload.clone())
-    }
-
-    /// Keeps `payload` unless that would pass the bound.
-    fn keep(&mut self, seq: u64, payload: SharedPayload, size: usize) {
-        if self.bytes + size <= KEPT_PAYLOAD_BYTES
-            && let std::collections::hash_map::Entry::Vacant(slot) = self.by_seq.entry(seq)
-        {
-            slot.insert((payload, size));
-            self.bytes += size;
-        }
-    }
-
-    /// The message is deleted: its payload goes too.
-    pub(super) fn forget(&mut self, seq: u64) {
-        if let Some((_, size)) = self.by_seq.remove(&seq) {
-            self.bytes -= size;
-        }
-    }
-}
 
 /// Identifies one worker (a socket) to the outbox.
 pub type ConsumerId = String;
@@ -248,14 +210,6 @@ impl Subscriber {
 }
 
 impl Index {
-    /// Keeps the payload of message `seq`, which entered a work-mode inbox, in memory (within
-    /// a bound) until the message is deleted; `size` is its length as JSON text.
-    pub(crate) fn keep_payload(&mut self, seq: u64, payload: &SharedPayload, size: usize) {
-        if self.messages.contains_key(&seq) {
-            self.kept.keep(seq, payload.clone(), size);
-        }
-    }
-
     /// Adds worker `consumer` (with room for `prefetch` unacked messages) to `client`'s
     /// work-mode subscription to `queue`.
     pub(crate) fn attach(
@@ -683,6 +637,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::broker::index::KeptKind;
+    use crate::broker::index::kept::KEPT_WORK_BYTES;
     use crate::broker::message::NewMessage;
     use crate::names::EventName;
     use crate::store::{Snapshot, SubscriptionRecord};
@@ -1004,10 +960,10 @@ mod tests {
         let seqs = inbox_seqs(&state, &client, &queue);
         let payload = |seq: u64| SharedPayload::of(&json!({ "seq": seq }));
         for &seq in &seqs[..3] {
-            state.keep_payload(seq, &payload(seq), 10);
+            state.keep_payload(seq, &payload(seq), 10, KeptKind::Work);
         }
         // Past the bound, nothing is kept: that payload is read when it is sent.
-        state.keep_payload(seqs[3], &payload(seqs[3]), KEPT_PAYLOAD_BYTES);
+        state.keep_payload(seqs[3], &payload(seqs[3]), KEPT_WORK_BYTES, KeptKind::Work);
         let first = state.dispatch(&client, &queue, 0, &mut Vec::new());
         assert!(first.ready.is_empty(), "its attempt is not on disk yet");
         assert_eq!(first.assigned[0].payload, Some(payload(seqs[0])));
@@ -1024,7 +980,7 @@ mod tests {
             .ack(&client, Some(&queue), &[acked], &mut Vec::new())
             .unwrap();
         assert_eq!(state.kept.get(seqs[0]), None, "deleted with its message");
-        assert_eq!(state.kept.bytes, 20);
+        assert_eq!(state.kept.bytes(KeptKind::Work), 20);
         assert_eq!(state.kept.get(seqs[3]), None);
     }
 
