@@ -27,7 +27,7 @@ use super::live::Live;
 use super::options::SocketOptions;
 use super::rate::RateLimit;
 use super::registry::LiveSockets;
-use super::reply::{AckHandle, Replies, Reply};
+use super::reply::{AckHandle, Reading, Replies, Reply};
 use crate::broker::{ActivityKind, Broker};
 use crate::error::{Code, Error};
 use crate::json::StrictJson;
@@ -286,7 +286,13 @@ pub fn start(
     let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
     // Registered before it joins any subscription, so that no live push passes it by.
-    let live = Live::new(socket.clone(), broker.clone(), dialect.clone());
+    let reading = Reading::default();
+    let live = Live::new(
+        socket.clone(),
+        broker.clone(),
+        dialect.clone(),
+        reading.clone(),
+    );
     let consumer = live.consumer().to_owned();
     sockets.insert(live);
     let client = connect_client(&socket, auth, &identity);
@@ -315,6 +321,7 @@ pub fn start(
         acted_for,
         catch_ups: Lane::new(CATCH_UP_QUEUE),
         sockets: sockets.clone(),
+        reading,
     });
     let _ = inlet.session.set(Arc::downgrade(&session));
     // The disconnect handler holds the session while the socket is connected (socketioxide

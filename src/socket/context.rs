@@ -16,7 +16,7 @@ use super::identity::Identity;
 use super::lane::Lane;
 pub use super::live::consumer_id;
 use super::registry::{Key, LiveSockets};
-use super::reply::Reply;
+use super::reply::{Reading, Reply};
 use crate::broker::{Broker, CatchUp};
 use crate::compat::Dialect;
 use crate::error::{Error, from_json_error};
@@ -44,6 +44,8 @@ pub struct Session {
     pub catch_ups: Lane<Box<CatchUpJob>>,
     /// Which sockets receive which subscriptions' live pushes.
     pub sockets: LiveSockets,
+    /// Told when the client acks: a catch-up waiting for room in the buffer tries again.
+    pub reading: Reading,
 }
 
 impl Session {

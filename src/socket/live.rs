@@ -28,7 +28,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::envelope::{Dressed, ack_sent, dress, sent_by};
-use super::reply::emit_paced;
+use super::reply::{Reading, emit_paced};
 use crate::broker::{Broker, Delivery, Envelope};
 use crate::compat::Dialect;
 use crate::hash::FastMap;
@@ -49,6 +49,8 @@ pub struct Live {
     consumer: String,
     broker: Broker,
     dialect: Option<Arc<Dialect>>,
+    /// Told when the client acks: a resumed push waiting for room tries again.
+    reading: Reading,
     // std Mutex: held for a few map updates and one non-blocking emit, never across an await.
     state: Mutex<State>,
 }
@@ -114,12 +116,14 @@ impl Live {
         socket: SocketRef<LocalAdapter>,
         broker: Broker,
         dialect: Option<Arc<Dialect>>,
+        reading: Reading,
     ) -> Arc<Self> {
         Arc::new(Self {
             consumer: consumer_id(&socket),
             socket,
             broker,
             dialect,
+            reading,
             state: Mutex::new(State::default()),
         })
     }
@@ -273,7 +277,14 @@ impl Live {
     }
 
     async fn emit(&self, envelope: &Envelope) -> Result<(), SendError> {
-        emit_paced(&self.socket, envelope.event.as_str(), &self.dress(envelope)).await
+        let dressed = self.dress(envelope);
+        emit_paced(
+            &self.socket,
+            envelope.event.as_str(),
+            &dressed,
+            Some(&self.reading),
+        )
+        .await
     }
 
     /// Streams `key`'s inbox for `range` to the socket at its pace. `Ok(true)`: all of it went

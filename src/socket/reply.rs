@@ -25,6 +25,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::{Sid, Socket};
 use socketioxide::{SendError, SocketError};
+use tokio::sync::Notify;
 
 use super::lane::{Lane, Pushed, Refused};
 use crate::broker::Pending;
@@ -170,7 +171,7 @@ impl Reply {
                         "message": error.message(),
                         "event": self.event,
                     });
-                    let _ = emit_paced(&self.socket, ERROR_EVENT, &body).await;
+                    let _ = emit_paced(&self.socket, ERROR_EVENT, &body, None).await;
                 }
             }
         }
@@ -339,19 +340,51 @@ impl RefusalLog {
     }
 }
 
-/// Emits `event` to one socket, waiting while its buffer is full. `Err` means the socket is
-/// gone; nothing is lost then, because every message is still in the inbox until acked.
+/// Emits `event` to one socket, waiting while its buffer is full (until `reading` says the
+/// client acked something, or a timer). `Err` means the socket is gone; nothing is lost
+/// then, because every message is still in the inbox until acked.
 pub async fn emit_paced<T: Serialize + ?Sized>(
     socket: &SocketRef<LocalAdapter>,
     event: &str,
     data: &T,
+    reading: Option<&Reading>,
 ) -> Result<(), SendError> {
     let mut backoff = Backoff::new();
     loop {
         match socket.emit(event, data) {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => backoff.wait().await,
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
             other => return other,
         }
+        let Some(reading) = reading else {
+            backoff.wait().await;
+            continue;
+        };
+        let acked = reading.0.notified();
+        tokio::pin!(acked);
+        acked.as_mut().enable();
+        // Acks that came between the emit above and `enable` woke nobody: try once more.
+        match socket.emit(event, data) {
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
+            other => return other,
+        }
+        tokio::select! {
+            () = &mut acked => {}
+            () = backoff.wait() => {}
+        }
+    }
+}
+
+/// Told each time a socket's client acks what it was sent (a run of `received`): the client
+/// is reading, so room is coming in the socket's buffer. A sender waiting for room wakes on
+/// it as well as on its timer; on two busy cores the timer's shortest wait (1 ms) lasted 2 to
+/// 5 ms, most of which the buffer spent empty.
+#[derive(Clone, Default)]
+pub struct Reading(Arc<Notify>);
+
+impl Reading {
+    /// The client acked something: senders waiting for room try again.
+    pub fn acked(&self) {
+        self.0.notify_waiters();
     }
 }
 

@@ -89,7 +89,13 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
                 continue; // the lab's sender never gets its own message back
             }
             let dressed = dress(session.dialect.as_deref(), envelope);
-            let sent = emit_paced(&session.socket, envelope.event.as_str(), &dressed).await;
+            let sent = emit_paced(
+                &session.socket,
+                envelope.event.as_str(),
+                &dressed,
+                Some(&session.reading),
+            )
+            .await;
             if sent.is_err() {
                 // The socket is gone; the messages stay in the inbox for the next catch-up.
                 return Ok(count);
