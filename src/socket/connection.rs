@@ -20,6 +20,7 @@ use socketioxide::socket::Socket;
 
 use super::context::Session;
 use super::event::{self, Event, PlainReceived, Received, unknown_event};
+use super::flow::Flow;
 use super::identity::{Identity, query};
 use super::incoming;
 use super::lane::{Lane, Pushed};
@@ -27,7 +28,7 @@ use super::live::Live;
 use super::options::SocketOptions;
 use super::rate::RateLimit;
 use super::registry::LiveSockets;
-use super::reply::{AckHandle, Reading, Replies, Reply};
+use super::reply::{AckHandle, Replies, Reply};
 use crate::broker::{ActivityKind, Broker};
 use crate::error::{Code, Error};
 use crate::json::StrictJson;
@@ -286,12 +287,12 @@ pub fn start(
     let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
     // Registered before it joins any subscription, so that no live push passes it by.
-    let reading = Reading::default();
+    let flow = Flow::new(options.buffer);
     let live = Live::new(
         socket.clone(),
         broker.clone(),
         dialect.clone(),
-        reading.clone(),
+        flow.clone(),
     );
     let consumer = live.consumer().to_owned();
     sockets.insert(live);
@@ -321,7 +322,7 @@ pub fn start(
         acted_for,
         catch_ups: Lane::new(CATCH_UP_QUEUE),
         sockets: sockets.clone(),
-        reading,
+        flow,
     });
     let _ = inlet.session.set(Arc::downgrade(&session));
     // The disconnect handler holds the session while the socket is connected (socketioxide

@@ -12,11 +12,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
+use super::flow::Flow;
 use super::identity::Identity;
 use super::lane::Lane;
 pub use super::live::consumer_id;
 use super::registry::{Key, LiveSockets};
-use super::reply::{Reading, Reply};
+use super::reply::Reply;
 use crate::broker::{Broker, CatchUp};
 use crate::compat::Dialect;
 use crate::error::{Error, from_json_error};
@@ -44,8 +45,8 @@ pub struct Session {
     pub catch_ups: Lane<Box<CatchUpJob>>,
     /// Which sockets receive which subscriptions' live pushes.
     pub sockets: LiveSockets,
-    /// Told when the client acks: a catch-up waiting for room in the buffer tries again.
-    pub reading: Reading,
+    /// This socket's pushes and its client's acks (see `flow`).
+    pub flow: Flow,
 }
 
 impl Session {

@@ -28,7 +28,8 @@ use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 
 use super::envelope::{Dressed, ack_sent, dress, sent_by};
-use super::reply::{Reading, emit_paced};
+use super::flow::Flow;
+use super::reply::emit_paced;
 use crate::broker::{Broker, Delivery, Envelope};
 use crate::compat::Dialect;
 use crate::hash::FastMap;
@@ -49,8 +50,8 @@ pub struct Live {
     consumer: String,
     broker: Broker,
     dialect: Option<Arc<Dialect>>,
-    /// Told when the client acks: a resumed push waiting for room tries again.
-    reading: Reading,
+    /// This socket's pushes and its client's acks (see `flow`).
+    flow: Flow,
     // std Mutex: held for a few map updates and one non-blocking emit, never across an await.
     state: Mutex<State>,
 }
@@ -116,14 +117,14 @@ impl Live {
         socket: SocketRef<LocalAdapter>,
         broker: Broker,
         dialect: Option<Arc<Dialect>>,
-        reading: Reading,
+        flow: Flow,
     ) -> Arc<Self> {
         Arc::new(Self {
             consumer: consumer_id(&socket),
             socket,
             broker,
             dialect,
-            reading,
+            flow,
             state: Mutex::new(State::default()),
         })
     }
@@ -197,12 +198,19 @@ impl Live {
         }
     }
 
-    /// Emits without waiting; `false` only when the buffer is full (a socket that is gone
-    /// has nothing to resume: its messages wait in the inbox).
+    /// Emits without waiting; `false` only when the buffer is full, or when the socket's
+    /// first pushes wait for its client's first ack (`flow`) (a socket that is gone has
+    /// nothing to resume: its messages wait in the inbox).
     fn try_emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> bool {
+        if !self.flow.has_room() {
+            return false;
+        }
         match self.socket.emit(event, data) {
             Err(SendError::Socket(SocketError::InternalChannelFull)) => false,
-            Ok(()) => true,
+            Ok(()) => {
+                self.flow.pushed();
+                true
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "live push not sent; the message waits in the inbox");
                 true
@@ -282,7 +290,7 @@ impl Live {
             &self.socket,
             envelope.event.as_str(),
             &dressed,
-            Some(&self.reading),
+            Some(&self.flow),
         )
         .await
     }

@@ -25,8 +25,8 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::{Sid, Socket};
 use socketioxide::{SendError, SocketError};
-use tokio::sync::Notify;
 
+use super::flow::Flow;
 use super::lane::{Lane, Pushed, Refused};
 use crate::broker::Pending;
 use crate::error::{Code, Error};
@@ -340,51 +340,51 @@ impl RefusalLog {
     }
 }
 
-/// Emits `event` to one socket, waiting while its buffer is full (until `reading` says the
-/// client acked something, or a timer). `Err` means the socket is gone; nothing is lost
-/// then, because every message is still in the inbox until acked.
+/// Emits `event` to one socket, waiting while its buffer is full or, for a push counted by
+/// `flow`, while the socket's first pushes wait for its client's first ack (until the client
+/// acks something, or a timer). `Err` means the socket is gone; nothing is lost then, because every message is
+/// still in the inbox until acked.
 pub async fn emit_paced<T: Serialize + ?Sized>(
     socket: &SocketRef<LocalAdapter>,
     event: &str,
     data: &T,
-    reading: Option<&Reading>,
+    flow: Option<&Flow>,
 ) -> Result<(), SendError> {
+    let attempt = || {
+        if flow.is_some_and(|flow| !flow.has_room()) {
+            return None;
+        }
+        match socket.emit(event, data) {
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => None,
+            Ok(()) => {
+                if let Some(flow) = flow {
+                    flow.pushed();
+                }
+                Some(Ok(()))
+            }
+            Err(err) => Some(Err(err)),
+        }
+    };
     let mut backoff = Backoff::new();
     loop {
-        match socket.emit(event, data) {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-            other => return other,
+        if let Some(done) = attempt() {
+            return done;
         }
-        let Some(reading) = reading else {
+        let Some(flow) = flow else {
             backoff.wait().await;
             continue;
         };
-        let acked = reading.0.notified();
+        let acked = flow.woken();
         tokio::pin!(acked);
         acked.as_mut().enable();
-        // Acks that came between the emit above and `enable` woke nobody: try once more.
-        match socket.emit(event, data) {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-            other => return other,
+        // Acks that came between the attempt above and `enable` woke nobody: try once more.
+        if let Some(done) = attempt() {
+            return done;
         }
         tokio::select! {
             () = &mut acked => {}
             () = backoff.wait() => {}
         }
-    }
-}
-
-/// Told each time a socket's client acks what it was sent (a run of `received`): the client
-/// is reading, so room is coming in the socket's buffer. A sender waiting for room wakes on
-/// it as well as on its timer; on two busy cores the timer's shortest wait (1 ms) lasted 2 to
-/// 5 ms, most of which the buffer spent empty.
-#[derive(Clone, Default)]
-pub struct Reading(Arc<Notify>);
-
-impl Reading {
-    /// The client acked something: senders waiting for room try again.
-    pub fn acked(&self) {
-        self.0.notify_waiters();
     }
 }
 

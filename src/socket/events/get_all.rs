@@ -93,7 +93,7 @@ async fn stream(session: &Session, mut catch_up: CatchUp) -> Result<usize, Error
                 &session.socket,
                 envelope.event.as_str(),
                 &dressed,
-                Some(&session.reading),
+                Some(&session.flow),
             )
             .await;
             if sent.is_err() {

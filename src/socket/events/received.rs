@@ -120,8 +120,6 @@ pub fn handle(session: &Session, data: Value, reply: Reply) {
 /// events see it); answers each once it is durable. An ack that cannot be read is answered
 /// with its error in its place: the acks before it are applied first, those after it next.
 pub fn handle_all(session: &Session, events: Vec<(Result<Received, Error>, Reply)>) {
-    // The client has read what it acks: a sender waiting for room in its buffer tries again.
-    session.reading.acked();
     let mut run = Run::default();
     for (request, reply) in events {
         match request.and_then(|request| read(session, request)) {
@@ -132,6 +130,8 @@ pub fn handle_all(session: &Session, events: Vec<(Result<Received, Error>, Reply
             }
         }
     }
+    // The client reads: room is coming in its buffer.
+    session.flow.acked();
     run.apply(session);
 }
 
