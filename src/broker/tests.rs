@@ -69,20 +69,9 @@ fn message(queue: &QueueName, n: i32) -> NewMessage {
 #[tokio::test]
 async fn a_failed_commit_changes_nothing_and_the_broker_recovers() {
     let store = Arc::new(FlakyStore::default());
-    let broker = Broker::open(store.clone(), BrokerConfig::default())
-        .await
-        .unwrap();
     let queue = QueueName::parse("orders").unwrap();
     let client = ClientId::parse("acme").unwrap();
-    broker
-        .subscribe(
-            &client,
-            std::slice::from_ref(&queue),
-            SubscriptionRecord::default(),
-        )
-        .committed_now()
-        .await
-        .unwrap();
+    let broker = open_subscribed(store.clone(), BrokerConfig::default(), &client, &queue).await;
     broker
         .publish(vec![message(&queue, 1)])
         .committed_now()
@@ -199,21 +188,30 @@ async fn a_message_acked_by_every_subscriber_is_deleted_from_the_store() {
 
 /// A broker on a memory store with client `c` subscribed to queue `q`.
 async fn subscribed(config: BrokerConfig) -> (Broker, QueueName, ClientId) {
-    let broker = Broker::open(Arc::new(MemoryStore::new()), config)
-        .await
-        .unwrap();
     let queue = QueueName::parse("q").unwrap();
     let client = ClientId::parse("c").unwrap();
+    let broker = open_subscribed(Arc::new(MemoryStore::new()), config, &client, &queue).await;
+    (broker, queue, client)
+}
+
+/// A broker on `store` with `client` subscribed to `queue`.
+async fn open_subscribed(
+    store: Arc<dyn Store>,
+    config: BrokerConfig,
+    client: &ClientId,
+    queue: &QueueName,
+) -> Broker {
+    let broker = Broker::open(store, config).await.unwrap();
     broker
         .subscribe(
-            &client,
-            std::slice::from_ref(&queue),
+            client,
+            std::slice::from_ref(queue),
             SubscriptionRecord::default(),
         )
         .committed_now()
         .await
         .unwrap();
-    (broker, queue, client)
+    broker
 }
 
 async fn publish_with_id(broker: &Broker, queue: &QueueName, id: &str) -> Published {
@@ -438,18 +436,7 @@ async fn a_catch_up_takes_the_payloads_kept_in_memory_and_reads_the_others() {
             }
         }
     };
-    let broker = Broker::open(store.clone(), BrokerConfig::default())
-        .await
-        .unwrap();
-    broker
-        .subscribe(
-            &client,
-            std::slice::from_ref(&queue),
-            SubscriptionRecord::default(),
-        )
-        .committed_now()
-        .await
-        .unwrap();
+    let broker = open_subscribed(store.clone(), BrokerConfig::default(), &client, &queue).await;
     let messages: Vec<_> = (0..100).map(|n| message(&queue, n)).collect();
     broker.publish(messages).committed_now().await.unwrap();
     let expected: Vec<String> = (0..100).map(|n| n.to_string()).collect();
