@@ -70,6 +70,14 @@ impl Beanstalk {
         }
     }
 
+    /// A connection that puts on `tube` and reserves from it (and `default`).
+    async fn on_tube(address: &str, tube: &str) -> Self {
+        let mut client = Self::connect(address).await;
+        client.command(&format!("use {tube}")).await;
+        client.command(&format!("watch {tube}")).await;
+        client
+    }
+
     async fn send(&mut self, bytes: &[u8]) {
         self.stream.get_mut().write_all(bytes).await.expect("sent");
     }
@@ -537,9 +545,7 @@ async fn a_tube_whose_name_a_broadcast_subscriber_took_takes_puts_but_offers_no_
 async fn a_deleted_job_stays_deleted_after_a_restart() {
     let (_dir, path) = data_dir();
     let (server, address) = start(&path);
-    let mut client = Beanstalk::connect(&address).await;
-    client.command("use bg_building").await;
-    client.command("watch bg_building").await;
+    let mut client = Beanstalk::on_tube(&address, "bg_building").await;
     let done = client.put(0, 0, 60, b"done").await;
     let kept = client.put(1, 0, 60, b"kept").await;
     assert_eq!(client.reserve(5).await, Ok((done, b"done".to_vec())));
@@ -566,9 +572,7 @@ async fn a_deleted_job_stays_deleted_after_a_restart() {
 async fn jobs_deleted_right_before_a_kill_9_stay_deleted() {
     let (_dir, path) = data_dir();
     let (server, address) = start(&path);
-    let mut client = Beanstalk::connect(&address).await;
-    client.command("use bg_captcha").await;
-    client.command("watch bg_captcha").await;
+    let mut client = Beanstalk::on_tube(&address, "bg_captcha").await;
     let mut deleted = Vec::new();
     for n in 0..50 {
         let id = client.put(0, 0, 60, format!("{n}").as_bytes()).await;
@@ -593,9 +597,7 @@ async fn jobs_deleted_right_before_a_kill_9_stay_deleted() {
 async fn a_job_reserved_by_a_connection_that_closes_is_released_at_once() {
     let (_dir, path) = data_dir();
     let (_server, address) = start(&path);
-    let mut first = Beanstalk::connect(&address).await;
-    first.command("use bg_starmap").await;
-    first.command("watch bg_starmap").await;
+    let mut first = Beanstalk::on_tube(&address, "bg_starmap").await;
     // A TTR of an hour: only the connection's end can give the job back within the test.
     let job = first.put(0, 0, 3_600, b"starmap").await;
     assert_eq!(first.reserve(5).await, Ok((job, b"starmap".to_vec())));
