@@ -231,6 +231,8 @@ impl Application {
                 security: Arc::clone(&config.security),
                 events_per_sec: config.max_events_per_sec,
                 buffer: config.socket_buffer,
+                ping_interval: config.ping_interval,
+                ping_timeout: config.ping_timeout,
                 connections: socket::ConnectionLimit::new(config.max_connections_per_ip),
             },
         );

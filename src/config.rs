@@ -81,6 +81,10 @@ pub struct Config {
     pub max_events_per_sec: u32,
     /// Packets one socket may have waiting to be written (DECISIONS 73).
     pub socket_buffer: usize,
+    /// How often engine.io pings each socket's client, and how long it waits for the pong
+    /// (socket.io's `pingInterval` and `pingTimeout`).
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
     /// Socket connections one IP address may hold at once; `None`: no limit.
     pub max_connections_per_ip: Option<usize>,
     /// HTTP requests one IP address may send per second (and in a burst); `None`: no limit.
@@ -221,6 +225,15 @@ pub struct Settings {
     #[arg(long, value_name = "PACKETS", default_value_t = DEFAULT_SOCKET_BUFFER,
           value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub socket_buffer: u32,
+    /// How often each socket's client is pinged, in ms (socket.io's `pingInterval`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
+          default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// How long a ping waits for its pong (and, when the socket's buffer is full, for room),
+    /// in ms, before the socket is closed (socket.io's `pingTimeout`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..),
+          default_value_t = 20_000)]
+    pub ping_timeout_ms: u64,
     /// Socket connections one IP address may hold at once [default: no limit].
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -412,6 +425,8 @@ impl Loaded {
             security: Arc::new(security),
             max_events_per_sec: s.max_events_per_sec.max(1),
             socket_buffer: s.socket_buffer as usize,
+            ping_interval: Duration::from_millis(s.ping_interval_ms),
+            ping_timeout: Duration::from_millis(s.ping_timeout_ms),
             max_connections_per_ip: s.max_connections_per_ip,
             max_requests_per_sec: s.max_requests_per_sec,
             redis_lease: Duration::from_millis(s.redis_lease_ms),

@@ -287,7 +287,7 @@ pub fn start(
     let Prepared { inlet } = prepared;
     let dialect = options.dialect_of(socket.ns());
     // Registered before it joins any subscription, so that no live push passes it by.
-    let flow = Flow::new(options.buffer);
+    let flow = Flow::default();
     let live = Live::new(
         socket.clone(),
         broker.clone(),

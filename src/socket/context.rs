@@ -45,7 +45,7 @@ pub struct Session {
     pub catch_ups: Lane<Box<CatchUpJob>>,
     /// Which sockets receive which subscriptions' live pushes.
     pub sockets: LiveSockets,
-    /// This socket's pushes and its client's acks (see `flow`).
+    /// Wakes this socket's pushes waiting for room when its client acks (see `flow`).
     pub flow: Flow,
 }
 

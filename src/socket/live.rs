@@ -50,7 +50,7 @@ pub struct Live {
     consumer: String,
     broker: Broker,
     dialect: Option<Arc<Dialect>>,
-    /// This socket's pushes and its client's acks (see `flow`).
+    /// Wakes this socket's pushes waiting for room when its client acks (see `flow`).
     flow: Flow,
     // std Mutex: held for a few map updates and one non-blocking emit, never across an await.
     state: Mutex<State>,
@@ -198,19 +198,12 @@ impl Live {
         }
     }
 
-    /// Emits without waiting; `false` only when the buffer is full, or when the socket's
-    /// first pushes wait for its client's first ack (`flow`) (a socket that is gone has
+    /// Emits without waiting; `false` only when the buffer is full (a socket that is gone has
     /// nothing to resume: its messages wait in the inbox).
     fn try_emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> bool {
-        if !self.flow.has_room() {
-            return false;
-        }
         match self.socket.emit(event, data) {
             Err(SendError::Socket(SocketError::InternalChannelFull)) => false,
-            Ok(()) => {
-                self.flow.pushed();
-                true
-            }
+            Ok(()) => true,
             Err(err) => {
                 tracing::debug!(error = %err, "live push not sent; the message waits in the inbox");
                 true

@@ -103,8 +103,9 @@ pub fn layer(broker: Broker, options: SocketOptions) -> SocketApi {
     // have limits of their own (64 MiB and 16 MiB by default), set to the same here.
     let max_packet = broker.config().max_payload_bytes + MAX_PACKET_OVERHEAD;
     let (layer, io) = SocketIo::builder()
-        // Room beyond the pushes an acking client may have unacked, for pings and answers.
-        .max_buffer_size(options.buffer + flow::HEADROOM)
+        .max_buffer_size(options.buffer)
+        .ping_interval(options.ping_interval)
+        .ping_timeout(options.ping_timeout)
         .ws_read_buffer_size(WS_READ_BUFFER)
         .max_payload(max_packet as u64)
         .ws_max_message_size(max_packet)

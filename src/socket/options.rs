@@ -2,6 +2,7 @@
 //! rate and connection limits), as `app.rs` builds it from the configuration.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::connections::ConnectionLimit;
 use crate::auth::Security;
@@ -18,6 +19,9 @@ pub struct SocketOptions {
     pub events_per_sec: u32,
     /// Packets one socket may have waiting to be written before emits to it fail.
     pub buffer: usize,
+    /// How often engine.io pings each client, and how long a ping waits for its pong.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
     /// Sockets one IP address may hold at once.
     pub connections: ConnectionLimit,
 }

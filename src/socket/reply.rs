@@ -340,30 +340,19 @@ impl RefusalLog {
     }
 }
 
-/// Emits `event` to one socket, waiting while its buffer is full or, for a push counted by
-/// `flow`, while the socket's first pushes wait for its client's first ack (until the client
-/// acks something, or a timer). `Err` means the socket is gone; nothing is lost then, because every message is
-/// still in the inbox until acked.
+/// Emits `event` to one socket, waiting while its buffer is full: on a timer or, with `flow`,
+/// until the client acks something. `Err` means the socket is gone; nothing is lost then,
+/// because every message is still in the inbox until acked.
 pub async fn emit_paced<T: Serialize + ?Sized>(
     socket: &SocketRef<LocalAdapter>,
     event: &str,
     data: &T,
     flow: Option<&Flow>,
 ) -> Result<(), SendError> {
-    let attempt = || {
-        if flow.is_some_and(|flow| !flow.has_room()) {
-            return None;
-        }
-        match socket.emit(event, data) {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => None,
-            Ok(()) => {
-                if let Some(flow) = flow {
-                    flow.pushed();
-                }
-                Some(Ok(()))
-            }
-            Err(err) => Some(Err(err)),
-        }
+    let attempt = || match socket.emit(event, data) {
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => None,
+        Ok(()) => Some(Ok(())),
+        Err(err) => Some(Err(err)),
     };
     let mut backoff = Backoff::new();
     loop {

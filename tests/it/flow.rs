@@ -182,6 +182,42 @@ async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_
     app.stop().await;
 }
 
+/// How often the server of the next test pings: longer than publishing its messages takes
+/// (well under a second here; a debug build on a busy machine may take several times that),
+/// so that a ping falls due while the stopped subscriber's buffer is full.
+const PING_INTERVAL: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_while_a_ping_falls_due_keeps_its_socket() {
+    // engineioxide's heartbeat used to close a socket whose buffer was full when its ping fell
+    // due (DECISIONS 81): the subscriber lost its socket, and what it had not read yet came
+    // only after a reconnect and a getAll. Here the ping waits for room, and the client, once
+    // it reads again, gets everything live and answers the ping in time.
+    const MESSAGES: usize = 5_000;
+    let app = spawn_app_with(|config| {
+        config.socket_buffer = 1024;
+        config.ping_interval = PING_INTERVAL;
+        config.ping_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let (queue, slow) = (unique("news"), unique("slow"));
+    let subscribed = tokio::time::Instant::now();
+    // It answers the first ping (sent as the socket opens) while joining, then stops reading.
+    let mut ws = raw_subscriber(&app.url, &slow, &queue).await;
+    publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
+    // Its buffer is full (5 000 messages of 2 KB, as in the test above); the second ping falls
+    // due meanwhile.
+    tokio::time::sleep_until(subscribed + PING_INTERVAL + Duration::from_secs(1)).await;
+    let seen = read_items(&mut ws, MESSAGES).await;
+    let expected: Vec<u64> = (0..MESSAGES as u64).collect();
+    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+    // The ping that waited behind them was answered on the way (`next_text`), and the socket
+    // is still open: the next message comes live too.
+    publish_numbered(&app, &queue, 1, 1, 10).await;
+    assert_eq!(read_items(&mut ws, 1).await, vec![0]);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_subscribers_get_everything_while_one_beside_them_is_stalled() {
     const MESSAGES: usize = 5_000;

@@ -370,9 +370,10 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
 
-            self.internal_tx
-                .try_send(smallvec![Packet::Ping])
-                .map_err(|_| Error::HeartbeatTimeout)?;
+            // queuehub's patch (vendor/engineioxide/PATCH.md): a ping that finds the buffer
+            // full waits for room, up to the ping timeout, instead of closing the socket at
+            // once; a client that reads again in time keeps its socket.
+            self.send_heartbeat(Packet::Ping, timeout).await?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
@@ -407,10 +408,21 @@ where
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.internal_tx
-                .try_send(smallvec![Packet::Pong])
-                .map_err(|_| Error::HeartbeatTimeout)?;
+            // queuehub's patch: as for the v4 ping above.
+            self.send_heartbeat(Packet::Pong, timeout).await?;
         }
+    }
+
+    /// queuehub's patch: queues a heartbeat packet behind what the buffer holds, waiting up to
+    /// `timeout` for room (the heartbeat times out if none comes), where upstream's `try_send`
+    /// closes the socket as soon as the buffer is full. A waiting sender gets the first slot
+    /// that frees (tokio's semaphore serves waiters before `try_reserve`), so emits that keep
+    /// the buffer full cannot starve it.
+    async fn send_heartbeat(&self, packet: Packet, timeout: Duration) -> Result<(), Error> {
+        tokio::time::timeout(timeout, self.internal_tx.send(smallvec![packet]))
+            .await
+            .map_err(|_| Error::HeartbeatTimeout)?
+            .map_err(|_| Error::HeartbeatTimeout)
     }
 
     /// Returns true if the [`Socket`] has a websocket [`TransportType`]
