@@ -112,21 +112,26 @@ impl From<&Error> for Option<DisconnectReason> {
     }
 }
 
+/// queuehub's patch (PATCH.md): what the socket's channel holds, boxed. tokio allocates a
+/// channel's slots 32 at a time, the first block as the channel is made; a `PacketBuf` is
+/// about 200 bytes, so every socket, idle or not, held 6.5 KB of empty slots.
+pub(crate) type Queued = Box<PacketBuf>;
+
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
+    inner: mpsc::Permit<'a, Queued>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.inner.send(Box::new(smallvec![Packet::Message(msg)]));
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.inner.send(Box::new(smallvec![Packet::Binary(data)]));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -138,7 +143,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(Box::new(packets));
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -150,22 +155,19 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.inner.send(Box::new(packets));
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
+    pub buffered_rx: Receiver<Queued>,
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
+    pub volatile_rx: watch::Receiver<Option<Queued>>,
 }
 
 impl InternalRx {
-    fn new(
-        buffered_rx: Receiver<PacketBuf>,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
-    ) -> Self {
+    fn new(buffered_rx: Receiver<Queued>, volatile_rx: watch::Receiver<Option<Queued>>) -> Self {
         Self {
             buffered_rx,
             peeked_packet: None,
@@ -214,12 +216,12 @@ where
     pub(crate) internal_rx: Mutex<InternalRx>,
 
     /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
+    pub(crate) internal_tx: mpsc::Sender<Queued>,
 
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
+    volatile_tx: watch::Sender<Option<Queued>>,
 
     /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
     /// which is running in a separate task
@@ -289,7 +291,7 @@ where
         tracing::debug!(?packet, "sending packet");
 
         self.internal_tx
-            .try_send(smallvec![packet])
+            .try_send(Box::new(smallvec![packet]))
             .map_err(|p| match p {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
                 TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
@@ -372,13 +374,15 @@ where
 
             // queuehub's patch (vendor/engineioxide/PATCH.md): a ping that finds the buffer
             // full waits for room, up to the ping timeout, instead of closing the socket at
-            // once; a client that reads again in time keeps its socket.
-            self.send_heartbeat(Packet::Ping, timeout).await?;
+            // once; a client that reads again in time keeps its socket. Both waits are boxed
+            // (also a patch), so that the task, which spends its life waiting for the next
+            // tick, does not hold their timers in between.
+            Box::pin(self.send_heartbeat(Packet::Ping, timeout)).await?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, heartbeat_rx.recv())
+            Box::pin(tokio::time::timeout(timeout, heartbeat_rx.recv()))
                 .await
                 .map_err(|_| Error::HeartbeatTimeout)?
                 .ok_or(Error::HeartbeatTimeout)?;
@@ -409,7 +413,7 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
             // queuehub's patch: as for the v4 ping above.
-            self.send_heartbeat(Packet::Pong, timeout).await?;
+            Box::pin(self.send_heartbeat(Packet::Pong, timeout)).await?;
         }
     }
 
@@ -419,7 +423,7 @@ where
     /// that frees (tokio's semaphore serves waiters before `try_reserve`), so emits that keep
     /// the buffer full cannot starve it.
     async fn send_heartbeat(&self, packet: Packet, timeout: Duration) -> Result<(), Error> {
-        tokio::time::timeout(timeout, self.internal_tx.send(smallvec![packet]))
+        tokio::time::timeout(timeout, self.internal_tx.send(Box::new(smallvec![packet])))
             .await
             .map_err(|_| Error::HeartbeatTimeout)?
             .map_err(|_| Error::HeartbeatTimeout)
@@ -558,7 +562,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.volatile_tx.send(Some(Box::new(packets))).is_ok()
     }
 }
 
@@ -650,7 +654,7 @@ where
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
             while let Some(packets) = internal_rx.buffered_rx.recv().await {
-                for packet in packets {
+                for packet in *packets {
                     tx.send(packet).await.unwrap();
                 }
             }

@@ -65,18 +65,28 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
+    // queuehub's patch (PATCH.md): the upgrade and the handshake run in a future of their own,
+    // boxed and freed once the socket is open, so that the task, which lives as long as the
+    // socket, does not keep room for them (nor for the request, held until the upgrade).
+    let opening = {
+        let engine = engine.clone();
+        Box::pin(async move {
+            let conn = match hyper::upgrade::on(req).await {
+                Ok(conn) => hyper_util::rt::TokioIo::new(conn),
+                Err(_e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("ws upgrade error: {}", _e);
+                    return None;
+                }
+            };
+            Some(open(&engine, conn, protocol, sid, parts).await)
+        })
+    };
     tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("ws upgrade error: {}", _e);
-                return;
-            }
+        let res = match opening.await {
+            Some(Ok(opened)) => serve(&engine, opened).await,
+            Some(Err(e)) => Err(e),
+            None => return,
         };
 
         match res {
@@ -103,10 +113,6 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
 pub async fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
@@ -114,6 +120,33 @@ pub async fn on_init<H: EngineIoHandler, S>(
     sid: Option<Sid>,
     req_data: Parts,
 ) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // queuehub's patch: the handshake boxed, as in `new_req`.
+    let opened = Box::pin(open(&engine, conn, protocol, sid, req_data)).await?;
+    serve(&engine, opened).await
+}
+
+/// A socket whose WebSocket is open: the socket and the stream it reads from.
+type Opened<H, S> = (
+    Arc<Socket<<H as EngineIoHandler>::Data>>,
+    SplitStream<WebSocketStream<S>>,
+);
+
+/// queuehub's patch: the first part of upstream's `on_init`, up to the open socket and its
+/// writer task.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn open<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<Opened<H, S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -168,9 +201,19 @@ where
 
     // Pipe between websocket and internal socket channel.
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    Ok((socket, rx))
+}
 
+/// queuehub's patch: the rest of upstream's `on_init`, for as long as the socket lives.
+async fn serve<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    (socket, rx): Opened<H, S>,
+) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    match forward_to_handler(engine, rx, &socket)
         .with_cancellation_token(&socket.cancellation_token)
         .await
     {
@@ -312,12 +355,14 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             biased;
             items = buffered_rx.recv() => {
                 match items {
-                    Some(packets) => {
-                        for item in packets {
+                    // queuehub's patch: drained in place, so that the task does not keep
+                    // room for a whole `PacketBuf` across the writes.
+                    Some(mut packets) => {
+                        for item in packets.drain(..) {
                             map_fn!(item);
                         }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
+                        while let Ok(mut packets) = buffered_rx.try_recv() {
+                            for item in packets.drain(..) {
                                 map_fn!(item);
                             }
                         }
@@ -328,10 +373,10 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             _ = socket.cancellation_token.cancelled() => break,
             Ok(()) = volatile_rx.changed() => {
                 let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
+                if let Some(mut packets) = val {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
+                    for item in packets.drain(..) {
                         map_fn!(item);
                     }
                 }
@@ -408,7 +453,7 @@ where
     // We send a last Noop request to close a potential waiting polling request.
     socket
         .internal_tx
-        .send(smallvec![Packet::Noop])
+        .send(Box::new(smallvec![Packet::Noop]))
         .await
         .map_err(|_| Error::Upgrade)?;
 
