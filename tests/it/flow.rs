@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     Http, RawSocket, SocketClient, TestApp, next_text, raw_socket_with_small_window,
-    spawn_app_with, unique,
+    raw_v3_socket_with_small_window, spawn_app_with, unique,
 };
 
 /// The receive buffer of the bare WebSockets that stop reading: small, so that the server's
@@ -213,6 +213,50 @@ async fn a_subscriber_that_stops_reading_while_a_ping_falls_due_keeps_its_socket
     assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
     // The ping that waited behind them was answered on the way (`next_text`), and the socket
     // is still open: the next message comes live too.
+    publish_numbered(&app, &queue, 1, 1, 10).await;
+    assert_eq!(read_items(&mut ws, 1).await, vec![0]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_io_2_client_that_pings_while_its_buffer_is_full_keeps_its_socket() {
+    // With engine.io v3 (socket.io 2.x clients) the client pings and the server answers; the
+    // answer went into the full buffer with `try_send`, and the socket was closed when it did
+    // not fit (DECISIONS 81). Now the pong waits for room: it comes once the client has read
+    // what was queued before it, and the socket stays open.
+    const MESSAGES: usize = 5_000;
+    let app = spawn_app_with_small_buffer().await;
+    let (queue, slow) = (unique("news"), unique("slow"));
+    let mut ws = raw_v3_socket_with_small_window(&app.url, WINDOW).await;
+    let subscribe = json!(["subscribe", {"clientId": slow, "queue": queue}]);
+    ws.send(Message::text(format!("421{subscribe}")))
+        .await
+        .unwrap();
+    let ack = next_text(&mut ws).await.expect("subscribe answered");
+    assert!(
+        ack.starts_with("431") && ack.contains("\"ok\":true"),
+        "{ack}"
+    );
+    publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
+    // Its buffer is full (as in the tests above) when its ping arrives.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(Message::text("2")).await.unwrap();
+    let (mut seen, mut ponged) = (Vec::with_capacity(MESSAGES), false);
+    while seen.len() < MESSAGES {
+        let text = next_text(&mut ws).await.expect("the socket stays open");
+        if text == "3" {
+            ponged = true;
+        } else if let Some(event) = text.strip_prefix("42") {
+            let event: Value = serde_json::from_str(event).expect("an event packet");
+            seen.push(event[1]["payload"]["n"].as_u64().expect("n"));
+        }
+    }
+    let expected: Vec<u64> = (0..MESSAGES as u64).collect();
+    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+    if !ponged {
+        let text = next_text(&mut ws).await.expect("the socket stays open");
+        assert_eq!(text, "3", "the pong, after what was queued before it");
+    }
     publish_numbered(&app, &queue, 1, 1, 10).await;
     assert_eq!(read_items(&mut ws, 1).await, vec![0]);
     app.stop().await;

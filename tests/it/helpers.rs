@@ -747,6 +747,22 @@ pub async fn raw_socket(url: &str) -> RawSocket {
 /// reading, the server's buffer for it fills after little traffic (the kernel would otherwise
 /// absorb megabytes first).
 pub async fn raw_socket_with_small_window(url: &str, bytes: u32) -> RawSocket {
+    join_root(small_window_websocket(url, bytes, 4).await).await
+}
+
+/// Like [`raw_socket_with_small_window`], as a socket.io 2.x client (engine.io v3): the
+/// server joins it to namespace `/` by itself, and the client is the one that pings.
+pub async fn raw_v3_socket_with_small_window(url: &str, bytes: u32) -> RawSocket {
+    let mut ws = small_window_websocket(url, bytes, 3).await;
+    let open = next_text(&mut ws).await.expect("engine.io open packet");
+    assert!(open.starts_with('0'), "{open}");
+    let joined = next_text(&mut ws).await.expect("namespace joined");
+    assert!(joined.starts_with("40"), "{joined}");
+    ws
+}
+
+/// A WebSocket of engine.io version `eio` over a connection whose receive buffer is `bytes`.
+async fn small_window_websocket(url: &str, bytes: u32, eio: u8) -> RawSocket {
     let address = url.trim_start_matches("http://");
     let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
     socket.set_recv_buffer_size(bytes).expect("receive buffer");
@@ -754,12 +770,12 @@ pub async fn raw_socket_with_small_window(url: &str, bytes: u32) -> RawSocket {
         .connect(address.parse().expect("socket address"))
         .await
         .expect("connects");
-    let ws_url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket");
+    let ws_url = format!("ws://{address}/socket.io/?EIO={eio}&transport=websocket");
     let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
     let (ws, _) = tokio_tungstenite::client_async(ws_url, stream)
         .await
         .expect("websocket opens");
-    join_root(ws).await
+    ws
 }
 
 /// Waits for engine.io's open packet and joins namespace `/`.
