@@ -156,6 +156,59 @@ async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_large_messages_costs_the_server_bounded_memory() {
+    // A socket's buffer is bounded in packets (--socket-buffer, 2048) and in bytes: 8 times
+    // the largest packet, about 8.5 MiB by default (DECISIONS 83). With packets alone, 2048
+    // messages of 200 KB would have been 400 MB held for one client that does not read.
+    const ROUNDS: usize = 12;
+    const WARM_UP: usize = 6;
+    const PER_ROUND: usize = 50;
+    const BYTES_PER_MESSAGE: usize = 200_000;
+    let (_dir, path) = data_dir();
+    let data_dir = path.to_str().unwrap();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--store-cache-mb",
+        "8",
+    ];
+    let server = ServerProcess::start_with(&args, &[], 1, None);
+    let (queue, slow) = (unique("news"), unique("slow"));
+    subscribe_and_never_read(&server.url, &slow, &queue).await;
+    wait_for_subscribers(&server, &queue, 1).await;
+
+    let filler = "x".repeat(BYTES_PER_MESSAGE);
+    let mut resident = Vec::new();
+    for round in 0..ROUNDS {
+        let batch: Vec<_> = (0..PER_ROUND)
+            .map(|n| json!({"queue": queue, "event": "item", "payload": {"round": round, "n": n, "filler": filler}}))
+            .collect();
+        let (status, _) = server.post("/v1/messages", json!(batch)).await;
+        assert_eq!(status, 201);
+        assert_eq!(
+            server.pending(&queue, &slow).await,
+            ((round + 1) * PER_ROUND) as u64
+        );
+        resident.push(server.settled_resident_bytes().await);
+    }
+    // The first rounds fill what is bounded: the socket's buffer (about 8.5 MiB), the cache
+    // (8 MiB), the payloads kept in memory (8 MiB), the allocator's arenas (here the server
+    // grew by up to 20 MiB at the fifth or sixth round, then stayed within 6). The 60 MB
+    // published after that may not grow it by more than 16 MiB. (With the buffer bounded in
+    // packets only, it kept growing: 72 to 141 MiB over eight rounds.)
+    let mib = |b: u64| b / (1024 * 1024);
+    let warm = resident[WARM_UP - 1];
+    let highest = resident[WARM_UP..].iter().copied().max().unwrap();
+    assert!(
+        highest.saturating_sub(warm) < 16 * 1024 * 1024,
+        "resident MiB after each 10 MB published: {:?}",
+        resident.iter().map(|&b| mib(b)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
     const ROUNDS: usize = 8;
     const WARM_UP: usize = 4;
@@ -165,7 +218,7 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
     let data_dir = path.to_str().unwrap();
     // Server memory is the index (metadata only), the store's page cache (at most
     // --store-cache-mb) and each socket's buffer (at most --socket-buffer packets, the
-    // default here: DECISIONS 73). A small cache, so that it is full early and the rest shows.
+    // default here, and 8 times the largest packet in bytes: DECISIONS 73, 83). A small cache, so that it is full early and the rest shows.
     let args = [
         "--listen",
         "127.0.0.1:0",
@@ -199,9 +252,9 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
         resident.push(server.settled_resident_bytes().await);
     }
     // The first rounds fill what is bounded: the slow socket's buffer (at most 2048 packets
-    // by default, about 20 MB here), the cache (8 MiB), the allocator's arenas. After that the server
-    // keeps only each message's metadata (a few hundred bytes): 40 MB more published may not
-    // grow it by more than 16 MiB. (Unbounded, with redb's default 1 GiB cache, it grew by
+    // and about 8.5 MiB by default: DECISIONS 73, 83), the cache (8 MiB), the allocator's
+    // arenas. After that the server keeps only each message's metadata (a few hundred
+    // bytes): 40 MB more published may not grow it by more than 16 MiB. (Unbounded, with redb's default 1 GiB cache, it grew by
     // about 17 MiB per 10 MB round here.)
     let mib = |b: u64| b / (1024 * 1024);
     let warm = resident[WARM_UP - 1];

@@ -59,7 +59,7 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -121,17 +121,24 @@ pub(crate) type Queued = Box<PacketBuf>;
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
     inner: mpsc::Permit<'a, Queued>,
+    queued: &'a QueuedBytes,
 }
 impl Permit<'_> {
+    /// queuehub's patch: counted in the socket's queued bytes, then sent.
+    fn send(self, packets: PacketBuf) {
+        self.queued.add(&packets);
+        self.inner.send(Box::new(packets));
+    }
+
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(Box::new(smallvec![Packet::Message(msg)]));
+        self.send(smallvec![Packet::Message(msg)]);
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(Box::new(smallvec![Packet::Binary(data)]));
+        self.send(smallvec![Packet::Binary(data)]);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -143,7 +150,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(Box::new(packets));
+        self.send(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -155,7 +162,54 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(Box::new(packets));
+        self.send(packets);
+    }
+}
+
+/// queuehub's patch (PATCH.md): the bytes of the messages waiting in a socket's channel, and
+/// their bound. The channel bounds packets (`max_buffer_size`), whatever their size; this
+/// bounds what they hold: `reserve` refuses once `max` bytes wait (a packet larger than `max`
+/// still goes when no message waits). The bound is 8 times `max_payload`.
+#[derive(Debug)]
+pub(crate) struct QueuedBytes {
+    bytes: AtomicUsize,
+    max: usize,
+}
+
+impl QueuedBytes {
+    fn new(config: &EngineIoConfig) -> Self {
+        let max = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
+        Self {
+            bytes: AtomicUsize::new(0),
+            max: max.saturating_mul(8),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        bytes == 0 || bytes < self.max
+    }
+
+    /// Counts `packets` in, before they are sent (so that the transport never takes them out
+    /// first).
+    fn add(&self, packets: &PacketBuf) {
+        self.bytes.fetch_add(Self::size(packets), Ordering::Relaxed);
+    }
+
+    /// Counts `packets` out, as the transport takes them from the channel.
+    pub(crate) fn taken(&self, packets: &PacketBuf) {
+        self.bytes.fetch_sub(Self::size(packets), Ordering::Relaxed);
+    }
+
+    fn size(packets: &PacketBuf) -> usize {
+        packets
+            .iter()
+            .map(|packet| match packet {
+                Packet::Message(msg) => msg.len(),
+                Packet::Binary(data) | Packet::BinaryV3(data) => data.len(),
+                _ => 0,
+            })
+            .sum()
     }
 }
 
@@ -218,6 +272,9 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: mpsc::Sender<Queued>,
 
+    /// queuehub's patch: the bytes of the messages in `internal_tx`'s channel.
+    pub(crate) queued: QueuedBytes,
+
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
@@ -269,6 +326,7 @@ where
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
+            queued: QueuedBytes::new(config),
 
             volatile_tx,
 
@@ -290,12 +348,17 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        self.internal_tx
-            .try_send(Box::new(smallvec![packet]))
-            .map_err(|p| match p {
+        // queuehub's patch: counted in the queued bytes before it is sent, out if it is not.
+        let packets: PacketBuf = smallvec![packet];
+        self.queued.add(&packets);
+        self.internal_tx.try_send(Box::new(packets)).map_err(|p| {
+            let (TrySendError::Full(packets) | TrySendError::Closed(packets)) = &p;
+            self.queued.taken(packets);
+            match p {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
                 TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
-            })?;
+            }
+        })?;
         Ok(())
     }
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -458,8 +521,19 @@ where
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
+        // queuehub's patch: full too once the bytes waiting reach their bound.
+        if !self.queued.has_room() {
+            return Err(if self.internal_tx.is_closed() {
+                TrySendError::Closed(())
+            } else {
+                TrySendError::Full(())
+            });
+        }
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(Permit {
+            inner: permit,
+            queued: &self.queued,
+        })
     }
 
     /// Emits a message to the client.
@@ -634,6 +708,7 @@ where
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
+            queued: QueuedBytes::new(&EngineIoConfig::default()),
 
             volatile_tx,
 
@@ -654,6 +729,7 @@ where
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
             while let Some(packets) = internal_rx.buffered_rx.recv().await {
+                sock_clone.queued.taken(&packets);
                 for packet in *packets {
                     tx.send(packet).await.unwrap();
                 }

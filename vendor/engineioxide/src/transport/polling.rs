@@ -12,8 +12,13 @@ use tokio_util::future::FutureExt as _;
 use engineioxide_core::{Packet, ProtocolVersion, Sid, TransportType};
 
 use crate::{
-    DisconnectReason, body::ResponseBody, engine::EngineIo, errors::Error,
-    handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    DisconnectReason,
+    body::ResponseBody,
+    engine::EngineIo,
+    errors::Error,
+    handler::EngineIoHandler,
+    socket::{InternalRx, Queued},
+    transport::make_open_packet,
 };
 
 /// Create a response for http request
@@ -125,8 +130,14 @@ where
 
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
-        let rx_stream = stream::iter(peeked_packet.take())
-            .chain(rx_stream::EncoderStream::new(buffered_rx, volatile_rx).map(|packets| *packets));
+        let rx_stream = stream::iter(peeked_packet.take()).chain(
+            // queuehub's patch: the channel's packets out of the queued bytes as the
+            // request takes them (volatile ones were never counted in).
+            rx_stream::EncoderStream::new(buffered_rx, volatile_rx, |packets: &Queued| {
+                socket.queued.taken(packets)
+            })
+            .map(|packets| *packets),
+        );
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
         // towards the encoder completion, so any buffered close packet is still flushed to the client.
@@ -301,27 +312,31 @@ mod rx_stream {
 
     pin_project! {
         /// Combines a [`WatchStream`] and a [`ReceiverStream`] into a single [`Stream`].
-        pub struct EncoderStream<'a, T> {
+        /// (queuehub's patch: `taken` sees each item taken from the receiver.)
+        pub struct EncoderStream<'a, T, F> {
             #[pin]
             watch: WatchStream<'a, Option<T>>,
             #[pin]
             rx: ReceiverStream<'a, T>,
+            taken: F,
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
+    impl<'a, T: Clone + Send + Sync + 'static, F: FnMut(&T)> EncoderStream<'a, T, F> {
         pub fn new(
             rx: &'a mut mpsc::Receiver<T>,
             watch: &'a mut watch::Receiver<Option<T>>,
+            taken: F,
         ) -> Self {
             Self {
                 rx: ReceiverStream::new(rx),
                 watch: WatchStream::new(watch),
+                taken,
             }
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> Stream for EncoderStream<'a, T> {
+    impl<'a, T: Clone + Send + Sync + 'static, F: FnMut(&T)> Stream for EncoderStream<'a, T, F> {
         type Item = T;
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -329,7 +344,11 @@ mod rx_stream {
             // low priority: poll the watch stream first, then the rx stream.
             // same than with ws transport
             match this.rx.poll_next(cx) {
-                Poll::Ready(v) => Poll::Ready(v),
+                Poll::Ready(Some(v)) => {
+                    (this.taken)(&v);
+                    Poll::Ready(Some(v))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => match this.watch.poll_next(cx) {
                     Poll::Ready(Some(v)) => Poll::Ready(v),
                     Poll::Ready(None) | Poll::Pending => Poll::Pending,

@@ -358,10 +358,12 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                     // queuehub's patch: drained in place, so that the task does not keep
                     // room for a whole `PacketBuf` across the writes.
                     Some(mut packets) => {
+                        socket.queued.taken(&packets);
                         for item in packets.drain(..) {
                             map_fn!(item);
                         }
                         while let Ok(mut packets) = buffered_rx.try_recv() {
+                            socket.queued.taken(&packets);
                             for item in packets.drain(..) {
                                 map_fn!(item);
                             }
