@@ -123,6 +123,28 @@ async fn wait_for_subscribers(server: &impl Http, queue: &str, n: usize) {
     panic!("{queue} never had {n} subscribers");
 }
 
+/// The real server with a small page cache (8 MiB, so that it is full early and the rest of
+/// the server's memory shows) and one subscriber, `slow`, whose socket never reads. Server
+/// memory is then the index (metadata only), that cache and each socket's buffer (at most
+/// --socket-buffer packets, and 8 times the largest packet in bytes: DECISIONS 73, 83).
+async fn server_with_a_never_reading_subscriber()
+-> (tempfile::TempDir, ServerProcess, String, String) {
+    let (dir, path) = data_dir();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        path.to_str().unwrap(),
+        "--store-cache-mb",
+        "8",
+    ];
+    let server = ServerProcess::start_with(&args, &[], 1, None);
+    let (queue, slow) = (unique("news"), unique("slow"));
+    subscribe_and_never_read(&server.url, &slow, &queue).await;
+    wait_for_subscribers(&server, &queue, 1).await;
+    (dir, server, queue, slow)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
     const MESSAGES: usize = 3_000;
@@ -155,6 +177,40 @@ async fn a_client_that_never_reads_does_not_hold_up_anyone_and_loses_nothing() {
     app.stop().await;
 }
 
+/// Rounds of publishing to the never-reading subscriber: `count` rounds of `messages`
+/// messages of `bytes` of filler each, in arrays of `batch`.
+struct Rounds {
+    count: usize,
+    messages: usize,
+    batch: usize,
+    bytes: usize,
+}
+
+impl Rounds {
+    /// Publishes the rounds; returns the server's memory after each, measured once the
+    /// round has settled: every message stored, memory sampled a few times and the lowest
+    /// kept (a busy machine may catch the server mid-commit).
+    async fn publish(&self, server: &ServerProcess, queue: &str, slow: &str) -> Vec<u64> {
+        let filler = "x".repeat(self.bytes);
+        let mut resident = Vec::new();
+        for round in 0..self.count {
+            for start in (0..self.messages).step_by(self.batch) {
+                let batch: Vec<_> = (start..start + self.batch)
+                    .map(|n| json!({"queue": queue, "event": "item", "payload": {"round": round, "n": n, "filler": filler}}))
+                    .collect();
+                let (status, _) = server.post("/v1/messages", json!(batch)).await;
+                assert_eq!(status, 201);
+            }
+            assert_eq!(
+                server.pending(queue, slow).await,
+                ((round + 1) * self.messages) as u64
+            );
+            resident.push(server.settled_resident_bytes().await);
+        }
+        resident
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_large_messages_costs_the_server_bounded_memory() {
     // A socket's buffer is bounded in packets (--socket-buffer, 2048) and in bytes: 8 times
@@ -164,35 +220,15 @@ async fn a_client_that_never_reads_large_messages_costs_the_server_bounded_memor
     const WARM_UP: usize = 6;
     const PER_ROUND: usize = 50;
     const BYTES_PER_MESSAGE: usize = 200_000;
-    let (_dir, path) = data_dir();
-    let data_dir = path.to_str().unwrap();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-        "--store-cache-mb",
-        "8",
-    ];
-    let server = ServerProcess::start_with(&args, &[], 1, None);
-    let (queue, slow) = (unique("news"), unique("slow"));
-    subscribe_and_never_read(&server.url, &slow, &queue).await;
-    wait_for_subscribers(&server, &queue, 1).await;
+    let (_dir, server, queue, slow) = server_with_a_never_reading_subscriber().await;
 
-    let filler = "x".repeat(BYTES_PER_MESSAGE);
-    let mut resident = Vec::new();
-    for round in 0..ROUNDS {
-        let batch: Vec<_> = (0..PER_ROUND)
-            .map(|n| json!({"queue": queue, "event": "item", "payload": {"round": round, "n": n, "filler": filler}}))
-            .collect();
-        let (status, _) = server.post("/v1/messages", json!(batch)).await;
-        assert_eq!(status, 201);
-        assert_eq!(
-            server.pending(&queue, &slow).await,
-            ((round + 1) * PER_ROUND) as u64
-        );
-        resident.push(server.settled_resident_bytes().await);
-    }
+    let rounds = Rounds {
+        count: ROUNDS,
+        messages: PER_ROUND,
+        batch: PER_ROUND,
+        bytes: BYTES_PER_MESSAGE,
+    };
+    let resident = rounds.publish(&server, &queue, &slow).await;
     // The first rounds fill what is bounded: the socket's buffer (about 8.5 MiB), the cache
     // (8 MiB), the payloads kept in memory (8 MiB), the allocator's arenas (here the server
     // grew by up to 20 MiB at the fifth or sixth round, then stayed within 6). The 60 MB
@@ -214,48 +250,21 @@ async fn a_client_that_never_reads_costs_the_server_bounded_memory() {
     const WARM_UP: usize = 4;
     const PER_ROUND: usize = 1_000;
     const BYTES_PER_MESSAGE: usize = 10_000;
-    let (_dir, path) = data_dir();
-    let data_dir = path.to_str().unwrap();
-    // Server memory is the index (metadata only), the store's page cache (at most
-    // --store-cache-mb) and each socket's buffer (at most --socket-buffer packets, the
-    // default here, and 8 times the largest packet in bytes: DECISIONS 73, 83). A small cache, so that it is full early and the rest shows.
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-        "--store-cache-mb",
-        "8",
-    ];
-    let server = ServerProcess::start_with(&args, &[], 1, None);
-    let (queue, slow) = (unique("news"), unique("slow"));
-    subscribe_and_never_read(&server.url, &slow, &queue).await;
-    wait_for_subscribers(&server, &queue, 1).await;
+    let (_dir, server, queue, slow) = server_with_a_never_reading_subscriber().await;
 
-    let filler = "x".repeat(BYTES_PER_MESSAGE);
     let before = server.settled_resident_bytes().await;
-    let mut resident = Vec::new();
-    for round in 0..ROUNDS {
-        for start in (0..PER_ROUND).step_by(250) {
-            let batch: Vec<_> = (start..start + 250)
-                .map(|n| json!({"queue": queue, "event": "item", "payload": {"round": round, "n": n, "filler": filler}}))
-                .collect();
-            let (status, _) = server.post("/v1/messages", json!(batch)).await;
-            assert_eq!(status, 201);
-        }
-        // Measured once the round has settled: every message stored, memory sampled a few
-        // times and the lowest kept (a busy machine may catch the server mid-commit).
-        assert_eq!(
-            server.pending(&queue, &slow).await,
-            ((round + 1) * PER_ROUND) as u64
-        );
-        resident.push(server.settled_resident_bytes().await);
-    }
+    let rounds = Rounds {
+        count: ROUNDS,
+        messages: PER_ROUND,
+        batch: 250,
+        bytes: BYTES_PER_MESSAGE,
+    };
+    let resident = rounds.publish(&server, &queue, &slow).await;
     // The first rounds fill what is bounded: the slow socket's buffer (at most 2048 packets
     // and about 8.5 MiB by default: DECISIONS 73, 83), the cache (8 MiB), the allocator's
     // arenas. After that the server keeps only each message's metadata (a few hundred
-    // bytes): 40 MB more published may not grow it by more than 16 MiB. (Unbounded, with redb's default 1 GiB cache, it grew by
-    // about 17 MiB per 10 MB round here.)
+    // bytes): 40 MB more published may not grow it by more than 16 MiB. (Unbounded, with
+    // redb's default 1 GiB cache, it grew by about 17 MiB per 10 MB round here.)
     let mib = |b: u64| b / (1024 * 1024);
     let warm = resident[WARM_UP - 1];
     let bound = 16 * 1024 * 1024;

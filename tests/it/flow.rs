@@ -161,6 +161,18 @@ async fn read_items(ws: &mut RawSocket, count: usize) -> Vec<u64> {
     seen
 }
 
+/// `seen` is `0..count`: every message once, in publish order.
+fn assert_each_once_in_order(seen: &[u64], count: usize) {
+    let expected: Vec<u64> = (0..count as u64).collect();
+    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+}
+
+/// The socket is still open and pushed to: a message published now arrives live.
+async fn still_pushes_live(app: &TestApp, ws: &mut RawSocket, queue: &str) {
+    publish_numbered(app, queue, 1, 1, 10).await;
+    assert_eq!(read_items(ws, 1).await, vec![0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_again() {
     // 5 000 messages of 2 KB: 10 MB, more than its small window, the server's send buffer (up
@@ -173,8 +185,7 @@ async fn a_subscriber_that_stops_reading_gets_everything_in_order_once_it_reads_
     publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
     // Reading again, it gets every message live, once, in publish order: no getAll sent.
     let seen = read_items(&mut ws, MESSAGES).await;
-    let expected: Vec<u64> = (0..MESSAGES as u64).collect();
-    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+    assert_each_once_in_order(&seen, MESSAGES);
     let more = tokio::time::timeout(Duration::from_millis(500), next_text(&mut ws)).await;
     assert!(more.is_err(), "nothing more was pushed: {more:?}");
     // Nothing was acked: everything is still in its inbox too.
@@ -209,12 +220,10 @@ async fn a_subscriber_that_stops_reading_while_a_ping_falls_due_keeps_its_socket
     // due meanwhile.
     tokio::time::sleep_until(subscribed + PING_INTERVAL + Duration::from_secs(1)).await;
     let seen = read_items(&mut ws, MESSAGES).await;
-    let expected: Vec<u64> = (0..MESSAGES as u64).collect();
-    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+    assert_each_once_in_order(&seen, MESSAGES);
     // The ping that waited behind them was answered on the way (`next_text`), and the socket
     // is still open: the next message comes live too.
-    publish_numbered(&app, &queue, 1, 1, 10).await;
-    assert_eq!(read_items(&mut ws, 1).await, vec![0]);
+    still_pushes_live(&app, &mut ws, &queue).await;
     app.stop().await;
 }
 
@@ -251,14 +260,12 @@ async fn a_socket_io_2_client_that_pings_while_its_buffer_is_full_keeps_its_sock
             seen.push(event[1]["payload"]["n"].as_u64().expect("n"));
         }
     }
-    let expected: Vec<u64> = (0..MESSAGES as u64).collect();
-    assert!(seen == expected, "in order, each once: {:?}", &seen[..20]);
+    assert_each_once_in_order(&seen, MESSAGES);
     if !ponged {
         let text = next_text(&mut ws).await.expect("the socket stays open");
         assert_eq!(text, "3", "the pong, after what was queued before it");
     }
-    publish_numbered(&app, &queue, 1, 1, 10).await;
-    assert_eq!(read_items(&mut ws, 1).await, vec![0]);
+    still_pushes_live(&app, &mut ws, &queue).await;
     app.stop().await;
 }
 
