@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -474,6 +475,7 @@ def main():
         log(f"chaos: FAILED; node logs in {work}")
         sys.exit(1)
     log("chaos: nothing lost, resurrected, doubled, fired twice or early, or out of order")
+    shutil.rmtree(work, ignore_errors=True)  # kept only for a closer look at a failure
 
 
 if __name__ == "__main__":
