@@ -127,7 +127,16 @@ async fn a_batch_published_faster_than_subscribers_read_reaches_every_subscriber
 
 /// Subscribes a bare WebSocket as `client` to `queue` and waits for the subscribe's ack.
 async fn raw_subscriber(url: &str, client: &str, queue: &str) -> RawSocket {
-    let mut ws = raw_socket_with_small_window(url, WINDOW).await;
+    subscribed(
+        raw_socket_with_small_window(url, WINDOW).await,
+        client,
+        queue,
+    )
+    .await
+}
+
+/// `ws` subscribed as `client` to `queue`, once the subscribe's ack came.
+async fn subscribed(mut ws: RawSocket, client: &str, queue: &str) -> RawSocket {
     let subscribe = json!(["subscribe", {"clientId": client, "queue": queue}]);
     ws.send(Message::text(format!("421{subscribe}")))
         .await
@@ -236,16 +245,8 @@ async fn a_socket_io_2_client_that_pings_while_its_buffer_is_full_keeps_its_sock
     const MESSAGES: usize = 5_000;
     let app = spawn_app_with_small_buffer().await;
     let (queue, slow) = (unique("news"), unique("slow"));
-    let mut ws = raw_v3_socket_with_small_window(&app.url, WINDOW).await;
-    let subscribe = json!(["subscribe", {"clientId": slow, "queue": queue}]);
-    ws.send(Message::text(format!("421{subscribe}")))
-        .await
-        .unwrap();
-    let ack = next_text(&mut ws).await.expect("subscribe answered");
-    assert!(
-        ack.starts_with("431") && ack.contains("\"ok\":true"),
-        "{ack}"
-    );
+    let v3 = raw_v3_socket_with_small_window(&app.url, WINDOW).await;
+    let mut ws = subscribed(v3, &slow, &queue).await;
     publish_numbered(&app, &queue, MESSAGES, 100, 2_000).await;
     // Its buffer is full (as in the tests above) when its ping arrives.
     tokio::time::sleep(Duration::from_millis(500)).await;
