@@ -440,6 +440,23 @@ fn every_setting_is_a_file_key_a_variable_and_a_flag() {
 }
 
 #[test]
+fn print_config_does_not_print_redis_urls_which_may_hold_a_password() {
+    let url = "redis://queuehub:a-redis-password@127.0.0.1:6390/2";
+    for (args, key) in [
+        (["--redis", url], "redis"),
+        (["--redis-cluster", url], "redis_cluster"),
+    ] {
+        let printed = load(&args, &[]).unwrap().to_toml().unwrap();
+        assert!(!printed.contains("a-redis-password"), "{printed}");
+        assert!(!printed.contains("127.0.0.1:6390"), "{printed}");
+        assert!(
+            printed.contains(&format!("# {key} = (set, not printed")),
+            "{printed}"
+        );
+    }
+}
+
+#[test]
 fn print_config_gives_a_file_that_gives_the_same_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let route = "[[http_routes]]\npath = \"/drop\"\nqueue = \"q\"\nevent = \"e\"\n";
@@ -592,11 +609,48 @@ fn documented_settings() -> Vec<(String, String, String, String)> {
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            let default = cells.get(3).filter(|_| cells.len() > 4).copied();
-            let default = default.unwrap_or_default().trim_matches('`').to_owned();
+            // Tables with a default column, or a default in the description ("default 2048").
+            let default = match cells.get(3) {
+                Some(cell) if cells.len() > 4 => cell.trim_matches('`').to_owned(),
+                Some(description) => default_in(description).unwrap_or_default(),
+                None => String::new(),
+            };
             (flag, code(cells[1]), code(cells[2]), default)
         })
         .collect()
+}
+
+/// The number after "default " in a setting's description, its thousands separated by spaces
+/// as the README writes them ("default 10 000" is 10000).
+fn default_in(description: &str) -> Option<String> {
+    let rest = description.split("default ").nth(1)?;
+    let mut number = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+        } else if !(c == ' '
+            && !number.is_empty()
+            && chars.peek().is_some_and(char::is_ascii_digit))
+        {
+            break;
+        }
+    }
+    (!number.is_empty()).then_some(number)
+}
+
+#[test]
+fn a_default_written_in_a_description_is_read_with_its_spaces() {
+    assert_eq!(
+        default_in("per socket (default 10 000), answered").as_deref(),
+        Some("10000")
+    );
+    assert_eq!(
+        default_in("(default 2048, 64 to 65 536)").as_deref(),
+        Some("2048")
+    );
+    assert_eq!(default_in("the default is not a number"), None);
+    assert_eq!(default_in("no default here"), None);
 }
 
 #[test]
