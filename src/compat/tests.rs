@@ -1,5 +1,6 @@
 //! The preset language on made-up labs: what each key does, and what validation refuses.
-//! (The shipped presets are exercised in tests/it/presets.rs and tests/it/classroom.rs.)
+//! (The shipped presets are exercised in tests/it/classroom.rs, and their events in
+//! `socket::event`'s tests.)
 
 use std::collections::HashMap;
 

@@ -208,13 +208,23 @@ mod tests {
     use super::*;
     use crate::compat::{builtin_names, builtin_preset};
 
-    /// The dialects of the built-in presets.
+    /// The dialects of the built-in presets (those with a `[compat]` section). A preset that
+    /// does not read is a failure, not a preset left out.
     fn preset_dialects() -> Vec<(&'static str, Dialect)> {
         builtin_names()
             .into_iter()
             .filter_map(|name| {
-                let file: toml::Table = toml::from_str(builtin_preset(name)?).ok()?;
-                let dialect = file.get("compat")?.clone().try_into().ok()?;
+                let text = builtin_preset(name)
+                    .unwrap_or_else(|| panic!("the preset '{name}' is listed but not built in"));
+                let file: toml::Table = toml::from_str(text)
+                    .unwrap_or_else(|err| panic!("the preset '{name}' is not TOML: {err}"));
+                let dialect = file
+                    .get("compat")?
+                    .clone()
+                    .try_into()
+                    .unwrap_or_else(|err| {
+                        panic!("the preset '{name}' has a [compat] that is not a dialect: {err}")
+                    });
                 Some((name, dialect))
             })
             .collect()
