@@ -121,3 +121,120 @@ async fn a_small_work_run_hands_each_job_to_exactly_one_of_the_workers() {
     assert_eq!(per_worker.iter().sum::<u64>(), 150, "{report}");
     app.stop().await;
 }
+
+/// Waits until the server shows `acked` acks on `queue` (acks are sent without an answer),
+/// or [`WAIT`] passes; returns the queue's detail.
+async fn acked(app: &crate::helpers::TestApp, queue: &str, acked: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, detail) = app.get(&format!("/v1/queues/{queue}")).await;
+        assert_eq!(status, 200, "{detail}");
+        if detail["acked"] == acked || tokio::time::Instant::now() > deadline {
+            return detail;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_fanout_run_reports_each_message_to_every_subscriber_once() {
+    let app = spawn_app().await;
+    let (code, report, text) = bench(&[
+        "fanout",
+        "--url",
+        &app.url,
+        "--subscribers",
+        "5",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--timeout",
+        "30",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["status"], "complete", "{report}");
+    assert_eq!(report["published"], 20, "{report}");
+    assert_eq!(report["deliveries"], 100, "{report}");
+    assert_eq!(
+        (report["missing"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    assert_eq!(report["latency_ms"]["count"], 100, "{report}");
+    let queue = report["params"]["load"]["queue"]
+        .as_str()
+        .expect("the report names its queue");
+    let detail = acked(&app, queue, 100).await;
+    assert_eq!(detail["published"], 20, "{detail}");
+    assert_eq!(detail["acked"], 100, "{detail}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_catchup_run_gets_every_missed_message_once_through_get_all() {
+    let app = spawn_app().await;
+    let (code, report, text) = bench(&[
+        "catchup",
+        "--url",
+        &app.url,
+        "--messages",
+        "300",
+        "--batch",
+        "100",
+        "--timeout",
+        "30",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["status"], "complete", "{report}");
+    assert_eq!(report["published"], 300, "{report}");
+    assert_eq!(report["deliveries"], 300, "{report}");
+    assert_eq!(
+        (report["missing"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    // The server had kept all 300 for the client that was away, and answered getAll with
+    // them all.
+    assert_eq!(report["extra"]["pending_at_subscribe"], 300, "{report}");
+    assert_eq!(report["extra"]["getall_answer"]["count"], 300, "{report}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_idle_run_keeps_every_socket_and_reads_the_servers_memory() {
+    let app = spawn_app().await;
+    // The server runs inside this test process: its memory is this process's.
+    let pid = std::process::id().to_string();
+    let (code, report, text) = bench(&[
+        "idle",
+        "--url",
+        &app.url,
+        "--sockets",
+        "20",
+        "--settle-ms",
+        "100",
+        "--pid",
+        &pid,
+        "--timeout",
+        "30",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(report["status"], "complete", "{report}");
+    assert_eq!(report["subscribers"], 20, "{report}");
+    assert_eq!(report["extra"]["dropped_while_idle"], 0, "{report}");
+    let before = report["extra"]["rss_before_kib"].as_u64();
+    let after = report["extra"]["rss_after_kib"].as_u64();
+    assert!(
+        before.is_some_and(|kib| kib > 0) && after.is_some_and(|kib| kib > 0),
+        "the report reads the server's memory from /proc: {report}"
+    );
+    assert!(
+        report["extra"]["rss_per_socket_bytes"].is_number(),
+        "{report}"
+    );
+    app.stop().await;
+}
