@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket_with_small_window,
-    raw_v3_socket_with_small_window, spawn_app_with, unique,
+    Http, RawSocket, SocketClient, TestApp, next_text, raw_socket, raw_socket_with_small_window,
+    raw_v3_socket_with_small_window, spawn_app, spawn_app_with, unique,
 };
 
 /// The receive buffer of the bare WebSockets that stop reading: small, so that the server's
@@ -439,5 +439,29 @@ async fn a_delayed_message_that_comes_due_while_its_subscriber_lags_arrives_once
         "nothing more (the reminder came once): {more:?}"
     );
     assert_eq!(reminders, 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_all_is_answered_after_the_last_message_it_sends() {
+    // README, `getAll`: its answer `{ok, count}` comes after the last message, so that a
+    // client may take the answer as "caught up". 3 000 missed messages: several pages, and
+    // more than a socket's buffer holds, so the catch-up paces itself meanwhile.
+    const MESSAGES: usize = 3_000;
+    let app = spawn_app().await;
+    let (queue, client) = (unique("missed"), unique("away"));
+    let mut away = subscribed(raw_socket(&app.url).await, &client, &queue).await;
+    away.close(None).await.unwrap();
+    publish_numbered(&app, &queue, MESSAGES, 500, 10).await;
+    let mut ws = subscribed(raw_socket(&app.url).await, &client, &queue).await;
+    let get_all = json!({"clientId": client, "queue": queue});
+    let (answer, before) = raw_call(&mut ws, 2, "getAll", get_all).await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["count"], MESSAGES, "{answer}");
+    let seen: Vec<u64> = before
+        .iter()
+        .map(|event| event[1]["payload"]["n"].as_u64().expect("an item"))
+        .collect();
+    assert_each_once_in_order(&seen, MESSAGES);
     app.stop().await;
 }
