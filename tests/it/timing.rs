@@ -190,6 +190,54 @@ async fn a_full_inbox_refuses_publishes_with_507_until_acks_make_room() {
 }
 
 #[tokio::test]
+async fn a_batch_with_one_message_over_a_limit_is_refused_whole() {
+    // README, Limits: a payload over the limit (413) or a publish into a full inbox (507)
+    // refuses the whole batch, even when the other messages, or the other subscribers'
+    // inboxes, are within the limits.
+    let app = spawn_app_with(|c| {
+        c.broker.max_payload_bytes = 100;
+        c.broker.max_inbox = 2;
+    })
+    .await;
+    let (queue, roomy, full) = (unique("q"), unique("roomy"), unique("full"));
+    let socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&roomy, &queue).await;
+    socket.subscribe(&full, &queue).await;
+    let message = |payload: Value| json!({"queue": queue, "event": "e", "payload": payload});
+
+    // One payload over the limit among small ones: nothing stored.
+    let big = message(json!("x".repeat(200)));
+    let (status, body) = app
+        .post(
+            "/v1/messages",
+            json!([message(json!(1)), big, message(json!(3))]),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(app.pending(&queue, &roomy).await, 0);
+    assert_eq!(app.pending(&queue, &full).await, 0);
+
+    // One subscriber's inbox full, the other's with room: nothing stored for either.
+    let first = app.publish(&queue, "e", json!("a")).await["id"].clone();
+    app.publish(&queue, "e", json!("b")).await;
+    assert_eq!(socket.ack(&roomy, &first).await["removed"], true);
+    assert_eq!(app.pending(&queue, &roomy).await, 1);
+    assert_eq!(app.pending(&queue, &full).await, 2);
+    let (status, body) = app.post("/v1/messages", json!([message(json!("c"))])).await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["code"], "inbox_full", "{body}");
+    assert_eq!(
+        app.pending(&queue, &roomy).await,
+        1,
+        "the roomy inbox got nothing"
+    );
+    assert_eq!(app.pending(&queue, &full).await, 2);
+    let stats = until_stats(&app, &queue, |s| s["published"] == 2).await;
+    assert_eq!(stats["published"], 2, "{stats}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_payload_over_the_limit_on_a_used_queue_is_counted_as_rejected() {
     let app = spawn_app_with(|c| c.broker.max_payload_bytes = 100).await;
     let queue = unique("q");
