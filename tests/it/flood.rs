@@ -7,36 +7,85 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Http, ServerProcess, data_dir, raw_socket};
+use crate::helpers::{Http, RawSocket, ServerProcess, data_dir, next_text, unique};
 
 const MIB: u64 = 1024 * 1024;
 
-/// Sends `received` events asking for an answer, as fast as the connection takes them, for
-/// `period` (and at most `limit` events); never reads. Returns how many it sent.
-async fn flood(url: &str, period: Duration, limit: u64) -> u64 {
-    let mut ws = raw_socket(url).await;
+/// The receive buffer of the flooding socket: small, so that the answers it never reads
+/// fill the server's buffers for it after a few thousand events, rather than after its
+/// kernel has absorbed megabytes of them (up to 32 MiB).
+const WINDOW: u32 = 4096;
+
+/// Events one socket may have waiting to be handled (`QUEUE_LENGTH` in
+/// src/socket/connection.rs): a flood that stays under it proves nothing.
+const SOCKET_QUEUE: u64 = 16_384;
+
+/// A bare WebSocket over a connection with a receive buffer of [`WINDOW`], joined to
+/// namespace `/`; and the socket's id (`sid`, as the server's log names it).
+async fn flooding_socket(url: &str) -> (RawSocket, String) {
+    let address = url.trim_start_matches("http://");
+    let tcp = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+    tcp.set_recv_buffer_size(WINDOW).expect("receive buffer");
+    let stream = tcp
+        .connect(address.parse().expect("socket address"))
+        .await
+        .expect("connects");
+    let ws_url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket");
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut ws, _) = tokio_tungstenite::client_async(ws_url, stream)
+        .await
+        .expect("websocket opens");
+    let open = next_text(&mut ws).await.expect("engine.io open packet");
+    assert!(open.starts_with('0'), "{open}");
+    ws.send(Message::text("40")).await.unwrap();
+    let joined = next_text(&mut ws).await.expect("namespace joined");
+    let connect: Value = joined
+        .strip_prefix("40")
+        .and_then(|rest| serde_json::from_str(rest).ok())
+        .unwrap_or_else(|| panic!("not a connect answer: {joined}"));
+    let sid = connect["sid"].as_str().expect("a socket id").to_owned();
+    (ws, sid)
+}
+
+/// Subscribes a fresh client, then sends `received` events for it asking for an answer, as
+/// fast as the connection takes them, for `period` (and at most `limit` events); never
+/// reads. The acks name no stored message: each is answered `removed: false`, so the only
+/// refusals are the server's bounds (a full event queue, answers dropped because the socket
+/// does not read them). Returns how many it sent, and the socket's id.
+async fn flood(url: &str, period: Duration, limit: u64) -> (u64, String) {
+    let (mut ws, sid) = flooding_socket(url).await;
+    let client = unique("flooder");
+    let subscribe = json!(["subscribe", {"clientId": client, "queue": unique("flood")}]);
+    ws.send(Message::text(format!("420{subscribe}")))
+        .await
+        .unwrap();
+    let answer = next_text(&mut ws).await.expect("the subscribe's answer");
+    assert!(
+        answer.starts_with("430") && answer.contains(r#""ok":true"#),
+        "{answer}"
+    );
     let started = Instant::now();
     let mut sent = 0;
     while started.elapsed() < period && sent < limit {
         for _ in 0..500 {
             sent += 1;
-            let event = json!(["received", {"clientId": "flooder", "id": format!("m{sent}")}]);
+            let event = json!(["received", {"clientId": client, "id": format!("m{sent}")}]);
             if ws
                 .feed(Message::text(format!("42{sent}{event}")))
                 .await
                 .is_err()
             {
-                return sent;
+                return (sent, sid);
             }
         }
         if ws.flush().await.is_err() {
-            return sent;
+            return (sent, sid);
         }
     }
-    sent
+    (sent, sid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,15 +109,16 @@ async fn a_socket_that_floods_and_never_reads_costs_bounded_memory_given_back_wh
             }
         })
     };
-    let sent = flood(&server.url, Duration::from_secs(6), 3_000_000).await;
+    let (sent, sid) = flood(&server.url, Duration::from_secs(6), 3_000_000).await;
     sampling.abort();
     let peak = peak.load(Ordering::Relaxed);
     let after = server.settled_resident_bytes().await;
 
     // What one socket may hold: 16 384 waiting events (at most 8 MiB counted), 1024 answers
     // waiting for it, 2048 packets in its buffer (the default), each a few hundred bytes here;
-    // the rest is the allocator's slack. 64 MiB is several times that. Unbounded, the same
-    // flood took the server from 10 MB to 860 MB in 8 s.
+    // the rest is the allocator's slack. 64 MiB is several times that. Unbounded, a flood
+    // like this one (acks of a client that had not subscribed, over an ordinary connection)
+    // took the server from 10 MB to 860 MB in 8 s.
     let bound = 64 * MIB;
     assert!(
         peak.saturating_sub(before) < bound,
@@ -88,14 +138,31 @@ async fn a_socket_that_floods_and_never_reads_costs_bounded_memory_given_back_wh
     // The server still serves, and its log did not grow with the flood: refusals are logged
     // at a bounded rate (it logged every one of them, 160 MB in 20 s, before).
     assert_eq!(server.get("/healthz").await.0, 200);
-    let refusal_lines = server
-        .log()
-        .iter()
-        .filter(|line| line.contains("refused"))
-        .count();
+    let log = server.log();
+    let refusal_lines = log.iter().filter(|line| line.contains("refused")).count();
     assert!(
         refusal_lines < 50,
         "{refusal_lines} log lines about refused events for {sent} events"
+    );
+    // And the flood did reach the bounds that the figures above are about: it sent more
+    // events than the socket may have waiting, and the server refused some of them for a
+    // bound (a full queue: `rate_limited`; unread answers: `reply_dropped`), as its log says
+    // (the first refusal of a socket is logged at once, at INFO).
+    assert!(
+        sent > SOCKET_QUEUE,
+        "only {sent} events sent, no more than the {SOCKET_QUEUE} a socket may have waiting"
+    );
+    let bound_reached = log.iter().any(|line| {
+        line.contains("event refused")
+            && line.contains(&format!("sid={sid} "))
+            && (line.contains("code=rate_limited") || line.contains("code=reply_dropped"))
+    });
+    assert!(
+        bound_reached,
+        "no event of the flooding socket {sid} was refused for a bound ({sent} sent): {:#?}",
+        log.iter()
+            .filter(|line| line.contains("refused"))
+            .collect::<Vec<_>>()
     );
 }
 
