@@ -134,8 +134,10 @@ async fn sockets_without_a_valid_token_get_connect_error() {
     )
     .await;
     assert!(
-        dashboard.is_some(),
-        "a client token does not open the dashboard"
+        dashboard
+            .as_deref()
+            .is_some_and(|m| m.contains("the dashboard needs auth: {apiKey}")),
+        "a client token does not open the dashboard: {dashboard:?}"
     );
     assert_eq!(
         SocketClient::refused(&app.url, "/dashboard", Some(json!({"apiKey": KEY}))).await,
@@ -311,7 +313,12 @@ async fn handshake_query_values_are_percent_decoded() {
     assert_eq!(accepted, None, "?apiKey={escaped} is the key {key}");
     let with_other_key = format!("{}/?apiKey=k%2Bey", app.url);
     let refused = SocketClient::refused(&with_other_key, "/", None).await;
-    assert!(refused.is_some(), "another key is still refused");
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("the API key is not valid")),
+        "another key is still refused: {refused:?}"
+    );
 
     let url = format!("{}/?apiKey={escaped}&clientId=a%20b", app.url);
     let socket = SocketClient::connect(&url).await;
@@ -322,5 +329,124 @@ async fn handshake_query_values_are_percent_decoded() {
     assert_eq!(status, 200, "{detail}");
     assert_eq!(detail["subscribers"][0]["clientId"], "a b", "{detail}");
     socket.disconnect().await;
+    app.stop().await;
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Publishes `event` to `queue` over `socket`; the ack.
+async fn publish_over(socket: &SocketClient, queue: &str) -> Value {
+    socket
+        .call(
+            "publish",
+            json!({"queue": queue, "event": "note", "payload": 1}),
+        )
+        .await
+}
+
+/// README: `POST /v1/tokens {clientId, subscribe?, publish?, ttlSecs?}`. A token minted with
+/// `publish: [queue]` publishes there and nowhere else, one minted without `publish` nowhere
+/// (docs/API.md: "publish nowhere" by default), and `ttlSecs` is its lifetime, from 1 s to 30
+/// days: out of that range the mint is refused with 422 `invalid_field`.
+#[tokio::test]
+async fn a_minted_token_publishes_only_where_it_says_for_the_ttl_it_was_minted_with() {
+    let app = secured_app(true).await;
+    let (queue, other) = (unique("orders"), unique("elsewhere"));
+    let asked = now_secs();
+    let (status, minted) = post_with(
+        &app,
+        "/v1/tokens",
+        Some(KEY),
+        json!({"clientId": "frank", "subscribe": [queue], "publish": [queue], "ttlSecs": 600}),
+    )
+    .await;
+    let answered = now_secs();
+    assert_eq!(status, 200, "{minted}");
+    assert_eq!(minted["publish"], json!([queue]), "{minted}");
+    assert_eq!(minted["subscribe"], json!([queue]), "{minted}");
+    let token = minted["token"].as_str().expect("a token");
+    let claims = Tokens::new(SECRET).unwrap().verify(token).expect("valid");
+    assert_eq!(claims.publish, vec![queue.clone()]);
+    assert!(
+        (asked + 600..=answered + 600).contains(&claims.exp),
+        "ttlSecs 600 minted between {asked} and {answered} expires at {}",
+        claims.exp
+    );
+
+    let frank = SocketClient::connect_with_auth(&app.url, Some(json!({"token": token}))).await;
+    let ack = publish_over(&frank, &queue).await;
+    assert_eq!(ack["ok"], true, "publish to {queue}: {ack}");
+    let ack = publish_over(&frank, &other).await;
+    assert_eq!(
+        ack["error"]["code"], "forbidden",
+        "publish to {other}: {ack}"
+    );
+    let (status, stats) = app.get(&format!("/v1/queues/{queue}")).await;
+    assert_eq!(status, 200, "the publish to {queue} is stored: {stats}");
+    assert_eq!(
+        app.get(&format!("/v1/queues/{other}")).await.0,
+        404,
+        "nothing reached {other}"
+    );
+
+    // Without `publish`, the token publishes nowhere, not even to a queue it subscribes to.
+    let (status, minted) = post_with(
+        &app,
+        "/v1/tokens",
+        Some(KEY),
+        json!({"clientId": "grace", "subscribe": [queue]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{minted}");
+    assert_eq!(minted["publish"], json!([]), "{minted}");
+    let grace =
+        SocketClient::connect_with_auth(&app.url, Some(json!({"token": minted["token"]}))).await;
+    let ack = publish_over(&grace, &queue).await;
+    assert_eq!(ack["error"]["code"], "forbidden", "{ack}");
+
+    // ttlSecs: 1 to 2 592 000 (30 days), both ends included.
+    for ttl in [json!(0), json!(2_592_001), json!(-1)] {
+        let (status, body) = post_with(
+            &app,
+            "/v1/tokens",
+            Some(KEY),
+            json!({"clientId": "frank", "ttlSecs": ttl}),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (422, &json!("invalid_field")),
+            "ttlSecs {ttl}: {body}"
+        );
+        assert!(body.get("token").is_none(), "ttlSecs {ttl}: {body}");
+    }
+    for ttl in [1, 2_592_000] {
+        let asked = now_secs();
+        let (status, body) = post_with(
+            &app,
+            "/v1/tokens",
+            Some(KEY),
+            json!({"clientId": "frank", "ttlSecs": ttl}),
+        )
+        .await;
+        assert_eq!(status, 200, "ttlSecs {ttl}: {body}");
+        let token = body["token"].as_str().expect("a token");
+        let exp = Tokens::new(SECRET)
+            .unwrap()
+            .verify(token)
+            .expect("valid")
+            .exp;
+        assert!(
+            (asked + ttl..=now_secs() + ttl).contains(&exp),
+            "ttlSecs {ttl} expires at {exp}"
+        );
+    }
+    frank.disconnect().await;
+    grace.disconnect().await;
     app.stop().await;
 }

@@ -253,7 +253,12 @@ async fn check_sockets(app: &TestApp, mode: &Mode) {
     );
     assert_eq!(with_key, None, "auth: {{apiKey}}");
     assert_eq!(key_in_query, None, "?apiKey=");
-    assert!(wrong_key.is_some(), "a wrong key is refused");
+    assert!(
+        wrong_key
+            .as_deref()
+            .is_some_and(|m| m.contains("the API key is not valid")),
+        "a wrong key is refused: {wrong_key:?}"
+    );
     if mode.tokens {
         assert_eq!(with_token, None, "a valid token");
     } else {
@@ -402,4 +407,123 @@ async fn the_start_up_log_says_which_mode_is_in_force() {
         "{secured_line}"
     );
     assert!(!secured_line.contains(KEY), "the key is never logged");
+}
+
+/// One cross-origin answer: what was asked, its status, and its `access-control-*` headers.
+#[derive(Debug)]
+struct CrossOrigin {
+    request: &'static str,
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl CrossOrigin {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a page of another origin gets from `app`: a GET, a publish, the preflight of that
+/// publish, and an engine.io long-polling handshake (where socket.io in a browser starts),
+/// each with an `Origin` header.
+async fn cross_origin_answers(app: &TestApp) -> Vec<CrossOrigin> {
+    let queue = unique("q");
+    let publish = format!("{}/v1/queues/{queue}/messages", app.url);
+    let requests = [
+        (
+            "GET /v1/queues",
+            app.http.get(format!("{}/v1/queues", app.url)),
+        ),
+        (
+            "POST /v1/queues/{queue}/messages",
+            app.http
+                .post(&publish)
+                .json(&json!({"event": "e", "payload": 1})),
+        ),
+        (
+            "OPTIONS /v1/queues/{queue}/messages (preflight)",
+            app.http
+                .request(Method::OPTIONS, &publish)
+                .header("Access-Control-Request-Method", "POST")
+                .header("Access-Control-Request-Headers", "content-type"),
+        ),
+        (
+            "GET /socket.io/ (polling handshake)",
+            app.http
+                .get(format!("{}/socket.io/?EIO=4&transport=polling", app.url)),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (label, request) in requests {
+        let response = request
+            .header("Origin", "http://lab.example")
+            .send()
+            .await
+            .expect("request sent");
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("access-control-"))
+            .map(|(name, value)| {
+                let value = value.to_str().unwrap_or_default().to_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        answers.push(CrossOrigin {
+            request: label,
+            status: response.status().as_u16(),
+            headers,
+        });
+    }
+    answers
+}
+
+/// README: `--cors` defaults to false, and allows any origin when set. Without it no answer
+/// lets another origin in (no `access-control-*` header at all, and the preflight is not
+/// answered as one); with it every answer says `access-control-allow-origin: *`.
+#[tokio::test]
+async fn without_cors_no_origin_is_allowed_and_with_it_any_origin_is() {
+    let closed = spawn_app_with_args(&[]).await;
+    let answers = cross_origin_answers(&closed).await;
+    closed.stop().await;
+    for answer in &answers {
+        assert!(
+            answer.headers.is_empty(),
+            "without --cors, {} answered {} with {:?}",
+            answer.request,
+            answer.status,
+            answer.headers
+        );
+    }
+    assert_eq!(answers[0].status, 200, "{answers:?}");
+    assert_eq!(answers[1].status, 201, "{answers:?}");
+    assert!(
+        !(200..300).contains(&answers[2].status),
+        "without --cors there is no preflight to answer: {answers:?}"
+    );
+
+    let open = spawn_app_with_args(&["--cors"]).await;
+    let answers = cross_origin_answers(&open).await;
+    open.stop().await;
+    for answer in &answers {
+        assert!(
+            (200..300).contains(&answer.status),
+            "with --cors, {answer:?}"
+        );
+        assert_eq!(
+            answer.header("access-control-allow-origin"),
+            Some("*"),
+            "with --cors, {answer:?}"
+        );
+    }
+    let preflight = &answers[2];
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .is_some_and(|m| m == "*" || m.contains("POST")),
+        "{preflight:?}"
+    );
 }
