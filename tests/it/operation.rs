@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -65,14 +65,114 @@ async fn memory_mode_writes_nothing_and_forgets_on_restart() {
     assert_eq!(status, 404, "memory mode keeps nothing across restarts");
 }
 
+/// A rust_socketio client of namespace `/` that reports how its connection ends (the
+/// helpers' `SocketClient` records events, not that), once it has joined: `close` for a
+/// socket.io disconnect packet (`Event::Close`), `error: ...` when the transport fails or
+/// ends (`Event::Error`).
+async fn client_reporting_its_end(
+    url: &str,
+) -> (
+    rust_socketio::asynchronous::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use rust_socketio::asynchronous::ClientBuilder;
+    use rust_socketio::{Event, Payload};
+
+    let (ended, endings) = tokio::sync::mpsc::unbounded_channel();
+    let (joined, mut join) = tokio::sync::mpsc::unbounded_channel();
+    let failed = ended.clone();
+    let client = ClientBuilder::new(url)
+        .reconnect(false)
+        .on(Event::Connect, move |_, _| {
+            let _ = joined.send(());
+            async {}.boxed()
+        })
+        .on(Event::Close, move |_, _| {
+            let _ = ended.send("close".to_owned());
+            async {}.boxed()
+        })
+        .on(Event::Error, move |payload, _| {
+            let text = match payload {
+                Payload::Text(values) => format!("{values:?}"),
+                #[allow(deprecated)]
+                Payload::String(text) => text,
+                Payload::Binary(_) => String::new(),
+            };
+            let _ = failed.send(format!("error: {text}"));
+            async {}.boxed()
+        })
+        .connect()
+        .await
+        .expect("socket connects");
+    tokio::time::timeout(WAIT, join.recv())
+        .await
+        .expect("namespace joined in time");
+    (client, endings)
+}
+
 #[tokio::test]
 async fn sigterm_closes_sockets_and_exits_cleanly() {
     let (_dir, path) = data_dir();
-    let server = ServerProcess::start(&path).await;
-    let socket = SocketClient::connect(&server.url).await;
-    socket.subscribe(&unique("c"), &unique("q")).await;
-    // terminate() asserts a zero exit status after SIGTERM, with a socket still connected.
-    server.terminate();
+    let mut server = ServerProcess::start(&path).await;
+    let (client, mut endings) = client_reporting_its_end(&server.url).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    client
+        .emit_with_ack(
+            "subscribe",
+            json!({"clientId": unique("c"), "queue": unique("q")}),
+            WAIT,
+            move |payload, _| {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(payload);
+                }
+                async {}.boxed()
+            },
+        )
+        .await
+        .expect("subscribe sent");
+    let ack = tokio::time::timeout(WAIT, rx)
+        .await
+        .expect("subscribe answered in time")
+        .expect("ack");
+    // rust_socketio hands an ack's arguments over as one array.
+    let rust_socketio::Payload::Text(args) = &ack else {
+        panic!("{ack:?}")
+    };
+    assert_eq!(args[0][0]["ok"], true, "subscribe: {ack:?}");
+    assert!(
+        endings.try_recv().is_err(),
+        "the connection is up before SIGTERM"
+    );
+
+    let signalled = std::time::Instant::now();
+    server.signal_term();
+    // The client sees its connection end (the server hangs up, without socket.io's goodbye:
+    // see the test below), and soon: a server that left its sockets open would wait out its
+    // 10 s shutdown grace for them, and only its exit would end them.
+    let ending = tokio::time::timeout(WAIT, endings.recv())
+        .await
+        .expect("the client sees its connection end in time")
+        .expect("an ending");
+    let seen = signalled.elapsed();
+    assert!(
+        seen < Duration::from_secs(5),
+        "the client saw its connection end ({ending}) {seen:?} after SIGTERM"
+    );
+    let exit = server
+        .exits_within(WAIT)
+        .expect("the server exits in time after SIGTERM");
+    assert!(exit.success(), "queuehub exited with {exit}");
+    assert!(
+        server.logs_within("queuehub stopped", WAIT),
+        "{:?}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(
+        !log.iter().any(|line| line.contains("still open")),
+        "shutdown waited for connections: {log:?}"
+    );
 }
 
 /// Stopping hangs sockets up instead of saying goodbye: engine.io's close packet (`1`) tells
