@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Http, SocketClient, next_text, raw_socket, spawn_app, spawn_app_with, unique,
+    Http, SocketClient, TestApp, next_text, raw_socket, spawn_app, spawn_app_with, unique,
 };
 
 #[tokio::test]
@@ -394,17 +394,22 @@ async fn unsubscribing_drops_the_inbox_and_stops_live_pushes() {
     let (queue, client, other) = (unique("q"), unique("c"), unique("other"));
     let mut socket = SocketClient::connect(&app.url).await;
     socket.subscribe(&client, &queue).await;
-    let watcher = SocketClient::connect(&app.url).await;
+    let mut watcher = SocketClient::connect(&app.url).await;
     watcher.subscribe(&other, &queue).await;
-    app.publish(&queue, "e", json!(1)).await;
-    socket.take("e", 1).await;
+    let first = app.publish(&queue, "e", json!(1)).await;
+    assert_eq!(socket.take("e", 1).await[0]["id"], first["id"]);
+    assert_eq!(watcher.take("e", 1).await[0]["id"], first["id"]);
     let ack = socket
         .call("unsubscribe", json!({"clientId": client, "queue": queue}))
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["dropped"], 1);
 
-    app.publish(&queue, "e", json!(2)).await;
+    // The watcher, still subscribed, gets the next message live: it has been pushed by
+    // then, and the unsubscribed socket must not have had it.
+    let second = app.publish(&queue, "e", json!(2)).await;
+    assert_eq!(second["recipients"], 1, "{second}");
+    assert_eq!(watcher.take("e", 1).await[0]["id"], second["id"]);
     let late = socket.drain(Duration::from_millis(300)).await;
     assert!(late.is_empty(), "no push after unsubscribe: {late:?}");
     let (_, detail) = app.get(&format!("/v1/queues/{queue}")).await;
@@ -412,6 +417,62 @@ async fn unsubscribing_drops_the_inbox_and_stops_live_pushes() {
     assert_eq!(subscribers.len(), 1);
     assert_eq!(subscribers[0]["clientId"], other.as_str());
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_http_peek_returns_at_most_limit_messages_oldest_first() {
+    let app = spawn_app().await;
+    let (queue, client) = (unique("q"), unique("c"));
+    let socket = SocketClient::connect(&app.url).await;
+    socket.subscribe(&client, &queue).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.publish(&queue, "e", json!(n)).await["id"].clone());
+    }
+    let expected: Vec<(Value, Value)> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| (id.clone(), json!(n)))
+        .collect();
+    assert_eq!(
+        peek(&app, &queue, &client, "?limit=2").await,
+        expected[..2],
+        "the 2 oldest, in order"
+    );
+    assert_eq!(peek(&app, &queue, &client, "?limit=1").await, expected[..1]);
+    assert_eq!(
+        peek(&app, &queue, &client, "?limit=5").await,
+        expected,
+        "all 5, in order"
+    );
+    assert_eq!(
+        peek(&app, &queue, &client, "?limit=1000").await,
+        expected,
+        "no more than there are"
+    );
+    assert_eq!(
+        peek(&app, &queue, &client, "").await,
+        expected,
+        "the default holds all 5"
+    );
+    assert_eq!(app.pending(&queue, &client).await, 5, "a peek acks nothing");
+    app.stop().await;
+}
+
+/// An HTTP peek at `client`'s inbox on `queue` (`query`: `?limit=...` or nothing): the ids and
+/// payloads it returns, in its order.
+async fn peek(app: &TestApp, queue: &str, client: &str, query: &str) -> Vec<(Value, Value)> {
+    let path = format!("/v1/queues/{queue}/clients/{client}/messages{query}");
+    let (status, body) = app.get(&path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    assert_eq!(body["queue"], queue);
+    assert_eq!(body["clientId"], client);
+    body["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("messages: {body}"))
+        .iter()
+        .map(|m| (m["id"].clone(), m["payload"].clone()))
+        .collect()
 }
 
 #[tokio::test]

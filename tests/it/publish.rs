@@ -1,8 +1,8 @@
 //! Publishing over HTTP: receipts, idempotency, batches.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{Http, spawn_app, unique};
+use crate::helpers::{Http, SocketClient, spawn_app, unique};
 
 #[tokio::test]
 async fn publish_answers_201_with_a_receipt() {
@@ -117,14 +117,49 @@ async fn the_same_id_on_another_queue_is_another_message() {
 async fn an_array_publishes_a_batch_in_order() {
     let app = spawn_app().await;
     let queue = unique("batch");
-    let batch: Vec<_> = (0..5)
-        .map(|n| json!({"queue": queue, "event": "tick", "payload": n}))
+    // Ids whose sorted order is not the array's, so a batch stored or answered sorted (or
+    // in any order but the array's) shows.
+    let ids = ["m-e", "m-c", "m-a", "m-d", "m-b"];
+    let batch: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| json!({"queue": queue, "event": "tick", "payload": n, "id": id}))
         .collect();
     let (status, receipts) = app.post("/v1/messages", json!(batch)).await;
     assert_eq!(status, 201, "{receipts}");
-    assert_eq!(receipts.as_array().unwrap().len(), 5);
+    let receipt_ids: Vec<&str> = receipts
+        .as_array()
+        .unwrap_or_else(|| panic!("an array of receipts: {receipts}"))
+        .iter()
+        .map(|r| r["id"].as_str().expect("a receipt id"))
+        .collect();
+    assert_eq!(
+        receipt_ids, ids,
+        "one receipt per message, in the array's order"
+    );
     let (_, stats) = app.get(&format!("/v1/queues/{queue}")).await;
     assert_eq!(stats["waiting"], 5);
+
+    // The first subscriber takes them (the mailbox rule) and gets them in the array's order,
+    // in its inbox and in a catch-up.
+    let client = unique("reader");
+    let mut socket = SocketClient::connect(&app.url).await;
+    let ack = socket.subscribe(&client, &queue).await;
+    assert_eq!(ack["pending"], 5, "{ack}");
+    assert_eq!(app.inbox_ids(&queue, &client).await, ids, "inbox order");
+    let ack = socket.call("getAll", json!({"clientId": client})).await;
+    assert_eq!(ack, json!({"ok": true, "count": 5}));
+    let got = socket.take("tick", 5).await;
+    let delivered: Vec<(Value, Value)> = got
+        .iter()
+        .map(|e| (e["id"].clone(), e["payload"].clone()))
+        .collect();
+    let expected: Vec<(Value, Value)> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| (json!(id), json!(n)))
+        .collect();
+    assert_eq!(delivered, expected, "catch-up in the array's order");
     app.stop().await;
 }
 
