@@ -294,9 +294,12 @@ async fn hostile_input_on_one_socket_does_not_disturb_another() {
             bad.emit(event, data.clone()).await;
         }
     }
+    // The good socket sees exactly the two messages, in order, and nothing else: no error
+    // event of the bad socket's, nothing twice (`take` fails on any other event).
     let receipt = app.publish(&queue, "e", json!("still here")).await;
     let got = good.take("e", 1).await;
     assert_eq!(got[0]["id"], receipt["id"]);
+    assert_eq!(got[0]["payload"], "still here");
     let ack = bad
         .call(
             "publish",
@@ -307,7 +310,15 @@ async fn hostile_input_on_one_socket_does_not_disturb_another() {
         ack["ok"], true,
         "the bad socket is still connected and served: {ack}"
     );
-    let _ = good.drain(Duration::from_millis(100)).await;
+    let got = good.take("e", 1).await;
+    assert_eq!(got[0]["payload"], 2, "{got:?}");
+    assert_eq!(got[0]["id"], ack["id"], "{got:?}");
+    let more = good.drain(Duration::from_millis(300)).await;
+    assert!(
+        more.is_empty(),
+        "nothing else reaches the good socket: {more:?}"
+    );
+    assert_eq!(app.pending(&queue, &client).await, 2);
     app.stop().await;
 }
 
@@ -388,6 +399,7 @@ async fn acks_and_catch_ups_are_never_refused_for_their_rate() {
     let refused: Vec<_> = answers.iter().filter(|r| r.event == "mq:error").collect();
     assert!(refused.is_empty(), "nothing refused: {:?}", refused.first());
     assert_eq!(app.pending(&queue, &client).await, 0, "every ack applied");
+    getalls_back_to_back_are_all_answered(&app).await;
     // The limit still holds for what creates work.
     for n in 0..20 {
         consumer
@@ -405,4 +417,38 @@ async fn acks_and_catch_ups_are_never_refused_for_their_rate() {
         "publishes over the rate are refused: {flood:?}"
     );
     app.stop().await;
+}
+
+/// On a fresh socket (a full bucket of 5 tokens, one taken by its subscribe), more `getAll`s
+/// back to back than the limit would let through in the seconds they take to send: each is
+/// served (it sends its one message), and none is refused. They are sent without ack
+/// callbacks (a refusal then arrives as `mq:error`): rust_socketio draws ack ids at random
+/// from 0..999, so dozens of acks outstanding at once would collide.
+async fn getalls_back_to_back_are_all_answered(app: &TestApp) {
+    const GET_ALLS: usize = 30;
+    let (queue, client) = (unique("catch-up"), unique("catcher"));
+    let first = app.publish(&queue, "probe", json!(1)).await;
+    app.publish(&queue, "probe", json!(2)).await;
+    let mut catcher = SocketClient::connect(&app.url).await;
+    let ack = catcher.subscribe(&client, &queue).await;
+    assert_eq!(ack["pending"], 2, "{ack}");
+    for _ in 0..GET_ALLS {
+        catcher
+            .emit("getAll", json!({"clientId": client, "limit": 1}))
+            .await;
+    }
+    // `take` fails on any other event, such as an `mq:error` refusing one of them.
+    let sent = catcher.take("probe", GET_ALLS).await;
+    assert!(
+        sent.iter().all(|m| m["id"] == first["id"]),
+        "each getAll sends the oldest message only: {sent:?}"
+    );
+    let ack = catcher
+        .call("getAll", json!({"clientId": client, "limit": 1}))
+        .await;
+    assert_eq!(ack, json!({"ok": true, "count": 1}), "still served");
+    assert_eq!(catcher.take("probe", 1).await[0]["id"], first["id"]);
+    let more = catcher.drain(Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "no mq:error, nothing more: {more:?}");
+    catcher.disconnect().await;
 }

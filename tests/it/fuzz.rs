@@ -51,18 +51,92 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// The longest name, in characters (docs/API.md, Names).
+const MAX_CHARS: usize = 128;
+
+/// The event names docs/API.md lists as reserved.
+const RESERVED: [&str; 20] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+    "error",
+    "connect_timeout",
+    "connecting",
+    "reconnect",
+    "reconnect_attempt",
+    "reconnect_error",
+    "reconnect_failed",
+    "reconnecting",
+    "ping",
+    "pong",
+    "mq:error",
+    "snapshot",
+    "snapshot:delta",
+    "activity",
+];
+
+/// The rules every kind of name keeps (docs/API.md, Names): 1 to 128 characters, no control
+/// characters, no `/`, not only whitespace, not the bare wildcard `*`.
+fn is_valid_name(raw: &str) -> bool {
+    (1..=MAX_CHARS).contains(&raw.chars().count())
+        && !raw.chars().any(char::is_control)
+        && !raw.contains('/')
+        && !raw.trim().is_empty()
+        && raw != "*"
+}
+
+/// Text for names: anything, printable ASCII around the length limit, whitespace alone, and
+/// the names some kind refuses.
+fn name_text() -> impl Strategy<Value = String> {
+    let mut special: Vec<String> = RESERVED.iter().map(|s| (*s).to_owned()).collect();
+    special.extend(["*", "**", "a*", "message", "a/b", "/", "", " "].map(str::to_owned));
+    special.extend(["q".repeat(MAX_CHARS), "q".repeat(MAX_CHARS + 1)]);
+    prop_oneof![
+        ".{0,260}",
+        "[ -~]{120,136}",
+        "[ -~]{0,8}",
+        "[ \\t\\u{a0}\\u{2003}\\u{3000}]{0,4}",
+        prop::sample::select(special),
+    ]
+}
+
 proptest! {
+    /// Each kind of name against its own rules (docs/API.md, Names): a name that parses is
+    /// the text given and keeps every rule; text that keeps every rule parses.
     #[test]
-    fn names_either_parse_into_valid_names_or_are_refused(raw in ".{0,260}") {
-        if let Ok(name) = QueueName::parse(raw.clone()) {
-            let chars = name.as_str().chars().count();
-            prop_assert!((1..=200).contains(&chars));
-            prop_assert!(!name.as_str().contains('/'));
-            prop_assert!(!name.as_str().chars().any(char::is_control));
-            prop_assert!(!name.as_str().trim().is_empty());
+    fn names_either_parse_into_valid_names_or_are_refused(raw in name_text()) {
+        let queue = QueueName::parse(raw.clone()).map(|n| n.as_str().to_owned());
+        let client = ClientId::parse(raw.clone()).map(|n| n.as_str().to_owned());
+        let event = EventName::parse(raw.clone()).map(|n| n.as_str().to_owned());
+        let kinds = [
+            ("queue", queue, false),
+            ("clientId", client, false),
+            ("event", event, true),
+        ];
+        for (kind, parsed, reserved_refused) in kinds {
+            let valid = is_valid_name(&raw) && !(reserved_refused && RESERVED.contains(&raw.as_str()));
+            match parsed {
+                Ok(name) => {
+                    prop_assert_eq!(&name, &raw, "a {} is the text given", kind);
+                    let chars = name.chars().count();
+                    prop_assert!((1..=MAX_CHARS).contains(&chars), "{kind} {name:?}: {chars} chars");
+                    prop_assert!(!name.contains('/'), "{kind} {name:?}");
+                    prop_assert!(!name.chars().any(char::is_control), "{kind} {name:?}");
+                    prop_assert!(!name.trim().is_empty(), "{kind} {name:?}");
+                    prop_assert!(name != "*", "{kind} {name:?}: the wildcard");
+                    if reserved_refused {
+                        prop_assert!(!RESERVED.contains(&name.as_str()), "{kind} {name:?} is reserved");
+                    }
+                }
+                Err(err) => {
+                    prop_assert_eq!(err.code(), "invalid_name", "{} {:?}", kind, raw);
+                    prop_assert!(!valid, "{kind} {raw:?} keeps every rule but was refused: {err}");
+                }
+            }
         }
-        let _ = ClientId::parse(raw.clone());
-        let _ = EventName::parse(raw);
     }
 
     #[test]
