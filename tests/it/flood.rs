@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{Http, RawSocket, ServerProcess, data_dir, next_text, unique};
+use crate::helpers::{
+    Http, ServerProcess, data_dir, next_text, raw_socket_with_small_window_and_sid, unique,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -23,40 +25,13 @@ const WINDOW: u32 = 4096;
 /// src/socket/connection.rs): a flood that stays under it proves nothing.
 const SOCKET_QUEUE: u64 = 16_384;
 
-/// A bare WebSocket over a connection with a receive buffer of [`WINDOW`], joined to
-/// namespace `/`; and the socket's id (`sid`, as the server's log names it).
-async fn flooding_socket(url: &str) -> (RawSocket, String) {
-    let address = url.trim_start_matches("http://");
-    let tcp = tokio::net::TcpSocket::new_v4().expect("tcp socket");
-    tcp.set_recv_buffer_size(WINDOW).expect("receive buffer");
-    let stream = tcp
-        .connect(address.parse().expect("socket address"))
-        .await
-        .expect("connects");
-    let ws_url = format!("ws://{address}/socket.io/?EIO=4&transport=websocket");
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    let (mut ws, _) = tokio_tungstenite::client_async(ws_url, stream)
-        .await
-        .expect("websocket opens");
-    let open = next_text(&mut ws).await.expect("engine.io open packet");
-    assert!(open.starts_with('0'), "{open}");
-    ws.send(Message::text("40")).await.unwrap();
-    let joined = next_text(&mut ws).await.expect("namespace joined");
-    let connect: Value = joined
-        .strip_prefix("40")
-        .and_then(|rest| serde_json::from_str(rest).ok())
-        .unwrap_or_else(|| panic!("not a connect answer: {joined}"));
-    let sid = connect["sid"].as_str().expect("a socket id").to_owned();
-    (ws, sid)
-}
-
 /// Subscribes a fresh client, then sends `received` events for it asking for an answer, as
 /// fast as the connection takes them, for `period` (and at most `limit` events); never
 /// reads. The acks name no stored message: each is answered `removed: false`, so the only
 /// refusals are the server's bounds (a full event queue, answers dropped because the socket
 /// does not read them). Returns how many it sent, and the socket's id.
 async fn flood(url: &str, period: Duration, limit: u64) -> (u64, String) {
-    let (mut ws, sid) = flooding_socket(url).await;
+    let (mut ws, sid) = raw_socket_with_small_window_and_sid(url, WINDOW).await;
     let client = unique("flooder");
     let subscribe = json!(["subscribe", {"clientId": client, "queue": unique("flood")}]);
     ws.send(Message::text(format!("420{subscribe}")))

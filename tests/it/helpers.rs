@@ -750,6 +750,12 @@ pub async fn raw_socket_with_small_window(url: &str, bytes: u32) -> RawSocket {
     join_root(small_window_websocket(url, bytes, 4).await).await
 }
 
+/// Like [`raw_socket_with_small_window`], with the socket's id (`sid`, as the server's log
+/// names it).
+pub async fn raw_socket_with_small_window_and_sid(url: &str, bytes: u32) -> (RawSocket, String) {
+    join_root_with_sid(small_window_websocket(url, bytes, 4).await).await
+}
+
 /// Like [`raw_socket_with_small_window`], as a socket.io 2.x client (engine.io v3): the
 /// server joins it to namespace `/` by itself, and the client is the one that pings.
 pub async fn raw_v3_socket_with_small_window(url: &str, bytes: u32) -> RawSocket {
@@ -779,13 +785,22 @@ async fn small_window_websocket(url: &str, bytes: u32, eio: u8) -> RawSocket {
 }
 
 /// Waits for engine.io's open packet and joins namespace `/`.
-async fn join_root(mut ws: RawSocket) -> RawSocket {
+async fn join_root(ws: RawSocket) -> RawSocket {
+    join_root_with_sid(ws).await.0
+}
+
+/// [`join_root`], with the socket's id from the namespace's answer.
+async fn join_root_with_sid(mut ws: RawSocket) -> (RawSocket, String) {
     let open = next_text(&mut ws).await.expect("engine.io open packet");
     assert!(open.starts_with('0'), "{open}");
     ws.send(Message::text("40")).await.unwrap();
     let joined = next_text(&mut ws).await.expect("namespace joined");
-    assert!(joined.starts_with("40"), "{joined}");
-    ws
+    let connect: serde_json::Value = joined
+        .strip_prefix("40")
+        .and_then(|rest| serde_json::from_str(rest).ok())
+        .unwrap_or_else(|| panic!("not a connect answer: {joined}"));
+    let sid = connect["sid"].as_str().expect("a socket id").to_owned();
+    (ws, sid)
 }
 
 /// The next text frame, answering pings; `None` once the server closed the connection.
